@@ -1,0 +1,544 @@
+/*
+ * Configuration parsing. Every setting is described once, in config_opts:
+ * its section, name, type, default and whether SIGHUP can change it
+ * without a reconnect. inih does the lexing; a line-counting reader gives
+ * each error its line number, since Debian's inih does not pass it on.
+ */
+#include "config.h"
+#include "buf.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum opt_type {
+	OPT_STRING,
+	OPT_INT,
+	OPT_SECONDS,
+	OPT_LOG_LEVEL,
+	OPT_ACTION,
+};
+
+struct opt {
+	const char *section;
+	const char *name;
+	enum opt_type type;
+	size_t off;
+	const char *def;	/* NULL: required */
+	double min, max;	/* for numbers */
+	bool reloadable;	/* applied by SIGHUP without a reconnect */
+};
+
+#define O(f) offsetof(struct config, f)
+
+static const struct opt config_opts[] = {
+	{ "postgres", "conninfo", OPT_STRING, O(pg_conninfo), NULL, 0, 0, false },
+	{ "postgres", "channel", OPT_STRING, O(pg_channel), "pginval", 0, 0, false },
+	{ "postgres", "connect_timeout", OPT_SECONDS, O(pg_connect_timeout), "10", 0.1, 3600, false },
+	{ "redis", "url", OPT_STRING, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0, false },
+	{ "redis", "channel", OPT_STRING, O(redis_channel), "pginval", 0, 0, true },
+	{ "redis", "action", OPT_ACTION, O(redis_action), "publish", 0, 0, true },
+	{ "redis", "connect_timeout", OPT_SECONDS, O(redis_connect_timeout), "5", 0.1, 3600, false },
+	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600, true },
+	{ "daemon", "log_level", OPT_LOG_LEVEL, O(log_level), "info", 0, 0, true },
+	{ "daemon", "max_queue", OPT_INT, O(max_queue), "100000", 1, 100000000, true },
+	{ "daemon", "max_inflight", OPT_INT, O(max_inflight), "1000", 1, 1000000, true },
+	{ "daemon", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout), "10", 0, 3600, true },
+	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600, true },
+	{ "daemon", "reconnect_max", OPT_SECONDS, O(reconnect_max), "30", 0.001, 86400, true },
+};
+
+#define NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
+
+struct parse_ctx {
+	struct config *cfg;
+	const char *name;
+	FILE *f;
+	int line;		/* of the line inih is handling */
+	bool at_line_start;
+	bool seen[NOPTS];
+	struct buf errors;
+	int nerrors;
+};
+
+static void
+config_error(struct parse_ctx *ctx, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+config_error(struct parse_ctx *ctx, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (ctx->errors.len > 0)
+		buf_addc(&ctx->errors, '\n');
+	if (line > 0) {
+		char where[32];
+
+		snprintf(where, sizeof(where), ":%d: ", line);
+		buf_adds(&ctx->errors, ctx->name);
+		buf_adds(&ctx->errors, where);
+	} else {
+		buf_adds(&ctx->errors, ctx->name);
+		buf_adds(&ctx->errors, ": ");
+	}
+	buf_adds(&ctx->errors, msg);
+	ctx->nerrors++;
+}
+
+/* fgets() that counts lines, so the handler knows where it is. */
+static char *
+config_reader(char *str, int num, void *stream)
+{
+	struct parse_ctx *ctx = stream;
+	char *r;
+
+	if (ctx->at_line_start)
+		ctx->line++;
+	r = fgets(str, num, ctx->f);
+	if (r != NULL) {
+		size_t n = strlen(r);
+		ctx->at_line_start = n > 0 && r[n - 1] == '\n';
+	}
+	return r;
+}
+
+static int
+config_number(const char *value, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(value, &end);
+	if (errno != 0 || end == value)
+		return -1;
+	/* Allow a unit suffix on durations: "500ms", "5s". */
+	if (strcmp(end, "ms") == 0)
+		*out /= 1000;
+	else if (strcmp(end, "s") != 0 && *end != '\0')
+		return -1;
+	return 0;
+}
+
+static int
+config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
+    int line)
+{
+	void *field = (char *)ctx->cfg + o->off;
+	double d;
+
+	switch (o->type) {
+	case OPT_STRING:
+		if (value[0] == '\0') {
+			config_error(ctx, line, "%s in [%s] is empty", o->name,
+			    o->section);
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return 0;
+	case OPT_INT:
+	case OPT_SECONDS:
+		if (config_number(value, &d) == -1 ||
+		    (o->type == OPT_INT && strpbrk(value, ".eEms") != NULL)) {
+			config_error(ctx, line, "%s in [%s]: \"%s\" is not %s",
+			    o->name, o->section, value, o->type == OPT_INT ?
+			    "a whole number" : "a duration (such as 5, 2.5s or 500ms)");
+			return -1;
+		}
+		if (d < o->min || d > o->max) {
+			config_error(ctx, line, "%s in [%s]: %s is out of range "
+			    "(%g to %g)", o->name, o->section, value, o->min, o->max);
+			return -1;
+		}
+		if (o->type == OPT_INT)
+			*(int *)field = (int)d;
+		else
+			*(double *)field = d;
+		return 0;
+	case OPT_LOG_LEVEL: {
+		enum log_level lvl;
+
+		if (log_level_parse(value, &lvl) == -1) {
+			config_error(ctx, line, "log_level: \"%s\" is not one of "
+			    "error, warn, info, debug", value);
+			return -1;
+		}
+		*(int *)field = (int)lvl;
+		return 0;
+	}
+	case OPT_ACTION:
+		if (strcmp(value, "publish") == 0)
+			*(int *)field = REDIS_ACTION_PUBLISH;
+		else if (strcmp(value, "delete") == 0)
+			*(int *)field = REDIS_ACTION_DELETE;
+		else {
+			config_error(ctx, line, "action: \"%s\" is not \"publish\" "
+			    "or \"delete\"", value);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static int
+config_table_key(struct parse_ctx *ctx, const char *table, const char *name,
+    const char *value)
+{
+	struct config *cfg = ctx->cfg;
+	struct table_rule *t = NULL;
+	char err[256];
+
+	while (*table == ' ' || *table == '\t')
+		table++;
+	if (*table == '\0') {
+		config_error(ctx, ctx->line, "[table] needs a name, such as "
+		    "[table public.users]");
+		return 0;
+	}
+	if (strchr(table, '.') == NULL) {
+		config_error(ctx, ctx->line, "[table %s]: name the schema too, "
+		    "as in [table public.%s]", table, table);
+		return 0;
+	}
+	if (strcmp(name, "keys") != 0) {
+		config_error(ctx, ctx->line, "unknown setting \"%s\" in [table %s] "
+		    "(expected: keys)", name, table);
+		return 0;
+	}
+	for (size_t i = 0; i < cfg->ntables; i++)
+		if (strcmp(cfg->tables[i].name, table) == 0)
+			t = &cfg->tables[i];
+	if (t != NULL) {
+		config_error(ctx, ctx->line, "[table %s] has keys already "
+		    "(line %d); list all templates in one keys line", table,
+		    t->line);
+		return 0;
+	}
+	cfg->tables = xrealloc(cfg->tables, (cfg->ntables + 1) * sizeof(*t));
+	t = &cfg->tables[cfg->ntables];
+	memset(t, 0, sizeof(*t));
+	if (rules_compile(value, &t->rules, err, sizeof(err)) == -1) {
+		config_error(ctx, ctx->line, "[table %s] keys: %s", table, err);
+		return 0;
+	}
+	t->name = xstrdup(table);
+	t->line = ctx->line;
+	cfg->ntables++;
+	return 1;
+}
+
+/* Catches a bad conninfo now rather than at every reconnect. */
+static void
+config_check_conninfo(struct parse_ctx *ctx, const char *conninfo)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+
+	if (opts == NULL) {
+		size_t n = errmsg ? strlen(errmsg) : 0;
+
+		while (n > 0 && errmsg[n - 1] == '\n')
+			errmsg[--n] = '\0';
+		config_error(ctx, ctx->line, "conninfo in [postgres]: %s",
+		    errmsg ? errmsg : "out of memory");
+	}
+	PQfreemem(errmsg);
+	PQconninfoFree(opts);
+}
+
+static int
+config_handler(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct parse_ctx *ctx = user;
+	bool known_section = false;
+
+	if (strncmp(section, "table ", 6) == 0 || strcmp(section, "table") == 0)
+		return config_table_key(ctx, section + 5, name, value), 1;
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &config_opts[i];
+
+		if (strcmp(section, o->section) != 0)
+			continue;
+		known_section = true;
+		if (strcmp(name, o->name) != 0)
+			continue;
+		ctx->seen[i] = true;
+		if (config_set(ctx, o, value, ctx->line) == 0 &&
+		    o->off == O(pg_conninfo))
+			config_check_conninfo(ctx, value);
+		return 1;
+	}
+	if (section[0] == '\0')
+		config_error(ctx, ctx->line, "\"%s\" is outside any section",
+		    name);
+	else if (known_section)
+		config_error(ctx, ctx->line, "unknown setting \"%s\" in [%s]",
+		    name, section);
+	else
+		config_error(ctx, ctx->line, "unknown section [%s] (expected "
+		    "[postgres], [redis], [daemon] or [table schema.name])",
+		    section);
+	/* Errors are collected here; returning 1 lets inih carry on so that
+	 * every problem is reported at once. */
+	return 1;
+}
+
+static int
+config_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Copies s[0..n) with %XX sequences decoded. */
+static char *
+config_unescape(const char *s, size_t n)
+{
+	char *out = xmalloc(n + 1), *o = out;
+
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+
+		if (s[i] == '%' && i + 2 < n &&
+		    (hi = config_hexval(s[i + 1])) >= 0 &&
+		    (lo = config_hexval(s[i + 2])) >= 0) {
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+int
+config_parse_redis_url(struct config *cfg, const char *url, char *err,
+    size_t errlen)
+{
+	const char *p, *at, *slash, *colon, *hostend;
+	char *end;
+	long v;
+
+	free(cfg->redis_host);
+	free(cfg->redis_unix);
+	free(cfg->redis_user);
+	free(cfg->redis_password);
+	free(cfg->redis_where);
+	cfg->redis_host = cfg->redis_unix = cfg->redis_user = NULL;
+	cfg->redis_password = cfg->redis_where = NULL;
+	cfg->redis_port = 6379;
+	cfg->redis_db = 0;
+
+	if (strncmp(url, "unix:", 5) == 0) {
+		p = url + 5;
+		if (strncmp(p, "//", 2) == 0)
+			p += 2;
+		if (*p != '/') {
+			snprintf(err, errlen, "url: a unix socket needs an absolute "
+			    "path, as in unix:/run/redis/redis.sock");
+			return -1;
+		}
+		cfg->redis_unix = xstrdup(p);
+		cfg->redis_where = xstrdup(p);
+		return 0;
+	}
+	if (strncmp(url, "redis://", 8) != 0) {
+		snprintf(err, errlen, "url: expected redis://[user:password@]host"
+		    "[:port][/db] or unix:/path (rediss:// needs a TLS proxy, see "
+		    "the README)");
+		return -1;
+	}
+	p = url + 8;
+	slash = strchr(p, '/');
+	if (slash == NULL)
+		slash = p + strlen(p);
+	/* The last '@' before the path ends the credentials. */
+	at = NULL;
+	for (const char *q = p; q < slash; q++)
+		if (*q == '@')
+			at = q;
+	if (at != NULL) {
+		colon = memchr(p, ':', (size_t)(at - p));
+		if (colon != NULL) {
+			if (colon > p)
+				cfg->redis_user = config_unescape(p, (size_t)(colon - p));
+			cfg->redis_password = config_unescape(colon + 1,
+			    (size_t)(at - colon - 1));
+		} else {
+			cfg->redis_password = config_unescape(p, (size_t)(at - p));
+		}
+		p = at + 1;
+	}
+	if (*p == '[') {
+		hostend = memchr(p, ']', (size_t)(slash - p));
+		if (hostend == NULL) {
+			snprintf(err, errlen, "url: unclosed '[' in the host");
+			return -1;
+		}
+		cfg->redis_host = xstrndup(p + 1, (size_t)(hostend - p - 1));
+		colon = hostend + 1 < slash && hostend[1] == ':' ? hostend + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', (size_t)(slash - p));
+		hostend = colon ? colon : slash;
+		cfg->redis_host = xstrndup(p, (size_t)(hostend - p));
+	}
+	if (cfg->redis_host[0] == '\0') {
+		snprintf(err, errlen, "url: no host name");
+		return -1;
+	}
+	if (colon != NULL) {
+		errno = 0;
+		v = strtol(colon + 1, &end, 10);
+		if (errno != 0 || end != slash || v < 1 || v > 65535) {
+			snprintf(err, errlen, "url: bad port");
+			return -1;
+		}
+		cfg->redis_port = (int)v;
+	}
+	if (*slash == '/' && slash[1] != '\0') {
+		errno = 0;
+		v = strtol(slash + 1, &end, 10);
+		if (errno != 0 || *end != '\0' || v < 0 || v > INT_MAX) {
+			snprintf(err, errlen, "url: bad database number \"%s\"",
+			    slash + 1);
+			return -1;
+		}
+		cfg->redis_db = (int)v;
+	}
+	{
+		char where[300];
+		snprintf(where, sizeof(where), strchr(cfg->redis_host, ':') ?
+		    "[%s]:%d" : "%s:%d", cfg->redis_host, cfg->redis_port);
+		cfg->redis_where = xstrdup(where);
+	}
+	return 0;
+}
+
+static void
+config_check(struct parse_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+	char err[256];
+
+	for (size_t i = 0; i < NOPTS; i++)
+		if (config_opts[i].def == NULL && !ctx->seen[i])
+			config_error(ctx, 0, "%s is missing from [%s]",
+			    config_opts[i].name, config_opts[i].section);
+	if (cfg->redis_url != NULL &&
+	    config_parse_redis_url(cfg, cfg->redis_url, err, sizeof(err)) == -1)
+		config_error(ctx, 0, "[redis] %s", err);
+	if (cfg->reconnect_min > cfg->reconnect_max)
+		config_error(ctx, 0, "[daemon] reconnect_min is above "
+		    "reconnect_max");
+}
+
+int
+config_parse(FILE *f, const char *name, struct config **out, char **errors)
+{
+	struct parse_ctx ctx = { 0 };
+	int rc;
+
+	*out = NULL;
+	*errors = NULL;
+	ctx.cfg = xcalloc(1, sizeof(*ctx.cfg));
+	ctx.cfg->path = xstrdup(name);
+	ctx.name = name;
+	ctx.f = f;
+	ctx.at_line_start = true;
+	for (size_t i = 0; i < NOPTS; i++)
+		if (config_opts[i].def != NULL)
+			config_set(&ctx, &config_opts[i], config_opts[i].def, 0);
+
+	/* Long conninfo lines are normal; ';' may be part of a password, so
+	 * only whole-line comments exist. */
+	ini_use_stack = false;
+	ini_allow_realloc = true;
+	ini_max_line = 65536;
+	ini_allow_inline_comments = false;
+	ini_allow_multiline = false;
+	ini_stop_on_first_error = false;
+	rc = ini_parse_stream(config_reader, &ctx, config_handler, &ctx);
+	if (rc > 0)
+		config_error(&ctx, rc, "not a setting (\"name = value\") nor a "
+		    "[section] header");
+	else if (rc < 0)
+		config_error(&ctx, 0, "cannot parse (%s)", rc == -2 ?
+		    "out of memory" : "read error");
+	config_check(&ctx);
+	if (ctx.nerrors > 0) {
+		*errors = buf_steal(&ctx.errors);
+		config_free(ctx.cfg);
+		return -1;
+	}
+	buf_free(&ctx.errors);
+	*out = ctx.cfg;
+	return 0;
+}
+
+int
+config_load(const char *path, struct config **out, char **errors)
+{
+	FILE *f = fopen(path, "r");
+	int rc;
+
+	if (f == NULL) {
+		struct buf b = { 0 };
+
+		buf_adds(&b, path);
+		buf_adds(&b, ": cannot open: ");
+		buf_adds(&b, strerror(errno));
+		*out = NULL;
+		*errors = buf_steal(&b);
+		return -1;
+	}
+	rc = config_parse(f, path, out, errors);
+	fclose(f);
+	return rc;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < NOPTS; i++)
+		if (config_opts[i].type == OPT_STRING)
+			free(*(char **)((char *)cfg + config_opts[i].off));
+	for (size_t i = 0; i < cfg->ntables; i++) {
+		free(cfg->tables[i].name);
+		rules_free(cfg->tables[i].rules);
+	}
+	free(cfg->tables);
+	free(cfg->redis_host);
+	free(cfg->redis_unix);
+	free(cfg->redis_user);
+	free(cfg->redis_password);
+	free(cfg->redis_where);
+	free(cfg->path);
+	free(cfg);
+}
+
+const struct table_rule *
+config_table(const struct config *cfg, const char *table)
+{
+	for (size_t i = 0; i < cfg->ntables; i++)
+		if (strcmp(cfg->tables[i].name, table) == 0)
+			return &cfg->tables[i];
+	return NULL;
+}

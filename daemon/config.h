@@ -1,0 +1,82 @@
+/*
+ * The configuration file (INI, parsed with inih). A loaded configuration
+ * is immutable: a reload builds a new one and swaps it in only if it is
+ * valid. Pure apart from reading the file.
+ */
+#ifndef PGINVAL_CONFIG_H
+#define PGINVAL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "rules.h"
+
+enum redis_action {
+	REDIS_ACTION_PUBLISH,	/* PUBLISH only */
+	REDIS_ACTION_DELETE,	/* PUBLISH, and UNLINK the keys in that Redis */
+};
+
+struct table_rule {
+	char *name;		/* "schema.table" */
+	struct rule_set *rules;
+	int line;		/* of the section header */
+};
+
+struct config {
+	char *path;
+
+	/* [postgres] */
+	char *pg_conninfo;		/* may hold a password: never log it */
+	char *pg_channel;
+	double pg_connect_timeout;
+
+	/* [redis] */
+	char *redis_url;		/* may hold a password: never log it */
+	char *redis_channel;
+	int redis_action;		/* enum redis_action */
+	double redis_connect_timeout;
+	double redis_command_timeout;
+	/* parsed from redis_url */
+	char *redis_host;		/* NULL for a unix socket */
+	int redis_port;
+	char *redis_unix;
+	int redis_db;
+	char *redis_user;
+	char *redis_password;
+	char *redis_where;		/* "host:port" or socket path, for logs */
+
+	/* [daemon] */
+	int log_level;			/* enum log_level */
+	int max_queue;			/* messages waiting for Redis */
+	int max_inflight;		/* PUBLISHes awaiting a reply */
+	double shutdown_timeout;
+	double reconnect_min;
+	double reconnect_max;
+
+	struct table_rule *tables;
+	size_t ntables;
+};
+
+/*
+ * Loads the file at path. On success returns 0 and *out (config_free()).
+ * On error returns -1, *out is NULL and *errors holds one line per problem,
+ * each "FILE:LINE: reason" (the caller frees it).
+ */
+int config_load(const char *path, struct config **out, char **errors)
+    __attribute__((warn_unused_result));
+/* The same for an open stream; name is used in messages. */
+int config_parse(FILE *f, const char *name, struct config **out,
+    char **errors) __attribute__((warn_unused_result));
+void config_free(struct config *cfg);
+
+/* The rules for table, or NULL when it has no section. */
+const struct table_rule *config_table(const struct config *cfg,
+    const char *table);
+
+/* Parses a Redis URL into cfg's redis_* fields; -1 with err on error. */
+int config_parse_redis_url(struct config *cfg, const char *url, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+
+
+#endif

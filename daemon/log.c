@@ -1,0 +1,121 @@
+/*
+ * Logging: one line per message on stderr. Messages never contain secrets;
+ * callers log host names and ports, never conninfo strings or URLs.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level log_threshold = LOG_LEVEL_INFO;
+static bool log_journal;
+
+void
+log_init(enum log_level level)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	struct stat st;
+	unsigned long dev, ino;
+
+	log_threshold = level;
+	/* Only when stderr really is the stream systemd named. */
+	if (js != NULL && sscanf(js, "%lu:%lu", &dev, &ino) == 2 &&
+	    fstat(STDERR_FILENO, &st) == 0 &&
+	    (unsigned long)st.st_dev == dev && (unsigned long)st.st_ino == ino)
+		log_journal = true;
+}
+
+void
+log_set_level(enum log_level level)
+{
+	log_threshold = level;
+}
+
+int
+log_level_parse(const char *name, enum log_level *out)
+{
+	static const struct { const char *name; enum log_level level; } names[] = {
+		{ "error", LOG_LEVEL_ERROR }, { "warn", LOG_LEVEL_WARN },
+		{ "warning", LOG_LEVEL_WARN }, { "info", LOG_LEVEL_INFO },
+		{ "debug", LOG_LEVEL_DEBUG },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i].name) == 0) {
+			*out = names[i].level;
+			return 0;
+		}
+	return -1;
+}
+
+bool
+log_enabled(enum log_level level)
+{
+	return level <= log_threshold;
+}
+
+static void
+log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
+{
+	static const char *tags[] = { [LOG_LEVEL_ERROR] = "error",
+	    [LOG_LEVEL_WARN] = "warning", [LOG_LEVEL_INFO] = "info",
+	    [LOG_LEVEL_DEBUG] = "debug" };
+	char msg[2048];
+	int n;
+
+	if (!log_enabled(level))
+		return;
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (n < 0)
+		return;
+	if (errnum != 0 && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(errnum));
+	if (log_journal) {
+		fprintf(stderr, "<%d>%s\n", (int)level, msg);
+	} else {
+		char ts[32];
+		struct timespec now;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		gmtime_r(&now.tv_sec, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		fprintf(stderr, "%s.%03ldZ pginval[%ld] %s: %s\n", ts,
+		    now.tv_nsec / 1000000, (long)getpid(), tags[level], msg);
+	}
+}
+
+#define LOG_FN(name, level, errnum)		\
+void						\
+name(const char *fmt, ...)			\
+{						\
+	int saved = errno;			\
+	va_list ap;				\
+	va_start(ap, fmt);			\
+	log_vwrite(level, errnum, fmt, ap);	\
+	va_end(ap);				\
+	errno = saved;				\
+}
+
+LOG_FN(log_debug, LOG_LEVEL_DEBUG, 0)
+LOG_FN(log_info, LOG_LEVEL_INFO, 0)
+LOG_FN(log_warn, LOG_LEVEL_WARN, saved)
+LOG_FN(log_warnx, LOG_LEVEL_WARN, 0)
+LOG_FN(log_error, LOG_LEVEL_ERROR, 0)
+
+void
+log_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_LEVEL_ERROR, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

@@ -1,0 +1,36 @@
+/*
+ * Logging to stderr, with levels. When stderr is connected to the systemd
+ * journal (JOURNAL_STREAM names it), each line starts with a "<N>" priority
+ * prefix and carries no timestamp of its own.
+ */
+#ifndef PGINVAL_LOG_H
+#define PGINVAL_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+	LOG_LEVEL_ERROR = 3,
+	LOG_LEVEL_WARN = 4,
+	LOG_LEVEL_INFO = 6,
+	LOG_LEVEL_DEBUG = 7,
+};
+
+/* Reads JOURNAL_STREAM once; call before the first message. */
+void log_init(enum log_level level);
+void log_set_level(enum log_level level);
+/* Parses "error", "warn", "info" or "debug"; returns -1 when unknown. */
+int log_level_parse(const char *name, enum log_level *out);
+bool log_enabled(enum log_level level);
+
+#define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);
+/* Appends ": strerror(errno)". */
+void log_warn(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_warnx(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_error(const char *fmt, ...) LOG_PRINTF(1, 2);
+/* Start-up only: logs and exits with status 1. */
+void log_fatal(const char *fmt, ...) LOG_PRINTF(1, 2) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,224 @@
+/*
+ * pginval: command line, event loop and signals. Subcommands:
+ *
+ *   run   -c FILE   the daemon, in the foreground, logging to stderr
+ *   check -c FILE   validate a configuration and exit
+ *   tail            print the channel for humans
+ *
+ * The modules do the work; this file wires them to one libev loop and
+ * turns signals into loop events: the first SIGTERM/SIGINT drains within
+ * shutdown_timeout, a second exits at once, SIGHUP reloads.
+ */
+#include "config.h"
+#include "log.h"
+#include "relay.h"
+#include "tail.h"
+
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG "/etc/pginval/pginval.conf"
+
+struct daemon {
+	struct ev_loop *loop;
+	struct relay *relay;
+	const char *config_path;
+	ev_signal sigterm, sigint, sighup;
+	int stopping;
+};
+
+static void
+usage(FILE *f, const char *cmd)
+{
+	if (cmd == NULL || strcmp(cmd, "run") == 0 || strcmp(cmd, "check") == 0)
+		fprintf(f,
+		    "usage: pginval run   [-c FILE] [-l LEVEL]  run the daemon in the foreground\n"
+		    "       pginval check [-c FILE]             validate a configuration\n"
+		    "       pginval tail  [-c FILE] [--url URL] [--channel NAME] [--json]\n"
+		    "                                           print the channel for humans\n"
+		    "\n"
+		    "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
+		    "  -l, --log-level LVL   error, warn, info or debug (overrides the file)\n"
+		    "  -h, --help            this help\n"
+		    "  -V, --version         print the version\n"
+		    "\n"
+		    "Signals: SIGTERM/SIGINT drain and stop (twice: stop now), SIGHUP reloads.\n");
+	else
+		tail_usage(f);
+}
+
+static int
+load_config(const char *path, struct config **cfg)
+{
+	char *errors = NULL;
+
+	if (config_load(path, cfg, &errors) == 0)
+		return 0;
+	fprintf(stderr, "%s\n", errors);
+	free(errors);
+	return -1;
+}
+
+static void
+on_drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void
+on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	if (d->stopping++) {
+		log_warnx("second %s: exiting now", strsignal(w->signum));
+		_exit(1);
+	}
+	log_info("%s: shutting down", strsignal(w->signum));
+	relay_drain(d->relay, on_drained, d);
+}
+
+static void
+on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+	struct config *cfg;
+	char *errors = NULL;
+
+	log_info("SIGHUP: reloading %s", d->config_path);
+	if (config_load(d->config_path, &cfg, &errors) == -1) {
+		for (char *line = strtok(errors, "\n"); line != NULL;
+		    line = strtok(NULL, "\n"))
+			log_error("reload: %s", line);
+		log_error("reload: keeping the running configuration");
+		free(errors);
+		return;
+	}
+	relay_reload(d->relay, cfg);
+}
+
+static int
+cmd_run(const char *path, const char *level)
+{
+	struct daemon d = { 0 };
+	struct config *cfg;
+	enum log_level lvl;
+
+	if (load_config(path, &cfg) == -1)
+		return 1;
+	if (level != NULL) {
+		if (log_level_parse(level, &lvl) == -1) {
+			fprintf(stderr, "pginval: unknown log level \"%s\"\n", level);
+			config_free(cfg);
+			return 2;
+		}
+		cfg->log_level = (int)lvl;
+	}
+	log_init((enum log_level)cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+
+	d.loop = EV_DEFAULT;
+	d.config_path = path;
+	d.relay = relay_new(d.loop, cfg);
+	ev_signal_init(&d.sigterm, on_stop_signal, SIGTERM);
+	ev_signal_init(&d.sigint, on_stop_signal, SIGINT);
+	ev_signal_init(&d.sighup, on_hup, SIGHUP);
+	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+	ev_signal_start(d.loop, &d.sigterm);
+	ev_signal_start(d.loop, &d.sigint);
+	ev_signal_start(d.loop, &d.sighup);
+
+	relay_start(d.relay);
+	ev_run(d.loop, 0);
+
+	relay_free(d.relay);
+	ev_signal_stop(d.loop, &d.sigterm);
+	ev_signal_stop(d.loop, &d.sigint);
+	ev_signal_stop(d.loop, &d.sighup);
+	ev_loop_destroy(d.loop);
+	log_info("stopped");
+	return 0;
+}
+
+static int
+cmd_check(const char *path)
+{
+	struct config *cfg;
+
+	if (load_config(path, &cfg) == -1)
+		return 1;
+	printf("%s: OK (redis %s, channel \"%s\"; %zu table rules)\n", path,
+	    cfg->redis_where, cfg->redis_channel, cfg->ntables);
+	config_free(cfg);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd, *path = DEFAULT_CONFIG, *level = NULL;
+	int ch;
+
+	if (argc < 2) {
+		usage(stderr, NULL);
+		return 2;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout, NULL);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+		printf("pginval %s\n", PGINVAL_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "tail") == 0)
+		return tail_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
+		fprintf(stderr, "pginval: unknown command \"%s\"\n", cmd);
+		usage(stderr, NULL);
+		return 2;
+	}
+	while ((ch = getopt_long(argc - 1, argv + 1, "c:l:hV", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'l':
+			level = optarg;
+			break;
+		case 'h':
+			usage(stdout, cmd);
+			return 0;
+		case 'V':
+			printf("pginval %s\n", PGINVAL_VERSION);
+			return 0;
+		default:
+			usage(stderr, cmd);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "pginval %s: unexpected argument \"%s\"\n", cmd,
+		    argv[optind + 1]);
+		return 2;
+	}
+	return strcmp(cmd, "run") == 0 ? cmd_run(path, level) : cmd_check(path);
+}

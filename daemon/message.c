@@ -1,0 +1,90 @@
+/*
+ * Message encoding, by hand rather than through cJSON: messages are built
+ * on the hot path, and every string goes through one escaper, which keeps
+ * keys byte-exact (only quotes, backslashes and control characters are
+ * escaped).
+ */
+#include "message.h"
+
+#include <string.h>
+
+static void
+message_image(struct buf *out, const char *name, const struct row_image *img)
+{
+	buf_adds(out, ",\"");
+	buf_adds(out, name);
+	buf_adds(out, "\":{");
+	for (size_t i = 0; i < img->n; i++) {
+		const struct row_col *c = &img->cols[i];
+
+		if (i > 0)
+			buf_addc(out, ',');
+		buf_add_json_str(out, c->name, strlen(c->name));
+		buf_addc(out, ':');
+		if (c->val == NULL)
+			buf_adds(out, "null");
+		else
+			buf_add_json_str(out, c->val, c->len);
+	}
+	buf_addc(out, '}');
+}
+
+static void
+message_head(struct buf *out, const char *op, const char *table)
+{
+	buf_adds(out, "\"op\":\"");
+	buf_adds(out, op);
+	buf_adds(out, "\",\"table\":");
+	if (table == NULL)
+		buf_adds(out, "null");
+	else
+		buf_add_json_str(out, table, strlen(table));
+	buf_adds(out, ",\"keys\":[");
+}
+
+void
+message_body_event(struct buf *out, const struct event *ev,
+    const struct keys *keys)
+{
+	message_head(out, event_op_name(ev->op), ev->table);
+	for (size_t i = 0; keys != NULL && i < keys->n; i++) {
+		size_t len;
+		const char *k = keys_get(keys, i, &len);
+
+		if (i > 0)
+			buf_addc(out, ',');
+		buf_add_json_str(out, k, len);
+	}
+	buf_adds(out, "],\"ts\":");
+	buf_add_i64(out, ev->ts);
+	if (ev->old.present)
+		message_image(out, "old", &ev->old);
+	if (ev->new.present)
+		message_image(out, "new", &ev->new);
+	buf_addc(out, '}');
+}
+
+void
+message_body_reset(struct buf *out, const char *table, const char *reason,
+    int64_t ts)
+{
+	message_head(out, "reset", table);
+	buf_adds(out, "],\"ts\":");
+	buf_add_i64(out, ts);
+	buf_adds(out, ",\"reason\":");
+	buf_add_json_str(out, reason, strlen(reason));
+	buf_addc(out, '}');
+}
+
+void
+message_frame(struct buf *out, uint64_t seq, const char *epoch,
+    const char *body, size_t len)
+{
+	buf_reserve(out, len + 64 + MESSAGE_EPOCH_LEN);
+	buf_adds(out, "{\"v\":1,\"seq\":");
+	buf_add_u64(out, seq);
+	buf_adds(out, ",\"epoch\":\"");
+	buf_adds(out, epoch);
+	buf_adds(out, "\",");
+	buf_add(out, body, len);
+}

@@ -1,0 +1,33 @@
+/*
+ * Encoding of the messages pginval PUBLISHes (see README, "Messages"):
+ *
+ *   {"v":1,"seq":1842,"epoch":"6f1c..","op":"update","table":"public.users",
+ *    "keys":["user:42"],"ts":1764240000123456,"old":{..},"new":{..}}
+ *
+ * A message is built in two parts. The body (from "op" on) is encoded when
+ * the event arrives; the envelope (v, seq, epoch) is added when the message
+ * is sent, because only then is its place in the sequence known. Pure.
+ */
+#ifndef PGINVAL_MESSAGE_H
+#define PGINVAL_MESSAGE_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "decode.h"
+#include "rules.h"
+
+#define MESSAGE_EPOCH_LEN 32	/* hex characters */
+
+/* Appends the body of a message about one row change, or a truncate. */
+void message_body_event(struct buf *out, const struct event *ev,
+    const struct keys *keys);
+/* Appends the body of a reset for table (NULL: every table), with a reason
+ * for humans. */
+void message_body_reset(struct buf *out, const char *table,
+    const char *reason, int64_t ts);
+/* Appends the complete message: envelope, then body. */
+void message_frame(struct buf *out, uint64_t seq, const char *epoch,
+    const char *body, size_t len);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * The Redis side: a queue of messages and one hiredis async connection that
+ * PUBLISHes them in order, with a bounded number in flight. A message stays
+ * owned by the sink until Redis acknowledges it; if the connection drops
+ * first, it goes back to the front of the queue and is sent again after
+ * the reconnect (with a new seq), so a lost link costs a duplicate, never
+ * a lost invalidation.
+ */
+#ifndef PGINVAL_REDIS_SINK_H
+#define PGINVAL_REDIS_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rules.h"
+
+struct ev_loop;
+
+enum redis_state {
+	REDIS_STATE_STOPPED,
+	REDIS_STATE_CONNECTING,
+	REDIS_STATE_HANDSHAKE,	/* AUTH / SELECT sent */
+	REDIS_STATE_READY,
+	REDIS_STATE_BACKOFF,
+};
+
+enum redis_event {
+	REDIS_EVENT_READY,	/* connected and ready for commands */
+	REDIS_EVENT_LOST,	/* connection lost; unacknowledged messages requeued */
+	REDIS_EVENT_REFUSED,	/* Redis refused a PUBLISH: a message is lost */
+	REDIS_EVENT_IDLE,	/* nothing queued and nothing in flight */
+};
+
+typedef void redis_sink_cb(void *arg, enum redis_event ev);
+
+/* One message. The sink takes ownership in redis_sink_push(). */
+struct sink_msg {
+	struct sink_msg *next;
+	struct buf body;	/* the message from "op" on (message_body_*) */
+	/* With action = delete: keys to UNLINK, and glob patterns whose
+	 * matching keys are removed with SCAN + UNLINK. */
+	struct keys unlink;
+	struct keys patterns;
+};
+
+struct redis_sink_opts {
+	const char *host;	/* NULL: use unix_path */
+	int port;
+	const char *unix_path;
+	const char *user, *password;	/* may be NULL; never logged */
+	int db;
+	const char *where;	/* for log lines */
+	const char *channel;
+	const char *epoch;
+	bool delete_keys;
+	int max_inflight;
+	double connect_timeout, command_timeout;
+	double reconnect_min, reconnect_max;
+};
+
+struct redis_sink *redis_sink_new(struct ev_loop *loop,
+    const struct redis_sink_opts *opts, redis_sink_cb *cb, void *arg);
+void redis_sink_start(struct redis_sink *s);
+void redis_sink_free(struct redis_sink *s);
+
+struct sink_msg *sink_msg_new(void);
+void sink_msg_free(struct sink_msg *m);
+
+/* Queues m (taking ownership) and sends what the window allows. */
+void redis_sink_push(struct redis_sink *s, struct sink_msg *m);
+/* Frees every queued message not yet sent; returns how many. Used when a
+ * reset makes them redundant. */
+size_t redis_sink_drop_queued(struct redis_sink *s);
+/* Applies settings that a reload may change. */
+void redis_sink_set_channel(struct redis_sink *s, const char *channel);
+
+size_t redis_sink_queued(const struct redis_sink *s);
+size_t redis_sink_inflight(const struct redis_sink *s);
+enum redis_state redis_sink_state(const struct redis_sink *s);
+const char *redis_state_name(enum redis_state st);
+uint64_t redis_sink_seq(const struct redis_sink *s);
+
+struct redis_sink_stats {
+	unsigned long published;	/* acknowledged PUBLISHes */
+	unsigned long refused;		/* PUBLISHes answered with an error */
+	unsigned long requeued;		/* resent after a lost connection */
+	unsigned long unlinked;		/* keys removed (action = delete) */
+	unsigned long reconnects;
+};
+const struct redis_sink_stats *redis_sink_stats(const struct redis_sink *s);
+
+#endif

@@ -1,0 +1,406 @@
+/*
+ * The relay: policy between the two connections. Every notification ends
+ * in exactly one queued message (or is counted and logged as foreign), and
+ * every situation in which events may have been missed ends in a reset.
+ * See relay.h for the rules.
+ */
+#include "relay.h"
+#include "buf.h"
+#include "decode.h"
+#include "log.h"
+#include "message.h"
+#include "pg_source.h"
+#include "redis_sink.h"
+#include "rules.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+struct relay_stats {
+	unsigned long notifications;	/* everything received */
+	unsigned long events;		/* row changes and truncates relayed */
+	unsigned long foreign;		/* not pginval payloads: skipped */
+	unsigned long table_resets;	/* changes that became a table reset */
+	unsigned long resets;		/* global resets queued */
+	unsigned long overflowed;	/* messages dropped by a full queue */
+};
+
+struct relay {
+	struct ev_loop *loop;
+	struct config *cfg;
+	struct pg_source *pg;
+	struct redis_sink *sink;
+	char epoch[MESSAGE_EPOCH_LEN + 1];
+	struct keys keys;		/* scratch */
+	struct relay_stats stats;
+
+	/* Rate limit for complaints about bad payloads. */
+	ev_tstamp complain_window;
+	unsigned complaints, suppressed;
+
+	bool draining;
+	relay_done_cb *done;
+	void *done_arg;
+	ev_timer deadline;
+};
+
+static int64_t
+relay_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* At most 10 complaints per 10 s; the rest are counted and summarised. */
+static void
+relay_complain(struct relay *r, const char *what, const char *why,
+    const char *payload, size_t len)
+{
+	ev_tstamp now = ev_now(r->loop);
+
+	if (now - r->complain_window >= 10) {
+		if (r->suppressed > 0)
+			log_warnx("postgres: %u more bad notifications in the "
+			    "last 10s were not logged", r->suppressed);
+		r->complain_window = now;
+		r->complaints = r->suppressed = 0;
+	}
+	if (r->complaints++ >= 10) {
+		r->suppressed++;
+		return;
+	}
+	log_warnx("postgres: %s on channel \"%s\": %s (payload: %.*s%s)", what,
+	    r->cfg->pg_channel, why, (int)(len > 120 ? 120 : len), payload,
+	    len > 120 ? "..." : "");
+}
+
+static void
+relay_add_patterns(struct keys *out, const struct table_rule *t)
+{
+	for (size_t i = 0; i < rules_count(t->rules); i++) {
+		char *p = rules_pattern(t->rules, i);
+
+		keys_add(out, p, strlen(p));
+		free(p);
+	}
+}
+
+static void
+relay_push(struct relay *r, struct sink_msg *m)
+{
+	size_t dropped;
+
+	if (redis_sink_queued(r->sink) < (size_t)r->cfg->max_queue) {
+		redis_sink_push(r->sink, m);
+		return;
+	}
+	/* A reset supersedes everything queued before it, so the queue is
+	 * replaced by one: memory stays bounded however long Redis is away. */
+	dropped = redis_sink_drop_queued(r->sink) + 1;
+	r->stats.overflowed += dropped;
+	sink_msg_free(m);
+	log_warnx("redis: queue full (%d messages); dropped them and queued a "
+	    "reset in their place", r->cfg->max_queue);
+	{
+		struct sink_msg *reset = sink_msg_new();
+		char reason[64];
+
+		snprintf(reason, sizeof(reason), "queue full: %zu messages dropped",
+		    dropped);
+		message_body_reset(&reset->body, NULL, reason, relay_now_us());
+		for (size_t i = 0; i < r->cfg->ntables; i++)
+			relay_add_patterns(&reset->patterns, &r->cfg->tables[i]);
+		r->stats.resets++;
+		redis_sink_push(r->sink, reset);
+	}
+}
+
+/* Everything cached, for every table, may be stale. */
+static void
+relay_reset_all(struct relay *r, const char *reason)
+{
+	struct sink_msg *m = sink_msg_new();
+	size_t dropped = redis_sink_drop_queued(r->sink);
+
+	if (dropped > 0)
+		log_info("reset supersedes %zu queued messages", dropped);
+	message_body_reset(&m->body, NULL, reason, relay_now_us());
+	for (size_t i = 0; i < r->cfg->ntables; i++)
+		relay_add_patterns(&m->patterns, &r->cfg->tables[i]);
+	r->stats.resets++;
+	log_info("queued a reset: %s", reason);
+	relay_push(r, m);
+}
+
+static void
+relay_reset_table(struct relay *r, const char *table, const char *reason,
+    int64_t ts)
+{
+	struct sink_msg *m = sink_msg_new();
+	const struct table_rule *t = config_table(r->cfg, table);
+
+	message_body_reset(&m->body, table, reason, ts ? ts : relay_now_us());
+	if (t != NULL)
+		relay_add_patterns(&m->patterns, t);
+	r->stats.table_resets++;
+	relay_push(r, m);
+}
+
+static void
+relay_notify(struct relay *r, const char *payload, size_t len)
+{
+	struct event ev;
+	const struct table_rule *t;
+	struct sink_msg *m;
+	char err[256];
+
+	r->stats.notifications++;
+	switch (decode_event(payload, len, &ev, err, sizeof(err))) {
+	case DECODE_JUNK:
+		r->stats.foreign++;
+		relay_complain(r, "ignored a notification", err, payload, len);
+		return;
+	case DECODE_TABLE_ONLY:
+		relay_complain(r, "bad event", err, payload, len);
+		relay_reset_table(r, ev.table, err, ev.ts);
+		decode_event_free(&ev);
+		return;
+	case DECODE_OK:
+		break;
+	}
+	if (ev.big) {
+		relay_reset_table(r, ev.table, "row too large for NOTIFY", ev.ts);
+		decode_event_free(&ev);
+		return;
+	}
+	if (ev.ts == 0)
+		ev.ts = relay_now_us();
+	t = config_table(r->cfg, ev.table);
+	keys_reset(&r->keys);
+	if (t != NULL && ev.op != EVENT_TRUNCATE &&
+	    rules_render(t->rules, &ev, &r->keys, err, sizeof(err)) == -1) {
+		char why[400];
+
+		snprintf(why, sizeof(why), "%s; the table's keys need %s: "
+		    "re-run pginval.watch('%s', ARRAY[...]) with them", err,
+		    rules_columns(t->rules), ev.table);
+		relay_complain(r, "cannot make keys", why, payload, len);
+		relay_reset_table(r, ev.table, err, ev.ts);
+		decode_event_free(&ev);
+		return;
+	}
+	m = sink_msg_new();
+	message_body_event(&m->body, &ev, &r->keys);
+	if (r->cfg->redis_action == REDIS_ACTION_DELETE) {
+		if (ev.op == EVENT_TRUNCATE && t != NULL)
+			relay_add_patterns(&m->patterns, t);
+		for (size_t i = 0; i < r->keys.n; i++) {
+			size_t klen;
+			const char *k = keys_get(&r->keys, i, &klen);
+
+			keys_add(&m->unlink, k, klen);
+		}
+	}
+	r->stats.events++;
+	decode_event_free(&ev);
+	relay_push(r, m);
+}
+
+static void
+relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
+{
+	struct relay *r = arg;
+
+	switch (ev) {
+	case PG_EVENT_LISTENING:
+		/* Changes committed while nobody listened are gone. */
+		relay_reset_all(r, pg_source_reconnects(r->pg) == 0 ?
+		    "start: changes made while no daemon was listening are "
+		    "unknown" : "reconnected to PostgreSQL: changes may have "
+		    "been missed");
+		break;
+	case PG_EVENT_NOTIFY:
+		relay_notify(r, payload, len);
+		break;
+	case PG_EVENT_LOST:
+		break;
+	}
+}
+
+static void
+relay_finish(struct relay *r)
+{
+	relay_done_cb *done = r->done;
+
+	if (done == NULL)
+		return;
+	r->done = NULL;
+	ev_timer_stop(r->loop, &r->deadline);
+	done(r->done_arg);
+}
+
+static void
+relay_sink_cb(void *arg, enum redis_event ev)
+{
+	struct relay *r = arg;
+
+	if (ev == REDIS_EVENT_IDLE && r->draining)
+		relay_finish(r);
+}
+
+static void
+relay_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct relay *r = w->data;
+
+	log_warnx("shutdown: %zu messages not delivered before "
+	    "shutdown_timeout; the next start sends a reset",
+	    redis_sink_queued(r->sink) + redis_sink_inflight(r->sink));
+	relay_finish(r);
+}
+
+static struct pg_source *
+relay_new_source(struct relay *r)
+{
+	struct pg_source_opts po = {
+		.conninfo = r->cfg->pg_conninfo,
+		.channel = r->cfg->pg_channel,
+		.connect_timeout = r->cfg->pg_connect_timeout,
+		.reconnect_min = r->cfg->reconnect_min,
+		.reconnect_max = r->cfg->reconnect_max,
+	};
+
+	return pg_source_new(r->loop, &po, relay_pg_cb, r);
+}
+
+struct relay *
+relay_new(struct ev_loop *loop, struct config *cfg)
+{
+	struct relay *r = xcalloc(1, sizeof(*r));
+	unsigned char rnd[MESSAGE_EPOCH_LEN / 2];
+	struct redis_sink_opts so = {
+		.host = cfg->redis_host, .port = cfg->redis_port,
+		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
+		.password = cfg->redis_password, .db = cfg->redis_db,
+		.where = cfg->redis_where, .channel = cfg->redis_channel,
+		.epoch = r->epoch,
+		.delete_keys = cfg->redis_action == REDIS_ACTION_DELETE,
+		.max_inflight = cfg->max_inflight,
+		.connect_timeout = cfg->redis_connect_timeout,
+		.command_timeout = cfg->redis_command_timeout,
+		.reconnect_min = cfg->reconnect_min,
+		.reconnect_max = cfg->reconnect_max,
+	};
+
+	r->loop = loop;
+	r->cfg = cfg;
+	/* The epoch names this run; it only has to differ between runs. */
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		uint64_t t = (uint64_t)relay_now_us() ^ (uint64_t)getpid() << 40;
+
+		memcpy(rnd, &t, sizeof(t));
+		memset(rnd + sizeof(t), 0, sizeof(rnd) - sizeof(t));
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(r->epoch + 2 * i, 3, "%02x", rnd[i]);
+	r->sink = redis_sink_new(loop, &so, relay_sink_cb, r);
+	r->pg = relay_new_source(r);
+	ev_timer_init(&r->deadline, relay_deadline_cb, 0, 0);
+	r->deadline.data = r;
+	return r;
+}
+
+void
+relay_start(struct relay *r)
+{
+	log_info("starting: epoch %s, %zu table rules", r->epoch,
+	    r->cfg->ntables);
+	redis_sink_start(r->sink);
+	pg_source_start(r->pg);
+}
+
+static bool
+str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+void
+relay_reload(struct relay *r, struct config *cfg)
+{
+	struct config *old = r->cfg;
+	bool pg_changed = str_differs(old->pg_conninfo, cfg->pg_conninfo) ||
+	    str_differs(old->pg_channel, cfg->pg_channel) ||
+	    old->pg_connect_timeout != cfg->pg_connect_timeout;
+
+	if (str_differs(old->redis_url, cfg->redis_url) ||
+	    old->redis_connect_timeout != cfg->redis_connect_timeout ||
+	    old->redis_action != cfg->redis_action ||
+	    old->max_inflight != cfg->max_inflight)
+		log_warnx("reload: [redis] url, connect_timeout, action and "
+		    "[daemon] max_inflight take effect after a restart");
+	if (str_differs(old->redis_channel, cfg->redis_channel))
+		redis_sink_set_channel(r->sink, cfg->redis_channel);
+	log_set_level((enum log_level)cfg->log_level);
+	r->cfg = cfg;
+	if (pg_changed && !r->draining) {
+		log_info("reload: PostgreSQL settings changed; reconnecting");
+		pg_source_free(r->pg);
+		r->pg = relay_new_source(r);
+		pg_source_start(r->pg);
+	}
+	config_free(old);
+	log_info("reload: configuration applied (%zu table rules)",
+	    cfg->ntables);
+}
+
+void
+relay_drain(struct relay *r, relay_done_cb *done, void *arg)
+{
+	if (r->draining)
+		return;
+	r->draining = true;
+	r->done = done;
+	r->done_arg = arg;
+	pg_source_stop(r->pg);
+	if (redis_sink_queued(r->sink) + redis_sink_inflight(r->sink) == 0) {
+		relay_finish(r);
+		return;
+	}
+	log_info("shutdown: delivering %zu queued messages (up to %.1fs)",
+	    redis_sink_queued(r->sink) + redis_sink_inflight(r->sink),
+	    r->cfg->shutdown_timeout);
+	ev_timer_set(&r->deadline, r->cfg->shutdown_timeout, 0);
+	ev_timer_start(r->loop, &r->deadline);
+}
+
+void
+relay_free(struct relay *r)
+{
+	const struct redis_sink_stats *ss;
+
+	if (r == NULL)
+		return;
+	ss = redis_sink_stats(r->sink);
+	log_info("totals: %lu notifications, %lu events, %lu foreign, "
+	    "%lu table resets, %lu resets, %lu dropped by a full queue, "
+	    "%lu published, %lu refused, %lu resent, %lu keys unlinked",
+	    r->stats.notifications, r->stats.events, r->stats.foreign,
+	    r->stats.table_resets, r->stats.resets, r->stats.overflowed,
+	    ss->published, ss->refused, ss->requeued, ss->unlinked);
+	ev_timer_stop(r->loop, &r->deadline);
+	pg_source_free(r->pg);
+	redis_sink_free(r->sink);
+	keys_free(&r->keys);
+	config_free(r->cfg);
+	free(r);
+}

@@ -1,0 +1,55 @@
+/*
+ * Key rules: the templates of one [table] section, such as
+ * "user:{id}, user:email:{email}", compiled once and rendered for each
+ * event. "{{" and "}}" stand for literal braces; templates are separated by
+ * commas. Pure: no I/O.
+ */
+#ifndef PGINVAL_RULES_H
+#define PGINVAL_RULES_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "decode.h"
+
+struct rule_set;
+
+/* A list of rendered keys. Keys are binary-safe: use the lengths. */
+struct keys {
+	struct buf data;	/* the keys, back to back */
+	size_t n, cap;
+	size_t *off, *len;
+};
+
+/* Compiles spec into *out (owned by the caller, rules_free()). On error,
+ * returns -1 and err says what is wrong. */
+int rules_compile(const char *spec, struct rule_set **out, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+void rules_free(struct rule_set *rs);
+size_t rules_count(const struct rule_set *rs);
+/* The columns that templates need, comma-separated, for messages that help
+ * the user (e.g. "id, email"). Owned by rs. */
+const char *rules_columns(const struct rule_set *rs);
+
+/*
+ * Appends the keys that ev made stale: every template rendered with the
+ * old row and with the new one, without duplicates. A template whose
+ * column is NULL in a row yields no key for that row. Returns -1 when a
+ * template names a column that the row lacks (err says which): the caller
+ * must then treat the whole table as stale.
+ */
+int rules_render(const struct rule_set *rs, const struct event *ev,
+    struct keys *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* A glob for SCAN MATCH that matches every key template i can produce:
+ * columns become '*', glob characters in the literal text are escaped.
+ * The caller frees the result. */
+char *rules_pattern(const struct rule_set *rs, size_t i);
+
+void keys_add(struct keys *k, const char *key, size_t len);
+const char *keys_get(const struct keys *k, size_t i, size_t *len);
+void keys_reset(struct keys *k);
+void keys_free(struct keys *k);
+
+#endif
