@@ -7,10 +7,12 @@
 #include "config.h"
 #include "buf.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <libpq-fe.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -62,6 +64,11 @@ struct parse_ctx {
 	FILE *f;
 	int line;		/* of the line inih is handling */
 	bool at_line_start;
+	struct buf raw;		/* that line, which inih may read in parts */
+	bool raw_checked;	/* raw has been through config_check_line() */
+	bool syntax_errors;	/* config_check_line() reported some */
+	char *section;		/* the current section's name, in full */
+	int section_line;	/* of its header */
 	bool seen[NOPTS];
 	struct buf errors;
 	int nerrors;
@@ -96,6 +103,40 @@ config_error(struct parse_ctx *ctx, int line, const char *fmt, ...)
 	ctx->nerrors++;
 }
 
+/*
+ * Looks at a whole line the way inih will: a section header gives the
+ * section its full name (inih cuts section names at 49 bytes, too short
+ * for "table schema.name"), and a line that is neither a setting, a header
+ * nor a comment is reported here (inih reports only the first such line).
+ */
+static void
+config_check_line(struct parse_ctx *ctx)
+{
+	const char *p = ctx->raw.data ? ctx->raw.data : "", *end;
+
+	ctx->raw_checked = true;
+	if (ctx->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+		p += 3;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '\0' || *p == ';' || *p == '#')
+		return;
+	if (*p == '[') {
+		end = strchr(p + 1, ']');
+		if (end != NULL) {
+			free(ctx->section);
+			ctx->section = xstrndup(p + 1, (size_t)(end - p - 1));
+			ctx->section_line = ctx->line;
+			return;
+		}
+	} else if (strpbrk(p, "=:") != NULL) {
+		return;
+	}
+	config_error(ctx, ctx->line, "not a setting (\"name = value\") nor a "
+	    "[section] header");
+	ctx->syntax_errors = true;
+}
+
 /* fgets() that counts lines, so the handler knows where it is. */
 static char *
 config_reader(char *str, int num, void *stream)
@@ -103,12 +144,23 @@ config_reader(char *str, int num, void *stream)
 	struct parse_ctx *ctx = stream;
 	char *r;
 
-	if (ctx->at_line_start)
+	if (ctx->at_line_start) {
 		ctx->line++;
+		buf_reset(&ctx->raw);
+		ctx->raw_checked = false;
+	}
 	r = fgets(str, num, ctx->f);
 	if (r != NULL) {
 		size_t n = strlen(r);
+
 		ctx->at_line_start = n > 0 && r[n - 1] == '\n';
+		buf_add(&ctx->raw, r, n);
+		/* inih handles a line once it has all of it: at its newline,
+		 * or at the end of the file. */
+		if (ctx->at_line_start || feof(ctx->f))
+			config_check_line(ctx);
+	} else if (ctx->raw.len > 0 && !ctx->raw_checked) {
+		config_check_line(ctx);
 	}
 	return r;
 }
@@ -120,7 +172,7 @@ config_number(const char *value, double *out)
 
 	errno = 0;
 	*out = strtod(value, &end);
-	if (errno != 0 || end == value)
+	if (errno != 0 || end == value || isnan(*out))
 		return -1;
 	/* Allow a unit suffix on durations: "500ms", "5s". */
 	if (strcmp(end, "ms") == 0)
@@ -193,29 +245,37 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 }
 
 static int
-config_table_key(struct parse_ctx *ctx, const char *table, const char *name,
-    const char *value)
+config_table_key(struct parse_ctx *ctx, const char *section_rest,
+    const char *name, const char *value)
 {
 	struct config *cfg = ctx->cfg;
 	struct table_rule *t = NULL;
 	char err[256];
+	char *table;
+	size_t len;
+	int rc = 0;
 
-	while (*table == ' ' || *table == '\t')
-		table++;
+	while (*section_rest == ' ' || *section_rest == '\t')
+		section_rest++;
+	len = strlen(section_rest);
+	while (len > 0 && (section_rest[len - 1] == ' ' ||
+	    section_rest[len - 1] == '\t'))
+		len--;
+	table = xstrndup(section_rest, len);
 	if (*table == '\0') {
 		config_error(ctx, ctx->line, "[table] needs a name, such as "
 		    "[table public.users]");
-		return 0;
+		goto done;
 	}
 	if (strchr(table, '.') == NULL) {
 		config_error(ctx, ctx->line, "[table %s]: name the schema too, "
 		    "as in [table public.%s]", table, table);
-		return 0;
+		goto done;
 	}
 	if (strcmp(name, "keys") != 0) {
 		config_error(ctx, ctx->line, "unknown setting \"%s\" in [table %s] "
 		    "(expected: keys)", name, table);
-		return 0;
+		goto done;
 	}
 	for (size_t i = 0; i < cfg->ntables; i++)
 		if (strcmp(cfg->tables[i].name, table) == 0)
@@ -224,19 +284,23 @@ config_table_key(struct parse_ctx *ctx, const char *table, const char *name,
 		config_error(ctx, ctx->line, "[table %s] has keys already "
 		    "(line %d); list all templates in one keys line", table,
 		    t->line);
-		return 0;
+		goto done;
 	}
 	cfg->tables = xrealloc(cfg->tables, (cfg->ntables + 1) * sizeof(*t));
 	t = &cfg->tables[cfg->ntables];
 	memset(t, 0, sizeof(*t));
 	if (rules_compile(value, &t->rules, err, sizeof(err)) == -1) {
 		config_error(ctx, ctx->line, "[table %s] keys: %s", table, err);
-		return 0;
+		goto done;
 	}
-	t->name = xstrdup(table);
-	t->line = ctx->line;
+	t->name = table;
+	table = NULL;
+	t->line = ctx->section_line;
 	cfg->ntables++;
-	return 1;
+	rc = 1;
+done:
+	free(table);
+	return rc;
 }
 
 /* Catches a bad conninfo now rather than at every reconnect. */
@@ -259,10 +323,13 @@ config_check_conninfo(struct parse_ctx *ctx, const char *conninfo)
 }
 
 static int
-config_handler(void *user, const char *section, const char *name,
+config_handler(void *user, const char *inih_section, const char *name,
     const char *value)
 {
 	struct parse_ctx *ctx = user;
+	/* inih_section may be cut short: use the name config_check_line()
+	 * took from the header. */
+	const char *section = ctx->section ? ctx->section : "";
 	bool known_section = false;
 
 	if (strncmp(section, "table ", 6) == 0 || strcmp(section, "table") == 0)
@@ -474,7 +541,9 @@ config_parse(FILE *f, const char *name, struct config **out, char **errors)
 	ini_allow_multiline = false;
 	ini_stop_on_first_error = false;
 	rc = ini_parse_stream(config_reader, &ctx, config_handler, &ctx);
-	if (rc > 0)
+	buf_free(&ctx.raw);
+	free(ctx.section);
+	if (rc > 0 && !ctx.syntax_errors)
 		config_error(&ctx, rc, "not a setting (\"name = value\") nor a "
 		    "[section] header");
 	else if (rc < 0)

@@ -64,6 +64,19 @@ decode_has_nul_escape(const char *p, size_t len)
 	return false;
 }
 
+/* The shortest text that reads back as d: 0.1 rather than
+ * 0.10000000000000001. */
+static void
+decode_number(char *out, size_t size, double d)
+{
+	for (int prec = 15; prec < 17; prec++) {
+		snprintf(out, size, "%.*g", prec, d);
+		if (strtod(out, NULL) == d)
+			return;
+	}
+	snprintf(out, size, "%.17g", d);
+}
+
 static int
 decode_image(const cJSON *obj, struct row_image *img, char *err, size_t errlen)
 {
@@ -91,7 +104,7 @@ decode_image(const cJSON *obj, struct row_image *img, char *err, size_t errlen)
 			if (isfinite(d) && d == floor(d) && fabs(d) < 9007199254740992.0)
 				snprintf(c->num, sizeof(c->num), "%.0f", d);
 			else
-				snprintf(c->num, sizeof(c->num), "%.17g", d);
+				decode_number(c->num, sizeof(c->num), d);
 			c->val = c->num;
 			c->len = strlen(c->num);
 		} else if (cJSON_IsBool(item)) {

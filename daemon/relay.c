@@ -391,6 +391,9 @@ relay_free(struct relay *r)
 	if (r == NULL)
 		return;
 	ss = redis_sink_stats(r->sink);
+	if (r->suppressed > 0)
+		log_warnx("postgres: %u more bad notifications were not logged",
+		    r->suppressed);
 	log_info("totals: %lu notifications, %lu events, %lu foreign, "
 	    "%lu table resets, %lu resets, %lu dropped by a full queue, "
 	    "%lu published, %lu refused, %lu resent, %lu keys unlinked",

@@ -99,6 +99,19 @@ done:
 	return rc;
 }
 
+/* Whether a segment before segment i of template last names column. */
+static int
+rules_has_column(const struct rule_set *rs, const char *column,
+    const struct template *last, size_t i)
+{
+	for (const struct template *t = rs->tpls; t <= last; t++)
+		for (size_t j = 0; j < (t == last ? i : t->nsegs); j++)
+			if (t->segs[j].is_column &&
+			    strcmp(t->segs[j].text, column) == 0)
+				return 1;
+	return 0;
+}
+
 int
 rules_compile(const char *spec, struct rule_set **out, char *err, size_t errlen)
 {
@@ -127,7 +140,8 @@ rules_compile(const char *spec, struct rule_set **out, char *err, size_t errlen)
 		if (template_compile(b, (size_t)(e - b), t, err, errlen) == -1)
 			goto fail;
 		for (size_t i = 0; i < t->nsegs; i++) {
-			if (!t->segs[i].is_column)
+			if (!t->segs[i].is_column ||
+			    rules_has_column(rs, t->segs[i].text, t, i))
 				continue;
 			if (cols.len > 0)
 				buf_adds(&cols, ", ");

@@ -14,6 +14,7 @@
 #include <fnmatch.h>
 #include <getopt.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -218,7 +219,18 @@ tail_loop(struct tail *t, const struct config *cfg, const char *channel)
 			/* Missed messages while away: the next one is a gap. */
 			t->epoch[0] = '\0';
 		}
-		if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+		/* hiredis retries reads interrupted by a signal, so wait for
+		 * input here, where Ctrl-C can stop the wait. */
+		if (redisGetReplyFromReader(c, (void **)&r) == REDIS_OK &&
+		    r == NULL) {
+			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+			if (poll(&pfd, 1, -1) == -1)
+				continue;	/* EINTR: check tail_stop */
+			if (redisBufferRead(c) == REDIS_OK)
+				continue;
+		}
+		if (r == NULL) {
 			if (!tail_stop)
 				fprintf(stderr, "pginval tail: connection lost: %s; "
 				    "reconnecting\n", c->errstr);

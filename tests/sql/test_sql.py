@@ -11,12 +11,12 @@ Prints one line per failure (and per test with -v), then exactly one
 summary line "N passed, M failed"; exits non-zero if anything failed.
 """
 
+import contextlib
 import json
 import os
 import re
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -25,6 +25,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 from servers import Postgres, PsqlError  # noqa: E402
+import runner  # noqa: E402
 
 INSTALL = os.path.join(ROOT, "sql", "pginval.sql")
 UNINSTALL = os.path.join(ROOT, "sql", "uninstall.sql")
@@ -100,9 +101,7 @@ def sql_error(text):
 
 # -- assertions -------------------------------------------------------------
 
-def eq(got, want, what=""):
-    if got != want:
-        raise AssertionError("%s\n  got:  %r\n  want: %r" % (what, got, want))
+eq = runner.eq
 
 
 def contains(haystack, needle, what=""):
@@ -599,37 +598,13 @@ def test_uninstall():
 
 # -- runner -------------------------------------------------------------------
 
-def main(argv):
-    verbose = "-v" in argv
-    wanted = [a for a in argv if not a.startswith("-")]
-    tests = [(name, fn) for name, fn in globals().items()
-             if name.startswith("test_") and callable(fn)]
-    if wanted:
-        # Later tests build on the installation done by the first one.
-        tests = [t for i, t in enumerate(tests)
-                 if i == 0 or any(w in t[0] for w in wanted)]
+@contextlib.contextmanager
+def server():
     global PG
-    passed = failed = 0
-    started = time.monotonic()
     with Postgres() as pg:
         PG = pg
-        for name, fn in tests:
-            t0 = time.monotonic()
-            try:
-                fn()
-            except Exception:
-                failed += 1
-                print("FAIL %s" % name)
-                print(traceback.format_exc().rstrip())
-            else:
-                passed += 1
-                if verbose:
-                    print("ok   %s (%.2fs)" % (name, time.monotonic() - t0))
-    if verbose:
-        print("(%.1fs)" % (time.monotonic() - started))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        yield
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(runner.run(globals(), sys.argv[1:], around=server))
