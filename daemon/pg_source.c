@@ -77,12 +77,28 @@ pg_source_errmsg(struct pg_source *src, char *out, size_t outlen)
 	const char *m = src->conn ? PQerrorMessage(src->conn) : "";
 	size_t j = 0;
 
-	for (size_t i = 0; m[i] != '\0' && j + 1 < outlen; i++)
-		out[j++] = (m[i] == '\n' || m[i] == '\t') ? ' ' : m[i];
+	for (size_t i = 0; m[i] != '\0' && j + 1 < outlen; i++) {
+		char c = (m[i] == '\n' || m[i] == '\t') ? ' ' : m[i];
+
+		if (c != ' ' || (j > 0 && out[j - 1] != ' '))
+			out[j++] = c;
+	}
 	while (j > 0 && out[j - 1] == ' ')
 		j--;
 	out[j] = '\0';
 	return j > 0 ? out : "connection closed";
+}
+
+/* Server notices (and a FATAL sent before the connection closes) go to
+ * the log rather than straight to stderr. */
+static void
+pg_source_notice(void *arg, const char *message)
+{
+	size_t n = strlen(message);
+
+	while (n > 0 && (message[n - 1] == '\n' || message[n - 1] == ' '))
+		n--;
+	log_warnx("postgres: server says: %.*s", (int)n, message);
 }
 
 static void
@@ -279,6 +295,7 @@ pg_source_connect(struct pg_source *src)
 		pg_source_fail(src, "cannot connect");
 		return;
 	}
+	PQsetNoticeProcessor(src->conn, pg_source_notice, src);
 	ev_timer_set(&src->timer, src->connect_timeout, 0);
 	ev_timer_start(src->loop, &src->timer);
 	pg_source_watch(src, EV_WRITE);
