@@ -69,6 +69,7 @@ struct parse_ctx {
 	bool syntax_errors;	/* config_check_line() reported some */
 	char *section;		/* the current section's name, in full */
 	int section_line;	/* of its header */
+	int read_errno;		/* reading the stream failed */
 	bool seen[NOPTS];
 	struct buf errors;
 	int nerrors;
@@ -149,6 +150,7 @@ config_reader(char *str, int num, void *stream)
 		buf_reset(&ctx->raw);
 		ctx->raw_checked = false;
 	}
+	errno = 0;
 	r = fgets(str, num, ctx->f);
 	if (r != NULL) {
 		size_t n = strlen(r);
@@ -159,8 +161,11 @@ config_reader(char *str, int num, void *stream)
 		 * or at the end of the file. */
 		if (ctx->at_line_start || feof(ctx->f))
 			config_check_line(ctx);
-	} else if (ctx->raw.len > 0 && !ctx->raw_checked) {
-		config_check_line(ctx);
+	} else {
+		if (ferror(ctx->f))
+			ctx->read_errno = errno ? errno : EIO;
+		if (ctx->raw.len > 0 && !ctx->raw_checked)
+			config_check_line(ctx);
 	}
 	return r;
 }
@@ -549,7 +554,12 @@ config_parse(FILE *f, const char *name, struct config **out, char **errors)
 	else if (rc < 0)
 		config_error(&ctx, 0, "cannot parse (%s)", rc == -2 ?
 		    "out of memory" : "read error");
-	config_check(&ctx);
+	/* A read error looks like the end of the file to inih: say so
+	 * rather than complain about what the rest would have held. */
+	if (ctx.read_errno != 0)
+		config_error(&ctx, 0, "cannot read: %s", strerror(ctx.read_errno));
+	else
+		config_check(&ctx);
 	if (ctx.nerrors > 0) {
 		*errors = buf_steal(&ctx.errors);
 		config_free(ctx.cfg);

@@ -31,6 +31,7 @@ struct daemon {
 	const char *config_path;
 	ev_signal sigterm, sigint, sighup;
 	int stopping;
+	int exit_code;
 };
 
 static void
@@ -79,8 +80,12 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	struct daemon *d = w->data;
 
 	if (d->stopping++) {
+		/* Leave the loop without waiting for Redis; what is still
+		 * queued is lost, and the next start sends a reset. */
 		log_warnx("second %s: exiting now", strsignal(w->signum));
-		_exit(1);
+		d->exit_code = 1;
+		ev_break(loop, EVBREAK_ALL);
+		return;
 	}
 	log_info("%s: shutting down", strsignal(w->signum));
 	relay_drain(d->relay, on_drained, d);
@@ -146,7 +151,7 @@ cmd_run(const char *path, const char *level)
 	ev_signal_stop(d.loop, &d.sighup);
 	ev_loop_destroy(d.loop);
 	log_info("stopped");
-	return 0;
+	return d.exit_code;
 }
 
 static int

@@ -239,7 +239,9 @@ rules_render_image(const struct rule_set *rs, const struct row_image *img,
 		int skip = 0;
 
 		buf_reset(key);
-		for (size_t j = 0; j < t->nsegs && !skip; j++) {
+		/* Every column is looked up, even after a NULL, so that a
+		 * missing one is reported whatever the row holds. */
+		for (size_t j = 0; j < t->nsegs; j++) {
 			const struct segment *s = &t->segs[j];
 			const struct row_col *c;
 

@@ -11,10 +11,12 @@ PGINVAL_WRAPPER="valgrind ..." runs every daemon under a wrapper; a
 wrapper exit status of 99 (valgrind's --error-exitcode) fails the test.
 """
 
+import atexit
 import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -49,6 +51,7 @@ class Daemon:
 
     def __init__(self, tables=None, extra=None, redis_url=None):
         self.dir = tempfile.mkdtemp(prefix="pginval-e2e-")
+        atexit.register(shutil.rmtree, self.dir, True)
         self.config = os.path.join(self.dir, "pginval.conf")
         self.logfile = os.path.join(self.dir, "pginval.log")
         self.write_config(tables, extra, redis_url)
