@@ -44,7 +44,7 @@ pginval: $(OBJS)
 # every module uses).
 UNIT_TESTS := backoff config decode message rules
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
-UNIT_DEPS_config  := daemon/config.o daemon/rules.o
+UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o
 UNIT_DEPS_decode  := daemon/decode.o
 UNIT_DEPS_message := daemon/message.o daemon/decode.o daemon/rules.o
 UNIT_DEPS_rules   := daemon/rules.o daemon/decode.o

@@ -54,6 +54,7 @@ static const struct opt config_opts[] = {
 	{ "daemon", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout), "10", 0, 3600, true },
 	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600, true },
 	{ "daemon", "reconnect_max", OPT_SECONDS, O(reconnect_max), "30", 0.001, 86400, true },
+	{ "metrics", "listen", OPT_STRING, O(metrics_listen), "", 0, 0, false },
 };
 
 #define NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
@@ -361,7 +362,7 @@ config_handler(void *user, const char *inih_section, const char *name,
 		    name, section);
 	else
 		config_error(ctx, ctx->line, "unknown section [%s] (expected "
-		    "[postgres], [redis], [daemon] or [table schema.name])",
+		    "[postgres], [redis], [daemon], [metrics] or [table schema.name])",
 		    section);
 	/* Errors are collected here; returning 1 lets inih carry on so that
 	 * every problem is reported at once. */
@@ -533,8 +534,9 @@ config_parse(FILE *f, const char *name, struct config **out, char **errors)
 	ctx.name = name;
 	ctx.f = f;
 	ctx.at_line_start = true;
+	/* An empty default leaves the setting unset (NULL). */
 	for (size_t i = 0; i < NOPTS; i++)
-		if (config_opts[i].def != NULL)
+		if (config_opts[i].def != NULL && config_opts[i].def[0] != '\0')
 			config_set(&ctx, &config_opts[i], config_opts[i].def, 0);
 
 	/* Long conninfo lines are normal; ';' may be part of a password, so

@@ -54,6 +54,9 @@ struct config {
 	double reconnect_min;
 	double reconnect_max;
 
+	/* [metrics] */
+	char *metrics_listen;		/* NULL: no HTTP listener */
+
 	struct table_rule *tables;
 	size_t ntables;
 };

@@ -127,13 +127,22 @@ decode_event(const char *payload, size_t len, struct event *ev, char *err,
 {
 	const cJSON *v, *t, *op, *ts, *big, *o, *n;
 	cJSON *root;
+	const char *end = NULL;
 	size_t i;
 
 	memset(ev, 0, sizeof(*ev));
 	err[0] = '\0';
-	root = cJSON_ParseWithLength(payload, len);
+	root = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
 	if (root == NULL) {
 		decode_err(err, errlen, "not JSON");
+		return DECODE_JUNK;
+	}
+	while (end < payload + len && strchr(" \t\r\n", *end) != NULL &&
+	    *end != '\0')
+		end++;
+	if (end < payload + len) {
+		decode_err(err, errlen, "text after the JSON object");
+		cJSON_Delete(root);
 		return DECODE_JUNK;
 	}
 	t = cJSON_GetObjectItemCaseSensitive(root, "t");

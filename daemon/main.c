@@ -10,8 +10,10 @@
  * shutdown_timeout, a second exits at once, SIGHUP reloads.
  */
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "relay.h"
+#include "sd_notify.h"
 #include "tail.h"
 
 #include <ev.h>
@@ -28,8 +30,12 @@
 struct daemon {
 	struct ev_loop *loop;
 	struct relay *relay;
+	struct http_server *http;
 	const char *config_path;
 	ev_signal sigterm, sigint, sighup;
+	ev_timer status;	/* systemd STATUS= line */
+	ev_timer watchdog;	/* systemd WATCHDOG=1 */
+	bool announced;		/* READY=1 sent */
 	int stopping;
 	int exit_code;
 };
@@ -66,6 +72,66 @@ load_config(const char *path, struct config **cfg)
 	return -1;
 }
 
+/* Sends a systemd notification followed by the current status line. */
+static void
+notify(struct daemon *d, const char *what)
+{
+	struct buf b = { 0 };
+
+	if (!sd_notify_enabled())
+		return;
+	buf_adds(&b, what);
+	buf_adds(&b, "STATUS=");
+	relay_status(d->relay, &b);
+	sd_notify_send(b.data);
+	buf_free(&b);
+}
+
+static void
+on_relay(void *arg, enum relay_event ev)
+{
+	struct daemon *d = arg;
+
+	if (ev == RELAY_EVENT_READY && !d->announced) {
+		d->announced = true;
+		notify(d, "READY=1\n");
+	} else {
+		notify(d, "");
+	}
+}
+
+static void
+on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	notify(w->data, "");
+}
+
+/* The watchdog is fed from the loop itself: a stuck loop stops feeding. */
+static void
+on_watchdog_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sd_notify_send("WATCHDOG=1");
+}
+
+static void
+on_http(void *arg, const char *path, struct http_response *res)
+{
+	struct daemon *d = arg;
+
+	if (strcmp(path, "/metrics") == 0) {
+		res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		relay_metrics(d->relay, &res->body);
+	} else if (strcmp(path, "/healthz") == 0) {
+		bool up = relay_health(d->relay, &res->body);
+
+		res->status = up ? 200 : 503;
+		buf_addc(&res->body, '\n');
+	} else {
+		res->status = 404;
+		buf_adds(&res->body, "not found: try /metrics or /healthz\n");
+	}
+}
+
 static void
 on_drained(void *arg)
 {
@@ -88,6 +154,7 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	log_info("%s: shutting down", strsignal(w->signum));
+	notify(d, "STOPPING=1\n");
 	relay_drain(d->relay, on_drained, d);
 }
 
@@ -99,15 +166,26 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	char *errors = NULL;
 
 	log_info("SIGHUP: reloading %s", d->config_path);
+	if (sd_notify_enabled()) {
+		char msg[64];
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+		    (unsigned long long)ts.tv_sec * 1000000ULL +
+		    (unsigned long long)ts.tv_nsec / 1000);
+		sd_notify_send(msg);
+	}
 	if (config_load(d->config_path, &cfg, &errors) == -1) {
 		for (char *line = strtok(errors, "\n"); line != NULL;
 		    line = strtok(NULL, "\n"))
 			log_error("reload: %s", line);
 		log_error("reload: keeping the running configuration");
 		free(errors);
-		return;
+	} else {
+		relay_reload(d->relay, cfg);
 	}
-	relay_reload(d->relay, cfg);
+	notify(d, "READY=1\n");
 }
 
 static int
@@ -133,7 +211,27 @@ cmd_run(const char *path, const char *level)
 
 	d.loop = EV_DEFAULT;
 	d.config_path = path;
-	d.relay = relay_new(d.loop, cfg);
+	sd_notify_init();
+	if (cfg->metrics_listen != NULL) {
+		char err[256];
+
+		d.http = http_server_new(d.loop, on_http, &d);
+		if (http_server_listen(d.http, cfg->metrics_listen, err,
+		    sizeof(err)) == -1)
+			log_fatal("%s: [metrics] listen: %s", path, err);
+		log_info("metrics: serving /metrics and /healthz on %s",
+		    cfg->metrics_listen);
+	}
+	d.relay = relay_new(d.loop, cfg, on_relay, &d);
+	ev_timer_init(&d.status, on_status_timer, 5, 5);
+	d.status.data = &d;
+	if (sd_notify_enabled())
+		ev_timer_start(d.loop, &d.status);
+	if (sd_notify_watchdog_interval() > 0) {
+		ev_timer_init(&d.watchdog, on_watchdog_timer,
+		    sd_notify_watchdog_interval(), sd_notify_watchdog_interval());
+		ev_timer_start(d.loop, &d.watchdog);
+	}
 	ev_signal_init(&d.sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&d.sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&d.sighup, on_hup, SIGHUP);
@@ -146,6 +244,9 @@ cmd_run(const char *path, const char *level)
 	ev_run(d.loop, 0);
 
 	relay_free(d.relay);
+	http_server_free(d.http);
+	ev_timer_stop(d.loop, &d.status);
+	ev_timer_stop(d.loop, &d.watchdog);
 	ev_signal_stop(d.loop, &d.sigterm);
 	ev_signal_stop(d.loop, &d.sigint);
 	ev_signal_stop(d.loop, &d.sighup);
@@ -161,6 +262,17 @@ cmd_check(const char *path)
 
 	if (load_config(path, &cfg) == -1)
 		return 1;
+	if (cfg->metrics_listen != NULL) {
+		char host[256], port[16];
+
+		if (http_split_addr(cfg->metrics_listen, host, sizeof(host), port,
+		    sizeof(port)) == -1) {
+			fprintf(stderr, "%s: [metrics] listen: \"%s\" is not "
+			    "host:port\n", path, cfg->metrics_listen);
+			config_free(cfg);
+			return 1;
+		}
+	}
 	printf("%s: OK (redis %s, channel \"%s\"; %zu table rules)\n", path,
 	    cfg->redis_where, cfg->redis_channel, cfg->ntables);
 	config_free(cfg);

@@ -23,6 +23,7 @@
 #include <hiredis/adapters/libev.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SCAN_COUNT "1000"
 
@@ -63,7 +64,7 @@ struct redis_sink {
 	struct buf frame;
 	unsigned outstanding;		/* commands awaiting a reply */
 	ev_tstamp progress_at;		/* last reply, or first command */
-	struct redis_sink_stats stats;
+	struct stats *stats;
 };
 
 static void redis_sink_connect(struct redis_sink *s);
@@ -199,7 +200,7 @@ redis_sink_lost(struct redis_sink *s, const char *why)
 	s->outstanding = 0;
 	/* Whatever was in flight goes back, in order, before the queue. */
 	list_prepend(&s->requeue, &s->inflight);
-	s->stats.requeued += s->requeue.n;
+	s->stats->requeued += s->requeue.n;
 	list_prepend(&s->queue, &s->requeue);
 	for (struct scan_job *j = s->scans; j != NULL; j = j->next)
 		j->running = false;
@@ -243,13 +244,20 @@ redis_sink_publish_cb(redisAsyncContext *ac, void *r, void *privdata)
 	}
 	redis_sink_replied(s);
 	if (reply->type == REDIS_REPLY_ERROR) {
-		s->stats.refused++;
+		s->stats->refused++;
 		log_error("redis: PUBLISH to \"%s\" refused: %s", s->channel,
 		    reply->str);
 		sink_msg_free(m);
 		s->cb(s->arg, REDIS_EVENT_REFUSED);
-	} else {
-		s->stats.published++;
+	} else if (m != NULL) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		s->stats->published++;
+		s->stats->keys_published += m->nkeys;
+		if (m->ts > 0)
+			stats_observe_lag(s->stats, ((double)now.tv_sec * 1e6 +
+			    now.tv_nsec / 1e3 - (double)m->ts) / 1e6);
 		sink_msg_free(m);
 	}
 	redis_sink_pump(s);
@@ -267,7 +275,7 @@ redis_sink_unlink_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	redis_sink_replied(s);
 	if (reply->type == REDIS_REPLY_INTEGER)
-		s->stats.unlinked += (unsigned long)reply->integer;
+		s->stats->unlinked += (unsigned long)reply->integer;
 	else if (reply->type == REDIS_REPLY_ERROR)
 		log_error("redis: UNLINK failed: %s", reply->str);
 }
@@ -419,7 +427,7 @@ redis_sink_ready(struct redis_sink *s)
 	redis_sink_set_state(s, REDIS_STATE_READY);
 	backoff_reset(&s->backoff);
 	if (s->ever_ready)
-		s->stats.reconnects++;
+		s->stats->redis_reconnects++;
 	s->ever_ready = true;
 	log_info("redis: connected to %s, publishing on \"%s\"", s->where,
 	    s->channel);
@@ -583,6 +591,8 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->o = *opts;
 	s->o.host = s->o.unix_path = s->o.user = s->o.password = NULL;
 	s->o.where = s->o.epoch = s->o.channel = NULL;
+	s->o.stats = NULL;
+	s->stats = opts->stats;
 	s->host = dup_or_null(opts->host);
 	s->unix_path = dup_or_null(opts->unix_path);
 	s->user = dup_or_null(opts->user);
@@ -686,10 +696,4 @@ uint64_t
 redis_sink_seq(const struct redis_sink *s)
 {
 	return s->seq;
-}
-
-const struct redis_sink_stats *
-redis_sink_stats(const struct redis_sink *s)
-{
-	return &s->stats;
 }

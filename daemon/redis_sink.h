@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "rules.h"
+#include "stats.h"
 
 struct ev_loop;
 
@@ -42,6 +43,8 @@ struct sink_msg {
 	 * matching keys are removed with SCAN + UNLINK. */
 	struct keys unlink;
 	struct keys patterns;
+	size_t nkeys;		/* keys in the message, for the statistics */
+	int64_t ts;		/* the change time, for the lag histogram */
 };
 
 struct redis_sink_opts {
@@ -57,6 +60,7 @@ struct redis_sink_opts {
 	int max_inflight;
 	double connect_timeout, command_timeout;
 	double reconnect_min, reconnect_max;
+	struct stats *stats;	/* borrowed; must outlive the sink */
 };
 
 struct redis_sink *redis_sink_new(struct ev_loop *loop,
@@ -80,14 +84,5 @@ size_t redis_sink_inflight(const struct redis_sink *s);
 enum redis_state redis_sink_state(const struct redis_sink *s);
 const char *redis_state_name(enum redis_state st);
 uint64_t redis_sink_seq(const struct redis_sink *s);
-
-struct redis_sink_stats {
-	unsigned long published;	/* acknowledged PUBLISHes */
-	unsigned long refused;		/* PUBLISHes answered with an error */
-	unsigned long requeued;		/* resent after a lost connection */
-	unsigned long unlinked;		/* keys removed (action = delete) */
-	unsigned long reconnects;
-};
-const struct redis_sink_stats *redis_sink_stats(const struct redis_sink *s);
 
 #endif

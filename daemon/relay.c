@@ -12,6 +12,7 @@
 #include "pg_source.h"
 #include "redis_sink.h"
 #include "rules.h"
+#include "stats.h"
 
 #include <ev.h>
 #include <stdio.h>
@@ -21,15 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-struct relay_stats {
-	unsigned long notifications;	/* everything received */
-	unsigned long events;		/* row changes and truncates relayed */
-	unsigned long foreign;		/* not pginval payloads: skipped */
-	unsigned long table_resets;	/* changes that became a table reset */
-	unsigned long resets;		/* global resets queued */
-	unsigned long overflowed;	/* messages dropped by a full queue */
-};
-
 struct relay {
 	struct ev_loop *loop;
 	struct config *cfg;
@@ -37,7 +29,10 @@ struct relay {
 	struct redis_sink *sink;
 	char epoch[MESSAGE_EPOCH_LEN + 1];
 	struct keys keys;		/* scratch */
-	struct relay_stats stats;
+	struct stats stats;
+	relay_cb *cb;
+	void *cb_arg;
+	bool ready;		/* both sides up */
 
 	/* Rate limit for complaints about bad payloads. */
 	ev_tstamp complain_window;
@@ -104,7 +99,7 @@ relay_push(struct relay *r, struct sink_msg *m)
 	/* A reset supersedes everything queued before it, so the queue is
 	 * replaced by one: memory stays bounded however long Redis is away. */
 	dropped = redis_sink_drop_queued(r->sink) + 1;
-	r->stats.overflowed += dropped;
+	r->stats.dropped += dropped;
 	sink_msg_free(m);
 	log_warnx("redis: queue full (%d messages); dropped them and queued a "
 	    "reset in their place", r->cfg->max_queue);
@@ -146,7 +141,8 @@ relay_reset_table(struct relay *r, const char *table, const char *reason,
 	struct sink_msg *m = sink_msg_new();
 	const struct table_rule *t = config_table(r->cfg, table);
 
-	message_body_reset(&m->body, table, reason, ts ? ts : relay_now_us());
+	m->ts = ts ? ts : relay_now_us();
+	message_body_reset(&m->body, table, reason, m->ts);
 	if (t != NULL)
 		relay_add_patterns(&m->patterns, t);
 	r->stats.table_resets++;
@@ -168,6 +164,7 @@ relay_notify(struct relay *r, const char *payload, size_t len)
 		relay_complain(r, "ignored a notification", err, payload, len);
 		return;
 	case DECODE_TABLE_ONLY:
+		r->stats.invalid++;
 		relay_complain(r, "bad event", err, payload, len);
 		relay_reset_table(r, ev.table, err, ev.ts);
 		decode_event_free(&ev);
@@ -197,6 +194,8 @@ relay_notify(struct relay *r, const char *payload, size_t len)
 		return;
 	}
 	m = sink_msg_new();
+	m->nkeys = r->keys.n;
+	m->ts = ev.ts;
 	message_body_event(&m->body, &ev, &r->keys);
 	if (r->cfg->redis_action == REDIS_ACTION_DELETE) {
 		if (ev.op == EVENT_TRUNCATE && t != NULL)
@@ -208,9 +207,23 @@ relay_notify(struct relay *r, const char *payload, size_t len)
 			keys_add(&m->unlink, k, klen);
 		}
 	}
-	r->stats.events++;
+	stats_count_event(&r->stats, ev.table);
 	decode_event_free(&ev);
 	relay_push(r, m);
+}
+
+/* Tells the owner when both sides become ready, or stop being so. */
+static void
+relay_check_ready(struct relay *r)
+{
+	bool ready = pg_source_state(r->pg) == PG_STATE_LISTENING &&
+	    redis_sink_state(r->sink) == REDIS_STATE_READY;
+
+	if (ready == r->ready)
+		return;
+	r->ready = ready;
+	if (r->cb != NULL)
+		r->cb(r->cb_arg, ready ? RELAY_EVENT_READY : RELAY_EVENT_DEGRADED);
 }
 
 static void
@@ -232,6 +245,8 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 	case PG_EVENT_LOST:
 		break;
 	}
+	if (ev != PG_EVENT_NOTIFY)
+		relay_check_ready(r);
 }
 
 static void
@@ -253,6 +268,8 @@ relay_sink_cb(void *arg, enum redis_event ev)
 
 	if (ev == REDIS_EVENT_IDLE && r->draining)
 		relay_finish(r);
+	else if (ev == REDIS_EVENT_READY || ev == REDIS_EVENT_LOST)
+		relay_check_ready(r);
 }
 
 static void
@@ -281,7 +298,7 @@ relay_new_source(struct relay *r)
 }
 
 struct relay *
-relay_new(struct ev_loop *loop, struct config *cfg)
+relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	unsigned char rnd[MESSAGE_EPOCH_LEN / 2];
@@ -297,10 +314,13 @@ relay_new(struct ev_loop *loop, struct config *cfg)
 		.command_timeout = cfg->redis_command_timeout,
 		.reconnect_min = cfg->reconnect_min,
 		.reconnect_max = cfg->reconnect_max,
+		.stats = &r->stats,
 	};
 
 	r->loop = loop;
 	r->cfg = cfg;
+	r->cb = cb;
+	r->cb_arg = arg;
 	/* The epoch names this run; it only has to differ between runs. */
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
 		uint64_t t = (uint64_t)relay_now_us() ^ (uint64_t)getpid() << 40;
@@ -386,24 +406,73 @@ relay_drain(struct relay *r, relay_done_cb *done, void *arg)
 void
 relay_free(struct relay *r)
 {
-	const struct redis_sink_stats *ss;
-
 	if (r == NULL)
 		return;
-	ss = redis_sink_stats(r->sink);
 	if (r->suppressed > 0)
 		log_warnx("postgres: %u more bad notifications were not logged",
 		    r->suppressed);
-	log_info("totals: %lu notifications, %lu events, %lu foreign, "
+	log_info("totals: %lu notifications, %lu foreign, %lu invalid, "
 	    "%lu table resets, %lu resets, %lu dropped by a full queue, "
 	    "%lu published, %lu refused, %lu resent, %lu keys unlinked",
-	    r->stats.notifications, r->stats.events, r->stats.foreign,
-	    r->stats.table_resets, r->stats.resets, r->stats.overflowed,
-	    ss->published, ss->refused, ss->requeued, ss->unlinked);
+	    r->stats.notifications, r->stats.foreign, r->stats.invalid,
+	    r->stats.table_resets, r->stats.resets, r->stats.dropped,
+	    r->stats.published, r->stats.refused, r->stats.requeued,
+	    r->stats.unlinked);
 	ev_timer_stop(r->loop, &r->deadline);
 	pg_source_free(r->pg);
 	redis_sink_free(r->sink);
 	keys_free(&r->keys);
+	stats_free(&r->stats);
 	config_free(r->cfg);
 	free(r);
+}
+
+void
+relay_metrics(struct relay *r, struct buf *out)
+{
+	struct stats_gauges g = {
+		.pg_up = pg_source_state(r->pg) == PG_STATE_LISTENING,
+		.redis_up = redis_sink_state(r->sink) == REDIS_STATE_READY,
+		.pg_state = pg_state_name(pg_source_state(r->pg)),
+		.redis_state = redis_state_name(redis_sink_state(r->sink)),
+		.queued = redis_sink_queued(r->sink),
+		.inflight = redis_sink_inflight(r->sink),
+		.outbox_backlog = -1,
+		.version = PGINVAL_VERSION,
+		.epoch = r->epoch,
+	};
+
+	r->stats.pg_reconnects = pg_source_reconnects(r->pg);
+	stats_render(&r->stats, &g, out);
+}
+
+bool
+relay_health(struct relay *r, struct buf *why)
+{
+	enum pg_state ps = pg_source_state(r->pg);
+	enum redis_state rs = redis_sink_state(r->sink);
+
+	buf_adds(why, "postgres: ");
+	buf_adds(why, pg_state_name(ps));
+	buf_adds(why, ", redis: ");
+	buf_adds(why, redis_state_name(rs));
+	return ps == PG_STATE_LISTENING && rs == REDIS_STATE_READY;
+}
+
+void
+relay_status(struct relay *r, struct buf *out)
+{
+	char tmp[160];
+
+	relay_health(r, out);
+	snprintf(tmp, sizeof(tmp), "; %lu published, %zu queued, %lu resets",
+	    r->stats.published, redis_sink_queued(r->sink),
+	    r->stats.resets + r->stats.table_resets);
+	buf_adds(out, tmp);
+}
+
+const struct stats *
+relay_stats(const struct relay *r)
+{
+	return &r->stats;
 }

@@ -10,15 +10,24 @@
 
 #include <stdbool.h>
 
+#include "buf.h"
 #include "config.h"
+#include "stats.h"
 
 struct ev_loop;
 struct relay;
 
+enum relay_event {
+	RELAY_EVENT_READY,	/* LISTEN active and Redis ready */
+	RELAY_EVENT_DEGRADED,	/* one side was lost; it is reconnecting */
+};
+
+typedef void relay_cb(void *arg, enum relay_event ev);
 typedef void relay_done_cb(void *arg);
 
-/* Takes ownership of cfg. */
-struct relay *relay_new(struct ev_loop *loop, struct config *cfg);
+/* Takes ownership of cfg. cb (may be NULL) hears of readiness changes. */
+struct relay *relay_new(struct ev_loop *loop, struct config *cfg,
+    relay_cb *cb, void *arg);
 void relay_start(struct relay *r);
 /* Takes ownership of cfg; keeps both connections when their settings are
  * unchanged. */
@@ -27,5 +36,13 @@ void relay_reload(struct relay *r, struct config *cfg);
  * acknowledged by Redis, or when shutdown_timeout passes. */
 void relay_drain(struct relay *r, relay_done_cb *done, void *arg);
 void relay_free(struct relay *r);
+
+/* Appends the Prometheus exposition of the counters and gauges. */
+void relay_metrics(struct relay *r, struct buf *out);
+/* True when both sides are up; why says each side's state either way. */
+bool relay_health(struct relay *r, struct buf *why);
+/* One line for humans (systemd STATUS=). */
+void relay_status(struct relay *r, struct buf *out);
+const struct stats *relay_stats(const struct relay *r);
 
 #endif

@@ -301,6 +301,10 @@ static const struct decode_case decode_cases[] = {
 
 	/* Not a pginval payload. */
 	BAD("empty string", "", DECODE_JUNK, NULL, "not JSON"),
+	BAD("text after the object", HEAD("insert") ",\"n\":{\"id\":\"1\"}} x",
+	    DECODE_JUNK, NULL, "text after the JSON object"),
+	BAD("two objects", "{\"t\":\"a.b\"}{\"t\":\"a.b\"}", DECODE_JUNK, NULL,
+	    "text after the JSON object"),
 	BAD("blanks", " \n\t", DECODE_JUNK, NULL, "not JSON"),
 	BAD("not JSON", "hello, world", DECODE_JUNK, NULL, "not JSON"),
 	BAD("almost JSON", "{v:1,t:'a.b'}", DECODE_JUNK, NULL, "not JSON"),

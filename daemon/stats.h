@@ -1,0 +1,64 @@
+/*
+ * Counters and the lag histogram, shared by the modules of one daemon and
+ * rendered in the Prometheus text format for /metrics. Rendering is pure,
+ * so it is unit-tested; the modules only increment fields.
+ */
+#ifndef PGINVAL_STATS_H
+#define PGINVAL_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define STATS_MAX_TABLES 256	/* more distinct tables count as "(other)" */
+#define STATS_LAG_BUCKETS 14
+
+struct stats_table {
+	char *name;
+	unsigned long events;
+};
+
+struct stats {
+	unsigned long notifications;	/* every NOTIFY received */
+	unsigned long foreign;		/* not pginval payloads: skipped */
+	unsigned long invalid;		/* pginval payloads that were unusable */
+	unsigned long table_resets;	/* changes that became a table reset */
+	unsigned long resets;		/* global resets queued */
+	unsigned long dropped;		/* messages dropped by a full queue */
+	unsigned long published;	/* PUBLISHes acknowledged */
+	unsigned long keys_published;	/* keys in acknowledged PUBLISHes */
+	unsigned long refused;		/* PUBLISHes answered with an error */
+	unsigned long requeued;		/* resent after a lost connection */
+	unsigned long unlinked;		/* keys removed (action = delete) */
+	unsigned long pg_reconnects, redis_reconnects;
+
+	/* Row change to Redis acknowledgement, in seconds. */
+	unsigned long lag_buckets[STATS_LAG_BUCKETS];	/* not cumulative */
+	unsigned long lag_count;
+	double lag_sum;
+
+	struct stats_table *tables;	/* open addressing, 2x capacity */
+	size_t ntables;
+	unsigned long other_events;
+};
+
+/* Gauges that the owner reads from the modules at render time. */
+struct stats_gauges {
+	int pg_up, redis_up;
+	const char *pg_state, *redis_state;
+	size_t queued, inflight;
+	long outbox_backlog;		/* -1: not in durable mode */
+	const char *version, *epoch;
+};
+
+extern const double stats_lag_bounds[STATS_LAG_BUCKETS];
+
+void stats_count_event(struct stats *s, const char *table);
+void stats_observe_lag(struct stats *s, double seconds);
+/* Appends the Prometheus text exposition (version 0.0.4). */
+void stats_render(const struct stats *s, const struct stats_gauges *g,
+    struct buf *out);
+void stats_free(struct stats *s);
+
+#endif
