@@ -55,6 +55,14 @@ xstrndup(const char *s, size_t n)
 	return p;
 }
 
+int
+str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
 void
 buf_reserve(struct buf *b, size_t extra)
 {

@@ -35,5 +35,7 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* Whether two strings, either of which may be NULL, differ. */
+int str_differs(const char *a, const char *b);
 
 #endif

@@ -9,6 +9,7 @@
  * turns signals into loop events: the first SIGTERM/SIGINT drains within
  * shutdown_timeout, a second exits at once, SIGHUP reloads.
  */
+#include "check.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -18,6 +19,7 @@
 
 #include <ev.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +48,8 @@ usage(FILE *f, const char *cmd)
 	if (cmd == NULL || strcmp(cmd, "run") == 0 || strcmp(cmd, "check") == 0)
 		fprintf(f,
 		    "usage: pginval run   [-c FILE] [-l LEVEL]  run the daemon in the foreground\n"
-		    "       pginval check [-c FILE]             validate a configuration\n"
+		    "       pginval check [-c FILE] [--connect] validate a configuration; with\n"
+		    "                                           --connect, also the servers and SQL\n"
 		    "       pginval tail  [-c FILE] [--url URL] [--channel NAME] [--json]\n"
 		    "                                           print the channel for humans\n"
 		    "\n"
@@ -256,9 +259,10 @@ cmd_run(const char *path, const char *level)
 }
 
 static int
-cmd_check(const char *path)
+cmd_check(const char *path, bool connect)
 {
 	struct config *cfg;
+	int problems;
 
 	if (load_config(path, &cfg) == -1)
 		return 1;
@@ -275,8 +279,14 @@ cmd_check(const char *path)
 	}
 	printf("%s: OK (redis %s, channel \"%s\"; %zu table rules)\n", path,
 	    cfg->redis_where, cfg->redis_channel, cfg->ntables);
+	if (!connect) {
+		config_free(cfg);
+		return 0;
+	}
+	problems = check_connect(cfg, stdout);
+	printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
 	config_free(cfg);
-	return 0;
+	return problems > 0 ? 1 : 0;
 }
 
 int
@@ -285,11 +295,13 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "connect", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd, *path = DEFAULT_CONFIG, *level = NULL;
+	bool connect = false;
 	int ch;
 
 	if (argc < 2) {
@@ -321,6 +333,9 @@ main(int argc, char **argv)
 		case 'l':
 			level = optarg;
 			break;
+		case 'K':
+			connect = true;
+			break;
 		case 'h':
 			usage(stdout, cmd);
 			return 0;
@@ -337,5 +352,6 @@ main(int argc, char **argv)
 		    argv[optind + 1]);
 		return 2;
 	}
-	return strcmp(cmd, "run") == 0 ? cmd_run(path, level) : cmd_check(path);
+	return strcmp(cmd, "run") == 0 ? cmd_run(path, level) :
+	    cmd_check(path, connect);
 }

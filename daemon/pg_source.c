@@ -33,8 +33,6 @@ struct pg_source {
 	PGconn *conn;
 	ev_io io;
 	ev_timer timer;		/* connect timeout, or backoff */
-	unsigned long reconnects;
-	bool was_listening;
 };
 
 static void pg_source_connect(struct pg_source *src);
@@ -177,9 +175,6 @@ pg_source_results(struct pg_source *src)
 			log_info("postgres: listening on channel \"%s\" (%s:%s, "
 			    "database %s)", src->channel, PQhost(src->conn),
 			    PQport(src->conn), PQdb(src->conn));
-			if (src->was_listening)
-				src->reconnects++;
-			src->was_listening = true;
 			src->cb(src->arg, PG_EVENT_LISTENING, NULL, 0);
 			if (src->state != PG_STATE_LISTENING)
 				return -1;
@@ -351,10 +346,4 @@ enum pg_state
 pg_source_state(const struct pg_source *src)
 {
 	return src->state;
-}
-
-unsigned long
-pg_source_reconnects(const struct pg_source *src)
-{
-	return src->reconnects;
 }

@@ -47,6 +47,5 @@ void pg_source_stop(struct pg_source *src);
 void pg_source_free(struct pg_source *src);
 enum pg_state pg_source_state(const struct pg_source *src);
 const char *pg_state_name(enum pg_state st);
-unsigned long pg_source_reconnects(const struct pg_source *src);
 
 #endif

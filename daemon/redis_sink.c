@@ -21,6 +21,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libev.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -438,6 +439,10 @@ redis_sink_ready(struct redis_sink *s)
 	redis_sink_pump(s);
 }
 
+/* Names passed as privdata, for the handshake's error messages. */
+static char cmd_auth[] = "AUTH", cmd_select[] = "SELECT",
+    cmd_setname[] = "CLIENT SETNAME";
+
 static void
 redis_sink_handshake_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -447,11 +452,17 @@ redis_sink_handshake_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (reply == NULL)
 		return;
 	redis_sink_replied(s);
-	if (reply->type == REDIS_REPLY_ERROR) {
+	if (s->handshake <= 0)
+		return;	/* an earlier step failed; disconnecting */
+	if (reply->type == REDIS_REPLY_ERROR && privdata == cmd_setname) {
+		/* Only a convenience: an ACL may forbid it. */
+		log_debug("redis: CLIENT SETNAME refused: %s", reply->str);
+	} else if (reply->type == REDIS_REPLY_ERROR) {
 		log_error("redis: %s failed on %s: %s", (const char *)privdata,
 		    s->where, reply->str);
 		/* Allowed from a reply callback; the disconnect callback
 		 * then schedules the retry. */
+		s->handshake = 0;
 		redisAsyncDisconnect(ac);
 		return;
 	}
@@ -459,8 +470,21 @@ redis_sink_handshake_cb(redisAsyncContext *ac, void *r, void *privdata)
 		redis_sink_ready(s);
 }
 
-/* Names passed as privdata, for the handshake's error messages. */
-static char cmd_auth[] = "AUTH", cmd_select[] = "SELECT";
+/* Sends one command that must succeed before the connection is READY. */
+static void
+redis_sink_handshake(struct redis_sink *s, char *name, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = redisvAsyncCommand(s->ac, redis_sink_handshake_cb, name, fmt, ap);
+	va_end(ap);
+	if (rc == REDIS_OK) {
+		s->handshake++;
+		redis_sink_sent(s);
+	}
+}
 
 static void
 redis_sink_connect_cb(const redisAsyncContext *ac, int status)
@@ -480,22 +504,15 @@ redis_sink_connect_cb(const redisAsyncContext *ac, int status)
 	ev_timer_stop(s->loop, &s->timer);
 	s->handshake = 0;
 	redis_sink_set_state(s, REDIS_STATE_HANDSHAKE);
-	if (s->password != NULL) {
-		int rc = s->user != NULL ?
-		    redisAsyncCommand(s->ac, redis_sink_handshake_cb, cmd_auth,
-			"AUTH %s %s", s->user, s->password) :
-		    redisAsyncCommand(s->ac, redis_sink_handshake_cb, cmd_auth,
-			"AUTH %s", s->password);
-		if (rc == REDIS_OK) {
-			s->handshake++;
-			redis_sink_sent(s);
-		}
-	}
-	if (s->o.db != 0 && redisAsyncCommand(s->ac, redis_sink_handshake_cb,
-	    cmd_select, "SELECT %d", s->o.db) == REDIS_OK) {
-		s->handshake++;
-		redis_sink_sent(s);
-	}
+	if (s->password != NULL && s->user != NULL)
+		redis_sink_handshake(s, cmd_auth, "AUTH %s %s", s->user,
+		    s->password);
+	else if (s->password != NULL)
+		redis_sink_handshake(s, cmd_auth, "AUTH %s", s->password);
+	if (s->o.db != 0)
+		redis_sink_handshake(s, cmd_select, "SELECT %d", s->o.db);
+	/* Named, so that operators can tell it apart in CLIENT LIST. */
+	redis_sink_handshake(s, cmd_setname, "CLIENT SETNAME pginval");
 	if (s->handshake == 0)
 		redis_sink_ready(s);
 	else
@@ -667,11 +684,43 @@ redis_sink_drop_queued(struct redis_sink *s)
 	return n;
 }
 
-void
-redis_sink_set_channel(struct redis_sink *s, const char *channel)
+static void
+replace_str(char **field, const char *v)
 {
-	free(s->channel);
-	s->channel = xstrdup(channel);
+	free(*field);
+	*field = dup_or_null(v);
+}
+
+bool
+redis_sink_configure(struct redis_sink *s, const struct redis_sink_opts *o)
+{
+	bool moved = str_differs(s->host, o->host) ||
+	    str_differs(s->unix_path, o->unix_path) || s->o.port != o->port ||
+	    str_differs(s->user, o->user) ||
+	    str_differs(s->password, o->password) || s->o.db != o->db;
+
+	replace_str(&s->host, o->host);
+	replace_str(&s->unix_path, o->unix_path);
+	replace_str(&s->user, o->user);
+	replace_str(&s->password, o->password);
+	replace_str(&s->where, o->where);
+	replace_str(&s->channel, o->channel);
+	s->o.port = o->port;
+	s->o.db = o->db;
+	s->o.delete_keys = o->delete_keys;
+	s->o.max_inflight = o->max_inflight;
+	s->o.connect_timeout = o->connect_timeout;
+	s->o.command_timeout = o->command_timeout;
+	s->backoff.min = s->o.reconnect_min = o->reconnect_min;
+	s->backoff.max = s->o.reconnect_max = o->reconnect_max;
+	if (!moved || s->state == REDIS_STATE_STOPPED)
+		return false;
+	backoff_reset(&s->backoff);
+	if (s->ac != NULL || s->state == REDIS_STATE_CONNECTING)
+		redis_sink_drop(s, "settings changed; reconnecting");
+	/* In backoff, the next attempt uses the new settings anyway. */
+	redis_sink_pump(s);
+	return true;
 }
 
 size_t

@@ -76,8 +76,12 @@ void redis_sink_push(struct redis_sink *s, struct sink_msg *m);
 /* Frees every queued message not yet sent; returns how many. Used when a
  * reset makes them redundant. */
 size_t redis_sink_drop_queued(struct redis_sink *s);
-/* Applies settings that a reload may change. */
-void redis_sink_set_channel(struct redis_sink *s, const char *channel);
+/* Applies new settings (a reload). When the server, credentials or
+ * database changed, the connection is dropped and made again with the new
+ * ones; unacknowledged messages are kept and resent. Returns true if it
+ * reconnects. */
+bool redis_sink_configure(struct redis_sink *s,
+    const struct redis_sink_opts *opts);
 
 size_t redis_sink_queued(const struct redis_sink *s);
 size_t redis_sink_inflight(const struct redis_sink *s);

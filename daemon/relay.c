@@ -33,6 +33,7 @@ struct relay {
 	relay_cb *cb;
 	void *cb_arg;
 	bool ready;		/* both sides up */
+	bool listened;		/* LISTEN was active once */
 
 	/* Rate limit for complaints about bad payloads. */
 	ev_tstamp complain_window;
@@ -234,10 +235,13 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 	switch (ev) {
 	case PG_EVENT_LISTENING:
 		/* Changes committed while nobody listened are gone. */
-		relay_reset_all(r, pg_source_reconnects(r->pg) == 0 ?
+		relay_reset_all(r, !r->listened ?
 		    "start: changes made while no daemon was listening are "
 		    "unknown" : "reconnected to PostgreSQL: changes may have "
 		    "been missed");
+		if (r->listened)
+			r->stats.pg_reconnects++;
+		r->listened = true;
 		break;
 	case PG_EVENT_NOTIFY:
 		relay_notify(r, payload, len);
@@ -297,11 +301,9 @@ relay_new_source(struct relay *r)
 	return pg_source_new(r->loop, &po, relay_pg_cb, r);
 }
 
-struct relay *
-relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
+static struct redis_sink_opts
+relay_sink_opts(struct relay *r, const struct config *cfg)
 {
-	struct relay *r = xcalloc(1, sizeof(*r));
-	unsigned char rnd[MESSAGE_EPOCH_LEN / 2];
 	struct redis_sink_opts so = {
 		.host = cfg->redis_host, .port = cfg->redis_port,
 		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
@@ -317,6 +319,16 @@ relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 		.stats = &r->stats,
 	};
 
+	return so;
+}
+
+struct relay *
+relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
+{
+	struct relay *r = xcalloc(1, sizeof(*r));
+	unsigned char rnd[MESSAGE_EPOCH_LEN / 2];
+	struct redis_sink_opts so;
+
 	r->loop = loop;
 	r->cfg = cfg;
 	r->cb = cb;
@@ -330,6 +342,7 @@ relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 	}
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(r->epoch + 2 * i, 3, "%02x", rnd[i]);
+	so = relay_sink_opts(r, cfg);
 	r->sink = redis_sink_new(loop, &so, relay_sink_cb, r);
 	r->pg = relay_new_source(r);
 	ev_timer_init(&r->deadline, relay_deadline_cb, 0, 0);
@@ -346,14 +359,6 @@ relay_start(struct relay *r)
 	pg_source_start(r->pg);
 }
 
-static bool
-str_differs(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a != b;
-	return strcmp(a, b) != 0;
-}
-
 void
 relay_reload(struct relay *r, struct config *cfg)
 {
@@ -361,15 +366,11 @@ relay_reload(struct relay *r, struct config *cfg)
 	bool pg_changed = str_differs(old->pg_conninfo, cfg->pg_conninfo) ||
 	    str_differs(old->pg_channel, cfg->pg_channel) ||
 	    old->pg_connect_timeout != cfg->pg_connect_timeout;
+	struct redis_sink_opts so = relay_sink_opts(r, cfg);
 
-	if (str_differs(old->redis_url, cfg->redis_url) ||
-	    old->redis_connect_timeout != cfg->redis_connect_timeout ||
-	    old->redis_action != cfg->redis_action ||
-	    old->max_inflight != cfg->max_inflight)
-		log_warnx("reload: [redis] url, connect_timeout, action and "
-		    "[daemon] max_inflight take effect after a restart");
-	if (str_differs(old->redis_channel, cfg->redis_channel))
-		redis_sink_set_channel(r->sink, cfg->redis_channel);
+	if (redis_sink_configure(r->sink, &so))
+		log_info("reload: Redis settings changed; reconnecting to %s",
+		    cfg->redis_where);
 	log_set_level((enum log_level)cfg->log_level);
 	r->cfg = cfg;
 	if (pg_changed && !r->draining) {
@@ -377,6 +378,7 @@ relay_reload(struct relay *r, struct config *cfg)
 		pg_source_free(r->pg);
 		r->pg = relay_new_source(r);
 		pg_source_start(r->pg);
+		relay_check_ready(r);
 	}
 	config_free(old);
 	log_info("reload: configuration applied (%zu table rules)",
@@ -442,7 +444,6 @@ relay_metrics(struct relay *r, struct buf *out)
 		.epoch = r->epoch,
 	};
 
-	r->stats.pg_reconnects = pg_source_reconnects(r->pg);
 	stats_render(&r->stats, &g, out);
 }
 

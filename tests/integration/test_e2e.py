@@ -6,22 +6,15 @@ runs its own `pginval run` with a config file, as a user would, and
 asserts the exact messages that a SUBSCRIBEd client receives.
 
     python3 tests/integration/test_e2e.py [-v] [name-substring ...]
-
-PGINVAL_WRAPPER="valgrind ..." runs every daemon under a wrapper; a
-wrapper exit status of 99 (valgrind's --error-exitcode) fails the test.
 """
 
-import atexit
 import contextlib
 import json
 import os
-import shlex
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,13 +22,13 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
+import pginval_proc  # noqa: E402
 import runner  # noqa: E402
+from pginval_proc import (BIN, SLOW, check_envelope, msgs, next_msg,  # noqa: E402
+                          quiet, strip)
 from runner import eq  # noqa: E402
 from servers import Postgres, Redis  # noqa: E402
 
-BIN = os.path.join(ROOT, "pginval")
-WRAPPER = shlex.split(os.environ.get("PGINVAL_WRAPPER", ""))
-SLOW = 10 if WRAPPER else 1      # valgrind runs the daemon ~20x slower
 PG = None
 REDIS = None
 
@@ -46,146 +39,15 @@ def sql(text):
     return PG.psql(text)
 
 
-class Daemon:
-    """One `pginval run` process with its own config file and log."""
-
-    def __init__(self, tables=None, extra=None, redis_url=None):
-        self.dir = tempfile.mkdtemp(prefix="pginval-e2e-")
-        atexit.register(shutil.rmtree, self.dir, True)
-        self.config = os.path.join(self.dir, "pginval.conf")
-        self.logfile = os.path.join(self.dir, "pginval.log")
-        self.write_config(tables, extra, redis_url)
-        self.proc = None
-
-    def write_config(self, tables=None, extra=None, redis_url=None):
-        if tables is None:
-            tables = {"public.users": "user:{id}, user:email:{email}"}
-        lines = ["# written by test_e2e.py", "[postgres]",
-                 "conninfo = " + PG.conninfo + " application_name=pginval",
-                 "[redis]", "url = " + (redis_url or REDIS.url + "/0")]
-        sections = {"redis": [], "daemon": ["log_level = debug",
-                                            "reconnect_max = 1"]}
-        for key, value in (extra or {}).items():
-            section, name = key.split(".")
-            sections.setdefault(section, []).append(
-                "%s = %s" % (name, value))
-        lines += sections.pop("redis")
-        for section, body in sections.items():
-            lines += ["[%s]" % section] + body
-        for table, keys in tables.items():
-            lines += ["[table %s]" % table, "keys = " + keys]
-        with open(self.config, "w") as f:
-            f.write("\n".join(lines) + "\n")
-
-    def start(self, sub=None):
-        """Start; with a subscriber, wait for the start reset and return it."""
-        self.log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(WRAPPER + [BIN, "run", "-c", self.config],
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
-        if sub is None:
-            return None
-        first = next_msg(sub, 10 * SLOW)
-        assert first is not None, "no start message:\n" + self.log_text()
-        eq(first["op"], "reset", "first message")
-        eq(first["seq"], 1, "first seq")
-        eq(first["table"], None, "first reset is global")
-        return first
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def stop(self, expect=0, timeout=30):
-        """SIGTERM and wait; returns the exit status."""
-        if self.proc is None or self.proc.poll() is not None:
-            code = self.proc.returncode if self.proc else expect
-        else:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout=timeout * SLOW)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("daemon did not stop:\n" + self.log_text())
-        self.log.close()
-        if code == 99:
-            raise AssertionError("valgrind found errors:\n" + self.log_text())
-        eq(code, expect, "exit status; log:\n" + self.log_text())
-        return code
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def log_text(self):
-        with open(self.logfile, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def wait_log(self, needle, timeout=10):
-        deadline = time.monotonic() + timeout * SLOW
-        while time.monotonic() < deadline:
-            if needle in self.log_text():
-                return
-            time.sleep(0.05)
-        raise AssertionError("%r not logged:\n%s" % (needle, self.log_text()))
+def Daemon(**kw):
+    return pginval_proc.Daemon(PG, REDIS, **kw)
 
 
-@contextlib.contextmanager
 def daemon(sub=None, **kw):
     # Each test starts from an empty table; nobody listens yet, so this
     # sends nothing anywhere.
     sql("DELETE FROM users")
-    d = Daemon(**kw)
-    try:
-        d.start(sub)
-        yield d
-    except BaseException:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
-        print("--- daemon log ---\n" + d.log_text())
-        raise
-    d.stop()
-
-
-def next_msg(sub, timeout=5):
-    raw = sub.get(timeout * SLOW)
-    return None if raw is None else json.loads(raw)
-
-
-def msgs(sub, n, timeout=5):
-    out = []
-    deadline = time.monotonic() + timeout * SLOW
-    while len(out) < n:
-        m = next_msg(sub, max(0.01, deadline - time.monotonic()))
-        if m is None:
-            raise AssertionError("got %d of %d messages: %r" % (len(out), n, out))
-        out.append(m)
-    return out
-
-
-def quiet(sub, timeout=0.3):
-    """Asserts that nothing more arrives."""
-    m = sub.get(timeout)
-    assert m is None, "unexpected message: %r" % m
-
-
-def strip(m):
-    """The parts of a message that a test can predict."""
-    return {k: v for k, v in m.items() if k not in ("v", "seq", "epoch", "ts")}
-
-
-def check_envelope(ms, epoch=None):
-    """v, seq one step at a time, one epoch, plausible ts."""
-    now = time.time() * 1e6
-    for prev, m in zip([None] + ms, ms):
-        eq(m["v"], 1, "v")
-        assert isinstance(m["keys"], list)
-        assert abs(now - m["ts"]) < 600e6, "ts %r is not now" % m["ts"]
-        if prev is not None:
-            eq(m["seq"], prev["seq"] + 1, "seq steps by one")
-            eq(m["epoch"], prev["epoch"], "same epoch")
-    if epoch is not None:
-        eq(ms[0]["epoch"], epoch, "epoch")
+    return pginval_proc.running(PG, REDIS, sub, **kw)
 
 
 def redis_keys():

@@ -1,0 +1,223 @@
+/*
+ * The connection checks behind `pginval check --connect`. Every problem
+ * line names what is wrong and the fix; "ok" lines say what was verified,
+ * so an operator can tell a skipped check from a passed one.
+ */
+#include "check.h"
+#include "buf.h"
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+static int
+check_problem(FILE *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("problem: ", out);
+	va_start(ap, fmt);
+	vfprintf(out, fmt, ap);
+	va_end(ap);
+	fputc('\n', out);
+	return 1;
+}
+
+/* libpq messages end with a newline. */
+static const char *
+check_pgerr(PGconn *conn)
+{
+	static char msg[512];
+	size_t n;
+
+	snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+		msg[--n] = '\0';
+	for (char *p = msg; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
+	return msg;
+}
+
+/* Is column in the PostgreSQL text array literal arr ("{id,email}")? */
+static int
+check_in_array(PGconn *conn, const char *arr, const char *column)
+{
+	const char *params[2] = { arr, column };
+	PGresult *res = PQexecParams(conn, "SELECT $2 = ANY($1::text[])", 2,
+	    NULL, params, NULL, NULL, 0);
+	int found = PQresultStatus(res) == PGRES_TUPLES_OK &&
+	    strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+
+	PQclear(res);
+	return found;
+}
+
+static int
+check_table(PGconn *conn, const struct config *cfg, const struct table_rule *t,
+    FILE *out)
+{
+	const char *params[1] = { t->name };
+	const char *cols = rules_columns(t->rules);
+	struct buf missing = { 0 }, all = { 0 };
+	char *copy, *col, *save = NULL;
+	PGresult *res;
+	int problems = 0;
+
+	res = PQexecParams(conn, "SELECT columns::text, channel FROM "
+	    "pginval.watched_tables WHERE table_name = $1", 1, NULL, params,
+	    NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		problems += check_problem(out, "[table %s]: cannot read "
+		    "pginval.watched_tables: %s", t->name, check_pgerr(conn));
+		goto done;
+	}
+	/* The templates' columns, as an ARRAY[...] for the fix. */
+	copy = xstrdup(cols);
+	for (col = strtok_r(copy, ", ", &save); col != NULL;
+	    col = strtok_r(NULL, ", ", &save)) {
+		struct buf *to = PQntuples(res) == 0 ||
+		    check_in_array(conn, PQgetvalue(res, 0, 0), col) ? &all :
+		    &missing;
+
+		if (to == &missing) {
+			if (missing.len > 0)
+				buf_adds(&missing, ", ");
+			buf_adds(&missing, col);
+		}
+		if (all.len > 0)
+			buf_adds(&all, ", ");
+		buf_addc(&all, '\'');
+		buf_adds(&all, col);
+		buf_addc(&all, '\'');
+	}
+	free(copy);
+	if (PQntuples(res) == 0) {
+		problems += check_problem(out, "[table %s] (line %d) is not "
+		    "watched; fix: SELECT pginval.watch('%s'%s%s%s);", t->name,
+		    t->line, t->name, all.len ? ", ARRAY[" : "",
+		    all.len ? all.data : "", all.len ? "]" : "");
+		goto done;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), cfg->pg_channel) != 0)
+		problems += check_problem(out, "[table %s] notifies channel "
+		    "\"%s\" but [postgres] channel is \"%s\"; fix: SELECT "
+		    "pginval.watch('%s', NULL, '%s'); or change channel",
+		    t->name, PQgetvalue(res, 0, 1), cfg->pg_channel, t->name,
+		    cfg->pg_channel);
+	if (missing.len > 0)
+		problems += check_problem(out, "[table %s] keys need column(s) "
+		    "%s, which the triggers do not send (watched: %s); fix: "
+		    "SELECT pginval.watch('%s', ARRAY[...the watched columns and "
+		    "%s...]);", t->name, missing.data, PQgetvalue(res, 0, 0),
+		    t->name, missing.data);
+	if (problems == 0)
+		fprintf(out, "ok: %s is watched with %s\n", t->name,
+		    PQgetvalue(res, 0, 0));
+done:
+	buf_free(&missing);
+	buf_free(&all);
+	PQclear(res);
+	return problems;
+}
+
+static int
+check_postgres(const struct config *cfg, FILE *out)
+{
+	const char *keys[] = { "connect_timeout", "fallback_application_name",
+	    "dbname", NULL };
+	const char *vals[] = { "10", "pginval-check", cfg->pg_conninfo, NULL };
+	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+	PGresult *res = NULL;
+	int problems = 0;
+
+	if (PQstatus(conn) != CONNECTION_OK) {
+		problems += check_problem(out, "postgres: cannot connect: %s; "
+		    "fix [postgres] conninfo in %s", check_pgerr(conn), cfg->path);
+		goto done;
+	}
+	fprintf(out, "ok: connected to postgres %s:%s, database %s\n",
+	    PQhost(conn), PQport(conn), PQdb(conn));
+	res = PQexec(conn, "SELECT pginval.version()");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		problems += check_problem(out, "postgres: the pginval SQL API is "
+		    "not installed in database %s (%s); fix: psql -v "
+		    "ON_ERROR_STOP=1 -f share/pginval/pginval.sql", PQdb(conn),
+		    check_pgerr(conn));
+		goto done;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), CHECK_SQL_VERSION) != 0) {
+		problems += check_problem(out, "postgres: the SQL API is version "
+		    "%s, this pginval needs %s; fix: psql -v ON_ERROR_STOP=1 -f "
+		    "share/pginval/pginval.sql", PQgetvalue(res, 0, 0),
+		    CHECK_SQL_VERSION);
+		goto done;
+	}
+	fprintf(out, "ok: SQL API version %s installed\n", CHECK_SQL_VERSION);
+	for (size_t i = 0; i < cfg->ntables; i++)
+		problems += check_table(conn, cfg, &cfg->tables[i], out);
+done:
+	PQclear(res);
+	PQfinish(conn);
+	return problems;
+}
+
+static int
+check_redis(const struct config *cfg, FILE *out)
+{
+	struct timeval tv = { 5, 0 };
+	redisContext *c;
+	redisReply *r = NULL;
+	int problems = 0;
+
+	c = cfg->redis_host ? redisConnectWithTimeout(cfg->redis_host,
+	    cfg->redis_port, tv) : redisConnectUnixWithTimeout(cfg->redis_unix, tv);
+	if (c == NULL || c->err) {
+		problems += check_problem(out, "redis: cannot connect to %s: %s; "
+		    "fix [redis] url in %s", cfg->redis_where,
+		    c ? c->errstr : "out of memory", cfg->path);
+		goto done;
+	}
+	redisSetTimeout(c, tv);
+	if (cfg->redis_password != NULL) {
+		r = cfg->redis_user ? redisCommand(c, "AUTH %s %s", cfg->redis_user,
+		    cfg->redis_password) : redisCommand(c, "AUTH %s",
+		    cfg->redis_password);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			problems += check_problem(out, "redis: AUTH failed on %s: "
+			    "%s; fix the user and password in [redis] url",
+			    cfg->redis_where, r ? r->str : c->errstr);
+			goto done;
+		}
+		freeReplyObject(r);
+	}
+	r = redisCommand(c, "SELECT %d", cfg->redis_db);
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		problems += check_problem(out, "redis: SELECT %d failed on %s: %s",
+		    cfg->redis_db, cfg->redis_where, r ? r->str : c->errstr);
+		goto done;
+	}
+	freeReplyObject(r);
+	r = redisCommand(c, "PUBLISH %s %s", "pginval-check", "ping");
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		problems += check_problem(out, "redis: cannot PUBLISH on %s: %s; "
+		    "fix the user's ACL", cfg->redis_where, r ? r->str : c->errstr);
+		goto done;
+	}
+	fprintf(out, "ok: connected to redis %s, database %d\n",
+	    cfg->redis_where, cfg->redis_db);
+done:
+	freeReplyObject(r);
+	redisFree(c);
+	return problems;
+}
+
+int
+check_connect(const struct config *cfg, FILE *out)
+{
+	return check_postgres(cfg, out) + check_redis(cfg, out);
+}

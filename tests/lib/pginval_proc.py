@@ -1,0 +1,180 @@
+"""Running the pginval binary in tests, as a user would: a config file,
+`pginval run`, a log file, signals; plus helpers to read messages.
+
+PGINVAL_WRAPPER="valgrind ..." runs every daemon under a wrapper; a wrapper
+exit status of 99 (valgrind's --error-exitcode) fails the test.
+"""
+
+import atexit
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from runner import eq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "pginval")
+WRAPPER = shlex.split(os.environ.get("PGINVAL_WRAPPER", ""))
+SLOW = 10 if WRAPPER else 1      # valgrind runs the daemon ~20x slower
+
+DEFAULT_TABLES = {"public.users": "user:{id}, user:email:{email}"}
+
+
+class Daemon:
+    """One `pginval run` process with its own config file and log."""
+
+    def __init__(self, pg, redis, tables=None, extra=None, redis_url=None,
+                 env=None):
+        self.pg, self.redis = pg, redis
+        self.dir = tempfile.mkdtemp(prefix="pginval-test-")
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.config = os.path.join(self.dir, "pginval.conf")
+        self.logfile = os.path.join(self.dir, "pginval.log")
+        self.env = env
+        self.write_config(tables, extra, redis_url)
+        self.proc = None
+
+    def write_config(self, tables=None, extra=None, redis_url=None):
+        if tables is None:
+            tables = DEFAULT_TABLES
+        lines = ["# written by the test suite", "[postgres]",
+                 "conninfo = " + self.pg.conninfo + " application_name=pginval",
+                 "[redis]", "url = " + (redis_url or self.redis.url + "/0")]
+        sections = {"redis": [], "daemon": ["log_level = debug",
+                                            "reconnect_max = 1"]}
+        for key, value in (extra or {}).items():
+            section, name = key.split(".")
+            sections.setdefault(section, []).append("%s = %s" % (name, value))
+        lines += sections.pop("redis")
+        for section, body in sections.items():
+            lines += ["[%s]" % section] + body
+        for table, keys in tables.items():
+            lines += ["[table %s]" % table, "keys = " + keys]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, sub=None):
+        """Start; with a subscriber, wait for the start reset and return it."""
+        self.log = open(self.logfile, "ab")
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = subprocess.Popen(WRAPPER + [BIN, "run", "-c", self.config],
+                                     stdin=subprocess.DEVNULL, env=env,
+                                     stdout=self.log, stderr=self.log)
+        if sub is None:
+            return None
+        first = next_msg(sub, 10)
+        assert first is not None, "no start message:\n" + self.log_text()
+        eq(first["op"], "reset", "first message")
+        eq(first["seq"], 1, "first seq")
+        eq(first["table"], None, "first reset is global")
+        return first
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, expect=0, timeout=30):
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            code = self.proc.returncode if self.proc else expect
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("daemon did not stop:\n" + self.log_text())
+        self.log.close()
+        if code == 99:
+            raise AssertionError("valgrind found errors:\n" + self.log_text())
+        eq(code, expect, "exit status; log:\n" + self.log_text())
+        return code
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log_text(self):
+        with open(self.logfile, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, needle, timeout=10):
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            time.sleep(0.05)
+        raise AssertionError("%r not logged:\n%s" % (needle, self.log_text()))
+
+
+@contextlib.contextmanager
+def running(pg, redis, sub=None, **kw):
+    """A started Daemon, stopped (and its exit status checked) afterwards;
+    its log is printed if the block fails."""
+    d = Daemon(pg, redis, **kw)
+    try:
+        d.start(sub)
+        yield d
+    except BaseException:
+        d.kill()
+        print("--- daemon log ---\n" + d.log_text())
+        raise
+    d.stop()
+
+
+def next_msg(sub, timeout=5):
+    raw = sub.get(timeout * SLOW)
+    return None if raw is None else json.loads(raw)
+
+
+def msgs(sub, n, timeout=5):
+    out = []
+    deadline = time.monotonic() + timeout * SLOW
+    while len(out) < n:
+        m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
+        if m is None:
+            raise AssertionError("got %d of %d messages: %r" % (len(out), n, out))
+        out.append(m)
+    return out
+
+
+def quiet(sub, timeout=0.3):
+    """Asserts that nothing more arrives."""
+    m = sub.get(timeout)
+    assert m is None, "unexpected message: %r" % m
+
+
+def strip(m):
+    """The parts of a message that a test can predict."""
+    return {k: v for k, v in m.items() if k not in ("v", "seq", "epoch", "ts")}
+
+
+def check_envelope(ms, epoch=None):
+    """v, seq one step at a time, one epoch, plausible ts."""
+    now = time.time() * 1e6
+    for prev, m in zip([None] + ms, ms):
+        eq(m["v"], 1, "v")
+        assert isinstance(m["keys"], list)
+        assert abs(now - m["ts"]) < 600e6, "ts %r is not now" % m["ts"]
+        if prev is not None:
+            eq(m["seq"], prev["seq"] + 1, "seq steps by one")
+            eq(m["epoch"], prev["epoch"], "same epoch")
+    if epoch is not None:
+        eq(ms[0]["epoch"], epoch, "epoch")
+
+
+def run_bin(*args, **kw):
+    """Runs the binary to completion; returns the CompletedProcess."""
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True,
+                          timeout=60, **kw)
