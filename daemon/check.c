@@ -109,12 +109,28 @@ check_table(PGconn *conn, const struct config *cfg, const struct table_rule *t,
 		    "pginval.watch('%s', NULL, '%s'); or change channel",
 		    t->name, PQgetvalue(res, 0, 1), cfg->pg_channel, t->name,
 		    cfg->pg_channel);
-	if (missing.len > 0)
+	if (missing.len > 0) {
+		/* The fix watches what is watched now plus what is missing. */
+		const char *p2[2] = { PQgetvalue(res, 0, 0), NULL };
+		PGresult *u;
+
+		buf_reset(&all);
+		buf_addc(&all, '{');
+		buf_adds(&all, missing.data);
+		buf_addc(&all, '}');
+		p2[1] = all.data;
+		u = PQexecParams(conn, "SELECT string_agg(quote_literal(c), ', ' "
+		    "ORDER BY o) FROM (SELECT DISTINCT ON (c) c, o FROM "
+		    "unnest($1::text[] || $2::text[]) WITH ORDINALITY AS u(c, o) "
+		    "ORDER BY c, o) x", 2, NULL, p2, NULL, NULL, 0);
 		problems += check_problem(out, "[table %s] keys need column(s) "
 		    "%s, which the triggers do not send (watched: %s); fix: "
-		    "SELECT pginval.watch('%s', ARRAY[...the watched columns and "
-		    "%s...]);", t->name, missing.data, PQgetvalue(res, 0, 0),
-		    t->name, missing.data);
+		    "SELECT pginval.watch('%s', ARRAY[%s]);", t->name,
+		    missing.data, PQgetvalue(res, 0, 0), t->name,
+		    PQresultStatus(u) == PGRES_TUPLES_OK ? PQgetvalue(u, 0, 0) :
+		    "...");
+		PQclear(u);
+	}
 	if (problems == 0)
 		fprintf(out, "ok: %s is watched with %s\n", t->name,
 		    PQgetvalue(res, 0, 0));

@@ -110,7 +110,8 @@ relay_push(struct relay *r, struct sink_msg *m)
 
 		snprintf(reason, sizeof(reason), "queue full: %zu messages dropped",
 		    dropped);
-		message_body_reset(&reset->body, NULL, reason, relay_now_us());
+		reset->ts = relay_now_us();
+		message_body_reset(&reset->body, NULL, reason, reset->ts);
 		for (size_t i = 0; i < r->cfg->ntables; i++)
 			relay_add_patterns(&reset->patterns, &r->cfg->tables[i]);
 		r->stats.resets++;
@@ -127,7 +128,8 @@ relay_reset_all(struct relay *r, const char *reason)
 
 	if (dropped > 0)
 		log_info("reset supersedes %zu queued messages", dropped);
-	message_body_reset(&m->body, NULL, reason, relay_now_us());
+	m->ts = relay_now_us();
+	message_body_reset(&m->body, NULL, reason, m->ts);
 	for (size_t i = 0; i < r->cfg->ntables; i++)
 		relay_add_patterns(&m->patterns, &r->cfg->tables[i]);
 	r->stats.resets++;

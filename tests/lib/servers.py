@@ -291,6 +291,10 @@ class Postgres:
             self._kill_postmaster()
         self.running = False
 
+    def halt(self, mode="fast"):
+        """Stop the server but keep its data; restart() brings it back."""
+        self._shutdown(mode)
+
     def stop(self, mode="fast"):
         """Stop the server and delete its data directory."""
         try:

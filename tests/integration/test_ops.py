@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""Operations: what the people who run pginval see and use.
+
+Metrics checked by promtool, /healthz with either server down, the
+systemd notify protocol over a socket of the test's own, `pginval tail`
+in a real terminal (tmux), SIGHUP reloads that keep or move connections,
+and `pginval check --connect` on good and broken setups.
+
+    python3 tests/integration/test_ops.py [-v] [name-substring ...]
+"""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+import pginval_proc  # noqa: E402
+import runner  # noqa: E402
+from pginval_proc import BIN, SLOW, msgs, next_msg, run_bin  # noqa: E402
+from runner import eq  # noqa: E402
+from servers import Postgres, Redis, free_port  # noqa: E402
+
+PG = None
+REDIS = None
+
+
+def sql(text, pg=None):
+    return (pg or PG).psql(text)
+
+
+def setup_db(pg):
+    pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    pg.psql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
+            "SELECT pginval.watch('users', ARRAY['id', 'email']);")
+
+
+def http_get(port, path):
+    """(status, body) of a GET on the metrics listener."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_for(fn, what, timeout=10):
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def metric(text, name):
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    assert m, "%s not in metrics:\n%s" % (name, text)
+    return float(m.group(1))
+
+
+# -- tests --------------------------------------------------------------------
+
+def test_setup():
+    setup_db(PG)
+
+
+def test_metrics_pass_promtool():
+    port = free_port()
+    sub = REDIS.subscribe("pginval")
+    with pginval_proc.running(PG, REDIS, sub,
+                              extra={"metrics.listen": "127.0.0.1:%d" % port}):
+        sql("INSERT INTO users VALUES (1, 'a@x', 'n')")
+        sql("UPDATE users SET email = 'b@x'")
+        sql("SELECT pg_notify('pginval', 'junk')")
+        sql("DELETE FROM users")
+        msgs(sub, 3)
+        status, text = http_get(port, "/metrics")
+        eq(status, 200)
+        r = subprocess.run(["promtool", "check", "metrics"], input=text,
+                           capture_output=True, text=True)
+        eq(r.returncode, 0, "promtool: " + r.stdout + r.stderr)
+        eq(metric(text, 'pginval_events_total{table="public.users"}'), 3)
+        eq(metric(text, 'pginval_decode_errors_total{kind="foreign"}'), 1)
+        eq(metric(text, "pginval_messages_published_total"), 4)  # + reset
+        eq(metric(text, "pginval_keys_published_total"), 2 + 3 + 2)
+        eq(metric(text, 'pginval_resets_total{scope="all"}'), 1)
+        eq(metric(text, 'pginval_up{side="postgres"}'), 1)
+        eq(metric(text, 'pginval_up{side="redis"}'), 1)
+        eq(metric(text, "pginval_lag_seconds_count"), 4)
+        eq(metric(text, 'pginval_lag_seconds_bucket{le="+Inf"}'), 4)
+        eq(metric(text, "pginval_queue_depth"), 0)
+        eq(http_get(port, "/nope")[0], 404)
+
+
+def test_healthz_follows_both_servers():
+    port = free_port()
+    with Postgres() as pg, Redis() as redis:
+        setup_db(pg)
+        sub = redis.subscribe("pginval")
+        with pginval_proc.running(
+                pg, redis, sub, extra={"metrics.listen": "127.0.0.1:%d" % port,
+                                       "daemon.reconnect_max": "0.2"}):
+            eq(http_get(port, "/healthz"),
+               (200, "postgres: listening, redis: ready\n"))
+            redis.stop()
+            status, body = wait_for(
+                lambda: (lambda r: r if r[0] == 503 else None)(
+                    http_get(port, "/healthz")), "503 with Redis down")
+            assert "redis: " in body and "ready" not in body, body
+            redis.restart()
+            wait_for(lambda: http_get(port, "/healthz")[0] == 200,
+                     "200 after Redis is back")
+            pg.halt()
+            status, body = wait_for(
+                lambda: (lambda r: r if r[0] == 503 else None)(
+                    http_get(port, "/healthz")), "503 with PostgreSQL down")
+            assert "postgres: " in body and "listening" not in body, body
+            pg.restart()
+            wait_for(lambda: http_get(port, "/healthz")[0] == 200,
+                     "200 after PostgreSQL is back", 20)
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="pginval-notify-")
+        self.path = os.path.join(self.dir, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.seen = []
+
+    def wait(self, field, timeout=10):
+        """The next datagram containing the line `field`."""
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                msg = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            self.seen.append(msg)
+            if field in msg.split("\n"):
+                return msg
+        raise AssertionError("%r not received; got %r" % (field, self.seen))
+
+    def close(self):
+        self.sock.close()
+        subprocess.run(["rm", "-rf", self.dir])
+
+
+def test_systemd_notify_protocol():
+    ns = NotifySocket()
+    with Redis() as redis:
+        redis.stop()  # READY=1 must wait for Redis
+        env = {"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "400000"}
+        d = pginval_proc.Daemon(PG, redis, env=env,
+                                redis_url="redis://127.0.0.1:%d/0" % free_port())
+        try:
+            d.start()
+            ns.wait("WATCHDOG=1")  # fed from the loop every 0.2 s
+            assert not any("READY=1" in m for m in ns.seen), ns.seen
+            # Point it at a running Redis: READY only then.
+            redis.start()
+            d.write_config(redis_url=redis.url + "/0")
+            d.signal(signal.SIGHUP)
+            ns.wait("RELOADING=1")
+            ready = ns.wait("READY=1")
+            status = ns.wait("STATUS=postgres: listening, redis: ready; "
+                             "1 published, 0 queued, 1 resets", 15) \
+                if "redis: ready" not in ready else ready
+            assert "STATUS=postgres: listening, redis: ready" in status, status
+            ns.wait("WATCHDOG=1")
+            d.signal(signal.SIGTERM)
+            ns.wait("STOPPING=1")
+            d.stop()
+        finally:
+            d.kill()
+            ns.close()
+
+
+def tmux(*args):
+    return subprocess.run(["tmux", "-L", "pginval-test"] + list(args),
+                          capture_output=True, text=True)
+
+
+def test_tail_in_a_terminal():
+    sub = REDIS.subscribe("pginval")
+    with pginval_proc.running(PG, REDIS, sub) as d:
+        tmux("kill-server")
+        r = tmux("new-session", "-d", "-x", "160", "-y", "40",
+                 "%s tail -c %s; sleep 30" % (BIN, d.config))
+        eq(r.returncode, 0, r.stderr)
+        try:
+            wait_for(lambda: "subscribed to" in tmux("capture-pane", "-p").stdout,
+                     "tail to subscribe")
+            sql("INSERT INTO users VALUES (7, 'seven@x', 'n')")
+            sql("TRUNCATE users")
+            # A message from elsewhere with a seq gap stands out.
+            REDIS.command("PUBLISH", "pginval", json.dumps({
+                "v": 1, "seq": 99, "epoch": "x", "op": "insert",
+                "table": "public.users", "keys": ["k"], "ts": 0}))
+            REDIS.command("PUBLISH", "pginval", json.dumps({
+                "v": 1, "seq": 101, "epoch": "x", "op": "insert",
+                "table": "public.users", "keys": ["k"], "ts": 0}))
+            screen = wait_for(
+                lambda: (lambda s: s if "gap: expected seq 100, got 101" in s
+                         else None)(tmux("capture-pane", "-p").stdout),
+                "the gap to show")
+            assert re.search(r"insert +public\.users +user:7 user:email:seven@x",
+                             screen), screen
+            assert re.search(r"truncate +public\.users", screen), screen
+            colored = tmux("capture-pane", "-p", "-e").stdout
+            assert "\x1b[" in colored, "colours on a terminal"
+            tmux("send-keys", "C-c")
+            screen = wait_for(
+                lambda: (lambda s: s if "gaps" in s else None)(
+                    tmux("capture-pane", "-p").stdout), "the summary")
+            assert re.search(r"4 messages \(4 shown\), 1 resets or truncates, "
+                             r"2 gaps", screen), screen
+        finally:
+            tmux("kill-server")
+
+
+def test_tail_filters():
+    sub = REDIS.subscribe("pginval")
+    with pginval_proc.running(PG, REDIS, sub) as d:
+        procs = {
+            "table": subprocess.Popen([BIN, "tail", "-c", d.config, "--json",
+                                       "--table", "public.other"],
+                                      stdout=subprocess.PIPE, text=True),
+            "key": subprocess.Popen([BIN, "tail", "--url", REDIS.url,
+                                     "--json", "--key", "user:email:*@keep"],
+                                    stdout=subprocess.PIPE, text=True),
+        }
+        time.sleep(0.5)
+        sql("INSERT INTO users VALUES (1, 'a@drop', 'n')")
+        sql("INSERT INTO users VALUES (2, 'b@keep', 'n')")
+        msgs(sub, 2)
+        time.sleep(0.3)
+        out = {}
+        for name, p in procs.items():
+            p.send_signal(signal.SIGINT)
+            out[name] = p.communicate(timeout=5)[0]
+        sql("DELETE FROM users")
+    eq(out["table"], "", "no message is about public.other")
+    eq([json.loads(line)["keys"] for line in out["key"].splitlines()],
+       [["user:2", "user:email:b@keep"]])
+
+
+def test_reload_keeps_connections():
+    sub = REDIS.subscribe("pginval")
+    with pginval_proc.running(PG, REDIS, sub) as d:
+        pid = sql("SELECT pid FROM pg_stat_activity "
+                  "WHERE application_name = 'pginval'").strip()
+        clients = [c for c in REDIS.command("CLIENT", "LIST").decode()
+                   .splitlines() if " name=pginval " in c]
+        eq(len(clients), 1, "one named Redis connection")
+        d.write_config(tables={"public.users": "u:{id}"},
+                       extra={"redis.channel": "other"})
+        sub2 = REDIS.subscribe("other")
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload: configuration applied")
+        sql("INSERT INTO users VALUES (3, 'c@x', 'n')")
+        m = next_msg(sub2)
+        eq(m["keys"], ["u:3"])
+        eq(sql("SELECT pid FROM pg_stat_activity "
+               "WHERE application_name = 'pginval'").strip(), pid,
+           "same PostgreSQL backend")
+        eq([c.split()[0] for c in REDIS.command("CLIENT", "LIST").decode()
+            .splitlines() if " name=pginval " in c],
+           [c.split()[0] for c in clients], "same Redis connection")
+        sql("DELETE FROM users")
+        next_msg(sub2)
+
+
+def test_reload_moves_to_another_redis():
+    with Redis() as other:
+        sub = REDIS.subscribe("pginval")
+        with pginval_proc.running(PG, REDIS, sub) as d:
+            sub2 = other.subscribe("pginval")
+            d.write_config(redis_url=other.url + "/0")
+            d.signal(signal.SIGHUP)
+            d.wait_log("reload: Redis settings changed")
+            d.wait_log("redis: connected to 127.0.0.1:%d" % other.port)
+            sql("INSERT INTO users VALUES (4, 'd@x', 'n')")
+            m = next_msg(sub2)
+            eq(m["keys"], ["user:4", "user:email:d@x"])
+            eq(m["seq"], 2, "the sequence continues")
+            sql("DELETE FROM users")
+            next_msg(sub2)
+
+
+def check_connect(config):
+    r = run_bin("check", "--connect", "-c", config)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_check_connect():
+    d = pginval_proc.Daemon(PG, REDIS, tables={
+        "public.users": "user:{id}, user:email:{email}"})
+    code, out = check_connect(d.config)
+    eq(code, 0, out)
+    assert "ok: public.users is watched with {id,email}" in out, out
+    assert "0 problems found" in out, out
+
+    sql("CREATE TABLE IF NOT EXISTS plain (id int PRIMARY KEY, slug text);"
+        "CREATE TABLE IF NOT EXISTS narrow (id int PRIMARY KEY, slug text);"
+        "SELECT pginval.watch('narrow');"
+        "CREATE TABLE IF NOT EXISTS elsewhere (id int PRIMARY KEY);"
+        "SELECT pginval.watch('elsewhere', NULL, 'bus');")
+    d.write_config(tables={"public.plain": "p:{id}",
+                           "public.narrow": "n:{id}:{slug}",
+                           "public.elsewhere": "e:{id}"})
+    code, out = check_connect(d.config)
+    eq(code, 1, out)
+    for want in [
+            "problem: [table public.plain] (line 9) is not watched; fix: "
+            "SELECT pginval.watch('public.plain', ARRAY['id']);",
+            "problem: [table public.narrow] keys need column(s) slug, which "
+            "the triggers do not send (watched: {id}); fix: SELECT "
+            "pginval.watch('public.narrow', ARRAY['id', 'slug']);",
+            "problem: [table public.elsewhere] notifies channel \"bus\" but "
+            "[postgres] channel is \"pginval\"",
+            "3 problems found"]:
+        assert want in out, "%r not in:\n%s" % (want, out)
+
+    PG.create_database("bare")
+    bare = pginval_proc.Daemon(PG, REDIS,
+                               redis_url="redis://127.0.0.1:%d" % free_port())
+    with open(bare.config) as f:
+        text = f.read().replace("dbname=postgres", "dbname=bare")
+    with open(bare.config, "w") as f:
+        f.write(text)
+    code, out = check_connect(bare.config)
+    eq(code, 1, out)
+    assert "the pginval SQL API is not installed in database bare" in out, out
+    assert "fix: psql -v ON_ERROR_STOP=1 -f share/pginval/pginval.sql" in out
+    assert "problem: redis: cannot connect to 127.0.0.1:" in out, out
+
+
+@contextlib.contextmanager
+def servers():
+    global PG, REDIS
+    with Postgres() as pg, Redis() as redis:
+        PG, REDIS = pg, redis
+        yield
+
+
+if __name__ == "__main__":
+    sys.exit(runner.run(globals(), sys.argv[1:], around=servers))
