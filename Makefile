@@ -4,13 +4,17 @@
 #   make test                 unit, SQL and integration tests (needs the Debian packages)
 #   make SANITIZE=address,undefined test
 #   make valgrind             integration tests under valgrind memcheck
+#   make fuzz FUZZ_TIME=60    libFuzzer harnesses (clang), FUZZ_TIME seconds each
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #   make demo                 throwaway PostgreSQL + Redis with invalidations flowing
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share/pginval
-SYSCONFDIR ?= $(PREFIX)/etc
+# PREFIX=/usr is a system package: its configuration lives in /etc.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION := 0.1.0
 
 CC      ?= cc
@@ -60,6 +64,53 @@ tests/unit/%.o: CFLAGS += $(shell pkg-config --cflags cmocka)
 unit: $(UNIT_BINS)
 	@tests/run-unit $(UNIT_BINS)
 
+# Fuzzing with libFuzzer (clang): each harness in tests/fuzz/ runs for
+# FUZZ_TIME seconds on a working copy of its seed corpus in tests/fuzz/out/,
+# where any crashing input is saved. The daemon sources are compiled again
+# with the fuzzer and sanitizers, into tests/fuzz/obj/.
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 60
+FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
+FUZZ_TARGETS := decode rules config
+FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
+FUZZ_MODULES := log buf decode rules message config
+FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
+FUZZ_PKGS    := libcjson inih libpq
+FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+	$(WARNINGS) -Wno-format-nonliteral -MMD -MP $(FUZZ_SAN) \
+	$(shell pkg-config --cflags $(FUZZ_PKGS))
+
+tests/fuzz/obj/%.o: daemon/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+tests/fuzz/obj/fuzz_%.o: tests/fuzz/fuzz_%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+tests/fuzz/fuzz_%: tests/fuzz/obj/fuzz_%.o $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(shell pkg-config --libs $(FUZZ_PKGS)) -lm
+
+fuzz: $(FUZZ_BINS)
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		mkdir -p tests/fuzz/out/$$t; \
+		cp tests/fuzz/corpus/$$t/* tests/fuzz/out/$$t/; \
+		echo "fuzz: $$t for $(FUZZ_TIME)s"; \
+		tests/fuzz/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_TIME) \
+		    -dict=tests/fuzz/$$t.dict \
+		    -artifact_prefix=tests/fuzz/out/$$t- tests/fuzz/out/$$t || \
+		    failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then \
+		echo "fuzz: failed:$$failed (inputs in tests/fuzz/out/)" >&2; exit 1; \
+	fi
+
+.SECONDARY: $(FUZZ_TARGETS:%=tests/fuzz/obj/fuzz_%.o)
+.PHONY: fuzz
+-include $(wildcard tests/fuzz/obj/*.d)
+
 deps:
 	@scripts/install-deps
 
@@ -73,18 +124,32 @@ valgrind: deps pginval
 demo: deps pginval
 	@scripts/demo
 
+# The unit's ExecStart= (and the paths in its comments) follow BINDIR and
+# DATADIR. The example configuration goes to SYSCONFDIR/pginval/ as well as
+# DATADIR; uninstall leaves a real pginval.conf there alone.
 install: pginval
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(SYSCONFDIR)/pginval
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(SYSCONFDIR)/pginval \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 pginval $(DESTDIR)$(BINDIR)/pginval
 	install -m 644 sql/pginval.sql sql/uninstall.sql $(DESTDIR)$(DATADIR)/
 	install -m 644 deploy/pginval.conf.example $(DESTDIR)$(DATADIR)/
+	install -m 644 deploy/pginval.conf.example $(DESTDIR)$(SYSCONFDIR)/pginval/
+	install -m 644 docs/pginval.8 $(DESTDIR)$(MANDIR)/man8/pginval.8
+	sed -e 's|^\(#* *ExecStart=\)/usr/local/bin/pginval |\1$(BINDIR)/pginval |' \
+	    -e 's|/usr/local/share/pginval/|$(DATADIR)/|g' \
+	    deploy/pginval.service >$(DESTDIR)$(UNITDIR)/pginval.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/pginval.service
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/pginval
 	rm -rf $(DESTDIR)$(DATADIR)
+	rm -f $(DESTDIR)$(MANDIR)/man8/pginval.8 $(DESTDIR)$(UNITDIR)/pginval.service
+	rm -f $(DESTDIR)$(SYSCONFDIR)/pginval/pginval.conf.example
+	rmdir $(DESTDIR)$(SYSCONFDIR)/pginval 2>/dev/null || true
 
 clean:
 	rm -f pginval daemon/*.o daemon/*.d tests/unit/*.o tests/unit/*.d $(UNIT_BINS)
+	rm -rf $(FUZZ_BINS) tests/fuzz/obj
 
 .PHONY: all unit deps test valgrind demo install uninstall clean
 -include $(SRCS:.c=.d) $(wildcard tests/unit/*.d)

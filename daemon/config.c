@@ -25,6 +25,7 @@ enum opt_type {
 	OPT_SECONDS,
 	OPT_LOG_LEVEL,
 	OPT_ACTION,
+	OPT_BOOL,
 };
 
 struct opt {
@@ -54,6 +55,11 @@ static const struct opt config_opts[] = {
 	{ "daemon", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout), "10", 0, 3600, true },
 	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600, true },
 	{ "daemon", "reconnect_max", OPT_SECONDS, O(reconnect_max), "30", 0.001, 86400, true },
+	{ "daemon", "health_interval", OPT_SECONDS, O(health_interval), "10", 0, 3600, false },
+	{ "outbox", "enabled", OPT_BOOL, O(outbox_enabled), "off", 0, 0, false },
+	{ "outbox", "batch", OPT_INT, O(outbox_batch), "1000", 1, 100000, false },
+	{ "outbox", "poll_interval", OPT_SECONDS, O(outbox_poll_interval), "1", 0.001, 3600, false },
+	{ "outbox", "ack_timeout", OPT_SECONDS, O(outbox_ack_timeout), "30", 1, 3600, false },
 	{ "metrics", "listen", OPT_STRING, O(metrics_listen), "", 0, 0, false },
 };
 
@@ -235,6 +241,19 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 		*(int *)field = (int)lvl;
 		return 0;
 	}
+	case OPT_BOOL:
+		if (strcmp(value, "on") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+			*(int *)field = 1;
+		else if (strcmp(value, "off") == 0 || strcmp(value, "false") == 0 ||
+		    strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
+			*(int *)field = 0;
+		else {
+			config_error(ctx, line, "%s in [%s]: \"%s\" is not on or "
+			    "off", o->name, o->section, value);
+			return -1;
+		}
+		return 0;
 	case OPT_ACTION:
 		if (strcmp(value, "publish") == 0)
 			*(int *)field = REDIS_ACTION_PUBLISH;
@@ -362,7 +381,8 @@ config_handler(void *user, const char *inih_section, const char *name,
 		    name, section);
 	else
 		config_error(ctx, ctx->line, "unknown section [%s] (expected "
-		    "[postgres], [redis], [daemon], [metrics] or [table schema.name])",
+		    "[postgres], [redis], [daemon], [outbox], [metrics] or [table "
+		    "schema.name])",
 		    section);
 	/* Errors are collected here; returning 1 lets inih carry on so that
 	 * every problem is reported at once. */
@@ -464,8 +484,14 @@ config_parse_redis_url(struct config *cfg, const char *url, char *err,
 			snprintf(err, errlen, "url: unclosed '[' in the host");
 			return -1;
 		}
+		/* Only a port may follow: "[::1]6380" is a typo, not port 6379. */
+		if (hostend + 1 < slash && hostend[1] != ':') {
+			snprintf(err, errlen, "url: unexpected text after ']' in "
+			    "the host");
+			return -1;
+		}
 		cfg->redis_host = xstrndup(p + 1, (size_t)(hostend - p - 1));
-		colon = hostend + 1 < slash && hostend[1] == ':' ? hostend + 1 : NULL;
+		colon = hostend + 1 < slash ? hostend + 1 : NULL;
 	} else {
 		colon = memchr(p, ':', (size_t)(slash - p));
 		hostend = colon ? colon : slash;

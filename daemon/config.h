@@ -54,6 +54,14 @@ struct config {
 	double reconnect_min;
 	double reconnect_max;
 
+	double health_interval;
+
+	/* [outbox] */
+	int outbox_enabled;		/* bool */
+	int outbox_batch;
+	double outbox_poll_interval;
+	double outbox_ack_timeout;
+
 	/* [metrics] */
 	char *metrics_listen;		/* NULL: no HTTP listener */
 

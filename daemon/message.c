@@ -64,6 +64,31 @@ message_body_event(struct buf *out, const struct event *ev,
 	buf_addc(out, '}');
 }
 
+/*
+ * The length of s[0..n) without a UTF-8 character cut in two at its end.
+ * Reasons are written into fixed-size buffers, which may cut one; the
+ * message must stay UTF-8 all the same (JSON is exchanged as UTF-8, and
+ * strict subscribers reject anything else).
+ */
+static size_t
+message_utf8_uncut(const char *s, size_t n)
+{
+	size_t i = n, cont = 0, need;
+	unsigned char lead;
+
+	while (i > 0 && cont < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) {
+		i--;
+		cont++;
+	}
+	if (i == 0)
+		return n;
+	lead = (unsigned char)s[i - 1];
+	if (lead < 0xc0)
+		return n;	/* not a cut character */
+	need = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : 1;
+	return cont < need ? i - 1 : n;
+}
+
 void
 message_body_reset(struct buf *out, const char *table, const char *reason,
     int64_t ts)
@@ -72,7 +97,7 @@ message_body_reset(struct buf *out, const char *table, const char *reason,
 	buf_adds(out, "],\"ts\":");
 	buf_add_i64(out, ts);
 	buf_adds(out, ",\"reason\":");
-	buf_add_json_str(out, reason, strlen(reason));
+	buf_add_json_str(out, reason, message_utf8_uncut(reason, strlen(reason)));
 	buf_addc(out, '}');
 }
 

@@ -1,18 +1,22 @@
 /*
- * The PostgreSQL side: one libpq connection that LISTENs on the channel
- * the triggers NOTIFY, without ever blocking the loop. A lost connection is
- * a state with a backoff timer, never an error the caller must handle.
+ * The PostgreSQL side: one connection that LISTENs on the channel the
+ * triggers NOTIFY and reads notifications as they arrive. A lost
+ * connection is a state with a backoff timer, never an error the caller
+ * must handle. A periodic self-NOTIFY proves that the link and the
+ * notification path still work; a probe that does not come back within
+ * health_interval drops the connection.
  */
 #ifndef PGINVAL_PG_SOURCE_H
 #define PGINVAL_PG_SOURCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct ev_loop;
 
 enum pg_state {
 	PG_STATE_STOPPED,
-	PG_STATE_CONNECTING,	/* PQconnectPoll in progress */
+	PG_STATE_CONNECTING,
 	PG_STATE_SUBSCRIBING,	/* LISTEN sent, no reply yet */
 	PG_STATE_LISTENING,
 	PG_STATE_BACKOFF,	/* waiting to reconnect */
@@ -20,10 +24,13 @@ enum pg_state {
 
 enum pg_event {
 	/* LISTEN is active. Notifications sent before this moment, while no
-	 * connection was listening, are lost: the receiver must say so. */
+	 * connection was listening, are lost: pg_source_lossy() says whether
+	 * any table could have sent one. */
 	PG_EVENT_LISTENING,
 	/* One notification; payload is borrowed for the callback only. */
 	PG_EVENT_NOTIFY,
+	/* A wake-up from a durable table's trigger: the outbox has rows. */
+	PG_EVENT_WAKE,
 	/* The connection was lost; a reconnect is scheduled. */
 	PG_EVENT_LOST,
 };
@@ -36,6 +43,8 @@ struct pg_source_opts {
 	const char *channel;	/* copied */
 	double connect_timeout;
 	double reconnect_min, reconnect_max;
+	double health_interval;	/* 0: no probes */
+	double query_timeout;
 };
 
 /* The callback may call pg_source_stop(), never pg_source_free(). */
@@ -47,5 +56,8 @@ void pg_source_stop(struct pg_source *src);
 void pg_source_free(struct pg_source *src);
 enum pg_state pg_source_state(const struct pg_source *src);
 const char *pg_state_name(enum pg_state st);
+/* Whether changes may have been lost before the last PG_EVENT_LISTENING:
+ * true unless every table watched on the channel uses an outbox. */
+bool pg_source_lossy(const struct pg_source *src);
 
 #endif

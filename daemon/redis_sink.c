@@ -244,6 +244,10 @@ redis_sink_publish_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	}
 	redis_sink_replied(s);
+	/* A refused durable message is not acknowledged: its outbox row
+	 * stays, and is taken again after the ack timeout. */
+	if (m != NULL && m->on_ack != NULL && reply->type != REDIS_REPLY_ERROR)
+		m->on_ack(m->ack_arg);
 	if (reply->type == REDIS_REPLY_ERROR) {
 		s->stats->refused++;
 		log_error("redis: PUBLISH to \"%s\" refused: %s", s->channel,
@@ -422,6 +426,17 @@ redis_sink_pump(struct redis_sink *s)
 	}
 }
 
+/* Fine enough to honour both timeouts to within a quarter. */
+static double
+redis_sink_tick_interval(const struct redis_sink *s)
+{
+	double t = s->o.command_timeout / 4;
+
+	if (s->o.health_interval > 0 && s->o.health_interval / 2 < t)
+		t = s->o.health_interval / 2;
+	return t < 1 ? t : 1;
+}
+
 static void
 redis_sink_ready(struct redis_sink *s)
 {
@@ -432,7 +447,8 @@ redis_sink_ready(struct redis_sink *s)
 	s->ever_ready = true;
 	log_info("redis: connected to %s, publishing on \"%s\"", s->where,
 	    s->channel);
-	ev_timer_set(&s->tick, 1, 1);
+	ev_timer_set(&s->tick, redis_sink_tick_interval(s),
+	    redis_sink_tick_interval(s));
 	ev_timer_start(s->loop, &s->tick);
 	s->cb(s->arg, REDIS_EVENT_READY);
 	redis_sink_scans_resume(s);
@@ -545,9 +561,25 @@ redis_sink_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
+redis_sink_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	if (r != NULL)
+		redis_sink_replied(ac->data);
+}
+
+static void
 redis_sink_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct redis_sink *s = w->data;
+
+	/* An idle link is proved alive with a PING, so that a dead one is
+	 * found by the command timeout below, not by the next message. */
+	if (s->state == REDIS_STATE_READY && s->outstanding == 0 &&
+	    s->o.health_interval > 0 &&
+	    ev_now(loop) - s->progress_at >= s->o.health_interval &&
+	    redisAsyncCommand(s->ac, redis_sink_ping_cb, NULL, "PING") ==
+	    REDIS_OK)
+		redis_sink_sent(s);
 
 	if (s->ac != NULL && s->outstanding > 0 &&
 	    ev_now(loop) - s->progress_at > s->o.command_timeout) {
@@ -678,9 +710,19 @@ redis_sink_push(struct redis_sink *s, struct sink_msg *m)
 size_t
 redis_sink_drop_queued(struct redis_sink *s)
 {
-	size_t n = s->queue.n;
+	struct msg_list keep = { 0 };
+	struct sink_msg *m;
+	size_t n = 0;
 
-	list_free(&s->queue);
+	while ((m = list_pop(&s->queue)) != NULL) {
+		if (m->on_ack != NULL) {
+			list_push(&keep, m);
+		} else {
+			sink_msg_free(m);
+			n++;
+		}
+	}
+	s->queue = keep;
 	return n;
 }
 
@@ -711,6 +753,7 @@ redis_sink_configure(struct redis_sink *s, const struct redis_sink_opts *o)
 	s->o.max_inflight = o->max_inflight;
 	s->o.connect_timeout = o->connect_timeout;
 	s->o.command_timeout = o->command_timeout;
+	s->o.health_interval = o->health_interval;
 	s->backoff.min = s->o.reconnect_min = o->reconnect_min;
 	s->backoff.max = s->o.reconnect_max = o->reconnect_max;
 	if (!moved || s->state == REDIS_STATE_STOPPED)

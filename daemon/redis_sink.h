@@ -45,6 +45,10 @@ struct sink_msg {
 	struct keys patterns;
 	size_t nkeys;		/* keys in the message, for the statistics */
 	int64_t ts;		/* the change time, for the lag histogram */
+	/* Called once when Redis answers the PUBLISH (durable delivery).
+	 * Such a message is never dropped to make room. */
+	void (*on_ack)(void *arg);
+	void *ack_arg;
 };
 
 struct redis_sink_opts {
@@ -59,6 +63,7 @@ struct redis_sink_opts {
 	bool delete_keys;
 	int max_inflight;
 	double connect_timeout, command_timeout;
+	double health_interval;	/* PING when idle this long; 0: never */
 	double reconnect_min, reconnect_max;
 	struct stats *stats;	/* borrowed; must outlive the sink */
 };
@@ -73,8 +78,9 @@ void sink_msg_free(struct sink_msg *m);
 
 /* Queues m (taking ownership) and sends what the window allows. */
 void redis_sink_push(struct redis_sink *s, struct sink_msg *m);
-/* Frees every queued message not yet sent; returns how many. Used when a
- * reset makes them redundant. */
+/* Frees every queued message not yet sent, except those waiting for an
+ * acknowledgement (on_ack); returns how many. Used when a reset makes them
+ * redundant. */
 size_t redis_sink_drop_queued(struct redis_sink *s);
 /* Applies new settings (a reload). When the server, credentials or
  * database changed, the connection is dropped and made again with the new

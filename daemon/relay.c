@@ -9,6 +9,7 @@
 #include "decode.h"
 #include "log.h"
 #include "message.h"
+#include "outbox.h"
 #include "pg_source.h"
 #include "redis_sink.h"
 #include "rules.h"
@@ -27,6 +28,7 @@ struct relay {
 	struct config *cfg;
 	struct pg_source *pg;
 	struct redis_sink *sink;
+	struct outbox *outbox;		/* NULL unless [outbox] enabled */
 	char epoch[MESSAGE_EPOCH_LEN + 1];
 	struct keys keys;		/* scratch */
 	struct stats stats;
@@ -43,6 +45,7 @@ struct relay {
 	relay_done_cb *done;
 	void *done_arg;
 	ev_timer deadline;
+	ev_timer drained;	/* checks, while draining, whether all is done */
 };
 
 static int64_t
@@ -137,8 +140,8 @@ relay_reset_all(struct relay *r, const char *reason)
 	relay_push(r, m);
 }
 
-static void
-relay_reset_table(struct relay *r, const char *table, const char *reason,
+static struct sink_msg *
+relay_table_reset(struct relay *r, const char *table, const char *reason,
     int64_t ts)
 {
 	struct sink_msg *m = sink_msg_new();
@@ -149,36 +152,39 @@ relay_reset_table(struct relay *r, const char *table, const char *reason,
 	if (t != NULL)
 		relay_add_patterns(&m->patterns, t);
 	r->stats.table_resets++;
-	relay_push(r, m);
+	return m;
 }
 
-static void
-relay_notify(struct relay *r, const char *payload, size_t len)
+/*
+ * Turns one payload (a notification, or an outbox row) into the message
+ * to publish: the change with its keys, or a reset of its table when the
+ * keys cannot be known. Returns NULL for a payload pginval did not send.
+ */
+static struct sink_msg *
+relay_message(struct relay *r, const char *payload, size_t len)
 {
 	struct event ev;
 	const struct table_rule *t;
-	struct sink_msg *m;
+	struct sink_msg *m = NULL;
 	char err[256];
 
-	r->stats.notifications++;
 	switch (decode_event(payload, len, &ev, err, sizeof(err))) {
 	case DECODE_JUNK:
 		r->stats.foreign++;
 		relay_complain(r, "ignored a notification", err, payload, len);
-		return;
+		return NULL;
 	case DECODE_TABLE_ONLY:
 		r->stats.invalid++;
 		relay_complain(r, "bad event", err, payload, len);
-		relay_reset_table(r, ev.table, err, ev.ts);
-		decode_event_free(&ev);
-		return;
+		m = relay_table_reset(r, ev.table, err, ev.ts);
+		goto done;
 	case DECODE_OK:
 		break;
 	}
 	if (ev.big) {
-		relay_reset_table(r, ev.table, "row too large for NOTIFY", ev.ts);
-		decode_event_free(&ev);
-		return;
+		m = relay_table_reset(r, ev.table, "row too large for NOTIFY",
+		    ev.ts);
+		goto done;
 	}
 	if (ev.ts == 0)
 		ev.ts = relay_now_us();
@@ -192,9 +198,8 @@ relay_notify(struct relay *r, const char *payload, size_t len)
 		    "re-run pginval.watch('%s', ARRAY[...]) with them", err,
 		    rules_columns(t->rules), ev.table);
 		relay_complain(r, "cannot make keys", why, payload, len);
-		relay_reset_table(r, ev.table, err, ev.ts);
-		decode_event_free(&ev);
-		return;
+		m = relay_table_reset(r, ev.table, err, ev.ts);
+		goto done;
 	}
 	m = sink_msg_new();
 	m->nkeys = r->keys.n;
@@ -211,8 +216,28 @@ relay_notify(struct relay *r, const char *payload, size_t len)
 		}
 	}
 	stats_count_event(&r->stats, ev.table);
+done:
 	decode_event_free(&ev);
-	relay_push(r, m);
+	return m;
+}
+
+/* An outbox row: its message is acknowledged back to the outbox, and is
+ * never dropped for room (the batch size bounds how many there are). */
+static bool
+relay_outbox_row(void *arg, const char *payload, size_t len,
+    const struct outbox_ack *ack)
+{
+	struct relay *r = arg;
+	struct sink_msg *m;
+
+	r->stats.outbox_rows++;
+	m = relay_message(r, payload, len);
+	if (m == NULL)
+		return false;
+	m->on_ack = ack->fn;
+	m->ack_arg = ack->arg;
+	redis_sink_push(r->sink, m);
+	return true;
 }
 
 /* Tells the owner when both sides become ready, or stop being so. */
@@ -236,17 +261,35 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 
 	switch (ev) {
 	case PG_EVENT_LISTENING:
-		/* Changes committed while nobody listened are gone. */
-		relay_reset_all(r, !r->listened ?
-		    "start: changes made while no daemon was listening are "
-		    "unknown" : "reconnected to PostgreSQL: changes may have "
-		    "been missed");
+		/* Changes committed while nobody listened are gone, unless
+		 * every table on the channel keeps them in the outbox. */
+		if (pg_source_lossy(r->pg))
+			relay_reset_all(r, !r->listened ?
+			    "start: changes made while no daemon was listening "
+			    "are unknown" : "reconnected to PostgreSQL: changes "
+			    "may have been missed");
+		else
+			log_info("postgres: every table on the channel uses the "
+			    "outbox; nothing was missed");
 		if (r->listened)
 			r->stats.pg_reconnects++;
 		r->listened = true;
 		break;
-	case PG_EVENT_NOTIFY:
-		relay_notify(r, payload, len);
+	case PG_EVENT_NOTIFY: {
+		struct sink_msg *m;
+
+		r->stats.notifications++;
+		if ((m = relay_message(r, payload, len)) != NULL)
+			relay_push(r, m);
+		break;
+	}
+	case PG_EVENT_WAKE:
+		if (r->outbox != NULL)
+			outbox_kick(r->outbox);
+		else
+			relay_complain(r, "outbox wake-up", "[outbox] enabled is "
+			    "off, so the changes of durable tables wait in "
+			    "pginval.outbox", payload ? payload : "", 0);
 		break;
 	case PG_EVENT_LOST:
 		break;
@@ -264,7 +307,20 @@ relay_finish(struct relay *r)
 		return;
 	r->done = NULL;
 	ev_timer_stop(r->loop, &r->deadline);
+	ev_timer_stop(r->loop, &r->drained);
 	done(r->done_arg);
+}
+
+/* While draining: done once Redis has acknowledged everything and the
+ * outbox has deleted what was delivered. */
+static void
+relay_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct relay *r = w->data;
+
+	if (redis_sink_queued(r->sink) + redis_sink_inflight(r->sink) == 0 &&
+	    (r->outbox == NULL || outbox_idle(r->outbox)))
+		relay_finish(r);
 }
 
 static void
@@ -272,10 +328,12 @@ relay_sink_cb(void *arg, enum redis_event ev)
 {
 	struct relay *r = arg;
 
-	if (ev == REDIS_EVENT_IDLE && r->draining)
-		relay_finish(r);
-	else if (ev == REDIS_EVENT_READY || ev == REDIS_EVENT_LOST)
+	if (ev == REDIS_EVENT_READY || ev == REDIS_EVENT_LOST) {
+		if (r->outbox != NULL && !r->draining)
+			outbox_set_deliverable(r->outbox,
+			    ev == REDIS_EVENT_READY);
 		relay_check_ready(r);
+	}
 }
 
 static void
@@ -289,6 +347,14 @@ relay_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	relay_finish(r);
 }
 
+/* How long a PostgreSQL query may go unanswered before the link counts as
+ * dead: twice the health interval, so a probe has a full interval. */
+static double
+relay_query_timeout(const struct config *cfg)
+{
+	return cfg->health_interval > 0 ? 2 * cfg->health_interval : 0;
+}
+
 static struct pg_source *
 relay_new_source(struct relay *r)
 {
@@ -298,6 +364,8 @@ relay_new_source(struct relay *r)
 		.connect_timeout = r->cfg->pg_connect_timeout,
 		.reconnect_min = r->cfg->reconnect_min,
 		.reconnect_max = r->cfg->reconnect_max,
+		.health_interval = r->cfg->health_interval,
+		.query_timeout = relay_query_timeout(r->cfg),
 	};
 
 	return pg_source_new(r->loop, &po, relay_pg_cb, r);
@@ -316,6 +384,7 @@ relay_sink_opts(struct relay *r, const struct config *cfg)
 		.max_inflight = cfg->max_inflight,
 		.connect_timeout = cfg->redis_connect_timeout,
 		.command_timeout = cfg->redis_command_timeout,
+		.health_interval = cfg->health_interval,
 		.reconnect_min = cfg->reconnect_min,
 		.reconnect_max = cfg->reconnect_max,
 		.stats = &r->stats,
@@ -347,8 +416,24 @@ relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 	so = relay_sink_opts(r, cfg);
 	r->sink = redis_sink_new(loop, &so, relay_sink_cb, r);
 	r->pg = relay_new_source(r);
+	if (cfg->outbox_enabled) {
+		struct outbox_opts oo = {
+			.conninfo = cfg->pg_conninfo, .channel = cfg->pg_channel,
+			.batch = cfg->outbox_batch,
+			.poll_interval = cfg->outbox_poll_interval,
+			.ack_timeout = cfg->outbox_ack_timeout,
+			.connect_timeout = cfg->pg_connect_timeout,
+			.query_timeout = relay_query_timeout(cfg),
+			.reconnect_min = cfg->reconnect_min,
+			.reconnect_max = cfg->reconnect_max,
+		};
+
+		r->outbox = outbox_new(loop, &oo, relay_outbox_row, r);
+	}
 	ev_timer_init(&r->deadline, relay_deadline_cb, 0, 0);
 	r->deadline.data = r;
+	ev_timer_init(&r->drained, relay_drained_cb, 0.02, 0.02);
+	r->drained.data = r;
 	return r;
 }
 
@@ -359,6 +444,8 @@ relay_start(struct relay *r)
 	    r->cfg->ntables);
 	redis_sink_start(r->sink);
 	pg_source_start(r->pg);
+	if (r->outbox != NULL)
+		outbox_start(r->outbox);
 }
 
 void
@@ -396,15 +483,15 @@ relay_drain(struct relay *r, relay_done_cb *done, void *arg)
 	r->done = done;
 	r->done_arg = arg;
 	pg_source_stop(r->pg);
-	if (redis_sink_queued(r->sink) + redis_sink_inflight(r->sink) == 0) {
-		relay_finish(r);
-		return;
-	}
+	if (r->outbox != NULL)
+		outbox_set_deliverable(r->outbox, false);	/* no new batch */
 	log_info("shutdown: delivering %zu queued messages (up to %.1fs)",
 	    redis_sink_queued(r->sink) + redis_sink_inflight(r->sink),
 	    r->cfg->shutdown_timeout);
 	ev_timer_set(&r->deadline, r->cfg->shutdown_timeout, 0);
 	ev_timer_start(r->loop, &r->deadline);
+	ev_timer_start(r->loop, &r->drained);
+	relay_drained_cb(r->loop, &r->drained, 0);
 }
 
 void
@@ -423,8 +510,11 @@ relay_free(struct relay *r)
 	    r->stats.published, r->stats.refused, r->stats.requeued,
 	    r->stats.unlinked);
 	ev_timer_stop(r->loop, &r->deadline);
+	ev_timer_stop(r->loop, &r->drained);
 	pg_source_free(r->pg);
+	/* The sink first: its messages hold the outbox's acks. */
 	redis_sink_free(r->sink);
+	outbox_free(r->outbox);
 	keys_free(&r->keys);
 	stats_free(&r->stats);
 	config_free(r->cfg);
@@ -441,7 +531,7 @@ relay_metrics(struct relay *r, struct buf *out)
 		.redis_state = redis_state_name(redis_sink_state(r->sink)),
 		.queued = redis_sink_queued(r->sink),
 		.inflight = redis_sink_inflight(r->sink),
-		.outbox_backlog = -1,
+		.outbox_backlog = r->outbox ? outbox_backlog(r->outbox) : -1,
 		.version = PGINVAL_VERSION,
 		.epoch = r->epoch,
 	};
@@ -459,7 +549,11 @@ relay_health(struct relay *r, struct buf *why)
 	buf_adds(why, pg_state_name(ps));
 	buf_adds(why, ", redis: ");
 	buf_adds(why, redis_state_name(rs));
-	return ps == PG_STATE_LISTENING && rs == REDIS_STATE_READY;
+	if (r->outbox != NULL)
+		buf_adds(why, outbox_up(r->outbox) ? ", outbox: connected" :
+		    ", outbox: connecting");
+	return ps == PG_STATE_LISTENING && rs == REDIS_STATE_READY &&
+	    (r->outbox == NULL || outbox_up(r->outbox));
 }
 
 void

@@ -145,6 +145,9 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 
 	stats_counter(out, "pginval_notifications_total",
 	    "NOTIFYs received on the channel.", s->notifications);
+	stats_counter(out, "pginval_outbox_rows_total",
+	    "Rows taken from the outbox (again after a failed delivery).",
+	    s->outbox_rows);
 	stats_head(out, "pginval_events_total", "counter",
 	    "Row changes and truncates received, per table.");
 	for (size_t i = 0; s->tables != NULL && i < STATS_SLOTS; i++) {

@@ -21,6 +21,7 @@ struct stats_table {
 
 struct stats {
 	unsigned long notifications;	/* every NOTIFY received */
+	unsigned long outbox_rows;	/* rows taken from the outbox */
 	unsigned long foreign;		/* not pginval payloads: skipped */
 	unsigned long invalid;		/* pginval payloads that were unusable */
 	unsigned long table_resets;	/* changes that became a table reset */

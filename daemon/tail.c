@@ -25,6 +25,7 @@
 
 struct tail {
 	bool json, color;
+	bool connected;		/* subscribed once already */
 	const char *table, *key;
 	char epoch[64];
 	double last_seq;
@@ -216,7 +217,17 @@ tail_loop(struct tail *t, const struct config *cfg, const char *channel)
 			if (!t->json)
 				fprintf(stderr, "pginval tail: subscribed to \"%s\" on "
 				    "%s\n", channel, cfg->redis_where);
-			/* Missed messages while away: the next one is a gap. */
+			/* Messages published while away are gone: that is a
+			 * gap, whatever the next seq says. */
+			if (t->connected) {
+				t->gaps++;
+				if (!t->json)
+					printf("%s!! gap: reconnected, messages may "
+					    "have been missed%s\n",
+					    tail_paint(t, "\033[1;31m"),
+					    tail_paint(t, "\033[0m"));
+			}
+			t->connected = true;
 			t->epoch[0] = '\0';
 		}
 		/* hiredis retries reads interrupted by a signal, so wait for

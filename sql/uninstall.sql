@@ -3,7 +3,8 @@
 --     psql -v ON_ERROR_STOP=1 -f sql/uninstall.sql
 --
 -- Unwatches every watched table (dropping its pginval_* triggers), then
--- drops the schema "pginval" with everything in it. Safe to run when
+-- drops the schema "pginval" with everything in it, the outbox table
+-- included: payloads still queued there are discarded. Safe to run when
 -- pginval is not installed, or twice. Stop the daemon first: it would
 -- otherwise keep waiting for notifications that no longer come.
 

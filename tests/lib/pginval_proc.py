@@ -67,6 +67,7 @@ class Daemon:
         self.proc = subprocess.Popen(WRAPPER + [BIN, "run", "-c", self.config],
                                      stdin=subprocess.DEVNULL, env=env,
                                      stdout=self.log, stderr=self.log)
+        atexit.register(self.kill)   # no daemon outlives a failed test
         if sub is None:
             return None
         first = next_msg(sub, 10)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +33,8 @@ UNINSTALL = os.path.join(ROOT, "sql", "uninstall.sql")
 
 PG = None  # the server shared by all tests
 
+WAKE = "wake"  # what durable mode sends on the channel
+
 NOTIFY_PREFIX = 'Asynchronous notification "'
 NOTIFY_MIDDLE = '" with payload "'
 NOTIFY_SUFFIX = re.compile(r'" received from server process with PID \d+\.$')
@@ -43,8 +46,11 @@ class Note:
     def __init__(self, channel, payload):
         self.channel = channel
         self.payload = payload  # the raw text, exactly as sent
-        self.json = json.loads(payload, object_pairs_hook=list)
-        self.obj = json.loads(payload)
+        if payload == WAKE:
+            self.json = self.obj = None
+        else:
+            self.json = json.loads(payload, object_pairs_hook=list)
+            self.obj = json.loads(payload)
 
     @property
     def keys(self):
@@ -76,27 +82,61 @@ def parse_notifications(out):
     return notes
 
 
-def capture(sql, channels=("pginval",)):
+def capture(sql, channels=("pginval",), db=None):
     """Run ``sql`` in a session LISTENing on ``channels``; return the
     notifications it received, in order."""
     script = "".join('LISTEN "%s";\n' % c for c in channels)
     script += sql.rstrip() + "\n" + "SELECT 1;\n"
     proc = PG.run_psql(["-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-                       input=script)
+                       input=script, db=db)
     return parse_notifications(proc.stdout)
 
 
-def sql(text):
-    return PG.psql(text)
+def sql(text, db=None):
+    return PG.psql(text, db=db)
 
 
-def sql_error(text):
+def sql_error(text, db=None):
     """Run ``text``, which must fail; return psql's stderr."""
     try:
-        PG.psql(text)
+        PG.psql(text, db=db)
     except PsqlError as exc:
         return exc.stderr
     raise AssertionError("expected an error from: %s" % text)
+
+
+def literal(text):
+    return "'%s'" % text.replace("'", "''")
+
+
+def outbox(channel, db=None):
+    """The payloads queued in pginval.outbox for ``channel``, in id order,
+    as Note objects."""
+    out = sql("SELECT payload FROM pginval.outbox WHERE channel = %s "
+              "ORDER BY id" % literal(channel), db=db)
+    return [Note(channel, line) for line in out.splitlines()]
+
+
+def take_outbox(channel, db=None):
+    """outbox(), then delete those rows."""
+    notes = outbox(channel, db)
+    sql("DELETE FROM pginval.outbox WHERE channel = %s" % literal(channel),
+        db=db)
+    return notes
+
+
+def trigger_args(table, db=None):
+    """{trigger name: [arguments]} of the pginval triggers of ``table``."""
+    out = sql("SELECT tgname, encode(tgargs, 'hex') FROM pg_trigger "
+              "WHERE tgrelid = %s::regclass AND tgname LIKE 'pginval\\_%%' "
+              "ORDER BY 1" % literal(table), db=db)
+    args = {}
+    for line in out.splitlines():
+        name, _, hexargs = line.partition("|")
+        raw = bytes.fromhex(hexargs).decode()
+        assert raw.endswith("\0"), raw
+        args[name] = raw[:-1].split("\0")
+    return args
 
 
 # -- assertions -------------------------------------------------------------
@@ -570,6 +610,542 @@ def test_custom_channel():
     ], channel="CacheBus")
 
 
+# -- delivery modes ---------------------------------------------------------
+
+def test_durable_mode_queues_exact_payloads():
+    sql("CREATE TABLE dur (id int PRIMARY KEY, email text, plan text);"
+        "INSERT INTO dur VALUES (7, 'old@x.io', 'free');"
+        "SELECT pginval.watch('dur', '{id,email}', 'dur_chan', 'durable');")
+    since = now_us()
+    notes = capture("""
+        INSERT INTO dur VALUES (42, 'a@x.io', 'free');
+        UPDATE dur SET email = 'b@x.io' WHERE id = 42;
+        UPDATE dur SET plan = plan;
+        DELETE FROM dur WHERE id = 42;
+        TRUNCATE dur;
+    """, channels=["pginval", "dur_chan"])
+    # One wake-up per transaction, on the table's channel; the no-op UPDATE
+    # changes nothing and sends nothing.
+    eq([(n.channel, n.payload) for n in notes], [("dur_chan", WAKE)] * 4,
+       "wake-ups")
+    queued = take_outbox("dur_chan")
+    check_notes(queued, [
+        '{"v":1,"t":"public.dur","op":"insert","ts":TS,"x":X,'
+        '"n":{"id":"42","email":"a@x.io"}}',
+        '{"v":1,"t":"public.dur","op":"update","ts":TS,"x":X,'
+        '"o":{"id":"42","email":"a@x.io"},"n":{"id":"42","email":"b@x.io"}}',
+        '{"v":1,"t":"public.dur","op":"delete","ts":TS,"x":X,'
+        '"o":{"id":"42","email":"b@x.io"}}',
+        '{"v":1,"t":"public.dur","op":"truncate","ts":TS,"x":X}',
+    ], channel="dur_chan", since=since)
+    xs = [n.obj["x"] for n in queued]
+    assert xs[0] < xs[1] < xs[2] < xs[3], xs
+    eq(queued[0].keys, ["v", "t", "op", "ts", "x", "n"], "insert keys")
+    eq(outbox("dur_chan"), [], "taken rows are gone")
+
+
+def test_durable_one_wake_per_transaction():
+    sql("CREATE TABLE many (id int PRIMARY KEY, v text);"
+        "CREATE TABLE many2 (id int PRIMARY KEY);"
+        "CREATE TABLE many_n (id int PRIMARY KEY);"
+        "SELECT pginval.watch('many', NULL, 'many_chan', 'durable');"
+        "SELECT pginval.watch('many2', NULL, 'many_chan2', 'durable');"
+        "SELECT pginval.watch('many_n', NULL, 'many_chan');")
+    notes = capture("""
+        BEGIN;
+        INSERT INTO many SELECT g, 'a' FROM generate_series(1, 300) g;
+        UPDATE many SET v = 'b';
+        DELETE FROM many WHERE id > 100;
+        COMMIT;
+        INSERT INTO many VALUES (1000, 'c');
+        BEGIN;
+        INSERT INTO many VALUES (2000, 'd');
+        ROLLBACK;
+    """, channels=["many_chan"])
+    eq([n.payload for n in notes], [WAKE, WAKE], "one wake per transaction")
+    queued = take_outbox("many_chan")
+    eq(len(queued), 300 + 300 + 200 + 1, "every row queued")
+    eq(len({n.obj["x"] for n in queued[:-1]}), 1, "first transaction")
+    eq(queued[-1].obj["n"], {"id": "1000"}, "second transaction")
+    eq(sum(1 for n in queued if n.obj["op"] == "update"), 300, "updates")
+
+    # One wake-up per channel; a notify-mode table on the same channel
+    # still sends its payloads, beside the single wake-up.
+    notes = capture("""
+        BEGIN;
+        INSERT INTO many VALUES (5001, 'x'), (5002, 'y');
+        INSERT INTO many2 VALUES (1), (2);
+        INSERT INTO many_n VALUES (1), (2);
+        COMMIT;
+    """, channels=["many_chan", "many_chan2"])
+    eq(sorted((n.channel, n.payload if n.obj is None else n.obj["op"])
+              for n in notes),
+       [("many_chan", "insert"), ("many_chan", "insert"),
+        ("many_chan", WAKE), ("many_chan2", WAKE)], "mixed transaction")
+    eq(len(take_outbox("many_chan")), 2, "many queued")
+    eq(len(take_outbox("many_chan2")), 2, "many2 queued")
+
+
+def test_durable_oversized_row_is_stored_in_full():
+    sql("""
+        CREATE TABLE dblobs (id int PRIMARY KEY, name text, body text);
+        SELECT pginval.watch('dblobs', '{id,name}', 'dblobs', 'durable');
+    """)
+    notes = capture("""
+        INSERT INTO dblobs VALUES (1, repeat('n', 10000), 'small');
+        INSERT INTO dblobs VALUES (2, repeat('日', 3000), 'small');
+        UPDATE dblobs SET name = 'short' WHERE id = 1;
+        UPDATE dblobs SET body = repeat('q', 100000) WHERE id = 2;
+        DELETE FROM dblobs;
+    """, channels=["dblobs"])
+    eq([n.payload for n in notes], [WAKE] * 5, "wake-ups")
+    queued = take_outbox("dblobs")
+    eq([n.obj["op"] for n in queued],
+       ["insert", "insert", "update", "update", "delete", "delete"], "ops")
+    for n in queued:
+        assert "big" not in n.obj, n.payload[:200]
+    eq(queued[0].obj["n"], {"id": "1", "name": "n" * 10000}, "full image")
+    eq(queued[1].obj["n"], {"id": "2", "name": "日" * 3000}, "multibyte")
+    assert len(queued[1].payload.encode()) > 9000
+    eq(queued[2].obj["o"], {"id": "1", "name": "n" * 10000}, "old image")
+    eq(queued[2].obj["n"], {"id": "1", "name": "short"}, "new image")
+    eq(sql("SELECT count(*) FROM dblobs").strip(), "0", "writes succeeded")
+
+
+def test_poll_mode_queues_without_notify():
+    sql("CREATE TABLE polled (id int PRIMARY KEY, v text);"
+        "INSERT INTO polled VALUES (1, 'a');"
+        "SELECT pginval.watch('polled', NULL, 'poll_chan', 'poll');")
+    notes = capture("""
+        INSERT INTO polled VALUES (2, 'b');
+        BEGIN;
+        UPDATE polled SET v = 'c' WHERE id = 1;
+        DELETE FROM polled WHERE id = 2;
+        COMMIT;
+        TRUNCATE polled;
+    """, channels=["pginval", "poll_chan"])
+    eq(notes, [], "no notification at all")
+    check_notes(take_outbox("poll_chan"), [
+        '{"v":1,"t":"public.polled","op":"insert","ts":TS,"x":X,'
+        '"n":{"id":"2"}}',
+        '{"v":1,"t":"public.polled","op":"update","ts":TS,"x":X,'
+        '"o":{"id":"1"},"n":{"id":"1"}}',
+        '{"v":1,"t":"public.polled","op":"delete","ts":TS,"x":X,'
+        '"o":{"id":"2"}}',
+        '{"v":1,"t":"public.polled","op":"truncate","ts":TS,"x":X}',
+    ], channel="poll_chan")
+    # A rolled-back change leaves nothing behind.
+    sql("BEGIN; INSERT INTO polled VALUES (3, 'd'); ROLLBACK;")
+    eq(outbox("poll_chan"), [], "rollback")
+
+
+def test_invalid_mode():
+    sql("CREATE TABLE badmode (id int PRIMARY KEY);")
+    for mode in ("'bogus'", "'NOTIFY'", "''", "NULL"):
+        err = sql_error("SELECT pginval.watch('badmode', NULL, 'pginval', %s);"
+                        % mode)
+        contains(err, "pginval.watch: invalid mode", "message for %s" % mode)
+        contains(err, "HINT:  The mode must be one of notify, durable, poll.",
+                 "hint for %s" % mode)
+    contains(sql_error("SELECT pginval.watch('badmode', NULL, 'pginval', "
+                       "'bogus');"), "invalid mode 'bogus'", "names the mode")
+    eq(sql("SELECT count(*) FROM pg_trigger "
+           "WHERE tgrelid = 'badmode'::regclass").strip(), "0", "no triggers")
+    eq(sql("SELECT count(*) FROM pginval.watched "
+           "WHERE relid = 'badmode'::regclass").strip(), "0",
+       "no registry row")
+    # The registry refuses one too.
+    err = sql_error("INSERT INTO pginval.watched "
+                    "(relid, columns, channel, mode) "
+                    "VALUES ('badmode', '{id}', 'pginval', 'bogus');")
+    contains(err, "watched_mode_check", "check constraint")
+    # Named arguments work.
+    sql("SELECT pginval.watch('badmode', mode => 'poll');")
+    eq(sql("SELECT channel, mode FROM pginval.watched_tables "
+           "WHERE table_name = 'public.badmode'").strip(), "pginval|poll",
+       "named argument")
+
+
+def test_watch_refuses_pginval_tables():
+    # Watching the outbox in durable mode would recurse on every insert.
+    err = sql_error("SELECT pginval.watch('pginval.outbox', '{id}', "
+                    "'pginval', 'durable');")
+    contains(err, "is a table of pginval itself", "outbox")
+    err = sql_error("SELECT pginval.watch('pginval.watched');")
+    contains(err, "is a table of pginval itself", "registry")
+    eq(sql("SELECT count(*) FROM pg_trigger t "
+           "JOIN pg_class c ON c.oid = t.tgrelid "
+           "WHERE c.relnamespace = 'pginval'::regnamespace").strip(), "0",
+       "no triggers")
+
+
+def test_watched_tables_view_shows_mode():
+    sql("CREATE TABLE vm1 (id int PRIMARY KEY);"
+        "CREATE TABLE vm2 (id int PRIMARY KEY);"
+        "CREATE TABLE vm3 (id int PRIMARY KEY);"
+        "SELECT pginval.watch('vm1');"
+        "SELECT pginval.watch('vm2', NULL, 'vm', 'durable');"
+        "SELECT pginval.watch('vm3', NULL, 'vm', 'poll');")
+    # New columns are appended: existing readers keep their positions.
+    eq(sql("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute "
+           "WHERE attrelid = 'pginval.watched_tables'::regclass").strip(),
+       "table_name,columns,channel,watched_at,mode", "view columns")
+    eq(sql("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute "
+           "WHERE attrelid = 'pginval.watched'::regclass AND attnum > 0 "
+           "AND NOT attisdropped").strip(),
+       "relid,columns,channel,watched_at,mode", "registry columns")
+    eq(sql("SELECT table_name, channel, mode FROM pginval.watched_tables "
+           "WHERE table_name LIKE 'public.vm_' ORDER BY 1").split(),
+       ["public.vm1|pginval|notify", "public.vm2|vm|durable",
+        "public.vm3|vm|poll"], "modes")
+
+
+def test_watch_switches_modes():
+    sql("CREATE TABLE sw (id int PRIMARY KEY, v text);"
+        "SELECT pginval.watch('sw', NULL, 'sw_chan');")
+    eq(trigger_args("sw"), {
+        "pginval_ins_del": ["sw_chan", "notify", "id"],
+        "pginval_trunc": ["sw_chan", "notify"],
+        "pginval_upd": ["sw_chan", "notify", "id"],
+    }, "notify triggers")
+
+    def step(mode, value):
+        sql("SELECT pginval.watch('sw', '{id,v}', 'sw_chan', '%s');" % mode)
+        eq(sql("SELECT mode FROM pginval.watched_tables "
+               "WHERE table_name = 'public.sw'").strip(), mode, "registry")
+        eq(trigger_args("sw"), {
+            "pginval_ins_del": ["sw_chan", mode, "id", "v"],
+            "pginval_trunc": ["sw_chan", mode],
+            "pginval_upd": ["sw_chan", mode, "id", "v"],
+        }, "%s triggers" % mode)
+        return capture("INSERT INTO sw VALUES (%d, '%s');" % (value, mode),
+                       channels=["sw_chan"])
+
+    notes = step("durable", 1)
+    eq([n.payload for n in notes], [WAKE], "durable notifies a wake-up")
+    eq([n.obj["n"] for n in outbox("sw_chan")], [{"id": "1", "v": "durable"}],
+       "durable queues")
+
+    notes = step("poll", 2)
+    eq(notes, [], "poll sends nothing")
+    eq([n.obj["n"]["id"] for n in outbox("sw_chan")], ["1", "2"],
+       "poll queues")
+
+    notes = step("notify", 3)
+    eq([n.obj["n"] for n in notes], [{"id": "3", "v": "notify"}],
+       "notify sends the payload")
+    # What was queued before the switch stays for the daemon to drain.
+    eq([n.obj["n"]["id"] for n in take_outbox("sw_chan")], ["1", "2"],
+       "queue kept")
+    eq(sql("SELECT count(*) FROM pginval.watched "
+           "WHERE relid = 'sw'::regclass").strip(), "1", "one registry row")
+
+
+FETCH_SQL = ("SELECT id, payload FROM pginval.outbox WHERE channel = $1 "
+             "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED")
+ACK_SQL = "DELETE FROM pginval.outbox WHERE id = ANY($1::bigint[])"
+PREPARE_DRAIN = ("PREPARE drain_fetch(text, int) AS %s;\n"
+                 "PREPARE drain_ack(bigint[]) AS %s;\n" % (FETCH_SQL, ACK_SQL))
+
+
+def test_outbox_privileges():
+    # The writer needs no grant on pginval; the daemon's role needs
+    # SELECT, UPDATE and DELETE on the outbox, and nothing else.
+    sql("CREATE ROLE pginval_test_app;"
+        "CREATE ROLE pginval_test_daemon;"
+        "CREATE TABLE app_orders (id int PRIMARY KEY, v text);"
+        "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON app_orders "
+        "  TO pginval_test_app;"
+        "GRANT SELECT, UPDATE, DELETE ON pginval.outbox "
+        "  TO pginval_test_daemon;"
+        "SELECT pginval.watch('app_orders', NULL, 'app_chan', 'durable');")
+    notes = capture("""
+        SET ROLE pginval_test_app;
+        INSERT INTO app_orders VALUES (1, 'a');
+        UPDATE app_orders SET v = 'b';
+        DELETE FROM app_orders;
+        TRUNCATE app_orders;
+        RESET ROLE;
+        SELECT pginval.watch('app_orders', NULL, 'app_chan', 'poll');
+        SET ROLE pginval_test_app;
+        INSERT INTO app_orders VALUES (2, 'c');
+    """, channels=["app_chan"])
+    eq([n.payload for n in notes], [WAKE] * 4, "wake-ups")
+    eq(len(outbox("app_chan")), 5, "queued")
+    err = sql_error("SET ROLE pginval_test_app;"
+                    "SELECT payload FROM pginval.outbox;")
+    contains(err, "permission denied for table outbox", "writer cannot read")
+    ids = ",".join(sql("SELECT id FROM pginval.outbox "
+                       "WHERE channel = 'app_chan'").split())
+    out = sql("SET ROLE pginval_test_daemon;" + PREPARE_DRAIN
+              + "BEGIN; EXECUTE drain_fetch('app_chan', 100);"
+              "EXECUTE drain_ack('{%s}'); COMMIT;" % ids)
+    eq(len(out.splitlines()), 5, "daemon role drains")
+    eq(outbox("app_chan"), [], "drained")
+
+
+def test_outbox_indexes_and_storage():
+    eq(sql("SELECT indexrelid::regclass, pg_get_indexdef(indexrelid) "
+           "FROM pg_index WHERE indrelid = 'pginval.outbox'::regclass "
+           "ORDER BY indexrelid::regclass::text").splitlines(), [
+        "pginval.outbox_channel_id_idx|CREATE INDEX outbox_channel_id_idx "
+        "ON pginval.outbox USING btree (channel, id)",
+        "pginval.outbox_pkey|CREATE UNIQUE INDEX outbox_pkey "
+        "ON pginval.outbox USING btree (id)",
+    ], "indexes")
+    opts = sql("SELECT unnest(reloptions) FROM pg_class "
+               "WHERE oid = 'pginval.outbox'::regclass").split()
+    contains(opts, "autovacuum_vacuum_scale_factor=0", "vacuum")
+    contains(opts, "autovacuum_vacuum_threshold=2000", "vacuum")
+    eq(sql("SELECT relpersistence FROM pg_class "
+           "WHERE oid = 'pginval.outbox'::regclass").strip(), "p", "logged")
+    # ids are generated; a client cannot choose them.
+    err = sql_error("INSERT INTO pginval.outbox (id, channel, payload) "
+                    "VALUES (1, 'x', 'y');")
+    contains(err, "GENERATED ALWAYS", "identity")
+
+    # A small channel behind a large backlog of another: the drain reads
+    # (channel, id) in order, with no sort and no filter over the others.
+    sql("INSERT INTO pginval.outbox (channel, payload) "
+        "SELECT 'idx_big', 'p' || g FROM generate_series(1, 20000) g;"
+        "INSERT INTO pginval.outbox (channel, payload) "
+        "SELECT 'idx_small', 'p' || g FROM generate_series(1, 10) g;"
+        "ANALYZE pginval.outbox;")
+    try:
+        for fetch in (FETCH_SQL.replace("$1", "'idx_small'")
+                      .replace("$2", "1000"),
+                      "EXECUTE drain_fetch('idx_small', 1000)"):
+            plan = sql(PREPARE_DRAIN + "EXPLAIN (COSTS OFF) " + fetch)
+            contains(plan, "Index Scan using outbox_channel_id_idx", fetch)
+            contains(plan, "LockRows", fetch)
+            assert "Sort" not in plan and "Filter" not in plan, plan
+            # The LIMIT sits above the row locking, so skipped rows do not
+            # count against it.
+            assert plan.index("Limit") < plan.index("LockRows"), plan
+        out = sql(PREPARE_DRAIN + "BEGIN; EXECUTE drain_fetch('idx_small', 3);"
+                  "COMMIT;").splitlines()
+        eq([line.split("|")[1] for line in out], ["p1", "p2", "p3"],
+           "oldest first")
+        plan = sql(PREPARE_DRAIN
+                   + "EXPLAIN (COSTS OFF) EXECUTE drain_ack('{1,2}')")
+        contains(plan, "Index Scan using outbox_pkey", "delete by id")
+    finally:
+        sql("DELETE FROM pginval.outbox "
+            "WHERE channel IN ('idx_big', 'idx_small'); "
+            "ANALYZE pginval.outbox;")
+
+
+def test_outbox_drain_skip_locked():
+    # Two drains at once, with the daemon's statements: the second one
+    # skips the rows the first has locked and takes the next ones.
+    sql("CREATE TABLE dq (id int PRIMARY KEY);"
+        "CREATE TABLE dq_go (go int);"
+        "SELECT pginval.watch('dq', NULL, 'dq_chan', 'durable');"
+        "INSERT INTO dq VALUES (1); INSERT INTO dq VALUES (2);"
+        "INSERT INTO dq VALUES (3); INSERT INTO dq VALUES (4);"
+        "INSERT INTO dq VALUES (5);")
+    ids = [int(i) for i in sql("SELECT id FROM pginval.outbox "
+                               "WHERE channel = 'dq_chan' "
+                               "ORDER BY id").split()]
+    eq(len(ids), 5, "queued")
+
+    def rows(out):
+        got = []
+        for line in out.splitlines():
+            row_id, _, payload = line.partition("|")
+            got.append((int(row_id), json.loads(payload)["n"]["id"]))
+        return got
+
+    # Connection A takes two rows and holds them until dq_go gets a row (30 s
+    # at most), then deletes them and commits.
+    app = "pginval_test_drain_a"
+    script_a = PREPARE_DRAIN + """
+        BEGIN;
+        EXECUTE drain_fetch('dq_chan', 2);
+        DO $$
+        BEGIN
+            FOR i IN 1 .. 600 LOOP
+                EXIT WHEN EXISTS (SELECT 1 FROM dq_go);
+                PERFORM pg_sleep(0.05);
+            END LOOP;
+        END;
+        $$;
+        EXECUTE drain_ack('{%d,%d}');
+        COMMIT;
+    """ % (ids[0], ids[1])
+    result = {}
+
+    def connection_a():
+        try:
+            result["out"] = PG.run_psql(
+                ["-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+                input=script_a, env={"PGAPPNAME": app}).stdout
+        except Exception as exc:  # reported by the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=connection_a)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while sql("SELECT count(*) FROM pg_stat_activity "
+                  "WHERE application_name = '%s' AND state = 'active' "
+                  "AND query LIKE '%%DO $$%%'" % app).strip() != "1":
+            assert "error" not in result, result["error"]
+            assert time.monotonic() < deadline, "connection A did not start"
+            time.sleep(0.05)
+
+        # Connection B: the same statements, while A holds its rows.
+        out = sql(PREPARE_DRAIN + "BEGIN; EXECUTE drain_fetch('dq_chan', 2);"
+                  "EXECUTE drain_ack('{%d,%d}'); COMMIT;" % (ids[2], ids[3]))
+        eq(rows(out), [(ids[2], "3"), (ids[3], "4")], "B skips A's rows")
+        # A third drain finds what is left; plain reads are not blocked.
+        out = sql(PREPARE_DRAIN + "BEGIN; EXECUTE drain_fetch('dq_chan', 100);"
+                  "ROLLBACK;")
+        eq(rows(out), [(ids[4], "5")], "C gets the rest")
+        eq(sql("SELECT count(*) FROM pginval.outbox "
+               "WHERE channel = 'dq_chan'").strip(), "3", "plain read")
+    finally:
+        sql("INSERT INTO dq_go VALUES (1);")
+        thread.join(60)
+    assert not thread.is_alive(), "connection A hangs"
+    assert "error" not in result, result.get("error")
+    eq(rows(result["out"]), [(ids[0], "1"), (ids[1], "2")], "A's rows")
+    eq(sql("SELECT id FROM pginval.outbox WHERE channel = 'dq_chan'").split(),
+       [str(ids[4])], "A and B deleted theirs")
+    take_outbox("dq_chan")
+
+
+# The layout of the first release: no mode anywhere, no outbox, triggers
+# called with (channel, columns...) and on_truncate(channel).
+OLD_LAYOUT = r"""
+DROP FUNCTION pginval.watch(regclass, text[], text, text);
+DROP FUNCTION pginval._install_triggers(regclass, text[], text, text);
+CREATE FUNCTION pginval.watch(tbl regclass, columns text[] DEFAULT NULL,
+                              channel text DEFAULT 'pginval')
+RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
+DROP VIEW pginval.watched_tables;
+CREATE VIEW pginval.watched_tables AS
+SELECT n.nspname::text || '.' || c.relname::text AS table_name,
+       w.columns, w.channel, w.watched_at
+  FROM pginval.watched w
+  JOIN pg_catalog.pg_class c ON c.oid = w.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg
+                WHERE tg.tgrelid = c.oid AND tg.tgname = 'pginval_ins_del');
+ALTER TABLE pginval.watched DROP COLUMN mode;
+DROP TABLE pginval.outbox;
+REVOKE USAGE ON SCHEMA pginval FROM PUBLIC;
+"""
+
+OLD_TRIGGERS = """
+CREATE OR REPLACE TRIGGER pginval_ins_del AFTER INSERT OR DELETE ON {t}
+    FOR EACH ROW EXECUTE FUNCTION pginval.on_row({args});
+CREATE OR REPLACE TRIGGER pginval_upd AFTER UPDATE ON {t}
+    FOR EACH ROW WHEN (NOT (OLD *= NEW))
+    EXECUTE FUNCTION pginval.on_row({args});
+CREATE OR REPLACE TRIGGER pginval_trunc AFTER TRUNCATE ON {t}
+    FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_truncate({chan});
+"""
+
+
+def test_upgrade_recreates_old_triggers():
+    db = PG.create_database("upgrade")
+    PG.psql_file(INSTALL, db=db)
+    sql("CREATE TABLE up_a (id int PRIMARY KEY, email text, plan text);"
+        "CREATE TABLE up_b (k text PRIMARY KEY);"
+        "CREATE TABLE up_off (id int PRIMARY KEY);"
+        "SELECT pginval.watch('up_a', '{id,email}');"
+        "SELECT pginval.watch('up_b', NULL, 'chan_b');"
+        "SELECT pginval.watch('up_off');", db=db)
+    before = sql("SELECT relid, columns, channel, watched_at "
+                 "FROM pginval.watched ORDER BY relid", db=db)
+    sql(OLD_LAYOUT
+        + OLD_TRIGGERS.format(t="up_a", args="'pginval', 'id', 'email'",
+                              chan="'pginval'")
+        + OLD_TRIGGERS.format(t="up_b", args="'chan_b', 'k'", chan="'chan_b'")
+        # Triggers dropped by hand: the table stays unwatched.
+        + "DROP TRIGGER pginval_ins_del ON up_off;"
+          "DROP TRIGGER pginval_upd ON up_off;"
+          "DROP TRIGGER pginval_trunc ON up_off;", db=db)
+    eq(trigger_args("up_a", db)["pginval_ins_del"], ["pginval", "id", "email"],
+       "old layout in place")
+
+    PG.psql_file(INSTALL, db=db)
+
+    eq(trigger_args("up_a", db), {
+        "pginval_ins_del": ["pginval", "notify", "id", "email"],
+        "pginval_trunc": ["pginval", "notify"],
+        "pginval_upd": ["pginval", "notify", "id", "email"],
+    }, "up_a triggers")
+    eq(trigger_args("up_b", db), {
+        "pginval_ins_del": ["chan_b", "notify", "k"],
+        "pginval_trunc": ["chan_b", "notify"],
+        "pginval_upd": ["chan_b", "notify", "k"],
+    }, "up_b triggers")
+    eq(trigger_args("up_off", db), {}, "unwatched table left alone")
+    eq(sql("SELECT relid, columns, channel, watched_at "
+           "FROM pginval.watched ORDER BY relid", db=db), before,
+       "registry kept")
+    eq(sql("SELECT table_name, mode FROM pginval.watched_tables "
+           "ORDER BY 1", db=db).split(),
+       ["public.up_a|notify", "public.up_b|notify"], "view")
+    eq(sql("SELECT string_agg(oid::regprocedure::text, ',') FROM pg_proc "
+           "WHERE proname = 'watch' "
+           "AND pronamespace = 'pginval'::regnamespace", db=db).strip(),
+       "pginval.watch(regclass,text[],text,text)", "one watch()")
+    eq(sql("SELECT count(*) FROM pg_constraint "
+           "WHERE conname = 'watched_mode_check'", db=db).strip(), "1",
+       "constraint")
+
+    since = now_us()
+    notes = capture("""
+        INSERT INTO up_a VALUES (1, 'a@x.io', 'free');
+        UPDATE up_a SET email = 'b@x.io';
+        DELETE FROM up_a;
+        TRUNCATE up_a;
+        INSERT INTO up_b VALUES ('k1');
+        INSERT INTO up_off VALUES (1);
+    """, channels=["pginval", "chan_b"], db=db)
+    check_notes(notes[:4], [
+        '{"v":1,"t":"public.up_a","op":"insert","ts":TS,"x":X,'
+        '"n":{"id":"1","email":"a@x.io"}}',
+        '{"v":1,"t":"public.up_a","op":"update","ts":TS,"x":X,'
+        '"o":{"id":"1","email":"a@x.io"},"n":{"id":"1","email":"b@x.io"}}',
+        '{"v":1,"t":"public.up_a","op":"delete","ts":TS,"x":X,'
+        '"o":{"id":"1","email":"b@x.io"}}',
+        '{"v":1,"t":"public.up_a","op":"truncate","ts":TS,"x":X}',
+    ], since=since)
+    check_notes(notes[4:], [
+        '{"v":1,"t":"public.up_b","op":"insert","ts":TS,"x":X,'
+        '"n":{"k":"k1"}}'], channel="chan_b", since=since)
+
+    # The new modes work on the upgraded installation, for any writer.
+    sql("SELECT pginval.watch('up_a', '{id}', 'pginval', 'durable');"
+        "CREATE ROLE pginval_test_upgrade_app;"
+        "GRANT INSERT ON up_a TO pginval_test_upgrade_app;", db=db)
+    notes = capture("SET ROLE pginval_test_upgrade_app;"
+                    "INSERT INTO up_a VALUES (2, 'c@x.io', 'pro');", db=db)
+    eq([n.payload for n in notes], [WAKE], "durable after upgrade")
+    eq([n.obj["n"] for n in outbox("pginval", db=db)], [{"id": "2"}],
+       "outbox after upgrade")
+
+
+def test_reinstall_leaves_current_triggers_alone():
+    # Nothing to upgrade: re-running the file must not rewrite (and so lock)
+    # the triggers of watched tables, nor drop what is queued.
+    sql("INSERT INTO sw VALUES (100, 'x');"
+        "SELECT pginval.watch('sw', NULL, 'sw_chan', 'poll');"
+        "INSERT INTO sw VALUES (101, 'y');")
+    query = ("SELECT tgrelid::regclass, tgname, xmin FROM pg_trigger "
+             "WHERE tgname LIKE 'pginval\\_%' ORDER BY tgrelid, tgname")
+    before = sql(query)
+    assert before.count("\n") > 20, before
+    PG.psql_file(INSTALL)
+    eq(sql(query), before, "triggers untouched")
+    eq([n.obj["n"]["id"] for n in take_outbox("sw_chan")], ["101"],
+       "queue kept")
+
+
 def test_reinstall_keeps_watches():
     before = sql("SELECT * FROM pginval.watched ORDER BY relid")
     PG.psql_file(INSTALL)
@@ -587,6 +1163,8 @@ def test_uninstall():
     eq(sql("SELECT count(*) FROM pg_namespace "
            "WHERE nspname = 'pginval'").strip(), "0", "schema gone")
     eq(sql(triggers).strip(), "0", "triggers gone")
+    eq(sql("SELECT to_regclass('pginval.outbox') IS NULL").strip(), "t",
+       "outbox gone")
     eq(capture("INSERT INTO users VALUES (2, 'e', 'n');"), [], "no events")
     PG.psql_file(UNINSTALL)  # twice: fine
     # On a database that never had it, too; and install works again after.

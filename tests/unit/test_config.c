@@ -790,6 +790,10 @@ static const struct url_case url_cases[] = {
 	    "url: no host name" },
 	{ "redis://[::1", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
 	    "url: unclosed '[' in the host" },
+	{ "redis://[::1]6380", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
+	    "url: unexpected text after ']' in the host" },
+	{ "redis://[::1]x:1/0", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
+	    "url: unexpected text after ']' in the host" },
 	{ "unix:relative", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
 	    "url: a unix socket needs an absolute path, as in "
 	    "unix:/run/redis/redis.sock" },

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Checks that docs/pginval.8 documents what the sources define.
+
+    check_manpage.py ROOT
+
+Reads the setting table (config_opts in daemon/config.c), the command line
+options (getopt_long calls in daemon/main.c and daemon/tail.c) and the
+environment variables the daemon reads (getenv calls in daemon/*.c), and
+checks that the man page names each of them in the right place, with the
+setting's default and range. Prints one line per check, "PASS what" or
+"FAIL what: why"; tests/deploy/test_install.sh counts them.
+"""
+
+import glob
+import os
+import re
+import sys
+
+ROOT = sys.argv[1] if len(sys.argv) > 1 else "."
+results = []
+
+
+def check(what, ok, why=""):
+    results.append((what, bool(ok), why))
+
+
+def read(path):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        return f.read()
+
+
+def plain(line):
+    """mdoc source text without escapes that hide characters: \\- is -,
+    \\& is nothing."""
+    return line.replace("\\-", "-").replace("\\&", "")
+
+
+def fmt_number(x):
+    """A number the way config.c prints ranges (%g), without exponents."""
+    v = float(x)
+    return str(int(v)) if v == int(v) else repr(v)
+
+
+man = read("docs/pginval.8").splitlines()
+
+# -- Sections (.Sh) and subsections (.Ss) -------------------------------------
+sections = {}           # .Sh name -> its lines
+current = None
+for line in man:
+    if line.startswith(".Sh "):
+        current = plain(line[4:]).strip()
+        sections[current] = []
+    elif current is not None:
+        sections[current].append(line)
+
+for name in ("NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "OPTIONS",
+             "CONFIGURATION", "KEY TEMPLATES", "MESSAGES", "SIGNALS",
+             "ENVIRONMENT", "FILES", "EXIT STATUS", "EXAMPLES", "SEE ALSO"):
+    check("section %s present" % name, name in sections)
+
+
+def text_of(section):
+    return plain("\n".join(sections.get(section, [])))
+
+
+# -- Settings ------------------------------------------------------------------
+# config_opts rows: { "section", "name", TYPE, O(field), default, min, max, reload },
+opt_re = re.compile(r'\{\s*"(\w+)",\s*"(\w+)",\s*(OPT_\w+),\s*O\(\w+\),\s*'
+                    r'(NULL|"[^"]*"),\s*([-\d.e]+),\s*([-\d.e]+),\s*\w+\s*\}')
+config_c = read("daemon/config.c")
+table = config_c[config_c.index("config_opts[]"):]
+table = table[:table.index("};")]
+opts = opt_re.findall(table)
+check("config_opts parsed from daemon/config.c", len(opts) >= 10,
+      "found %d rows; has the table's layout changed?" % len(opts))
+
+# Items of the CONFIGURATION section: (subsection, setting) -> body text.
+# Consecutive .It lines share the body that follows them.
+items = {}
+sub = None
+group = []
+body_started = False
+for line in sections.get("CONFIGURATION", []):
+    if line.startswith(".Ss "):
+        m = re.search(r"\[(\w+)", plain(line))
+        sub = m.group(1) if m else None
+        group, body_started = [], False
+        continue
+    m = re.match(r"\.It Cm (\w+)", line)
+    if m:
+        if body_started:
+            group, body_started = [], False
+        key = (sub, m.group(1))
+        items[key] = []
+        group.append(key)
+        continue
+    if line.startswith(".El"):
+        group, body_started = [], False
+        continue
+    if group:
+        body_started = True
+        for key in group:
+            items[key].append(plain(line))
+
+for section, name, typ, default, lo, hi in opts:
+    what = "[%s] %s documented" % (section, name)
+    body = items.get((section, name))
+    if body is None:
+        check(what, False, "no '.It Cm %s' under '.Ss [%s]'" % (name, section))
+        continue
+    text = " ".join(body)
+    words = set(re.findall(r"[\w.:/@-]+", text))
+    if default == "NULL":
+        check(what + " as required", "Required." in text, text[:200])
+    elif default == '""':
+        check(what + " as unset by default", "Unset by default" in text,
+              text[:200])
+    else:
+        dflt = default.strip('"')
+        check(what + " with default %s" % dflt,
+              dflt in words or dflt in text, text[:300])
+    if typ in ("OPT_INT", "OPT_SECONDS"):
+        rng = "%s to %s" % (fmt_number(lo), fmt_number(hi))
+        check(what + " with range %s" % rng, rng in text, text[:300])
+
+check("[table schema.name] keys documented", ("table", "keys") in items)
+
+# -- Command line ----------------------------------------------------------------
+all_text = plain("\n".join(man))
+for src in ("daemon/main.c", "daemon/tail.c"):
+    code = read(src)
+    for name in re.findall(r'\{\s*"([\w-]+)",\s*\w+_argument', code):
+        check("--%s (%s) documented" % (name, src),
+              re.search(r"\bFl -%s\b" % re.escape(name), all_text),
+              "no 'Fl \\-%s'" % name)
+    for optstring in re.findall(r'getopt_long\([^"]*"([^"]+)"', code):
+        for ch in optstring.replace(":", ""):
+            check("-%s (%s) documented" % (ch, src),
+                  re.search(r"\bFl (?:\w*%s\w*)\b" % ch, all_text)
+                  if ch in "hV" else
+                  re.search(r"\bFl %s\b" % ch, all_text),
+                  "no 'Fl %s'" % ch)
+for cmd in ("run", "check", "tail"):
+    check("command %s in SYNOPSIS" % cmd,
+          re.search(r"^\.Cm %s$" % cmd, text_of("SYNOPSIS"), re.M))
+
+# -- Environment and signals -----------------------------------------------------
+env_text = text_of("ENVIRONMENT")
+for path in sorted(glob.glob(os.path.join(ROOT, "daemon", "*.c"))):
+    with open(path, encoding="utf-8") as f:
+        for var in re.findall(r'getenv\("(\w+)"\)', f.read()):
+            check("%s (%s) in ENVIRONMENT" % (var, os.path.basename(path)),
+                  re.search(r"^\.It Ev %s\b" % var, env_text, re.M))
+sig_text = text_of("SIGNALS")
+for sig in ("SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE"):
+    check("%s in SIGNALS" % sig, re.search(r"\b%s\b" % sig, sig_text))
+
+# -- Files ------------------------------------------------------------------------
+files_text = text_of("FILES")
+for path in ("/etc/pginval/pginval.conf", "share/pginval/pginval.sql",
+             "share/pginval/uninstall.sql"):
+    check("%s in FILES" % path, path in files_text)
+# The default configuration path in the man page is the binary's.
+m = re.search(r'#define DEFAULT_CONFIG "([^"]+)"', read("daemon/main.c"))
+check("default config path matches daemon/main.c",
+      m and ("The default is\n.Pa %s" % m.group(1)) in text_of("OPTIONS"),
+      m.group(1) if m else "DEFAULT_CONFIG not found")
+
+for what, ok, why in results:
+    print(("PASS %s" % what) if ok else ("FAIL %s: %s" % (what, why)))
+sys.exit(0 if all(ok for _, ok, _ in results) else 1)

@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Tests deploy/kubernetes/pginval-sidecar.yaml without a cluster.
+
+- The file parses as YAML (PyYAML) into the expected objects, and every
+  name in it that refers to another (volumes, ConfigMap and Secret keys,
+  port names, the Service selector) resolves.
+- The settings agree with each other: the metrics port and the probes, the
+  conninfo, the pgpass line and the postgres container's database, user and
+  password, the grace period and shutdown_timeout, the user id and the
+  Dockerfile's USER.
+- The init container's script, run here with its paths mapped into a
+  scratch directory, assembles a configuration that "pginval check"
+  accepts, with files of the modes libpq and the daemon need.
+- End to end, against a real PostgreSQL that demands a password from the
+  "app" role and a Redis that demands one too: the SQL scripts the init
+  container lays out install cleanly, the daemon started the way the
+  pginval container starts it (the image's entrypoint, PGPASSFILE) becomes
+  healthy on the probes' paths, and an INSERT into the example table
+  arrives on the channel with the keys of the ConfigMap's [table] rule.
+
+Needs python3-yaml, PostgreSQL and redis-server (scripts/install-deps) and
+a built ./pginval. Prints "N passed, M failed" last.
+"""
+
+import atexit
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+try:
+    import yaml
+except ImportError:
+    # Another python3 first on PATH may lack Debian's python3-yaml.
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") \
+            and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    print("FAIL import yaml: install python3-yaml (scripts/install-deps)")
+    print("0 passed, 1 failed")
+    sys.exit(1)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+from runner import eq, run  # noqa: E402
+from servers import Postgres, Redis, RespConnection, free_port  # noqa: E402
+
+MANIFEST = os.path.join(ROOT, "deploy", "kubernetes", "pginval-sidecar.yaml")
+DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
+BIN = os.path.join(ROOT, "pginval")
+
+docs = {}       # kind -> object
+
+
+def ini(text):
+    """{section: {name: value}} of an INI text; repeated sections merge."""
+    out, section = {}, None
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s[0] in "#;":
+            continue
+        m = re.match(r"\[(.+)\]$", s)
+        if m:
+            section = m.group(1).strip()
+            out.setdefault(section, {})
+            continue
+        name, _, value = s.partition("=")
+        out[section][name.strip()] = value.strip()
+    return out
+
+
+def conninfo(s):
+    return dict(kv.split("=", 1) for kv in s.split())
+
+
+def sts():
+    return docs["StatefulSet"]
+
+
+def pod():
+    return sts()["spec"]["template"]["spec"]
+
+
+def container(name):
+    for c in pod()["containers"] + pod().get("initContainers", []):
+        if c["name"] == name:
+            return c
+    raise AssertionError("no container %r" % name)
+
+
+def env_of(c):
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def config_text():
+    """pginval.conf as the init container assembles it."""
+    return (docs["ConfigMap"]["data"]["pginval.conf"]
+            + docs["Secret"]["stringData"]["redis.conf"])
+
+
+def init_script():
+    cmd = container("pginval-setup")["command"]
+    eq(cmd[:2], ["/bin/sh", "-ec"], "init container runs a shell script")
+    return cmd[2]
+
+
+def test_parses():
+    with open(MANIFEST, encoding="utf-8") as f:
+        objs = [o for o in yaml.safe_load_all(f) if o is not None]
+    for o in objs:
+        assert o.get("apiVersion") and o.get("metadata", {}).get("name"), o
+        docs[o["kind"]] = o
+    eq(sorted(o["kind"] for o in objs),
+       ["ConfigMap", "Secret", "Service", "StatefulSet"], "objects")
+
+
+def test_names_resolve():
+    spec = sts()["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    eq(spec["serviceName"], docs["Service"]["metadata"]["name"], "serviceName")
+    for k, v in spec["selector"]["matchLabels"].items():
+        eq(labels.get(k), v, "selector label %s" % k)
+    for k, v in docs["Service"]["spec"]["selector"].items():
+        eq(labels.get(k), v, "Service selector label %s" % k)
+
+    volumes = {v["name"]: v for v in pod()["volumes"]}
+    claims = {c["metadata"]["name"] for c in spec["volumeClaimTemplates"]}
+    for c in pod()["containers"] + pod()["initContainers"]:
+        for m in c.get("volumeMounts", []):
+            assert m["name"] in volumes or m["name"] in claims, \
+                "%s mounts unknown volume %s" % (c["name"], m["name"])
+    eq(volumes["config"]["configMap"]["name"],
+       docs["ConfigMap"]["metadata"]["name"], "ConfigMap volume")
+    eq(volumes["secrets"]["secret"]["secretName"],
+       docs["Secret"]["metadata"]["name"], "Secret volume")
+
+    secret_keys = set(docs["Secret"]["stringData"])
+    for c in pod()["containers"]:
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                eq(ref["name"], docs["Secret"]["metadata"]["name"], e["name"])
+                assert ref["key"] in secret_keys, ref
+
+    # Files the init script reads exist in the ConfigMap and Secret.
+    script = init_script()
+    mounts = {m["mountPath"]: m["name"]
+              for m in container("pginval-setup")["volumeMounts"]}
+    for path in re.findall(r"(/[\w.-]+)/([\w.-]+)", script):
+        d, name = path
+        if mounts.get(d) == "config":
+            assert name in docs["ConfigMap"]["data"], "ConfigMap lacks " + name
+        elif mounts.get(d) == "secrets":
+            assert name in secret_keys, "Secret lacks " + name
+
+    # Port names used by the Service and the probes exist.
+    ports = {}
+    for c in pod()["containers"]:
+        for p in c.get("ports", []):
+            ports[p["name"]] = p["containerPort"]
+    for p in docs["Service"]["spec"]["ports"]:
+        assert p["targetPort"] in ports, p
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container("pginval")[probe]["httpGet"]["port"] in ports
+
+
+def test_settings_agree():
+    cfg = ini(config_text())
+    pginval, postgres = container("pginval"), container("postgres")
+    metrics_port = {p["name"]: p["containerPort"]
+                    for p in pginval["ports"]}["metrics"]
+    eq(cfg["metrics"]["listen"], "0.0.0.0:%d" % metrics_port,
+       "[metrics] listen: all addresses, on the container port")
+    eq(pginval["readinessProbe"]["httpGet"]["path"], "/healthz", "readiness")
+    eq(pginval["livenessProbe"]["httpGet"]["path"], "/metrics", "liveness")
+
+    ci = conninfo(cfg["postgres"]["conninfo"])
+    pg_env = env_of(postgres)
+    pg_port = {p["name"]: p["containerPort"] for p in postgres["ports"]}
+    eq(ci["host"], "127.0.0.1", "conninfo host: the pod's loopback")
+    eq(int(ci["port"]), pg_port["postgres"], "conninfo port")
+    eq(ci["dbname"], pg_env["POSTGRES_DB"]["value"], "dbname")
+    eq(ci["user"], pg_env["POSTGRES_USER"]["value"], "user")
+    assert "password" not in ci, "the password belongs in the pgpass file"
+
+    secret = docs["Secret"]["stringData"]
+    host, port, db, user, password = \
+        secret["pgpass"].strip().split(":", 4)
+    eq((host, port, db, user), (ci["host"], ci["port"], ci["dbname"],
+                                ci["user"]), "pgpass line matches conninfo")
+    eq(password, secret["postgres-password"], "pgpass password")
+
+    assert cfg["redis"]["url"].startswith("redis://"), cfg["redis"]
+    assert "url" not in ini(docs["ConfigMap"]["data"]["pginval.conf"]).get(
+        "redis", {}), "the Redis URL (with its password) stays in the Secret"
+
+    grace = pod()["terminationGracePeriodSeconds"]
+    assert grace > float(cfg["daemon"]["shutdown_timeout"]), grace
+
+    # PGPASSFILE is on the volume the init container writes.
+    pgpassfile = env_of(pginval)["PGPASSFILE"]["value"]
+    mounts = {m["mountPath"]: m["name"] for m in pginval["volumeMounts"]}
+    init_mounts = {m["name"]: m["mountPath"]
+                   for m in container("pginval-setup")["volumeMounts"]}
+    d = os.path.dirname(pgpassfile)
+    assert d in mounts, "PGPASSFILE %s is on no volume" % pgpassfile
+    eq(init_mounts.get(mounts[d]), d, "init container writes the same volume")
+    assert "%s/pgpass" % d in init_script(), "init script writes PGPASSFILE"
+    assert "%s/pginval.conf" % d in init_script()
+
+    # The image's user; both pginval containers run as it.
+    with open(DOCKERFILE, encoding="utf-8") as f:
+        user = re.findall(r"^USER (\d+)", f.read(), re.M)[-1]
+    eq(container("pginval-setup")["image"], pginval["image"], "same image")
+    for c in (pginval, container("pginval-setup")):
+        sc = c["securityContext"]
+        eq(str(sc["runAsUser"]), user, c["name"] + " runAsUser")
+        eq(sc["runAsNonRoot"], True, c["name"] + " runAsNonRoot")
+        eq(sc["readOnlyRootFilesystem"], True, c["name"] + " read-only root")
+        eq(sc["capabilities"]["drop"], ["ALL"], c["name"] + " capabilities")
+
+
+class Sandbox:
+    """The pod's paths mapped into a scratch directory, and the manifest's
+    addresses mapped to the test servers."""
+
+    def __init__(self, pg, redis, metrics_port):
+        self.dir = tempfile.mkdtemp(prefix="pginval-k8s-test-")
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.paths = {}
+        for mount in ("/config", "/secrets", "/etc/pginval", "/initdb",
+                      "/usr/share/pginval"):
+            self.paths[mount] = os.path.join(self.dir, mount.strip("/"))
+            os.makedirs(self.paths[mount])
+        secret_pw = docs["Secret"]["stringData"]["postgres-password"]
+        self.pg_password = secret_pw
+        for name, text in docs["ConfigMap"]["data"].items():
+            text = text.replace("port=5432", "port=%d" % pg.port)
+            text = text.replace("0.0.0.0:9187", "127.0.0.1:%d" % metrics_port)
+            self.write("/config", name, text, 0o444)
+        for name, text in docs["Secret"]["stringData"].items():
+            text = text.replace("127.0.0.1:5432:", "127.0.0.1:%d:" % pg.port)
+            text = re.sub(r"@[^/@]+/", "@127.0.0.1:%d/" % redis.port, text)
+            self.write("/secrets", name, text, 0o444)
+        with open(os.path.join(ROOT, "sql", "pginval.sql"), "rb") as src, \
+                open(self.path("/usr/share/pginval/pginval.sql"), "wb") as dst:
+            dst.write(src.read())
+
+    def write(self, mount, name, text, mode):
+        p = os.path.join(self.paths[mount], name)
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, mode)
+
+    def path(self, pod_path):
+        for mount in sorted(self.paths, key=len, reverse=True):
+            if pod_path == mount or pod_path.startswith(mount + "/"):
+                return self.paths[mount] + pod_path[len(mount):]
+        raise AssertionError("%s is outside the sandbox" % pod_path)
+
+    def script(self):
+        """The init container's script with its paths and the pginval
+        binary mapped here."""
+        s = init_script()
+        for mount in sorted(self.paths, key=len, reverse=True):
+            s = re.sub(r"(?<![\w/])%s(?=/)" % re.escape(mount),
+                       self.paths[mount], s)
+        return re.sub(r"(?m)^(\s*)pginval ", r"\g<1>%s " % BIN, s)
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(extra)
+    return env
+
+
+def http_get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+def redis_password():
+    url = ini(config_text())["redis"]["url"]
+    return re.match(r"redis://[^:@/]*:([^@]*)@", url).group(1)
+
+
+def test_end_to_end():
+    assert os.access(BIN, os.X_OK), "build ./pginval first (make)"
+    with Postgres() as pg, Redis() as redis:
+        metrics_port = free_port()
+        box = Sandbox(pg, redis, metrics_port)
+        pg_env = env_of(container("postgres"))
+        db, user = pg_env["POSTGRES_DB"]["value"], pg_env["POSTGRES_USER"]["value"]
+
+        # What the postgres image does with POSTGRES_*: the role, with a
+        # password it must use over TCP, and its database.
+        pg.psql("CREATE ROLE %s LOGIN PASSWORD '%s'; CREATE DATABASE %s OWNER %s"
+                % (user, box.pg_password, db, user))
+        hba = os.path.join(pg.datadir, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:
+            f.write("host all %s 127.0.0.1/32 scram-sha-256\n" % user + rules)
+        pg.psql("SELECT pg_reload_conf()")
+        # Redis demands the password in the Secret's URL.
+        with RespConnection(redis.host, redis.port) as c:
+            c.command("CONFIG", "SET", "requirepass", redis_password())
+
+        # The init container.
+        proc = subprocess.run(["/bin/sh", "-ec", box.script()],
+                              capture_output=True, text=True, timeout=60)
+        eq(proc.returncode, 0, "init script:\n" + proc.stdout + proc.stderr)
+        assert ": OK (" in proc.stdout, proc.stdout
+        conf = box.path("/etc/pginval/pginval.conf")
+        pgpass = box.path(env_of(container("pginval"))["PGPASSFILE"]["value"])
+        eq(oct(os.stat(conf).st_mode & 0o777), "0o600", "pginval.conf mode")
+        eq(oct(os.stat(pgpass).st_mode & 0o777), "0o600",
+           "pgpass mode (libpq ignores a group-readable one)")
+        initdb = sorted(os.listdir(box.path("/initdb")))
+        eq(initdb, ["10-pginval.sql", "20-watch.sql"], "initdb scripts")
+        for name in initdb:
+            eq(oct(os.stat(os.path.join(box.path("/initdb"), name)).st_mode
+                   & 0o777), "0o644", name + " readable by postgres")
+
+        # The postgres image runs the scripts as POSTGRES_USER, in order.
+        psql = [os.path.join(pg.bindir, "psql"), "-X", "-q",
+                "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                "-p", str(pg.port), "-U", user, "-d", db]
+        for name in initdb:
+            p = subprocess.run(psql + ["-f", os.path.join(box.path("/initdb"),
+                                                          name)],
+                               capture_output=True, text=True, timeout=60,
+                               env=clean_env(PGPASSFILE=pgpass))
+            eq(p.returncode, 0, name + ":\n" + p.stderr)
+
+        # A wrong password file must be refused, or the test proves nothing.
+        bad = os.path.join(box.dir, "bad-pgpass")
+        with open(bad, "w") as f:
+            f.write("127.0.0.1:%d:%s:%s:wrong\n" % (pg.port, db, user))
+        os.chmod(bad, 0o600)
+        p = subprocess.run(psql + ["-w", "-c", "SELECT 1"], capture_output=True,
+                           text=True, env=clean_env(PGPASSFILE=bad))
+        assert p.returncode != 0, "PostgreSQL accepted a wrong password"
+
+        # A subscriber, authenticated.
+        sub = RespConnection(redis.host, redis.port)
+        sub.command("AUTH", redis_password())
+        channel = ini(config_text())["redis"]["channel"]
+        sub.send("SUBSCRIBE", channel)
+        eq(sub.read_reply(timeout=5)[0], b"subscribe", "subscribed")
+
+        def next_message(timeout=10):
+            reply = sub.read_reply(timeout=timeout)
+            eq(reply[0], b"message", "a message")
+            return json.loads(reply[2])
+
+        # The pginval container: the image's entrypoint, PGPASSFILE.
+        with open(DOCKERFILE, encoding="utf-8") as f:
+            entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", f.read(),
+                                         re.M).group(1))
+        argv = [BIN] + [box.path(a) if a.startswith("/etc/") else a
+                        for a in entry[1:]]
+        log = open(os.path.join(box.dir, "pginval.log"), "w+")
+        daemon = subprocess.Popen(argv, stdout=log, stderr=log,
+                                  env=clean_env(PGPASSFILE=pgpass))
+        try:
+            first = next_message()
+            eq((first["op"], first["seq"]), ("reset", 1), "start reset")
+            base = "http://127.0.0.1:%d" % metrics_port
+            probes = container("pginval")
+            ready = probes["readinessProbe"]["httpGet"]["path"]
+            live = probes["livenessProbe"]["httpGet"]["path"]
+            deadline = time.monotonic() + 15
+            while http_get(base + ready)[0] != 200:
+                assert time.monotonic() < deadline, "never ready: %r" % (
+                    http_get(base + ready),)
+                time.sleep(0.1)
+            status, body = http_get(base + live)
+            eq(status, 200, "liveness path")
+            assert "pginval_up" in body, body[:200]
+
+            with_email = "a@example.org"
+            p = subprocess.run(psql + ["-c", "INSERT INTO public.users (email) "
+                                       "VALUES ('%s')" % with_email],
+                               capture_output=True, text=True,
+                               env=clean_env(PGPASSFILE=pgpass))
+            eq(p.returncode, 0, p.stderr)
+            m = next_message()
+            eq((m["op"], m["table"], m["seq"]), ("insert", "public.users", 2),
+               "the insert")
+            eq(sorted(m["keys"]), ["user:1", "user:email:" + with_email],
+               "keys from the ConfigMap's [table public.users] rule")
+        except BaseException:
+            log.seek(0)
+            print("--- pginval log ---\n" + log.read())
+            raise
+        finally:
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(30)
+            sub.close()
+        eq(code, 0, "exit status after SIGTERM")
+
+
+if __name__ == "__main__":
+    sys.exit(run(globals(), sys.argv[1:]))
