@@ -145,8 +145,9 @@ static int
 check_postgres(const struct config *cfg, FILE *out)
 {
 	const char *keys[] = { "connect_timeout", "fallback_application_name",
-	    "dbname", NULL };
-	const char *vals[] = { "10", "pginval-check", cfg->pg_conninfo, NULL };
+	    "dbname", cfg->pg_password ? "password" : NULL, NULL };
+	const char *vals[] = { "10", "pginval-check", cfg->pg_conninfo,
+	    cfg->pg_password, NULL };
 	PGconn *conn = PQconnectdbParams(keys, vals, 1);
 	PGresult *res = NULL;
 	int problems = 0;

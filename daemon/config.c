@@ -43,9 +43,12 @@ struct opt {
 static const struct opt config_opts[] = {
 	{ "postgres", "conninfo", OPT_STRING, O(pg_conninfo), NULL, 0, 0, false },
 	{ "postgres", "channel", OPT_STRING, O(pg_channel), "pginval", 0, 0, false },
+	{ "postgres", "password_file", OPT_STRING, O(pg_password_file), "", 0, 0, false },
 	{ "postgres", "connect_timeout", OPT_SECONDS, O(pg_connect_timeout), "10", 0.1, 3600, false },
 	{ "redis", "url", OPT_STRING, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0, false },
 	{ "redis", "channel", OPT_STRING, O(redis_channel), "pginval", 0, 0, true },
+	{ "redis", "password", OPT_STRING, O(redis_password_opt), "", 0, 0, false },
+	{ "redis", "password_file", OPT_STRING, O(redis_password_file), "", 0, 0, false },
 	{ "redis", "action", OPT_ACTION, O(redis_action), "publish", 0, 0, true },
 	{ "redis", "connect_timeout", OPT_SECONDS, O(redis_connect_timeout), "5", 0.1, 3600, false },
 	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600, true },
@@ -437,6 +440,7 @@ config_parse_redis_url(struct config *cfg, const char *url, char *err,
 	cfg->redis_password = cfg->redis_where = NULL;
 	cfg->redis_port = 6379;
 	cfg->redis_db = 0;
+	cfg->redis_url_password = false;
 
 	if (strncmp(url, "unix:", 5) == 0) {
 		p = url + 5;
@@ -477,6 +481,7 @@ config_parse_redis_url(struct config *cfg, const char *url, char *err,
 			cfg->redis_password = config_unescape(p, (size_t)(at - p));
 		}
 		p = at + 1;
+		cfg->redis_url_password = cfg->redis_password[0] != '\0';
 	}
 	if (*p == '[') {
 		hostend = memchr(p, ']', (size_t)(slash - p));
@@ -529,6 +534,74 @@ config_parse_redis_url(struct config *cfg, const char *url, char *err,
 	return 0;
 }
 
+/* Reads a password: the file's first line, without its line end. */
+static char *
+config_read_secret(struct parse_ctx *ctx, const char *what, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	size_t n;
+
+	if (f == NULL) {
+		config_error(ctx, 0, "%s: cannot read %s: %s", what, path,
+		    strerror(errno));
+		return NULL;
+	}
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	n = strcspn(line, "\r\n");
+	line[n] = '\0';
+	if (n == 0) {
+		config_error(ctx, 0, "%s: %s is empty", what, path);
+		return NULL;
+	}
+	return xstrdup(line);
+}
+
+/*
+ * Where a Redis password comes from, strongest first: password_file,
+ * password, the environment (PGINVAL_REDIS_PASSWORD), the URL.
+ */
+static void
+config_secrets(struct parse_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+	const char *env = getenv("PGINVAL_REDIS_PASSWORD");
+	char *pw = NULL;
+
+	if (cfg->pg_password_file != NULL)
+		cfg->pg_password = config_read_secret(ctx,
+		    "[postgres] password_file", cfg->pg_password_file);
+	if (cfg->redis_password_file != NULL)
+		pw = config_read_secret(ctx, "[redis] password_file",
+		    cfg->redis_password_file);
+	else if (cfg->redis_password_opt != NULL)
+		pw = xstrdup(cfg->redis_password_opt);
+	else if (env != NULL && env[0] != '\0')
+		pw = xstrdup(env);
+	if (pw != NULL) {
+		free(cfg->redis_password);
+		cfg->redis_password = pw;
+	}
+}
+
+bool
+config_holds_secret(const struct config *cfg)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(cfg->pg_conninfo, &err);
+	bool secret = cfg->redis_password_opt != NULL || cfg->redis_url_password;
+
+	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&
+		    o->val[0] != '\0')
+			secret = true;
+	PQconninfoFree(opts);
+	PQfreemem(err);
+	return secret;
+}
+
 static void
 config_check(struct parse_ctx *ctx)
 {
@@ -545,6 +618,7 @@ config_check(struct parse_ctx *ctx)
 	if (cfg->reconnect_min > cfg->reconnect_max)
 		config_error(ctx, 0, "[daemon] reconnect_min is above "
 		    "reconnect_max");
+	config_secrets(ctx);
 }
 
 int
@@ -637,6 +711,7 @@ config_free(struct config *cfg)
 	free(cfg->redis_user);
 	free(cfg->redis_password);
 	free(cfg->redis_where);
+	free(cfg->pg_password);
 	free(cfg->path);
 	free(cfg);
 }

@@ -28,11 +28,15 @@ struct config {
 
 	/* [postgres] */
 	char *pg_conninfo;		/* may hold a password: never log it */
+	char *pg_password_file;
+	char *pg_password;		/* read from pg_password_file */
 	char *pg_channel;
 	double pg_connect_timeout;
 
 	/* [redis] */
 	char *redis_url;		/* may hold a password: never log it */
+	char *redis_password_opt;	/* [redis] password */
+	char *redis_password_file;
 	char *redis_channel;
 	int redis_action;		/* enum redis_action */
 	double redis_connect_timeout;
@@ -44,6 +48,7 @@ struct config {
 	int redis_db;
 	char *redis_user;
 	char *redis_password;
+	bool redis_url_password;	/* the URL itself holds one */
 	char *redis_where;		/* "host:port" or socket path, for logs */
 
 	/* [daemon] */
@@ -84,6 +89,10 @@ void config_free(struct config *cfg);
 /* The rules for table, or NULL when it has no section. */
 const struct table_rule *config_table(const struct config *cfg,
     const char *table);
+
+/* Whether the file itself holds a password (conninfo, URL or [redis]
+ * password), so that its permissions matter. */
+bool config_holds_secret(const struct config *cfg);
 
 /* Parses a Redis URL into cfg's redis_* fields; -1 with err on error. */
 int config_parse_redis_url(struct config *cfg, const char *url, char *err,

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,12 +68,19 @@ static int
 load_config(const char *path, struct config **cfg)
 {
 	char *errors = NULL;
+	struct stat st;
 
-	if (config_load(path, cfg, &errors) == 0)
-		return 0;
-	fprintf(stderr, "%s\n", errors);
-	free(errors);
-	return -1;
+	if (config_load(path, cfg, &errors) == -1) {
+		fprintf(stderr, "%s\n", errors);
+		free(errors);
+		return -1;
+	}
+	if (config_holds_secret(*cfg) && stat(path, &st) == 0 &&
+	    (st.st_mode & S_IROTH))
+		fprintf(stderr, "%s: warning: the file holds a password and every "
+		    "user can read it; chmod o-r %s, or move the password to a "
+		    "password_file\n", path, path);
+	return 0;
 }
 
 /* Sends a systemd notification followed by the current status line. */

@@ -343,6 +343,7 @@ outbox_new(struct ev_loop *loop, const struct outbox_opts *o,
 		.name = "outbox", .conninfo = o->conninfo,
 		.connect_timeout = o->connect_timeout,
 		.query_timeout = o->query_timeout,
+		.password = o->password,
 		.reconnect_min = o->reconnect_min,
 		.reconnect_max = o->reconnect_max,
 	};

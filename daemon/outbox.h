@@ -32,6 +32,7 @@ typedef bool outbox_row_cb(void *arg, const char *payload, size_t len,
 
 struct outbox_opts {
 	const char *conninfo;
+	const char *password;	/* may be NULL */
 	const char *channel;
 	int batch;		/* rows per drain */
 	double poll_interval;	/* drain at least this often */

@@ -32,6 +32,7 @@ struct pg_conn {
 	void *arg;
 	char *name;
 	char *conninfo;
+	char *password;
 	double connect_timeout;
 	double query_timeout;
 	struct backoff backoff;
@@ -228,12 +229,16 @@ pg_conn_connect(struct pg_conn *c)
 	const char *keys[] = {
 		"fallback_application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
-		"dbname", "client_encoding", NULL,
+		"dbname", "client_encoding", "password", NULL,
 	};
 	const char *vals[] = {
 		"pginval", "1", "30", "10", "3", "60000",
-		c->conninfo, "UTF8", NULL,
+		c->conninfo, "UTF8", c->password, NULL,
 	};
+
+	/* Without a password_file, the list ends before "password". */
+	if (c->password == NULL)
+		keys[8] = NULL;
 
 	c->state = PG_CONN_CONNECTING;
 	c->conn = PQconnectStartParams(keys, vals, 1);
@@ -289,6 +294,7 @@ pg_conn_new(struct ev_loop *loop, const struct pg_conn_opts *opts,
 	c->arg = arg;
 	c->name = xstrdup(opts->name);
 	c->conninfo = xstrdup(opts->conninfo);
+	c->password = opts->password ? xstrdup(opts->password) : NULL;
 	c->connect_timeout = opts->connect_timeout;
 	c->query_timeout = opts->query_timeout;
 	c->backoff.min = opts->reconnect_min;
@@ -322,6 +328,7 @@ pg_conn_free(struct pg_conn *c)
 	pg_conn_close(c);
 	free(c->name);
 	free(c->conninfo);
+	free(c->password);
 	free(c);
 }
 

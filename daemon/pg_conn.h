@@ -32,6 +32,7 @@ typedef void pg_conn_cb(void *arg, enum pg_conn_event ev,
 struct pg_conn_opts {
 	const char *name;	/* "postgres", "outbox": the log prefix */
 	const char *conninfo;	/* copied */
+	const char *password;	/* copied; NULL: conninfo, PGPASSWORD, .pgpass */
 	double connect_timeout;
 	double query_timeout;	/* a query unanswered this long: link dead */
 	double reconnect_min, reconnect_max;

@@ -226,6 +226,7 @@ pg_source_new(struct ev_loop *loop, const struct pg_source_opts *opts,
 		.name = "postgres", .conninfo = opts->conninfo,
 		.connect_timeout = opts->connect_timeout,
 		.query_timeout = opts->query_timeout,
+		.password = opts->password,
 		.reconnect_min = opts->reconnect_min,
 		.reconnect_max = opts->reconnect_max,
 	};

@@ -40,6 +40,7 @@ typedef void pg_source_cb(void *arg, enum pg_event ev, const char *payload,
 
 struct pg_source_opts {
 	const char *conninfo;	/* copied */
+	const char *password;	/* copied; may be NULL */
 	const char *channel;	/* copied */
 	double connect_timeout;
 	double reconnect_min, reconnect_max;

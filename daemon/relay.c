@@ -360,6 +360,7 @@ relay_new_source(struct relay *r)
 {
 	struct pg_source_opts po = {
 		.conninfo = r->cfg->pg_conninfo,
+		.password = r->cfg->pg_password,
 		.channel = r->cfg->pg_channel,
 		.connect_timeout = r->cfg->pg_connect_timeout,
 		.reconnect_min = r->cfg->reconnect_min,
@@ -419,6 +420,7 @@ relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 	if (cfg->outbox_enabled) {
 		struct outbox_opts oo = {
 			.conninfo = cfg->pg_conninfo, .channel = cfg->pg_channel,
+			.password = cfg->pg_password,
 			.batch = cfg->outbox_batch,
 			.poll_interval = cfg->outbox_poll_interval,
 			.ack_timeout = cfg->outbox_ack_timeout,
@@ -453,6 +455,7 @@ relay_reload(struct relay *r, struct config *cfg)
 {
 	struct config *old = r->cfg;
 	bool pg_changed = str_differs(old->pg_conninfo, cfg->pg_conninfo) ||
+	    str_differs(old->pg_password, cfg->pg_password) ||
 	    str_differs(old->pg_channel, cfg->pg_channel) ||
 	    old->pg_connect_timeout != cfg->pg_connect_timeout;
 	struct redis_sink_opts so = relay_sink_opts(r, cfg);

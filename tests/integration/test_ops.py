@@ -354,6 +354,75 @@ def test_check_connect():
     assert "problem: redis: cannot connect to 127.0.0.1:" in out, out
 
 
+def write_secret(d, name, text, mode=0o600):
+    path = os.path.join(d.dir, name)
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def test_secrets_redis_acl_and_postgres_password_file():
+    with Redis() as redis:
+        redis.command("ACL", "SETUSER", "pgi", "on", ">s3cr3t-redis", "~*",
+                      "&*", "+@all")
+        redis.command("ACL", "SETUSER", "default", "off")
+        sql("DO $$ BEGIN CREATE ROLE pgi LOGIN SUPERUSER PASSWORD "
+            "'s3cr3t-pg'; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        hba = os.path.join(PG.datadir, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:
+            f.write("host all pgi 127.0.0.1/32 scram-sha-256\n" + rules)
+        sql("SELECT pg_reload_conf()")
+
+        class AsPgi:
+            conninfo = PG.conninfo.replace("user=postgres", "user=pgi")
+
+        d = pginval_proc.Daemon(AsPgi, redis,
+                                redis_url="redis://pgi:@127.0.0.1:%d/0"
+                                % redis.port)
+        with open(d.config, "a") as f:
+            f.write("[postgres]\npassword_file = %s\n" % write_secret(
+                d, "pg.pw", "s3cr3t-pg"))
+        env_d = dict(os.environ, PGINVAL_REDIS_PASSWORD="s3cr3t-redis")
+        r = run_bin("check", "--connect", "-c", d.config, env=env_d)
+        eq(r.returncode, 0, r.stdout + r.stderr)
+        assert "warning" not in r.stderr, r.stderr
+        # The Redis password from the environment; PostgreSQL's from a file.
+        d.env = {"PGINVAL_REDIS_PASSWORD": "s3cr3t-redis"}
+        d.start()
+        try:
+            d.wait_log("redis: connected to")
+            d.wait_log("postgres: listening")
+        finally:
+            d.stop()
+        # A wrong password is refused, and said so.
+        d.env = {"PGINVAL_REDIS_PASSWORD": "wrong"}
+        d.start()
+        try:
+            d.wait_log("redis: AUTH failed on 127.0.0.1:%d: WRONGPASS"
+                       % redis.port)
+        finally:
+            d.stop()
+        log = d.log_text()
+        for secret in ("s3cr3t-pg", "s3cr3t-redis", "wrong"):
+            assert secret not in log, "%s leaked into the log" % secret
+
+        # A password inside a world-readable file earns a warning.
+        d.write_config(redis_url="redis://pgi:s3cr3t-redis@127.0.0.1:%d/0"
+                       % redis.port)
+        os.chmod(d.config, 0o644)
+        r = run_bin("check", "-c", d.config)
+        assert "warning: the file holds a password and every user can " \
+            "read it" in r.stderr, r.stderr
+        os.chmod(d.config, 0o640)
+        assert "warning" not in run_bin("check", "-c", d.config).stderr
+        with open(hba, "w") as f:
+            f.write(rules)
+        sql("SELECT pg_reload_conf()")
+
+
 @contextlib.contextmanager
 def servers():
     global PG, REDIS
