@@ -107,7 +107,7 @@ fuzz: $(FUZZ_BINS)
 		echo "fuzz: failed:$$failed (inputs in tests/fuzz/out/)" >&2; exit 1; \
 	fi
 
-.SECONDARY: $(FUZZ_TARGETS:%=tests/fuzz/obj/fuzz_%.o)
+.SECONDARY: $(FUZZ_OBJS) $(FUZZ_TARGETS:%=tests/fuzz/obj/fuzz_%.o)
 .PHONY: fuzz
 -include $(wildcard tests/fuzz/obj/*.d)
 
@@ -117,9 +117,18 @@ deps:
 test: deps pginval $(UNIT_BINS)
 	@tests/run-all $(UNIT_BINS)
 
-valgrind: deps pginval
-	@PGINVAL_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible" \
-		python3 tests/integration/test_e2e.py
+VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
+	--show-leak-kinds=definite,indirect,possible \
+	--errors-for-leak-kinds=definite,indirect,possible
+
+# The unit tests, then every daemon of the integration suites, under
+# memcheck: any error or leak fails the run.
+valgrind: deps pginval $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do $(VALGRIND) $$t >/dev/null 2>&1 || \
+		{ echo "valgrind: $$t failed"; $(VALGRIND) $$t; exit 1; }; done
+	@echo "valgrind: unit tests clean"
+	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_e2e.py
+	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_durable.py
 
 demo: deps pginval
 	@scripts/demo
