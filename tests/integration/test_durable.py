@@ -4,7 +4,6 @@
     python3 tests/integration/test_durable.py [-v] [name-substring ...]
 """
 
-import contextlib
 import os
 import signal
 import sys
@@ -16,10 +15,9 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-import runner  # noqa: E402
 from pginval_proc import SLOW, msgs, next_msg, quiet, strip  # noqa: E402
 from runner import eq  # noqa: E402
-from servers import Postgres, Redis  # noqa: E402
+
 
 PG = None
 REDIS = None
@@ -203,13 +201,5 @@ def test_outbox_off_warns_about_waiting_rows():
     sql("TRUNCATE users; DELETE FROM pginval.outbox")
 
 
-@contextlib.contextmanager
-def servers():
-    global PG, REDIS
-    with Postgres() as pg, Redis() as redis:
-        PG, REDIS = pg, redis
-        yield
-
-
 if __name__ == "__main__":
-    sys.exit(runner.run(globals(), sys.argv[1:], around=servers))
+    sys.exit(pginval_proc.main(globals()))

@@ -9,7 +9,6 @@ and `pginval check --connect` on good and broken setups.
     python3 tests/integration/test_ops.py [-v] [name-substring ...]
 """
 
-import contextlib
 import json
 import os
 import re
@@ -28,7 +27,6 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-import runner  # noqa: E402
 from pginval_proc import BIN, SLOW, msgs, next_msg, run_bin  # noqa: E402
 from runner import eq  # noqa: E402
 from servers import Postgres, Redis, free_port  # noqa: E402
@@ -423,13 +421,5 @@ def test_secrets_redis_acl_and_postgres_password_file():
         sql("SELECT pg_reload_conf()")
 
 
-@contextlib.contextmanager
-def servers():
-    global PG, REDIS
-    with Postgres() as pg, Redis() as redis:
-        PG, REDIS = pg, redis
-        yield
-
-
 if __name__ == "__main__":
-    sys.exit(runner.run(globals(), sys.argv[1:], around=servers))
+    sys.exit(pginval_proc.main(globals()))

@@ -175,6 +175,26 @@ def check_envelope(ms, epoch=None):
         eq(ms[0]["epoch"], epoch, "epoch")
 
 
+@contextlib.contextmanager
+def servers(module_globals):
+    """A throwaway PostgreSQL and Redis for a whole test file, published as
+    its PG and REDIS globals."""
+    from servers import Postgres, Redis
+
+    with Postgres() as pg, Redis() as redis:
+        module_globals["PG"], module_globals["REDIS"] = pg, redis
+        yield
+
+
+def main(module_globals):
+    """The main of a test file that runs against one PostgreSQL and Redis."""
+    import runner
+    import sys
+
+    return runner.run(module_globals, sys.argv[1:],
+                      around=lambda: servers(module_globals))
+
+
 def run_bin(*args, **kw):
     """Runs the binary to completion; returns the CompletedProcess."""
     return subprocess.run([BIN] + list(args), capture_output=True, text=True,
