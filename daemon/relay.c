@@ -91,9 +91,25 @@ relay_add_patterns(struct keys *out, const struct table_rule *t)
 	}
 }
 
+/* A reset of every table: everything cached may be stale. */
+static struct sink_msg *
+relay_global_reset(struct relay *r, const char *reason)
+{
+	struct sink_msg *m = sink_msg_new();
+
+	m->ts = relay_now_us();
+	message_body_reset(&m->body, NULL, reason, m->ts);
+	for (size_t i = 0; i < r->cfg->ntables; i++)
+		relay_add_patterns(&m->patterns, &r->cfg->tables[i]);
+	r->stats.resets++;
+	log_info("queued a reset: %s", reason);
+	return m;
+}
+
 static void
 relay_push(struct relay *r, struct sink_msg *m)
 {
+	char reason[64];
 	size_t dropped;
 
 	if (redis_sink_queued(r->sink) < (size_t)r->cfg->max_queue) {
@@ -107,37 +123,20 @@ relay_push(struct relay *r, struct sink_msg *m)
 	sink_msg_free(m);
 	log_warnx("redis: queue full (%d messages); dropped them and queued a "
 	    "reset in their place", r->cfg->max_queue);
-	{
-		struct sink_msg *reset = sink_msg_new();
-		char reason[64];
-
-		snprintf(reason, sizeof(reason), "queue full: %zu messages dropped",
-		    dropped);
-		reset->ts = relay_now_us();
-		message_body_reset(&reset->body, NULL, reason, reset->ts);
-		for (size_t i = 0; i < r->cfg->ntables; i++)
-			relay_add_patterns(&reset->patterns, &r->cfg->tables[i]);
-		r->stats.resets++;
-		redis_sink_push(r->sink, reset);
-	}
+	snprintf(reason, sizeof(reason), "queue full: %zu messages dropped",
+	    dropped);
+	redis_sink_push(r->sink, relay_global_reset(r, reason));
 }
 
-/* Everything cached, for every table, may be stale. */
+/* A reset makes the messages still queued before it redundant. */
 static void
 relay_reset_all(struct relay *r, const char *reason)
 {
-	struct sink_msg *m = sink_msg_new();
 	size_t dropped = redis_sink_drop_queued(r->sink);
 
 	if (dropped > 0)
 		log_info("reset supersedes %zu queued messages", dropped);
-	m->ts = relay_now_us();
-	message_body_reset(&m->body, NULL, reason, m->ts);
-	for (size_t i = 0; i < r->cfg->ntables; i++)
-		relay_add_patterns(&m->patterns, &r->cfg->tables[i]);
-	r->stats.resets++;
-	log_info("queued a reset: %s", reason);
-	relay_push(r, m);
+	relay_push(r, relay_global_reset(r, reason));
 }
 
 static struct sink_msg *
