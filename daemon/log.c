@@ -60,6 +60,9 @@ log_enabled(enum log_level level)
 	return level <= log_threshold;
 }
 
+static void log_vwrite(enum log_level level, int errnum, const char *fmt,
+    va_list ap) __attribute__((format(printf, 3, 0)));
+
 static void
 log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 {

@@ -2,7 +2,13 @@
  * Fuzzing of the configuration parser: config_parse() on the input as a
  * file. A valid configuration must be internally consistent; an invalid
  * one must say why, one "NAME:..." line per problem.
+ *
+ * password_file settings make the parser open files. So that the fuzzer
+ * never opens whatever it can spell (a FIFO, a terminal), an input is
+ * used only if each password_file it holds names one of a few files:
+ * one that does not exist, an empty one and a one-line one.
  */
+#include <ctype.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +28,52 @@ fail(const char *what)
 	abort();
 }
 
+static const char *const safe_files[] = {
+	"/nonexistent/pginval/secret",
+	"/dev/null",
+	"/proc/self/comm",
+};
+
+/*
+ * Whether every password_file in data[0..size) names a safe file. Lines
+ * are read as inih reads them (up to a newline or a NUL, the value after
+ * the first '=' or ':', blanks trimmed); a mention anywhere else in a line
+ * is treated as a setting too, which at worst drops a harmless input.
+ */
+static int
+secrets_safe(const char *data, size_t size)
+{
+	static const char key[] = "password_file";
+	const char *end = data + size;
+
+	for (const char *p = data; (size_t)(end - p) >= sizeof(key) - 1; p++) {
+		const char *v = p + sizeof(key) - 1, *e;
+		size_t i, n;
+
+		if (memcmp(p, key, sizeof(key) - 1) != 0)
+			continue;
+		while (v < end && *v != '\n' && *v != '\0' && *v != '=' && *v != ':')
+			v++;
+		if (v < end && (*v == '=' || *v == ':')) {
+			v++;
+			for (e = v; e < end && *e != '\n' && *e != '\0'; e++)
+				;
+			while (v < e && isspace((unsigned char)*v))
+				v++;
+			while (e > v && isspace((unsigned char)e[-1]))
+				e--;
+			n = (size_t)(e - v);
+			for (i = 0; i < sizeof(safe_files) / sizeof(safe_files[0]); i++)
+				if (strlen(safe_files[i]) == n &&
+				    memcmp(safe_files[i], v, n) == 0)
+					break;
+			if (n > 0 && i == sizeof(safe_files) / sizeof(safe_files[0]))
+				return 0;
+		}
+	}
+	return 1;
+}
+
 static void
 check_config(const struct config *cfg)
 {
@@ -36,6 +88,13 @@ check_config(const struct config *cfg)
 	if (cfg->max_queue < 1 || cfg->max_inflight < 1 ||
 	    cfg->reconnect_min > cfg->reconnect_max)
 		fail("daemon limits out of range");
+	if (cfg->pg_password_file != NULL && (cfg->pg_password == NULL ||
+	    cfg->pg_password[0] == '\0'))
+		fail("a password_file was accepted without a password");
+	if (cfg->redis_password_file != NULL && (cfg->redis_password == NULL ||
+	    cfg->redis_password[0] == '\0'))
+		fail("a password_file was accepted without a password");
+	(void)config_holds_secret(cfg);
 	for (size_t i = 0; i < cfg->ntables; i++) {
 		const struct table_rule *t = &cfg->tables[i];
 
@@ -61,6 +120,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (copy == NULL)
 		abort();
+	if (!secrets_safe((const char *)data, size)) {
+		free(copy);
+		return 0;
+	}
 	memcpy(copy, data, size);
 	f = fmemopen(copy, size, "r");
 	if (f == NULL) {

@@ -441,6 +441,9 @@ struct reset_case {
 };
 
 static const struct reset_case reset_cases[] = {
+	{ "a character cut off at the end is dropped", "a.b", "x\xe2\x98", 3,
+	    16, "{\"v\":1,\"seq\":16,\"epoch\":\"" EPOCH "\",\"op\":\"reset\","
+	    "\"table\":\"a.b\",\"keys\":[],\"ts\":3,\"reason\":\"x\"}" },
 	{ "one table", "public.users", "payload too big", 99, 11,
 	    "{\"v\":1,\"seq\":11,\"epoch\":\"" EPOCH "\",\"op\":\"reset\","
 	    "\"table\":\"public.users\",\"keys\":[],\"ts\":99,"
@@ -491,8 +494,11 @@ test_reset_messages(void **state)
 				CHECK(cJSON_IsString(t) &&
 				    strcmp(t->valuestring, c->table) == 0);
 			CHECK(cJSON_IsArray(k) && cJSON_GetArraySize(k) == 0);
+			/* The reason, less a character cut off at its end. */
 			CHECK(cJSON_IsString(r) &&
-			    strcmp(r->valuestring, c->reason) == 0);
+			    strncmp(r->valuestring, c->reason,
+			    strlen(r->valuestring)) == 0 &&
+			    strlen(c->reason) - strlen(r->valuestring) < 4);
 			CHECK(cJSON_IsNumber(ts) &&
 			    ts->valuedouble == (double)c->ts);
 			CHECK(cJSON_GetObjectItemCaseSensitive(root, "old") == NULL);
