@@ -15,41 +15,7 @@
 
 #include "../../daemon/backoff.h"
 
-/* Soft checks: a table test reports every failing case, then fails. */
-static const char *tcase = "";
-static int tfails;
-
-static void t_fail(int line, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-t_fail(int line, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	print_error("%s:%d: case \"%s\": %s\n", __FILE__, line, tcase, msg);
-	tfails++;
-}
-
-static void
-t_done(void)
-{
-	int n = tfails;
-
-	tfails = 0;
-	tcase = "";
-	if (n > 0)
-		fail_msg("%d check(s) failed", n);
-}
-
-#define CHECK(cond) do { \
-	if (!(cond)) \
-		t_fail(__LINE__, "%s", #cond); \
-} while (0)
+#include "tcheck.h"
 
 /* got must equal want to a relative 1e-12 (both finite). */
 #define CHECK_NEAR(got, want) do { \

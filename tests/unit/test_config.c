@@ -18,47 +18,7 @@
 #include "../../daemon/config.h"
 #include "../../daemon/rules.h"
 
-/* Soft checks: a table test reports every failing case, then fails. */
-static const char *tcase = "";
-static int tfails;
-
-static void t_fail(int line, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-t_fail(int line, const char *fmt, ...)
-{
-	char msg[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	print_error("%s:%d: case \"%s\": %s\n", __FILE__, line, tcase, msg);
-	tfails++;
-}
-
-static void
-t_done(void)
-{
-	int n = tfails;
-
-	tfails = 0;
-	tcase = "";
-	if (n > 0)
-		fail_msg("%d check(s) failed", n);
-}
-
-#define CHECK(cond) do { \
-	if (!(cond)) \
-		t_fail(__LINE__, "%s", #cond); \
-} while (0)
-#define CHECK_STR(got, want) do { \
-	const char *g_ = (got), *w_ = (want); \
-	if (g_ == NULL || w_ == NULL ? g_ != w_ : strcmp(g_, w_) != 0) \
-		t_fail(__LINE__, "%s is \"%s\", want \"%s\"", #got, \
-		    g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
-} while (0)
+#include "tcheck.h"
 
 #define NAME "test.conf"
 
@@ -500,7 +460,7 @@ static const struct bad_config bad_configs[] = {
 	    { NAME ":4: [table] needs a name, such as [table public.users]" } },
 	{ "unknown key in a table", PG "[table public.users]\nkey = user:{id}\n",
 	    { NAME ":4: unknown setting \"key\" in [table public.users] "
-		"(expected: keys)" } },
+		"(expected: keys, refresh, ttl)" } },
 	{ "keys twice in a table",
 	    PG "[table public.users]\nkeys = a:{id}\nkeys = b:{id}\n",
 	    { NAME ":5: [table public.users] has keys already (line 3); list "
