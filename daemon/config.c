@@ -26,6 +26,7 @@ enum opt_type {
 	OPT_LOG_LEVEL,
 	OPT_ACTION,
 	OPT_BOOL,
+	OPT_APPLY_RESET,
 };
 
 struct opt {
@@ -59,11 +60,19 @@ static const struct opt config_opts[] = {
 	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600, true },
 	{ "daemon", "reconnect_max", OPT_SECONDS, O(reconnect_max), "30", 0.001, 86400, true },
 	{ "daemon", "health_interval", OPT_SECONDS, O(health_interval), "10", 0, 3600, false },
+	{ "daemon", "max_keys", OPT_INT, O(max_keys), "1000", 1, 1000000, true },
+	{ "daemon", "coalesce", OPT_SECONDS, O(coalesce), "0", 0, 10, true },
 	{ "outbox", "enabled", OPT_BOOL, O(outbox_enabled), "off", 0, 0, false },
 	{ "outbox", "batch", OPT_INT, O(outbox_batch), "1000", 1, 100000, false },
 	{ "outbox", "poll_interval", OPT_SECONDS, O(outbox_poll_interval), "1", 0.001, 3600, false },
 	{ "outbox", "ack_timeout", OPT_SECONDS, O(outbox_ack_timeout), "30", 1, 3600, false },
 	{ "metrics", "listen", OPT_STRING, O(metrics_listen), "", 0, 0, false },
+	{ "apply", "reset", OPT_APPLY_RESET, O(apply_reset), "patterns", 0, 0, true },
+	{ "apply", "marker_ttl", OPT_SECONDS, O(apply_marker_ttl), "10", 0.1, 3600, true },
+	{ "apply", "marker_margin", OPT_SECONDS, O(apply_marker_margin), "50ms", 0, 60, true },
+	{ "apply", "conninfo", OPT_STRING, O(apply_conninfo), "", 0, 0, false },
+	{ "apply", "refresh_timeout", OPT_SECONDS, O(apply_refresh_timeout), "5", 0.1, 3600, true },
+	{ "apply", "max_queue", OPT_INT, O(apply_max_queue), "100000", 1, 100000000, true },
 };
 
 #define NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
@@ -257,6 +266,17 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 			return -1;
 		}
 		return 0;
+	case OPT_APPLY_RESET:
+		if (strcmp(value, "patterns") == 0)
+			*(int *)field = APPLY_RESET_PATTERNS;
+		else if (strcmp(value, "flush") == 0)
+			*(int *)field = APPLY_RESET_FLUSH;
+		else {
+			config_error(ctx, line, "reset in [apply]: \"%s\" is not "
+			    "\"patterns\" or \"flush\"", value);
+			return -1;
+		}
+		return 0;
 	case OPT_ACTION:
 		if (strcmp(value, "publish") == 0)
 			*(int *)field = REDIS_ACTION_PUBLISH;
@@ -272,63 +292,166 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 	return -1;
 }
 
+/* The name in a "[table NAME]" or "[target NAME]" header, trimmed. */
+static char *
+config_section_arg(const char *rest)
+{
+	size_t len;
+
+	while (*rest == ' ' || *rest == '\t')
+		rest++;
+	len = strlen(rest);
+	while (len > 0 && (rest[len - 1] == ' ' || rest[len - 1] == '\t'))
+		len--;
+	return xstrndup(rest, len);
+}
+
+/* The [table] entry named table, created on its first setting. */
+static struct table_rule *
+config_table_entry(struct parse_ctx *ctx, char *table)
+{
+	struct config *cfg = ctx->cfg;
+	struct table_rule *t;
+
+	for (size_t i = 0; i < cfg->ntables; i++)
+		if (strcmp(cfg->tables[i].name, table) == 0) {
+			free(table);
+			return &cfg->tables[i];
+		}
+	cfg->tables = xrealloc(cfg->tables, (cfg->ntables + 1) * sizeof(*t));
+	t = &cfg->tables[cfg->ntables++];
+	memset(t, 0, sizeof(*t));
+	t->name = table;
+	t->line = ctx->section_line;
+	t->ttl = 60;
+	return t;
+}
+
 static int
 config_table_key(struct parse_ctx *ctx, const char *section_rest,
     const char *name, const char *value)
 {
-	struct config *cfg = ctx->cfg;
-	struct table_rule *t = NULL;
+	struct table_rule *t;
 	char err[256];
 	char *table;
-	size_t len;
-	int rc = 0;
+	double d;
 
-	while (*section_rest == ' ' || *section_rest == '\t')
-		section_rest++;
-	len = strlen(section_rest);
-	while (len > 0 && (section_rest[len - 1] == ' ' ||
-	    section_rest[len - 1] == '\t'))
-		len--;
-	table = xstrndup(section_rest, len);
+	table = config_section_arg(section_rest);
 	if (*table == '\0') {
 		config_error(ctx, ctx->line, "[table] needs a name, such as "
 		    "[table public.users]");
-		goto done;
+		goto fail;
 	}
 	if (strchr(table, '.') == NULL) {
 		config_error(ctx, ctx->line, "[table %s]: name the schema too, "
 		    "as in [table public.%s]", table, table);
-		goto done;
+		goto fail;
 	}
-	if (strcmp(name, "keys") != 0) {
+	if (strcmp(name, "keys") != 0 && strcmp(name, "refresh") != 0 &&
+	    strcmp(name, "ttl") != 0) {
 		config_error(ctx, ctx->line, "unknown setting \"%s\" in [table %s] "
-		    "(expected: keys)", name, table);
-		goto done;
+		    "(expected: keys, refresh, ttl)", name, table);
+		goto fail;
 	}
-	for (size_t i = 0; i < cfg->ntables; i++)
-		if (strcmp(cfg->tables[i].name, table) == 0)
-			t = &cfg->tables[i];
-	if (t != NULL) {
-		config_error(ctx, ctx->line, "[table %s] has keys already "
-		    "(line %d); list all templates in one keys line", table,
-		    t->line);
-		goto done;
-	}
-	cfg->tables = xrealloc(cfg->tables, (cfg->ntables + 1) * sizeof(*t));
-	t = &cfg->tables[cfg->ntables];
-	memset(t, 0, sizeof(*t));
-	if (rules_compile(value, &t->rules, err, sizeof(err)) == -1) {
-		config_error(ctx, ctx->line, "[table %s] keys: %s", table, err);
-		goto done;
-	}
-	t->name = table;
+	t = config_table_entry(ctx, table);
 	table = NULL;
-	t->line = ctx->section_line;
-	cfg->ntables++;
-	rc = 1;
-done:
+	if (strcmp(name, "keys") == 0) {
+		if (t->keys_line != 0) {
+			config_error(ctx, ctx->line, "[table %s] has keys already "
+			    "(line %d); list all templates in one keys line",
+			    t->name, t->line);
+			return 0;
+		}
+		t->keys_line = ctx->line;
+		if (rules_compile(value, &t->rules, err, sizeof(err)) == -1) {
+			config_error(ctx, ctx->line, "[table %s] keys: %s", t->name,
+			    err);
+			return 0;
+		}
+		return 1;
+	}
+	if (strcmp(name, "refresh") == 0) {
+		if (t->refresh_line != 0 || value[0] == '\0') {
+			config_error(ctx, ctx->line, t->refresh_line != 0 ?
+			    "[table %s] has a refresh query already" :
+			    "[table %s] refresh is empty", t->name);
+			return 0;
+		}
+		if (strstr(value, "$1") == NULL) {
+			config_error(ctx, ctx->line, "[table %s] refresh: the query "
+			    "must use $1 (the key's first template column)",
+			    t->name);
+			return 0;
+		}
+		t->refresh_line = ctx->line;
+		t->refresh = xstrdup(value);
+		return 1;
+	}
+	t->ttl_line = ctx->line;
+	if (config_number(value, &d) == -1 || d < 0.001 || d > 31536000) {
+		config_error(ctx, ctx->line, "ttl in [table %s]: \"%s\" is not a "
+		    "duration from 1ms to 365 days (such as 60s)", t->name, value);
+		return 0;
+	}
+	t->ttl = d;
+	return 1;
+fail:
 	free(table);
-	return rc;
+	return 0;
+}
+
+static int
+config_target_key(struct parse_ctx *ctx, const char *section_rest,
+    const char *name, const char *value)
+{
+	struct config *cfg = ctx->cfg, tmp = { 0 };
+	struct apply_target_cfg *t = NULL;
+	char err[256];
+	char *target = config_section_arg(section_rest);
+
+	if (*target == '\0' || strpbrk(target, " \t\"\\") != NULL) {
+		config_error(ctx, ctx->line, "[target] needs a name of one word, "
+		    "such as [target eu-west]");
+		goto done;
+	}
+	if (strcmp(name, "url") != 0) {
+		config_error(ctx, ctx->line, "unknown setting \"%s\" in [target "
+		    "%s] (expected: url)", name, target);
+		goto done;
+	}
+	for (size_t i = 0; i < cfg->ntargets; i++)
+		if (strcmp(cfg->targets[i].name, target) == 0) {
+			config_error(ctx, ctx->line, "[target %s] has a url already "
+			    "(line %d)", target, cfg->targets[i].line);
+			goto done;
+		}
+	if (config_parse_redis_url(&tmp, value, err, sizeof(err)) == -1) {
+		config_error(ctx, ctx->line, "[target %s] %s", target, err);
+		goto done;
+	}
+	cfg->targets = xrealloc(cfg->targets, (cfg->ntargets + 1) * sizeof(*t));
+	t = &cfg->targets[cfg->ntargets++];
+	memset(t, 0, sizeof(*t));
+	t->name = target;
+	target = NULL;
+	t->url = xstrdup(value);
+	t->host = tmp.redis_host;
+	t->port = tmp.redis_port;
+	t->unix_path = tmp.redis_unix;
+	t->db = tmp.redis_db;
+	t->user = tmp.redis_user;
+	t->password = tmp.redis_password;
+	t->where = tmp.redis_where;
+	t->line = ctx->section_line;
+	memset(&tmp, 0, sizeof(tmp));
+done:
+	free(tmp.redis_host);
+	free(tmp.redis_unix);
+	free(tmp.redis_user);
+	free(tmp.redis_password);
+	free(tmp.redis_where);
+	free(target);
+	return 1;
 }
 
 /* Catches a bad conninfo now rather than at every reconnect. */
@@ -362,6 +485,8 @@ config_handler(void *user, const char *inih_section, const char *name,
 
 	if (strncmp(section, "table ", 6) == 0 || strcmp(section, "table") == 0)
 		return config_table_key(ctx, section + 5, name, value), 1;
+	if (strncmp(section, "target ", 7) == 0 || strcmp(section, "target") == 0)
+		return config_target_key(ctx, section + 6, name, value), 1;
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &config_opts[i];
 
@@ -384,8 +509,8 @@ config_handler(void *user, const char *inih_section, const char *name,
 		    name, section);
 	else
 		config_error(ctx, ctx->line, "unknown section [%s] (expected "
-		    "[postgres], [redis], [daemon], [outbox], [metrics] or [table "
-		    "schema.name])",
+		    "[postgres], [redis], [daemon], [outbox], [metrics], [apply], "
+		    "[table schema.name] or [target NAME])",
 		    section);
 	/* Errors are collected here; returning 1 lets inih carry on so that
 	 * every problem is reported at once. */
@@ -618,6 +743,16 @@ config_check(struct parse_ctx *ctx)
 	if (cfg->reconnect_min > cfg->reconnect_max)
 		config_error(ctx, 0, "[daemon] reconnect_min is above "
 		    "reconnect_max");
+	for (size_t i = 0; i < cfg->ntables; i++) {
+		const struct table_rule *t = &cfg->tables[i];
+
+		if (t->keys_line == 0)
+			config_error(ctx, t->line, "[table %s] has no keys line",
+			    t->name);
+		else if (t->ttl_line != 0 && t->refresh == NULL)
+			config_error(ctx, t->ttl_line, "[table %s] ttl is for "
+			    "refresh, which is not set", t->name);
+	}
 	config_secrets(ctx);
 }
 
@@ -704,8 +839,21 @@ config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->ntables; i++) {
 		free(cfg->tables[i].name);
 		rules_free(cfg->tables[i].rules);
+		free(cfg->tables[i].refresh);
 	}
 	free(cfg->tables);
+	for (size_t i = 0; i < cfg->ntargets; i++) {
+		struct apply_target_cfg *t = &cfg->targets[i];
+
+		free(t->name);
+		free(t->url);
+		free(t->host);
+		free(t->unix_path);
+		free(t->user);
+		free(t->password);
+		free(t->where);
+	}
+	free(cfg->targets);
 	free(cfg->redis_host);
 	free(cfg->redis_unix);
 	free(cfg->redis_user);

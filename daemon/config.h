@@ -17,9 +17,34 @@ enum redis_action {
 	REDIS_ACTION_DELETE,	/* PUBLISH, and UNLINK the keys in that Redis */
 };
 
+/* pginval apply: what a reset of every table does to a target. */
+enum apply_reset {
+	APPLY_RESET_PATTERNS,	/* SCAN + UNLINK every table's key patterns */
+	APPLY_RESET_FLUSH,	/* FLUSHDB ASYNC: only for a dedicated database */
+};
+
 struct table_rule {
 	char *name;		/* "schema.table" */
-	struct rule_set *rules;
+	struct rule_set *rules;	/* NULL until its keys line is read */
+	int line;		/* of the section header */
+	/* pginval apply: refresh the first template's keys with this query
+	 * ($1.. are the key's template columns, in order) instead of
+	 * deleting them; NULL: delete. */
+	char *refresh;
+	double ttl;		/* seconds a refreshed key lives */
+	int keys_line, refresh_line, ttl_line;	/* 0: not set */
+};
+
+/* pginval apply: a Redis to invalidate, from a [target NAME] section. */
+struct apply_target_cfg {
+	char *name;
+	char *url;		/* may hold a password: never log it */
+	char *host;		/* NULL for a unix socket */
+	int port;
+	char *unix_path;
+	int db;
+	char *user, *password;
+	char *where;		/* "host:port" or socket path, for logs */
 	int line;		/* of the section header */
 };
 
@@ -60,6 +85,8 @@ struct config {
 	double reconnect_max;
 
 	double health_interval;
+	int max_keys;			/* per message, when changes merge */
+	double coalesce;		/* seconds a change waits for others */
 
 	/* [outbox] */
 	int outbox_enabled;		/* bool */
@@ -70,8 +97,18 @@ struct config {
 	/* [metrics] */
 	char *metrics_listen;		/* NULL: no HTTP listener */
 
+	/* [apply] */
+	int apply_reset;		/* enum apply_reset */
+	double apply_marker_ttl;
+	double apply_marker_margin;
+	char *apply_conninfo;		/* NULL: [postgres] conninfo */
+	double apply_refresh_timeout;
+	int apply_max_queue;		/* commands waiting, per target */
+
 	struct table_rule *tables;
 	size_t ntables;
+	struct apply_target_cfg *targets;	/* [target NAME] sections */
+	size_t ntargets;
 };
 
 /*

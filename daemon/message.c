@@ -42,11 +42,9 @@ message_head(struct buf *out, const char *op, const char *table)
 	buf_adds(out, ",\"keys\":[");
 }
 
-void
-message_body_event(struct buf *out, const struct event *ev,
-    const struct keys *keys)
+static void
+message_keys(struct buf *out, const struct keys *keys)
 {
-	message_head(out, event_op_name(ev->op), ev->table);
 	for (size_t i = 0; keys != NULL && i < keys->n; i++) {
 		size_t len;
 		const char *k = keys_get(keys, i, &len);
@@ -55,13 +53,55 @@ message_body_event(struct buf *out, const struct event *ev,
 			buf_addc(out, ',');
 		buf_add_json_str(out, k, len);
 	}
-	buf_adds(out, "],\"ts\":");
-	buf_add_i64(out, ev->ts);
+}
+
+void
+message_row(struct buf *out, const struct event *ev)
+{
+	size_t start = out->len;
+
+	buf_addc(out, '{');
 	if (ev->old.present)
 		message_image(out, "old", &ev->old);
 	if (ev->new.present)
 		message_image(out, "new", &ev->new);
+	/* message_image leads with a comma; an object must not. */
+	if (out->len > start + 1)
+		memmove(out->data + start + 1, out->data + start + 2,
+		    out->len-- - start - 2);
 	buf_addc(out, '}');
+}
+
+void
+message_body_rows(struct buf *out, const char *op, const char *table,
+    const struct keys *keys, int64_t ts, const char *rows, size_t rowslen,
+    size_t nrows)
+{
+	message_head(out, op, table);
+	message_keys(out, keys);
+	buf_adds(out, "],\"ts\":");
+	buf_add_i64(out, ts);
+	if (nrows == 1 && rowslen > 2) {
+		buf_addc(out, ',');
+		buf_add(out, rows + 1, rowslen - 2);	/* without its braces */
+	} else if (nrows > 1) {
+		buf_adds(out, ",\"rows\":[");
+		buf_add(out, rows, rowslen);
+		buf_addc(out, ']');
+	}
+	buf_addc(out, '}');
+}
+
+void
+message_body_event(struct buf *out, const struct event *ev,
+    const struct keys *keys)
+{
+	struct buf row = { 0 };
+
+	message_row(&row, ev);
+	message_body_rows(out, event_op_name(ev->op), ev->table, keys, ev->ts,
+	    row.data, row.len, 1);
+	buf_free(&row);
 }
 
 /*

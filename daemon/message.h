@@ -4,9 +4,11 @@
  *   {"v":1,"seq":1842,"epoch":"6f1c..","op":"update","table":"public.users",
  *    "keys":["user:42"],"ts":1764240000123456,"old":{..},"new":{..}}
  *
- * A message is built in two parts. The body (from "op" on) is encoded when
- * the event arrives; the envelope (v, seq, epoch) is added when the message
- * is sent, because only then is its place in the sequence known. Pure.
+ * A message is built in two parts: the body (from "op" on) and the
+ * envelope (v, seq, epoch), added when the message is sent, because only
+ * then is its place in the sequence known. Row changes that wait in the
+ * queue may merge into one message, so their bodies are encoded from
+ * their parts (message_body_rows) when sent. Pure.
  */
 #ifndef PGINVAL_MESSAGE_H
 #define PGINVAL_MESSAGE_H
@@ -22,6 +24,17 @@
 /* Appends the body of a message about one row change, or a truncate. */
 void message_body_event(struct buf *out, const struct event *ev,
     const struct keys *keys);
+/* Appends ev's row images as one JSON object: {"old":{..},"new":{..}}. */
+void message_row(struct buf *out, const struct event *ev);
+/*
+ * Appends the body of a message about nrows changes of one table by one
+ * op; rows holds their message_row() objects, separated by commas. One
+ * row puts its "old" and "new" at the top level, as message_body_event()
+ * does; several put them in a "rows" array, in order.
+ */
+void message_body_rows(struct buf *out, const char *op, const char *table,
+    const struct keys *keys, int64_t ts, const char *rows, size_t rowslen,
+    size_t nrows);
 /* Appends the body of a reset for table (NULL: every table), with a reason
  * for humans. */
 void message_body_reset(struct buf *out, const char *table,

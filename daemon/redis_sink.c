@@ -63,13 +63,16 @@ struct redis_sink {
 	struct scan_job *scans;
 	uint64_t seq;
 	struct buf frame;
+	struct buf body;		/* scratch for row messages */
+	ev_prepare kick;		/* sends at the end of a loop iteration */
+	ev_timer hold;			/* end of a coalescing window */
 	unsigned outstanding;		/* commands awaiting a reply */
 	ev_tstamp progress_at;		/* last reply, or first command */
 	struct stats *stats;
 };
 
 static void redis_sink_connect(struct redis_sink *s);
-static void redis_sink_pump(struct redis_sink *s);
+static void redis_sink_kick(struct redis_sink *s);
 static void redis_sink_scan_next(struct redis_sink *s, struct scan_job *j);
 
 static const char *const redis_state_names[] = {
@@ -157,7 +160,9 @@ sink_msg_free(struct sink_msg *m)
 	if (m == NULL)
 		return;
 	buf_free(&m->body);
-	keys_free(&m->unlink);
+	free(m->table);
+	keys_free(&m->keys);
+	buf_free(&m->rows);
 	keys_free(&m->patterns);
 	free(m);
 }
@@ -247,7 +252,8 @@ redis_sink_publish_cb(redisAsyncContext *ac, void *r, void *privdata)
 	/* A refused durable message is not acknowledged: its outbox row
 	 * stays, and is taken again after the ack timeout. */
 	if (m != NULL && m->on_ack != NULL && reply->type != REDIS_REPLY_ERROR)
-		m->on_ack(m->ack_arg);
+		for (unsigned i = 0; i < m->nacks; i++)
+			m->on_ack(m->ack_arg);
 	if (reply->type == REDIS_REPLY_ERROR) {
 		s->stats->refused++;
 		log_error("redis: PUBLISH to \"%s\" refused: %s", s->channel,
@@ -265,7 +271,7 @@ redis_sink_publish_cb(redisAsyncContext *ac, void *r, void *privdata)
 			    now.tv_nsec / 1e3 - (double)m->ts) / 1e6);
 		sink_msg_free(m);
 	}
-	redis_sink_pump(s);
+	redis_sink_kick(s);
 	redis_sink_maybe_idle(s);
 }
 
@@ -385,6 +391,42 @@ redis_sink_add_scans(struct redis_sink *s, const struct keys *patterns)
 	}
 }
 
+/* Whether b can merge into a: row changes of the same table and op, for
+ * the same acknowledgement, within the key limit. */
+static bool
+redis_sink_mergeable(const struct redis_sink *s, const struct sink_msg *a,
+    const struct sink_msg *b)
+{
+	return a->op != NULL && a->op == b->op && a->on_ack == b->on_ack &&
+	    a->ack_arg == b->ack_arg && strcmp(a->table, b->table) == 0 &&
+	    a->keys.n + b->keys.n <= (size_t)s->o.max_keys;
+}
+
+/* Merges b into a and frees b. A key made stale twice goes out once. */
+static void
+redis_sink_merge(struct sink_msg *a, struct sink_msg *b)
+{
+	for (size_t i = 0; i < b->keys.n; i++) {
+		size_t len;
+		const char *k = keys_get(&b->keys, i, &len);
+
+		keys_add(&a->keys, k, len);
+	}
+	buf_addc(&a->rows, ',');
+	buf_add(&a->rows, b->rows.data, b->rows.len);
+	a->nrows += b->nrows;
+	a->nacks += b->nacks;
+	if (b->ts < a->ts)
+		a->ts = b->ts;
+	sink_msg_free(b);
+}
+
+static void
+redis_sink_kick(struct redis_sink *s)
+{
+	ev_prepare_start(s->loop, &s->kick);
+}
+
 /* Sends queued messages while the window has room. */
 static void
 redis_sink_pump(struct redis_sink *s)
@@ -393,21 +435,39 @@ redis_sink_pump(struct redis_sink *s)
 
 	while (s->state == REDIS_STATE_READY && s->ac != NULL &&
 	    s->inflight.n < (size_t)s->o.max_inflight &&
-	    (m = list_pop(&s->queue)) != NULL) {
+	    (m = s->queue.head) != NULL) {
 		const char *argv[3];
 		size_t argvlen[3];
+		const struct buf *body = &m->body;
+		double wait = m->queued_at + s->o.coalesce - ev_now(s->loop);
 
+		/* Held for the coalescing window, unless already full. */
+		if (m->op != NULL && wait > 0 &&
+		    m->keys.n < (size_t)s->o.max_keys) {
+			ev_timer_stop(s->loop, &s->hold);
+			ev_timer_set(&s->hold, wait, 0);
+			ev_timer_start(s->loop, &s->hold);
+			break;
+		}
+		list_pop(&s->queue);
+		if (m->op != NULL) {
+			buf_reset(&s->body);
+			message_body_rows(&s->body, m->op, m->table, &m->keys,
+			    m->ts, m->rows.data, m->rows.len, m->nrows);
+			body = &s->body;
+			m->nkeys = m->keys.n;
+		}
 		if (s->o.delete_keys) {
 			/* Remove first, announce second: a subscriber that
 			 * refills on the message must not race the UNLINK. */
-			for (size_t i = 0; i < m->unlink.n; i += 512)
-				redis_sink_unlink(s, &m->unlink, i,
-				    m->unlink.n - i < 512 ? m->unlink.n - i : 512);
+			for (size_t i = 0; m->op != NULL && i < m->keys.n; i += 512)
+				redis_sink_unlink(s, &m->keys, i,
+				    m->keys.n - i < 512 ? m->keys.n - i : 512);
 			redis_sink_add_scans(s, &m->patterns);
 		}
 		buf_reset(&s->frame);
-		message_frame(&s->frame, s->seq + 1, s->epoch, m->body.data,
-		    m->body.len);
+		message_frame(&s->frame, s->seq + 1, s->epoch, body->data,
+		    body->len);
 		argv[0] = "PUBLISH";
 		argvlen[0] = 7;
 		argv[1] = s->channel;
@@ -424,6 +484,19 @@ redis_sink_pump(struct redis_sink *s)
 		redis_sink_sent(s);
 		list_push(&s->inflight, m);
 	}
+}
+
+static void
+redis_sink_kick_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	ev_prepare_stop(loop, w);
+	redis_sink_pump(w->data);
+}
+
+static void
+redis_sink_hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	redis_sink_pump(w->data);
 }
 
 /* Fine enough to honour both timeouts to within a quarter. */
@@ -452,7 +525,7 @@ redis_sink_ready(struct redis_sink *s)
 	ev_timer_start(s->loop, &s->tick);
 	s->cb(s->arg, REDIS_EVENT_READY);
 	redis_sink_scans_resume(s);
-	redis_sink_pump(s);
+	redis_sink_kick(s);
 }
 
 /* Names passed as privdata, for the handshake's error messages. */
@@ -655,6 +728,10 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->timer.data = s;
 	ev_timer_init(&s->tick, redis_sink_tick_cb, 1, 1);
 	s->tick.data = s;
+	ev_prepare_init(&s->kick, redis_sink_kick_cb);
+	s->kick.data = s;
+	ev_timer_init(&s->hold, redis_sink_hold_cb, 0, 0);
+	s->hold.data = s;
 	return s;
 }
 
@@ -681,6 +758,8 @@ redis_sink_free(struct redis_sink *s)
 	}
 	ev_timer_stop(s->loop, &s->timer);
 	ev_timer_stop(s->loop, &s->tick);
+	ev_timer_stop(s->loop, &s->hold);
+	ev_prepare_stop(s->loop, &s->kick);
 	list_free(&s->queue);
 	list_free(&s->inflight);
 	list_free(&s->requeue);
@@ -690,6 +769,7 @@ redis_sink_free(struct redis_sink *s)
 		free(j);
 	}
 	buf_free(&s->frame);
+	buf_free(&s->body);
 	free(s->host);
 	free(s->unix_path);
 	free(s->user);
@@ -703,8 +783,14 @@ redis_sink_free(struct redis_sink *s)
 void
 redis_sink_push(struct redis_sink *s, struct sink_msg *m)
 {
-	list_push(&s->queue, m);
-	redis_sink_pump(s);
+	m->queued_at = ev_now(s->loop);
+	if (m->on_ack != NULL && m->nacks == 0)
+		m->nacks = 1;
+	if (s->queue.tail != NULL && redis_sink_mergeable(s, s->queue.tail, m))
+		redis_sink_merge(s->queue.tail, m);
+	else
+		list_push(&s->queue, m);
+	redis_sink_kick(s);
 }
 
 size_t
@@ -754,6 +840,8 @@ redis_sink_configure(struct redis_sink *s, const struct redis_sink_opts *o)
 	s->o.connect_timeout = o->connect_timeout;
 	s->o.command_timeout = o->command_timeout;
 	s->o.health_interval = o->health_interval;
+	s->o.max_keys = o->max_keys;
+	s->o.coalesce = o->coalesce;
 	s->backoff.min = s->o.reconnect_min = o->reconnect_min;
 	s->backoff.max = s->o.reconnect_max = o->reconnect_max;
 	if (!moved || s->state == REDIS_STATE_STOPPED)
@@ -762,7 +850,7 @@ redis_sink_configure(struct redis_sink *s, const struct redis_sink_opts *o)
 	if (s->ac != NULL || s->state == REDIS_STATE_CONNECTING)
 		redis_sink_drop(s, "settings changed; reconnecting");
 	/* In backoff, the next attempt uses the new settings anyway. */
-	redis_sink_pump(s);
+	redis_sink_kick(s);
 	return true;
 }
 

@@ -18,6 +18,7 @@
 
 struct ev_loop;
 
+
 enum redis_state {
 	REDIS_STATE_STOPPED,
 	REDIS_STATE_CONNECTING,
@@ -35,20 +36,32 @@ enum redis_event {
 
 typedef void redis_sink_cb(void *arg, enum redis_event ev);
 
-/* One message. The sink takes ownership in redis_sink_push(). */
+/*
+ * One message. The sink takes ownership in redis_sink_push(). Either body
+ * holds the encoded body (resets, truncates), or op is set and the message
+ * is about row changes: its body is encoded when it is sent, and while it
+ * waits in the queue, later changes of the same table and op merge into it
+ * (their keys without duplicates, their rows in order).
+ */
 struct sink_msg {
 	struct sink_msg *next;
-	struct buf body;	/* the message from "op" on (message_body_*) */
-	/* With action = delete: keys to UNLINK, and glob patterns whose
-	 * matching keys are removed with SCAN + UNLINK. */
-	struct keys unlink;
+	struct buf body;
+	const char *op;		/* static; NULL unless about row changes */
+	char *table;		/* with op */
+	struct keys keys;	/* with op: the message's keys */
+	struct buf rows;	/* with op: message_row() objects, comma-separated */
+	size_t nrows;
+	/* With action = delete: glob patterns whose matching keys are
+	 * removed with SCAN + UNLINK (a row message UNLINKs its keys). */
 	struct keys patterns;
 	size_t nkeys;		/* keys in the message, for the statistics */
-	int64_t ts;		/* the change time, for the lag histogram */
-	/* Called once when Redis answers the PUBLISH (durable delivery).
-	 * Such a message is never dropped to make room. */
+	int64_t ts;		/* the (earliest) change time */
+	double queued_at;	/* ev_now() when queued */
+	/* Called nacks times when Redis answers the PUBLISH (durable
+	 * delivery). Such a message is never dropped to make room. */
 	void (*on_ack)(void *arg);
 	void *ack_arg;
+	unsigned nacks;
 };
 
 struct redis_sink_opts {
@@ -64,6 +77,8 @@ struct redis_sink_opts {
 	int max_inflight;
 	double connect_timeout, command_timeout;
 	double health_interval;	/* PING when idle this long; 0: never */
+	int max_keys;		/* merge row messages up to this many keys */
+	double coalesce;	/* hold a row message this long for merging */
 	double reconnect_min, reconnect_max;
 	struct stats *stats;	/* borrowed; must outlive the sink */
 };

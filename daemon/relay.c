@@ -30,7 +30,6 @@ struct relay {
 	struct redis_sink *sink;
 	struct outbox *outbox;		/* NULL unless [outbox] enabled */
 	char epoch[MESSAGE_EPOCH_LEN + 1];
-	struct keys keys;		/* scratch */
 	struct stats stats;
 	relay_cb *cb;
 	void *cb_arg;
@@ -188,31 +187,29 @@ relay_message(struct relay *r, const char *payload, size_t len)
 	if (ev.ts == 0)
 		ev.ts = relay_now_us();
 	t = config_table(r->cfg, ev.table);
-	keys_reset(&r->keys);
-	if (t != NULL && ev.op != EVENT_TRUNCATE &&
-	    rules_render(t->rules, &ev, &r->keys, err, sizeof(err)) == -1) {
+	m = sink_msg_new();
+	m->ts = ev.ts;
+	if (ev.op == EVENT_TRUNCATE) {
+		message_body_event(&m->body, &ev, NULL);
+		if (t != NULL && r->cfg->redis_action == REDIS_ACTION_DELETE)
+			relay_add_patterns(&m->patterns, t);
+	} else if (t != NULL &&
+	    rules_render(t->rules, &ev, &m->keys, err, sizeof(err)) == -1) {
 		char why[400];
 
 		snprintf(why, sizeof(why), "%s; the table's keys need %s: "
 		    "re-run pginval.watch('%s', ARRAY[...]) with them", err,
 		    rules_columns(t->rules), ev.table);
 		relay_complain(r, "cannot make keys", why, payload, len);
+		sink_msg_free(m);
 		m = relay_table_reset(r, ev.table, err, ev.ts);
 		goto done;
-	}
-	m = sink_msg_new();
-	m->nkeys = r->keys.n;
-	m->ts = ev.ts;
-	message_body_event(&m->body, &ev, &r->keys);
-	if (r->cfg->redis_action == REDIS_ACTION_DELETE) {
-		if (ev.op == EVENT_TRUNCATE && t != NULL)
-			relay_add_patterns(&m->patterns, t);
-		for (size_t i = 0; i < r->keys.n; i++) {
-			size_t klen;
-			const char *k = keys_get(&r->keys, i, &klen);
-
-			keys_add(&m->unlink, k, klen);
-		}
+	} else {
+		/* Encoded when sent: it may merge with later changes. */
+		m->op = event_op_name(ev.op);
+		m->table = xstrdup(ev.table);
+		message_row(&m->rows, &ev);
+		m->nrows = 1;
 	}
 	stats_count_event(&r->stats, ev.table);
 done:
@@ -385,6 +382,8 @@ relay_sink_opts(struct relay *r, const struct config *cfg)
 		.connect_timeout = cfg->redis_connect_timeout,
 		.command_timeout = cfg->redis_command_timeout,
 		.health_interval = cfg->health_interval,
+		.max_keys = cfg->max_keys,
+		.coalesce = cfg->coalesce,
 		.reconnect_min = cfg->reconnect_min,
 		.reconnect_max = cfg->reconnect_max,
 		.stats = &r->stats,
@@ -517,7 +516,6 @@ relay_free(struct relay *r)
 	/* The sink first: its messages hold the outbox's acks. */
 	redis_sink_free(r->sink);
 	outbox_free(r->outbox);
-	keys_free(&r->keys);
 	stats_free(&r->stats);
 	config_free(r->cfg);
 	free(r);

@@ -119,7 +119,15 @@ class Subscriber(threading.Thread):
                 sub.close()
 
 
-def covering_events(log, own_reconnects_only=False):
+def message_time(m, committed):
+    """When the newest change in m happened. A message that merged several
+    changes carries the earliest "ts"; its rows tell the rest."""
+    ats = [committed.get(int(r["new"]["id"]), 0)
+           for r in pginval_proc.rows_of(m) if "new" in r]
+    return max(ats + [m["ts"]])
+
+
+def covering_events(log, committed, own_reconnects_only=False):
     """The subscriber's view: ordinary messages, and the moments it must
     drop everything (reset/truncate, a seq gap, its own reconnect)."""
     out = []                    # (kind, ts_us, payload)
@@ -130,7 +138,7 @@ def covering_events(log, own_reconnects_only=False):
             epoch = None
             continue
         if own_reconnects_only:
-            out.append(("msg", m["ts"], m))
+            out.append(("msg", message_time(m, committed), m))
             continue
         gap = (m["seq"] != seq + 1) if m["epoch"] == epoch else \
             (epoch is not None and m["seq"] != 1)
@@ -142,7 +150,7 @@ def covering_events(log, own_reconnects_only=False):
         if m["op"] in ("reset", "truncate"):
             out.append(("cover", m["ts"], None))
         else:
-            out.append(("msg", m["ts"], m))
+            out.append(("msg", message_time(m, committed), m))
     return out
 
 
@@ -159,9 +167,9 @@ def analyse(pg, sub, mode):
         if m["op"] in ("reset", "truncate"):
             resets += 1
             continue
-        if m["table"] == "public.items" and m.get("new"):
-            i = int(m["new"]["id"])
-            first_seen.setdefault(i, t)
+        for r in pginval_proc.rows_of(m):
+            if r["table"] == "public.items" and "new" in r:
+                first_seen.setdefault(int(r["new"]["id"]), t)
     delivered = set(first_seen) & set(committed)
     lost = sorted(set(committed) - delivered)
     worst = max([first_seen[i] - committed[i] / 1e6 for i in delivered] or [0])
@@ -170,7 +178,7 @@ def analyse(pg, sub, mode):
         # Durable mode must not need the daemon's resets at all: the only
         # loss allowed is pub/sub's, to a subscriber that was away, which
         # its own reconnect covers.
-        events = covering_events(sub.log, mode == "durable")
+        events = covering_events(sub.log, committed, mode == "durable")
         for i in lost:
             at = committed[i]
             covered = False

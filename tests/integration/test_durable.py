@@ -15,7 +15,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import SLOW, msgs, next_msg, quiet, strip  # noqa: E402
+from pginval_proc import (SLOW, changes, msgs, next_msg, quiet,  # noqa: E402
+                          rows_of, strip)
 from runner import eq  # noqa: E402
 
 
@@ -95,11 +96,11 @@ def test_catch_up_on_start():
     sub = REDIS.subscribe("pginval")
     d = start(sub)
     try:
-        ms = msgs(sub, 2500, timeout=30)
+        rows = changes(sub, 2500, timeout=30)
         wait_empty()
     finally:
         d.stop()
-    eq(sorted(int(m["new"]["id"]) for m in ms), list(range(1, 2501)))
+    eq(sorted(int(r["new"]["id"]) for r in rows), list(range(1, 2501)))
     sql("TRUNCATE users; DELETE FROM pginval.outbox")
 
 
@@ -132,8 +133,8 @@ def test_redis_down_keeps_rows_until_acknowledged():
         deadline = time.monotonic() + 30 * SLOW
         while len(got) < 20 and time.monotonic() < deadline:
             m = next_msg(sub, 1)
-            if m is not None and m.get("new"):
-                got.add(int(m["new"]["id"]))
+            for r in rows_of(m) if m is not None else []:
+                got.add(int(r["new"]["id"]))
         wait_empty(30)
     finally:
         d.stop()
@@ -147,16 +148,16 @@ def test_two_daemons_never_take_the_same_rows():
     extra = {"outbox.batch": "50"}
     a, b = start(sub, extra), start(sub, extra)
     try:
-        ms = msgs(sub, 4000, timeout=60)
+        rows = changes(sub, 4000, timeout=60)
         wait_empty()
         quiet(sub, 1.0)
     finally:
         a.stop()
         b.stop()
-    ids = [int(m["new"]["id"]) for m in ms]
+    ids = [int(r["new"]["id"]) for r in rows]
     eq(len(ids), len(set(ids)), "no row delivered twice")
     eq(sorted(ids), list(range(1, 4001)))
-    epochs = {m["epoch"] for m in ms}
+    epochs = {r["msg"]["epoch"] for r in rows}
     eq(len(epochs), 2, "both daemons took a share")
     sql("TRUNCATE users; DELETE FROM pginval.outbox")
 

@@ -22,8 +22,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import (BIN, SLOW, check_envelope, msgs, next_msg,  # noqa: E402
-                          quiet, strip)
+from pginval_proc import (BIN, SLOW, changes, check_envelope, msgs,  # noqa: E402
+                          next_msg, quiet, rows_of, strip)
 from runner import eq  # noqa: E402
 
 
@@ -125,7 +125,7 @@ def test_values_are_binary_safe():
                 % (100 + i, "'" + v.replace("'", "''") + "'"))
         ms = msgs(sub, len(awkward))
         sql("DELETE FROM users")
-        msgs(sub, len(awkward))
+        changes(sub, len(awkward))
     for i, (m, v) in enumerate(zip(ms, awkward)):
         eq(m["keys"], ["user:%d" % (100 + i), "user:email:" + v], "keys")
 
@@ -204,14 +204,14 @@ def test_10000_junk_mixed_with_real():
             "  END LOOP; "
             "  INSERT INTO users VALUES (10000 + i, 'm' || i, 'n'); "
             "END LOOP; END $$")
-        ms = msgs(sub, 1000, timeout=60)
+        rows = changes(sub, 1000, timeout=60)
         quiet(sub)
         assert d.alive()
     # Logged with a rate limit, and all counted.
     assert d.log_text().count("not JSON") < 100
     assert ", 10000 foreign," in d.log_text(), d.log_text()[-2000:]
-    check_envelope(ms)
-    eq(sorted(int(m["new"]["id"]) for m in ms), list(range(10001, 11001)))
+    check_envelope(list({id(r["msg"]): r["msg"] for r in rows}.values()))
+    eq(sorted(int(r["new"]["id"]) for r in rows), list(range(10001, 11001)))
 
 
 def test_terminate_backend_reconnects_with_reset():
@@ -248,10 +248,10 @@ def test_redis_restart():
         while not got or got[-1]["new"]["id"] != "13":
             m = next_msg(sub)
             assert m is not None, "messages did not flow after restart: %r" % got
-            got.append(m)
+            got += rows_of(m)
         sql("DELETE FROM users")
-        msgs(sub, 2)
-    eq(got[-1]["keys"], ["user:13", "user:email:after@x"])
+        changes(sub, 2)
+    eq(got[-1]["msg"]["keys"][-2:], ["user:13", "user:email:after@x"])
 
 
 def test_action_delete_removes_keys():
@@ -281,8 +281,9 @@ def test_action_delete_removes_keys():
 
 def test_queue_overflow_becomes_reset():
     sub = REDIS.subscribe("pginval")
+    # max_keys = 1: no merging, so that messages pile up.
     extra = {"daemon.max_queue": "10", "daemon.max_inflight": "2",
-             "redis.command_timeout": "60"}
+             "daemon.max_keys": "1", "redis.command_timeout": "60"}
     with daemon(sub, extra=extra) as d:
         # A frozen Redis accepts the connection's bytes but never answers.
         os.kill(REDIS.proc.pid, signal.SIGSTOP)
@@ -304,6 +305,21 @@ def test_queue_overflow_becomes_reset():
     assert ms[-1]["op"] == "reset" or ms[-1]["new"]["id"] == "100", ms[-1]
 
 
+def test_coalesce_publishes_a_key_once():
+    sub = REDIS.subscribe("pginval")
+    with daemon(sub, extra={"daemon.coalesce": "0.5"}):
+        sql("INSERT INTO users VALUES (70, 'c@x', 'n')")
+        eq(next_msg(sub)["op"], "insert")
+        # Five transactions within the window, on the same row.
+        sql(";".join("UPDATE users SET name = 'v%d' WHERE id = 70" % i
+                     for i in range(5)))
+        m = next_msg(sub)
+        quiet(sub)
+    eq(m["op"], "update")
+    eq(m["keys"], ["user:70", "user:email:c@x"], "each key once")
+    eq(len(m["rows"]), 5, "every change is still described")
+
+
 def test_sigterm_drains_queued_messages():
     sub = REDIS.subscribe("pginval")
     d = Daemon(extra={"daemon.shutdown_timeout": "20"})
@@ -321,8 +337,8 @@ def test_sigterm_drains_queued_messages():
         os.kill(REDIS.proc.pid, signal.SIGCONT)
     d.proc.wait(timeout=15 * SLOW)
     d.stop()            # checks the exit status: 0
-    ms = msgs(sub, 50)
-    eq([m["new"]["id"] for m in ms], [str(i) for i in range(1, 51)])
+    rows = changes(sub, 50)
+    eq([r["new"]["id"] for r in rows], [str(i) for i in range(1, 51)])
     assert "shutdown: delivering" in d.log_text(), d.log_text()
     sql("DELETE FROM users")
 
@@ -374,7 +390,7 @@ def test_latency_commit_to_subscriber():
             m = next_msg(sub)
             lat.append(time.time() * 1e6 - m["ts"])
         sql("DELETE FROM users")
-        msgs(sub, 200)
+        changes(sub, 200)
     lat.sort()
     # Reported, not asserted: timings are noisy on shared machines.
     print("latency row change -> subscriber: p50 %.2f ms, p99 %.2f ms "

@@ -150,6 +150,29 @@ def msgs(sub, n, timeout=5):
     return out
 
 
+def rows_of(m):
+    """The row changes a message is about, as {"op", "table", "old"?,
+    "new"?} dicts: one for a single change, several when changes of one
+    table and op were merged (their images then come in "rows")."""
+    if m["op"] not in ("insert", "update", "delete"):
+        return []
+    images = m["rows"] if "rows" in m else \
+        [{k: m[k] for k in ("old", "new") if k in m}]
+    return [dict(img, op=m["op"], table=m["table"], msg=m) for img in images]
+
+
+def changes(sub, n, timeout=5):
+    """Row changes, read until n have arrived (see rows_of)."""
+    out = []
+    deadline = time.monotonic() + timeout * SLOW
+    while len(out) < n:
+        m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
+        if m is None:
+            raise AssertionError("got %d of %d changes" % (len(out), n))
+        out += rows_of(m)
+    return out
+
+
 def quiet(sub, timeout=0.3):
     """Asserts that nothing more arrives."""
     m = sub.get(timeout)

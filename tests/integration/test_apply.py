@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""`pginval apply` against real servers: invalidation with markers, targets,
+sweeps for truncate and reset, flush, the gap rules, refresh instead of
+delete (and its fallbacks), metrics and health, a dead target link,
+SIGTERM and SIGHUP, and `pginval check` on apply's settings.
+
+    python3 tests/integration/test_apply.py [-v] [name-substring ...]
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "tests", "consistency"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+import harness  # noqa: E402
+import runner  # noqa: E402
+from harness import wait_for  # noqa: E402
+from proxy import Proxy  # noqa: E402
+from runner import eq  # noqa: E402
+from servers import Postgres, Redis, free_port  # noqa: E402
+
+PG = REDIS = None
+TABLES = {"public.users": "user:{id}, user:email:{email}",
+          "public.orders": "order:{id}, orders:customer:{customer_id}"}
+REFRESH = {
+    "public.users": {"keys": "user:{id}, user:email:{email}",
+                     "refresh": "SELECT name FROM users WHERE id = $1::int",
+                     "ttl": "2s"},
+    "public.orders": {"keys": "order:{id}, orders:customer:{customer_id}",
+                      "refresh": "SELECT (1 / (total - total))::text FROM "
+                                 "orders WHERE id = $1::int"},
+}
+
+
+def rc(*args, redis=None):
+    return (redis or REDIS).command(*args)
+
+
+def marker(key):
+    return "pginval:m:{%s}" % key
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name):
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    assert m, "%s not in metrics:\n%s" % (name, text)
+    return float(m.group(1))
+
+
+class Stack:
+    """A daemon and an apply for one test; both stopped (exit 0) after."""
+
+    def __init__(self, tables=TABLES, daemon=True, **apply_kw):
+        self.d = harness.Daemon(PG, REDIS, TABLES) if daemon else None
+        self.a = harness.Apply(PG, REDIS, tables, **apply_kw)
+
+    def __enter__(self):
+        if self.d:
+            self.d.start()
+        self.a.start()
+        self.a.wait_log("reset of every table")
+        wait_for(lambda: "swept keys matching" in self.a.log_text() or
+                 "FLUSHDB" in self.a.log_text(), "the start reset")
+        time.sleep(0.1)
+        return self
+
+    def __exit__(self, exc, *rest):
+        if exc is not None:
+            for p in (self.a, self.d):
+                if p is not None:
+                    print("--- %s log ---\n%s" % (p.command, p.log_text()))
+                    p.kill()
+            return False
+        self.a.stop()
+        if self.d:
+            self.d.stop()
+        return False
+
+
+def sql(text):
+    return PG.psql(text)
+
+
+# -- tests --------------------------------------------------------------------
+
+def test_setup():
+    PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
+        "SELECT pginval.watch('users', ARRAY['id', 'email']);"
+        "CREATE TABLE orders (id int PRIMARY KEY, customer_id int, "
+        "total numeric);"
+        "SELECT pginval.watch('orders', ARRAY['id', 'customer_id']);")
+
+
+def test_check_accepts_apply_settings():
+    d = harness.Apply(PG, REDIS, REFRESH, extra={
+        "apply.reset": "flush", "apply.marker_ttl": "30s",
+        "apply.marker_margin": "10ms", "apply.conninfo": "host=replica",
+        "apply.refresh_timeout": "2s", "apply.max_queue": "1000"},
+        targets={"eu": "redis://127.0.0.1:1/2", "us": "unix:/run/r.sock"})
+    r = subprocess.run([harness.BIN, "check", "-c", d.config],
+                       capture_output=True, text=True)
+    eq(r.returncode, 0, r.stderr)
+
+
+def test_check_reports_bad_apply_settings():
+    path = os.path.join(harness.Apply(PG, REDIS, {}).dir, "bad.conf")
+    with open(path, "w") as f:
+        f.write("[postgres]\nconninfo = dbname=x\n"          # 1-2
+                "[apply]\nreset = everything\n"               # 3-4
+                "[table public.t]\nkeys = t:{id}\nttl = 5s\n"  # 5-7
+                "[table public.u]\nrefresh = SELECT 1\n"      # 8-9
+                "[target]\nurl = redis://h\n"                 # 10-11
+                "[target eu]\nurl = rediss://h\nport = 1\n")  # 12-14
+    r = subprocess.run([harness.BIN, "check", "-c", path],
+                       capture_output=True, text=True)
+    eq(r.returncode, 1, "exit status")
+    for want in (':4: reset in [apply]: "everything" is not "patterns" or '
+                 '"flush"',
+                 ":7: [table public.t] ttl is for refresh, which is not set",
+                 ":9: [table public.u] refresh: the query must use $1",
+                 ":8: [table public.u] has no keys line",
+                 ":11: [target] needs a name",
+                 ":13: [target eu] url: expected redis://",
+                 ':14: unknown setting "port" in [target eu]'):
+        assert path + want in r.stderr, "%r not in:\n%s" % (want, r.stderr)
+
+
+def test_deletes_keys_and_leaves_markers():
+    with Stack() as s:
+        for k in ("user:1", "user:email:a@x.io", "user:2"):
+            rc("SET", k, "cached")
+        t0 = time.time() * 1e6
+        sql("INSERT INTO users VALUES (1, 'a@x.io', 'ann')")
+        wait_for(lambda: rc("EXISTS", "user:1") == 0, "user:1 deleted")
+        eq(rc("EXISTS", "user:email:a@x.io"), 0, "email key deleted")
+        eq(rc("GET", "user:2"), b"cached", "other keys stay")
+        m = int(rc("GET", marker("user:1")))
+        assert t0 < m < time.time() * 1e6 + 1e6, "marker version %d" % m
+        ttl = rc("PTTL", marker("user:1"))
+        assert 8000 < ttl <= 10000, "marker ttl %d (marker_ttl = 10s)" % ttl
+        eq(rc("EXISTS", marker("user:email:a@x.io")), 1, "both marked")
+
+
+def test_targets_each_get_the_invalidations():
+    with Redis() as eu, Redis() as us:
+        targets = {"eu": eu.url + "/0", "us": us.url + "/3"}
+        with Stack(targets=targets):
+            for r in (eu, us):
+                with r.connect() as c:
+                    if r is us:
+                        c.command("SELECT", 3)
+                    c.command("SET", "user:5", "x")
+                    c.command("SET", "keep", "x")
+            rc("SET", "user:5", "channel redis")
+            sql("INSERT INTO users VALUES (5, 'e@x.io', 'eve')")
+            wait_for(lambda: eu.command("EXISTS", "user:5") == 0, "eu")
+            with us.connect() as c:
+                c.command("SELECT", 3)
+                wait_for(lambda: c.command("EXISTS", "user:5") == 0, "us db 3")
+                eq(c.command("GET", "keep"), b"x", "us keeps others")
+            eq(rc("GET", "user:5"), b"channel redis",
+               "the channel's Redis is not a target when targets are set")
+
+
+def test_truncate_sweeps_the_table_patterns():
+    with Stack() as s:
+        with REDIS.connect() as c:
+            for i in range(2500):
+                c.send("SET", "user:%d" % i, "x")
+            c.send("SET", "order:1", "x")
+            c.send("SET", "unrelated:1", "x")
+            for i in range(2502):
+                c.read_reply()
+        sql("TRUNCATE users")
+        s.a.wait_log("truncate of public.users")
+        wait_for(lambda: rc("DBSIZE") - len(rc("KEYS", "pginval:m:*")) == 2,
+                 "2500 user keys swept")
+        eq(rc("GET", "order:1"), b"x", "other tables' keys stay")
+        eq(rc("GET", "unrelated:1"), b"x", "keys of no table stay")
+
+
+def test_daemon_restart_resets_every_table():
+    with Stack() as s:
+        rc("SET", "user:9", "x")
+        rc("SET", "orders:customer:9", "x")
+        rc("SET", "unrelated:2", "x")
+        s.d.stop()
+        s.d.start()
+        wait_for(lambda: rc("EXISTS", "user:9", "orders:customer:9") == 0,
+                 "the daemon's start reset swept every table")
+        eq(rc("GET", "unrelated:2"), b"x", "keys of no table stay")
+        assert "reset of every table (reset: start" in s.a.log_text()
+
+
+def test_reset_flush_empties_the_target():
+    with Redis() as t:
+        with Stack(targets={"cache": t.url + "/0"},
+                   extra={"apply.reset": "flush"}) as s:
+            t.command("SET", "unrelated", "x")
+            s.d.stop()
+            s.d.start()
+            wait_for(lambda: t.command("DBSIZE") == 0, "FLUSHDB ASYNC")
+
+
+def publish(body):
+    return rc("PUBLISH", "pginval", json.dumps(body))
+
+
+def test_gaps_reset_everything():
+    with Stack(daemon=False) as s:
+        msg = {"v": 1, "epoch": "e1", "op": "update",
+               "table": "public.users", "keys": ["user:70"], "ts": 1}
+        rc("SET", "user:71", "x")
+        publish(dict(msg, seq=1))
+        publish(dict(msg, seq=2))
+        time.sleep(0.2)
+        eq(rc("EXISTS", "user:71"), 1, "no gap yet")
+        publish(dict(msg, seq=4))
+        s.a.wait_log("gap: seq 4 in epoch e1 does not follow the last one")
+        wait_for(lambda: rc("EXISTS", "user:71") == 0, "gap reset")
+        rc("SET", "user:72", "x")
+        publish(dict(msg, seq=5))
+        time.sleep(0.2)
+        eq(rc("EXISTS", "user:72"), 1, "back in step")
+        publish(dict(msg, epoch="e2", seq=3))
+        s.a.wait_log("gap: seq 3 opens epoch e2, not 1")
+        wait_for(lambda: rc("EXISTS", "user:72") == 0, "epoch gap reset")
+        rc("SET", "user:73", "x")
+        publish(dict(msg, epoch="e3", seq=1))
+        time.sleep(0.2)
+        eq(rc("EXISTS", "user:73"), 1, "a new epoch from 1 is no gap")
+        eq(rc("PUBLISH", "pginval", "not json"), 1, "junk is received")
+        s.a.wait_log("skipping a message: no epoch and seq")
+
+
+def test_own_reconnect_is_a_reset():
+    with Stack(daemon=False) as s:
+        rc("SET", "user:80", "x")
+        rc("CLIENT", "KILL", "TYPE", "pubsub")
+        s.a.wait_log("resubscribed: messages sent meanwhile were missed")
+        wait_for(lambda: rc("EXISTS", "user:80") == 0, "resubscribe reset")
+
+
+def test_refresh_sets_the_first_template_keys():
+    with Stack(tables=REFRESH) as s:
+        sql("INSERT INTO users VALUES (20, 'r@x.io', 'rita')")
+        wait_for(lambda: rc("GET", "user:20") == b"rita", "user:20 refreshed")
+        ttl = rc("PTTL", "user:20")
+        assert 0 < ttl <= 2000, "ttl = 2s, got %d ms" % ttl
+        eq(rc("EXISTS", "user:email:r@x.io"), 0,
+           "user:email:* could be user:{id} too: deleted, not refreshed")
+        sql("UPDATE users SET name = 'rita2' WHERE id = 20")
+        wait_for(lambda: rc("GET", "user:20") == b"rita2", "refreshed again")
+        sql("DELETE FROM users WHERE id = 20")
+        wait_for(lambda: rc("EXISTS", "user:20") == 0, "no row: deleted")
+        # A query that fails leaves the key deleted.
+        rc("SET", "order:1", "stale")
+        sql("INSERT INTO orders VALUES (1, 7, 10)")
+        wait_for(lambda: rc("EXISTS", "order:1") == 0, "failed refresh")
+        s.a.wait_log("refresh: order:1: ERROR:  division by zero")
+        port = free_port()
+    # Counted in the metrics.
+    with Stack(tables=REFRESH, extra={
+            "metrics.listen": "127.0.0.1:%d" % port}):
+        sql("INSERT INTO users VALUES (21, 's@x.io', 'sam');"
+            "INSERT INTO orders VALUES (2, 7, 10)")
+        wait_for(lambda: rc("GET", "user:21") == b"sam", "refreshed")
+        text = wait_for(lambda: (lambda t: t if metric(
+            t, 'pginval_apply_refreshes_total{result="failed"}') >= 1
+            else None)(http_get(port, "/metrics")[1]), "failed refresh")
+        eq(metric(text, 'pginval_apply_refreshes_total{result="stored"}'),
+           1.0, "stored")
+
+
+def test_metrics_pass_promtool_and_healthz_follows_targets():
+    port = free_port()
+    with Redis() as t:
+        with Stack(targets={"cache": t.url}, extra={
+                "metrics.listen": "127.0.0.1:%d" % port}):
+            t.command("SET", "user:30", "x")
+            sql("INSERT INTO users VALUES (30, 'm@x.io', 'mo')")
+            wait_for(lambda: t.command("EXISTS", "user:30") == 0, "deleted")
+            status, text = http_get(port, "/metrics")
+            eq(status, 200, "GET /metrics")
+            r = subprocess.run(["promtool", "check", "metrics"], input=text,
+                               capture_output=True, text=True)
+            eq(r.returncode, 0, r.stdout + r.stderr)
+            eq(metric(text, "pginval_apply_keys_deleted_total"), 2.0,
+               "two keys invalidated")
+            eq(metric(text, "pginval_apply_keys_existed_total"), 1.0,
+               "one of them was cached")
+            assert metric(text, "pginval_apply_lag_seconds_count") == 2
+            eq(metric(text, 'pginval_apply_target_up{target="cache"}'), 1.0,
+               "target up")
+            assert metric(text, 'pginval_apply_resets_total{scope="all"}') \
+                >= 1, "apply's start reset is counted"
+            eq(http_get(port, "/healthz"),
+               (200, "channel: subscribed, targets: cache ready\n"), "healthz")
+            t._kill()
+            wait_for(lambda: http_get(port, "/healthz")[0] == 503,
+                     "503 with the target down")
+            t.restart()
+            wait_for(lambda: http_get(port, "/healthz")[0] == 200,
+                     "200 once it is back")
+
+
+def test_dead_target_link_is_found_and_commands_kept():
+    with Redis() as t:
+        proxy = Proxy("127.0.0.1", t.port)
+        try:
+            with Stack(targets={"cache": "redis://127.0.0.1:%d" % proxy.port},
+                       extra={"redis.command_timeout": "1"}) as s:
+                t.command("SET", "user:40", "x")
+                proxy.blackhole()
+                sql("INSERT INTO users VALUES (40, 'd@x.io', 'dan')")
+                s.a.wait_log("target cache: no reply for", timeout=10)
+                eq(t.command("EXISTS", "user:40"), 1, "not yet")
+                proxy.heal()
+                wait_for(lambda: t.command("EXISTS", "user:40") == 0,
+                         "deleted after the reconnect", timeout=15)
+        finally:
+            proxy.close()
+
+
+def test_sigterm_drains_and_sighup_reloads():
+    s = Stack()
+    with s:
+        # Reload: add a refresh to users.
+        s.a.rewrite(tables=REFRESH)
+        s.a.signal(signal.SIGHUP)
+        s.a.wait_log("reload: 2 table rules, 1 targets")
+        sql("INSERT INTO users VALUES (50, 'h@x.io', 'hal')")
+        wait_for(lambda: rc("GET", "user:50") == b"hal", "refresh after HUP")
+        # A broken file keeps the running configuration.
+        with open(s.a.config, "a") as f:
+            f.write("[apply]\nreset = never\n")
+        s.a.signal(signal.SIGHUP)
+        s.a.wait_log("reload: keeping the running configuration")
+    assert "shutdown: everything acknowledged" in s.a.log_text()
+
+
+def test_help_and_version():
+    r = subprocess.run([harness.BIN, "apply", "--help"], capture_output=True,
+                       text=True)
+    eq(r.returncode, 0, "apply --help")
+    assert "usage: pginval apply" in r.stdout
+    r = subprocess.run([harness.BIN, "apply", "--version"],
+                       capture_output=True, text=True)
+    assert r.stdout.startswith("pginval "), r.stdout
+    r = subprocess.run([harness.BIN, "--help"], capture_output=True, text=True)
+    assert "pginval apply" in r.stdout
+
+
+def around():
+    import contextlib
+
+    @contextlib.contextmanager
+    def servers():
+        global PG, REDIS
+        with Postgres() as pg, Redis() as rd:
+            PG, REDIS = pg, rd
+            yield
+    return servers()
+
+
+if __name__ == "__main__":
+    sys.exit(runner.run(globals(), sys.argv[1:], around=around))
