@@ -27,6 +27,7 @@ enum opt_type {
 	OPT_ACTION,
 	OPT_BOOL,
 	OPT_APPLY_RESET,
+	OPT_SIZE,
 };
 
 struct opt {
@@ -55,6 +56,7 @@ static const struct opt config_opts[] = {
 	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600, true },
 	{ "daemon", "log_level", OPT_LOG_LEVEL, O(log_level), "info", 0, 0, true },
 	{ "daemon", "max_queue", OPT_INT, O(max_queue), "100000", 1, 100000000, true },
+	{ "daemon", "max_queue_bytes", OPT_SIZE, O(max_queue_bytes), "8MB", 65536, 1e12, true },
 	{ "daemon", "max_inflight", OPT_INT, O(max_inflight), "1000", 1, 1000000, true },
 	{ "daemon", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout), "10", 0, 3600, true },
 	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600, true },
@@ -251,6 +253,36 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 			return -1;
 		}
 		*(int *)field = (int)lvl;
+		return 0;
+	}
+	case OPT_SIZE: {
+		char *end;
+		double mul = 1;
+
+		errno = 0;
+		d = strtod(value, &end);
+		if (strcasecmp(end, "kb") == 0 || strcasecmp(end, "k") == 0)
+			mul = 1024;
+		else if (strcasecmp(end, "mb") == 0 || strcasecmp(end, "m") == 0)
+			mul = 1024 * 1024;
+		else if (strcasecmp(end, "gb") == 0 || strcasecmp(end, "g") == 0)
+			mul = 1024.0 * 1024 * 1024;
+		else if (*end != '\0')
+			end = NULL;
+		if (errno != 0 || end == NULL || end == value || !(d >= 0)) {
+			config_error(ctx, line, "%s in [%s]: \"%s\" is not a size "
+			    "(such as 65536, 512kB or 8MB)", o->name, o->section,
+			    value);
+			return -1;
+		}
+		d *= mul;
+		if (d < o->min || d > o->max) {
+			config_error(ctx, line, "%s in [%s]: %s is out of range "
+			    "(%g to %g bytes)", o->name, o->section, value, o->min,
+			    o->max);
+			return -1;
+		}
+		*(size_t *)field = (size_t)d;
 		return 0;
 	}
 	case OPT_BOOL:

@@ -79,6 +79,7 @@ struct config {
 	/* [daemon] */
 	int log_level;			/* enum log_level */
 	int max_queue;			/* messages waiting for Redis */
+	size_t max_queue_bytes;		/* and their memory */
 	int max_inflight;		/* PUBLISHes awaiting a reply */
 	double shutdown_timeout;
 	double reconnect_min;

@@ -67,6 +67,7 @@ struct redis_sink {
 	ev_prepare kick;		/* sends at the end of a loop iteration */
 	ev_timer hold;			/* end of a coalescing window */
 	unsigned outstanding;		/* commands awaiting a reply */
+	size_t bytes;			/* memory held by messages */
 	ev_tstamp progress_at;		/* last reply, or first command */
 	struct stats *stats;
 };
@@ -152,6 +153,24 @@ struct sink_msg *
 sink_msg_new(void)
 {
 	return xcalloc(1, sizeof(struct sink_msg));
+}
+
+/* Roughly the memory a message holds, for the queue's byte bound. */
+static size_t
+sink_msg_size(const struct sink_msg *m)
+{
+	return sizeof(*m) + m->body.cap + m->rows.cap + m->keys.data.cap +
+	    m->keys.cap * 2 * sizeof(size_t) + m->patterns.data.cap;
+}
+
+/* Frees a message the sink held. */
+static void
+redis_sink_release(struct redis_sink *s, struct sink_msg *m)
+{
+	if (m == NULL)
+		return;
+	s->bytes -= sink_msg_size(m);
+	sink_msg_free(m);
 }
 
 void
@@ -258,7 +277,7 @@ redis_sink_publish_cb(redisAsyncContext *ac, void *r, void *privdata)
 		s->stats->refused++;
 		log_error("redis: PUBLISH to \"%s\" refused: %s", s->channel,
 		    reply->str);
-		sink_msg_free(m);
+		redis_sink_release(s, m);
 		s->cb(s->arg, REDIS_EVENT_REFUSED);
 	} else if (m != NULL) {
 		struct timespec now;
@@ -269,7 +288,7 @@ redis_sink_publish_cb(redisAsyncContext *ac, void *r, void *privdata)
 		if (m->ts > 0)
 			stats_observe_lag(s->stats, ((double)now.tv_sec * 1e6 +
 			    now.tv_nsec / 1e3 - (double)m->ts) / 1e6);
-		sink_msg_free(m);
+		redis_sink_release(s, m);
 	}
 	redis_sink_kick(s);
 	redis_sink_maybe_idle(s);
@@ -786,10 +805,15 @@ redis_sink_push(struct redis_sink *s, struct sink_msg *m)
 	m->queued_at = ev_now(s->loop);
 	if (m->on_ack != NULL && m->nacks == 0)
 		m->nacks = 1;
-	if (s->queue.tail != NULL && redis_sink_mergeable(s, s->queue.tail, m))
+	if (s->queue.tail != NULL && redis_sink_mergeable(s, s->queue.tail, m)) {
+		size_t before = sink_msg_size(s->queue.tail);
+
 		redis_sink_merge(s->queue.tail, m);
-	else
+		s->bytes += sink_msg_size(s->queue.tail) - before;
+	} else {
+		s->bytes += sink_msg_size(m);
 		list_push(&s->queue, m);
+	}
 	redis_sink_kick(s);
 }
 
@@ -804,7 +828,7 @@ redis_sink_drop_queued(struct redis_sink *s)
 		if (m->on_ack != NULL) {
 			list_push(&keep, m);
 		} else {
-			sink_msg_free(m);
+			redis_sink_release(s, m);
 			n++;
 		}
 	}
@@ -852,6 +876,12 @@ redis_sink_configure(struct redis_sink *s, const struct redis_sink_opts *o)
 	/* In backoff, the next attempt uses the new settings anyway. */
 	redis_sink_kick(s);
 	return true;
+}
+
+size_t
+redis_sink_bytes(const struct redis_sink *s)
+{
+	return s->bytes;
 }
 
 size_t

@@ -105,6 +105,8 @@ bool redis_sink_configure(struct redis_sink *s,
     const struct redis_sink_opts *opts);
 
 size_t redis_sink_queued(const struct redis_sink *s);
+/* Memory held by messages not yet acknowledged, roughly, in bytes. */
+size_t redis_sink_bytes(const struct redis_sink *s);
 size_t redis_sink_inflight(const struct redis_sink *s);
 enum redis_state redis_sink_state(const struct redis_sink *s);
 const char *redis_state_name(enum redis_state st);

@@ -111,7 +111,8 @@ relay_push(struct relay *r, struct sink_msg *m)
 	char reason[64];
 	size_t dropped;
 
-	if (redis_sink_queued(r->sink) < (size_t)r->cfg->max_queue) {
+	if (redis_sink_queued(r->sink) < (size_t)r->cfg->max_queue &&
+	    redis_sink_bytes(r->sink) < r->cfg->max_queue_bytes) {
 		redis_sink_push(r->sink, m);
 		return;
 	}
@@ -120,8 +121,9 @@ relay_push(struct relay *r, struct sink_msg *m)
 	dropped = redis_sink_drop_queued(r->sink) + 1;
 	r->stats.dropped += dropped;
 	sink_msg_free(m);
-	log_warnx("redis: queue full (%d messages); dropped them and queued a "
-	    "reset in their place", r->cfg->max_queue);
+	log_warnx("redis: queue full (%zu messages, %zu bytes); dropped them "
+	    "and queued a reset in their place", redis_sink_queued(r->sink),
+	    redis_sink_bytes(r->sink));
 	snprintf(reason, sizeof(reason), "queue full: %zu messages dropped",
 	    dropped);
 	redis_sink_push(r->sink, relay_global_reset(r, reason));
