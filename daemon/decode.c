@@ -121,11 +121,35 @@ decode_image(const cJSON *obj, struct row_image *img, char *err, size_t errlen)
 	return 0;
 }
 
+/* The images of one row, "o" and "n" in obj, as op requires them. */
+static int
+decode_row(const cJSON *obj, enum event_op op, struct row_image *old,
+    struct row_image *new, char *err, size_t errlen)
+{
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(obj, "o");
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(obj, "n");
+
+	if (op != EVENT_INSERT && o == NULL) {
+		decode_err(err, errlen, "%s without old row (\"o\")",
+		    op_names[op]);
+		return -1;
+	}
+	if (op != EVENT_DELETE && n == NULL) {
+		decode_err(err, errlen, "%s without new row (\"n\")",
+		    op_names[op]);
+		return -1;
+	}
+	if ((o != NULL && decode_image(o, old, err, errlen) == -1) ||
+	    (n != NULL && decode_image(n, new, err, errlen) == -1))
+		return -1;
+	return 0;
+}
+
 enum decode_result
 decode_event(const char *payload, size_t len, struct event *ev, char *err,
     size_t errlen)
 {
-	const cJSON *v, *t, *op, *ts, *big, *o, *n;
+	const cJSON *v, *t, *op, *ts, *big, *rows, *o;
 	cJSON *root;
 	const char *end = NULL;
 	size_t i;
@@ -189,21 +213,25 @@ decode_event(const char *payload, size_t len, struct event *ev, char *err,
 		decode_err(err, errlen, "a value contains a NUL character");
 		return DECODE_TABLE_ONLY;
 	}
-	o = cJSON_GetObjectItemCaseSensitive(root, "o");
-	n = cJSON_GetObjectItemCaseSensitive(root, "n");
-	if (ev->op != EVENT_INSERT && o == NULL) {
-		decode_err(err, errlen, "%s without old row (\"o\")",
-		    op_names[ev->op]);
+	rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+	if (rows == NULL)
+		return decode_row(root, ev->op, &ev->old, &ev->new, err,
+		    errlen) == -1 ? DECODE_TABLE_ONLY : DECODE_OK;
+	if (!cJSON_IsArray(rows) || cJSON_GetArraySize(rows) == 0) {
+		decode_err(err, errlen, "\"rows\" is not a list of rows");
 		return DECODE_TABLE_ONLY;
 	}
-	if (ev->op != EVENT_DELETE && n == NULL) {
-		decode_err(err, errlen, "%s without new row (\"n\")",
-		    op_names[ev->op]);
-		return DECODE_TABLE_ONLY;
+	ev->rows = xcalloc((size_t)cJSON_GetArraySize(rows), sizeof(*ev->rows));
+	cJSON_ArrayForEach(o, rows) {
+		struct event_row *r = &ev->rows[ev->nrows++];
+
+		if (!cJSON_IsObject(o) || decode_row(o, ev->op, &r->old, &r->new,
+		    err, errlen) == -1) {
+			if (!cJSON_IsObject(o))
+				decode_err(err, errlen, "a row is not an object");
+			return DECODE_TABLE_ONLY;
+		}
 	}
-	if ((o != NULL && decode_image(o, &ev->old, err, errlen) == -1) ||
-	    (n != NULL && decode_image(n, &ev->new, err, errlen) == -1))
-		return DECODE_TABLE_ONLY;
 	return DECODE_OK;
 }
 
@@ -212,6 +240,11 @@ decode_event_free(struct event *ev)
 {
 	free(ev->old.cols);
 	free(ev->new.cols);
+	for (size_t i = 0; i < ev->nrows; i++) {
+		free(ev->rows[i].old.cols);
+		free(ev->rows[i].new.cols);
+	}
+	free(ev->rows);
 	cJSON_Delete(ev->json);
 	memset(ev, 0, sizeof(*ev));
 }

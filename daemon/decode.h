@@ -5,7 +5,9 @@
  *    "o":{"id":"42","email":"a@x.io"},"n":{"id":"42","email":"b@x.io"}}
  *
  * "o" and "n" hold the watched columns' text values (or null); "big":true
- * replaces them when the row did not fit in a NOTIFY. Pure: no I/O.
+ * replaces them when the row did not fit in a NOTIFY. A statement that
+ * changed several rows may send them together, as "rows":[{"o":..,"n":..},
+ * ...] in place of "o" and "n". Pure: no I/O.
  */
 #ifndef PGINVAL_DECODE_H
 #define PGINVAL_DECODE_H
@@ -34,12 +36,21 @@ struct row_image {
 	struct row_col *cols;	/* owned by the event */
 };
 
+/* One changed row of a statement that changed several ("rows"). */
+struct event_row {
+	struct row_image old, new;
+};
+
 struct event {
 	enum event_op op;
 	const char *table;	/* "schema.table"; borrowed from the event */
 	int64_t ts;		/* microseconds since the Unix epoch; 0 if absent */
 	bool big;		/* the row was too large: the whole table is stale */
-	struct row_image old, new;
+	struct row_image old, new;	/* a single row's images */
+	/* A payload about several rows ("rows":[{"o":..,"n":..},..]) fills
+	 * these instead of old and new. Owned by the event. */
+	struct event_row *rows;
+	size_t nrows;
 	void *json;		/* private: the parsed document */
 };
 

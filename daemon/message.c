@@ -55,21 +55,37 @@ message_keys(struct buf *out, const struct keys *keys)
 	}
 }
 
-void
-message_row(struct buf *out, const struct event *ev)
+static void
+message_row_images(struct buf *out, const struct row_image *old,
+    const struct row_image *new)
 {
 	size_t start = out->len;
 
 	buf_addc(out, '{');
-	if (ev->old.present)
-		message_image(out, "old", &ev->old);
-	if (ev->new.present)
-		message_image(out, "new", &ev->new);
+	if (old->present)
+		message_image(out, "old", old);
+	if (new->present)
+		message_image(out, "new", new);
 	/* message_image leads with a comma; an object must not. */
 	if (out->len > start + 1)
 		memmove(out->data + start + 1, out->data + start + 2,
 		    out->len-- - start - 2);
 	buf_addc(out, '}');
+}
+
+size_t
+message_rows(struct buf *out, const struct event *ev)
+{
+	if (ev->nrows == 0) {
+		message_row_images(out, &ev->old, &ev->new);
+		return 1;
+	}
+	for (size_t i = 0; i < ev->nrows; i++) {
+		if (i > 0)
+			buf_addc(out, ',');
+		message_row_images(out, &ev->rows[i].old, &ev->rows[i].new);
+	}
+	return ev->nrows;
 }
 
 void
@@ -96,12 +112,12 @@ void
 message_body_event(struct buf *out, const struct event *ev,
     const struct keys *keys)
 {
-	struct buf row = { 0 };
+	struct buf rows = { 0 };
+	size_t n = message_rows(&rows, ev);
 
-	message_row(&row, ev);
 	message_body_rows(out, event_op_name(ev->op), ev->table, keys, ev->ts,
-	    row.data, row.len, 1);
-	buf_free(&row);
+	    rows.data, rows.len, n);
+	buf_free(&rows);
 }
 
 /*

@@ -21,14 +21,16 @@
 
 #define MESSAGE_EPOCH_LEN 32	/* hex characters */
 
-/* Appends the body of a message about one row change, or a truncate. */
+/* Appends the body of a message about a change (of one row or several),
+ * or a truncate. */
 void message_body_event(struct buf *out, const struct event *ev,
     const struct keys *keys);
-/* Appends ev's row images as one JSON object: {"old":{..},"new":{..}}. */
-void message_row(struct buf *out, const struct event *ev);
+/* Appends ev's row images as JSON objects, {"old":{..},"new":{..}}, one
+ * per row and separated by commas; returns how many. */
+size_t message_rows(struct buf *out, const struct event *ev);
 /*
  * Appends the body of a message about nrows changes of one table by one
- * op; rows holds their message_row() objects, separated by commas. One
+ * op; rows holds their message_rows() objects, separated by commas. One
  * row puts its "old" and "new" at the top level, as message_body_event()
  * does; several put them in a "rows" array, in order.
  */

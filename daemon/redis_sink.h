@@ -49,7 +49,7 @@ struct sink_msg {
 	const char *op;		/* static; NULL unless about row changes */
 	char *table;		/* with op */
 	struct keys keys;	/* with op: the message's keys */
-	struct buf rows;	/* with op: message_row() objects, comma-separated */
+	struct buf rows;	/* with op: message_rows() objects, comma-separated */
 	size_t nrows;
 	/* With action = delete: glob patterns whose matching keys are
 	 * removed with SCAN + UNLINK (a row message UNLINKs its keys). */

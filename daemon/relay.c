@@ -210,8 +210,7 @@ relay_message(struct relay *r, const char *payload, size_t len)
 		/* Encoded when sent: it may merge with later changes. */
 		m->op = event_op_name(ev.op);
 		m->table = xstrdup(ev.table);
-		message_row(&m->rows, &ev);
-		m->nrows = 1;
+		m->nrows = message_rows(&m->rows, &ev);
 	}
 	stats_count_event(&r->stats, ev.table);
 done:

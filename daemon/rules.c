@@ -279,6 +279,14 @@ rules_render(const struct rule_set *rs, const struct event *ev,
 	if (ev->new.present &&
 	    rules_render_image(rs, &ev->new, out, &key, err, errlen) == -1)
 		goto done;
+	for (size_t i = 0; i < ev->nrows; i++) {
+		const struct event_row *r = &ev->rows[i];
+
+		if ((r->old.present && rules_render_image(rs, &r->old, out, &key,
+		    err, errlen) == -1) || (r->new.present &&
+		    rules_render_image(rs, &r->new, out, &key, err, errlen) == -1))
+			goto done;
+	}
 	rc = 0;
 done:
 	buf_free(&key);

@@ -33,7 +33,8 @@ const char *rules_columns(const struct rule_set *rs);
 
 /*
  * Appends the keys that ev made stale: every template rendered with the
- * old row and with the new one, without duplicates. A template whose
+ * old row and with the new one (of every row, for a payload about several),
+ * without duplicates. A template whose
  * column is NULL in a row yields no key for that row. Returns -1 when a
  * template names a column that the row lacks (err says which): the caller
  * must then treat the whole table as stale.

@@ -683,11 +683,73 @@ test_event_op_name(void **state)
 	t_done();
 }
 
+/* Payloads about several rows of one statement ("rows"). */
+struct rows_case {
+	const char *name;
+	const char *payload;
+	enum decode_result want;
+	size_t nrows;
+	const char *err;	/* substring, when not DECODE_OK */
+};
+
+static const struct rows_case rows_cases[] = {
+	{ "two inserts", HEAD("insert") ",\"rows\":[{\"n\":{\"id\":\"1\"}},"
+	    "{\"n\":{\"id\":\"2\"}}]}", DECODE_OK, 2, NULL },
+	{ "updates", HEAD("update") ",\"rows\":[{\"o\":{\"id\":\"1\"},"
+	    "\"n\":{\"id\":\"1\"}},{\"o\":{\"id\":\"2\"},\"n\":{\"id\":null}}]}",
+	    DECODE_OK, 2, NULL },
+	{ "one delete", HEAD("delete") ",\"rows\":[{\"o\":{\"id\":\"9\"}}]}",
+	    DECODE_OK, 1, NULL },
+	{ "not a list", HEAD("insert") ",\"rows\":{}}", DECODE_TABLE_ONLY, 0,
+	    "not a list" },
+	{ "empty list", HEAD("insert") ",\"rows\":[]}", DECODE_TABLE_ONLY, 0,
+	    "not a list" },
+	{ "a row is a string", HEAD("insert") ",\"rows\":[\"x\"]}",
+	    DECODE_TABLE_ONLY, 0, "not an object" },
+	{ "update without new", HEAD("update") ",\"rows\":[{\"o\":{\"id\":\"1\"},"
+	    "\"n\":{\"id\":\"1\"}},{\"o\":{\"id\":\"2\"}}]}",
+	    DECODE_TABLE_ONLY, 0, "without new row" },
+	{ "a nested value", HEAD("insert") ",\"rows\":[{\"n\":{\"id\":[1]}}]}",
+	    DECODE_TABLE_ONLY, 0, "not a scalar" },
+};
+
+static void
+test_decode_rows(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows_cases) / sizeof(rows_cases[0]); i++) {
+		const struct rows_case *c = &rows_cases[i];
+		struct event ev;
+		char err[256];
+		enum decode_result r;
+
+		tcase = c->name;
+		r = decode_event(c->payload, strlen(c->payload), &ev, err,
+		    sizeof(err));
+		CHECK_INT(r, c->want);
+		if (r == DECODE_OK) {
+			CHECK_INT(ev.nrows, c->nrows);
+			CHECK(!ev.old.present && !ev.new.present);
+			for (size_t j = 0; j < ev.nrows; j++)
+				CHECK(ev.rows[j].old.present ==
+				    (ev.op != EVENT_INSERT) &&
+				    ev.rows[j].new.present ==
+				    (ev.op != EVENT_DELETE));
+		} else {
+			CHECK(c->err == NULL || strstr(err, c->err) != NULL);
+		}
+		if (r != DECODE_JUNK)
+			decode_event_free(&ev);
+	}
+	t_done();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decode_table),
+		cmocka_unit_test(test_decode_rows),
 		cmocka_unit_test(test_decode_len),
 		cmocka_unit_test(test_decode_generated),
 		cmocka_unit_test(test_decode_many_columns),

@@ -509,10 +509,49 @@ test_decoded_roundtrip(void **state)
 	decode_event_free(&ev);
 }
 
+/* A payload about several rows makes one message with their keys and a
+ * "rows" list; merged messages use the same body. */
+static void
+test_rows_message(void **state)
+{
+	static const char payload[] = "{\"v\":1,\"t\":\"public.users\","
+	    "\"op\":\"delete\",\"ts\":5,\"rows\":[{\"o\":{\"id\":\"1\"}},"
+	    "{\"o\":{\"id\":\"2\"}}]}";
+	struct event ev;
+	struct keys keys = { 0 };
+	struct buf body = { 0 }, rows = { 0 };
+	char err[128];
+
+	(void)state;
+	assert_int_equal(decode_event(payload, strlen(payload), &ev, err,
+	    sizeof(err)), DECODE_OK);
+	keys_add(&keys, "u:1", 3);
+	keys_add(&keys, "u:2", 3);
+	message_body_event(&body, &ev, &keys);
+	assert_string_equal(body.data, "\"op\":\"delete\",\"table\":"
+	    "\"public.users\",\"keys\":[\"u:1\",\"u:2\"],\"ts\":5,"
+	    "\"rows\":[{\"old\":{\"id\":\"1\"}},{\"old\":{\"id\":\"2\"}}]}");
+	assert_int_equal(message_rows(&rows, &ev), 2);
+	buf_reset(&body);
+	/* One row at the top level; none (a truncate) adds nothing. */
+	message_body_rows(&body, "delete", "a.b", NULL, 1, "{\"old\":{}}", 10, 1);
+	assert_string_equal(body.data, "\"op\":\"delete\",\"table\":\"a.b\","
+	    "\"keys\":[],\"ts\":1,\"old\":{}}");
+	buf_reset(&body);
+	message_body_rows(&body, "truncate", "a.b", NULL, 1, "", 0, 0);
+	assert_string_equal(body.data, "\"op\":\"truncate\",\"table\":\"a.b\","
+	    "\"keys\":[],\"ts\":1}");
+	keys_free(&keys);
+	buf_free(&body);
+	buf_free(&rows);
+	decode_event_free(&ev);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rows_message),
 		cmocka_unit_test(test_event_messages),
 		cmocka_unit_test(test_all_control_chars),
 		cmocka_unit_test(test_reset_messages),
