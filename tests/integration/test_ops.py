@@ -186,7 +186,8 @@ def test_systemd_notify_protocol():
             ns.wait("WATCHDOG=1")
             d.signal(signal.SIGTERM)
             ns.wait("STOPPING=1")
-            d.stop()
+            d.proc.wait(timeout=10 * SLOW)
+            d.stop()            # checks the exit status
         finally:
             d.kill()
             ns.close()
