@@ -35,6 +35,8 @@ struct relay {
 	void *cb_arg;
 	bool ready;		/* both sides up */
 	bool listened;		/* LISTEN was active once */
+	ev_tstamp status_at;	/* the previous relay_status() */
+	unsigned long status_events, status_published;
 
 	/* Rate limit for complaints about bad payloads. */
 	ev_tstamp complain_window;
@@ -560,13 +562,23 @@ relay_health(struct relay *r, struct buf *why)
 void
 relay_status(struct relay *r, struct buf *out)
 {
-	char tmp[160];
+	ev_tstamp now = ev_now(r->loop);
+	double secs = now - r->status_at;
+	unsigned long events = r->stats.notifications + r->stats.outbox_rows;
+	char tmp[200];
 
 	relay_health(r, out);
-	snprintf(tmp, sizeof(tmp), "; %lu published, %zu queued, %lu resets",
-	    r->stats.published, redis_sink_queued(r->sink),
+	/* Rates over the time since the previous status line. */
+	snprintf(tmp, sizeof(tmp), "; %.0f events/s, %.0f messages/s, "
+	    "%lu published, %zu queued, %lu resets",
+	    secs > 0 ? (double)(events - r->status_events) / secs : 0,
+	    secs > 0 ? (double)(r->stats.published - r->status_published) /
+	    secs : 0, r->stats.published, redis_sink_queued(r->sink),
 	    r->stats.resets + r->stats.table_resets);
 	buf_adds(out, tmp);
+	r->status_at = now;
+	r->status_events = events;
+	r->status_published = r->stats.published;
 }
 
 const struct stats *

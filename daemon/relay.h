@@ -41,7 +41,8 @@ void relay_free(struct relay *r);
 void relay_metrics(struct relay *r, struct buf *out);
 /* True when both sides are up; why says each side's state either way. */
 bool relay_health(struct relay *r, struct buf *why);
-/* One line for humans (systemd STATUS=). */
+/* One line for humans (systemd STATUS=): states, rates since the previous
+ * call, and counts. */
 void relay_status(struct relay *r, struct buf *out);
 const struct stats *relay_stats(const struct relay *r);
 
