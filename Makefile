@@ -7,6 +7,8 @@
 #   make fuzz FUZZ_TIME=60    libFuzzer harnesses (clang), FUZZ_TIME seconds each
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #   make demo                 throwaway PostgreSQL + Redis with invalidations flowing
+#   make consistency          the long consistency run of pginval apply (CONSISTENCY_TIME=300)
+#   make bench                benchmarks against a reference relay (tests/bench/README.md)
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
@@ -44,15 +46,22 @@ all: pginval
 pginval: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
+# The cache fill script (daemon/fill.lua) is shipped as a file for readers
+# and compiled into pginval apply, which loads it into every target.
+daemon/fill_lua.h: daemon/fill.lua
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
+daemon/apply_target.o: daemon/fill_lua.h
+
 # Each unit test links only the module it tests (plus log and buf, which
 # every module uses).
-UNIT_TESTS := backoff config decode message rules
+UNIT_TESTS := backoff config decode message rules apply_key
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o
 UNIT_DEPS_decode  := daemon/decode.o
 UNIT_DEPS_message := daemon/message.o daemon/decode.o daemon/rules.o
 UNIT_DEPS_rules   := daemon/rules.o daemon/decode.o
 UNIT_DEPS_backoff := daemon/backoff.o
+UNIT_DEPS_apply_key := daemon/apply_key.o daemon/rules.o daemon/decode.o
 COMMON_OBJS := daemon/log.o daemon/buf.o
 
 .SECONDEXPANSION:
@@ -129,9 +138,26 @@ valgrind: deps pginval $(UNIT_BINS)
 	@echo "valgrind: unit tests clean"
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_e2e.py
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_durable.py
+	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_apply.py
 
 demo: deps pginval
 	@scripts/demo
+
+# pginval apply under writers, cache-aside readers and faults, for
+# CONSISTENCY_TIME seconds; `make test` runs a short version.
+CONSISTENCY_TIME ?= 300
+consistency: deps pginval
+	@/usr/bin/python3 tests/consistency/run.py --duration $(CONSISTENCY_TIME)
+
+# Benchmarks: the reference relay and the subscriber are built with the
+# daemon's flags; BENCH_N, BENCH_BULK, BENCH_RUNS... scale the runs.
+BENCH_BINS := tests/bench/refrelay tests/bench/sub
+
+$(BENCH_BINS): %: %.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+bench: deps pginval $(BENCH_BINS)
+	@python3 tests/bench/run.py
 
 # The unit's ExecStart= (and the paths in its comments) follow BINDIR and
 # DATADIR. The example configuration goes to SYSCONFDIR/pginval/ as well as
@@ -158,7 +184,9 @@ uninstall:
 
 clean:
 	rm -f pginval daemon/*.o daemon/*.d tests/unit/*.o tests/unit/*.d $(UNIT_BINS)
+	rm -f daemon/fill_lua.h
 	rm -rf $(FUZZ_BINS) tests/fuzz/obj
+	rm -f $(BENCH_BINS) tests/bench/*.d
 
-.PHONY: all unit deps test valgrind demo install uninstall clean
+.PHONY: all unit deps test valgrind demo bench consistency install uninstall clean
 -include $(SRCS:.c=.d) $(wildcard tests/unit/*.d)

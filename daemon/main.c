@@ -4,11 +4,13 @@
  *   run   -c FILE   the daemon, in the foreground, logging to stderr
  *   check -c FILE   validate a configuration and exit
  *   tail            print the channel for humans
+ *   apply -c FILE   the subscriber that invalidates caches (apply.c)
  *
  * The modules do the work; this file wires them to one libev loop and
  * turns signals into loop events: the first SIGTERM/SIGINT drains within
  * shutdown_timeout, a second exits at once, SIGHUP reloads.
  */
+#include "apply.h"
 #include "check.h"
 #include "config.h"
 #include "http.h"
@@ -53,6 +55,7 @@ usage(FILE *f, const char *cmd)
 		    "                                           --connect, also the servers and SQL\n"
 		    "       pginval tail  [-c FILE] [--url URL] [--channel NAME] [--json]\n"
 		    "                                           print the channel for humans\n"
+		    "       pginval apply [-c FILE] [-l LEVEL]  invalidate caches from the channel\n"
 		    "\n"
 		    "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
 		    "  -l, --log-level LVL   error, warn, info or debug (overrides the file)\n"
@@ -327,6 +330,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "tail") == 0)
 		return tail_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "apply") == 0)
+		return apply_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
 		fprintf(stderr, "pginval: unknown command \"%s\"\n", cmd);
 		usage(stderr, NULL);

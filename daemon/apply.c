@@ -1,0 +1,722 @@
+/*
+ * pginval apply. The policy between the channel and the targets: every
+ * message ends either in invalidations (and refreshes) of its keys on
+ * every target, or in a sweep of key patterns, and every way of missing
+ * messages (a sequence gap, a new epoch that does not start at 1, our own
+ * (re)subscription, a target queue that overflowed) ends in a reset.
+ *
+ * Refresh rule: a key is refreshed only when the table's FIRST template
+ * produces it in exactly one way and no other template of the table could
+ * produce it; its template columns, in order, are $1, $2... of the query.
+ * Any other key is deleted. The key is always invalidated first, so a
+ * refresh that fails leaves it deleted, never stale.
+ *
+ * This file also holds the `pginval apply` command: arguments, the loop,
+ * signals (SIGTERM/SIGINT drain, twice exits, SIGHUP reloads) and the
+ * metrics listener.
+ */
+#include "apply.h"
+#include "apply_key.h"
+#include "apply_refresh.h"
+#include "apply_stats.h"
+#include "apply_sub.h"
+#include "apply_target.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REFRESH_MAX_QUEUE 10000
+
+/* What apply derives from one [table] section. */
+struct apply_table {
+	const struct table_rule *rule;	/* borrowed from cfg */
+	char **patterns;		/* one SCAN glob per template */
+	struct apply_tpl *tpls;		/* matchers, when it refreshes */
+	size_t n;
+};
+
+struct apply {
+	struct ev_loop *loop;
+	struct config *cfg;
+	const char *path;
+	struct apply_sub *sub;
+	struct apply_target **targets;
+	size_t ntargets;
+	struct apply_refresh *refresh;	/* NULL: no table refreshes */
+	struct apply_table *tables;
+	size_t ntables;
+	struct apply_seq seq;
+	struct apply_stats stats;
+	struct apply_strs values;	/* scratch */
+	struct http_server *http;
+	ev_signal sigterm, sigint, sighup;
+	ev_timer deadline, drained;
+	int stopping;
+	int exit_code;
+	ev_tstamp complain_at;
+	unsigned complaints;
+};
+
+/* -- tables ------------------------------------------------------------- */
+
+static void
+apply_tables_free(struct apply *a)
+{
+	for (size_t i = 0; i < a->ntables; i++) {
+		struct apply_table *t = &a->tables[i];
+
+		for (size_t j = 0; j < t->n; j++) {
+			free(t->patterns[j]);
+			if (t->tpls != NULL)
+				apply_tpl_free(&t->tpls[j]);
+		}
+		free(t->patterns);
+		free(t->tpls);
+	}
+	free(a->tables);
+	a->tables = NULL;
+	a->ntables = 0;
+}
+
+static void
+apply_tables_build(struct apply *a)
+{
+	const struct config *cfg = a->cfg;
+
+	apply_tables_free(a);
+	a->tables = xcalloc(cfg->ntables + 1, sizeof(*a->tables));
+	a->ntables = cfg->ntables;
+	for (size_t i = 0; i < cfg->ntables; i++) {
+		struct apply_table *t = &a->tables[i];
+
+		t->rule = &cfg->tables[i];
+		t->n = rules_count(t->rule->rules);
+		t->patterns = xcalloc(t->n, sizeof(*t->patterns));
+		if (t->rule->refresh != NULL)
+			t->tpls = xcalloc(t->n, sizeof(*t->tpls));
+		for (size_t j = 0; j < t->n; j++) {
+			t->patterns[j] = rules_pattern(t->rule->rules, j);
+			if (t->tpls != NULL)
+				apply_tpl_init(&t->tpls[j], t->rule->rules, j);
+		}
+	}
+}
+
+static const struct apply_table *
+apply_table(const struct apply *a, const char *name)
+{
+	for (size_t i = 0; i < a->ntables; i++)
+		if (strcmp(a->tables[i].rule->name, name) == 0)
+			return &a->tables[i];
+	return NULL;
+}
+
+/* The refresh rule (see the top of this file); fills a->values. */
+static bool
+apply_refreshable(struct apply *a, const struct apply_table *t,
+    const char *key, size_t len)
+{
+	if (t->tpls == NULL || apply_tpl_match(&t->tpls[0], key, len,
+	    &a->values) != 1)
+		return false;
+	for (size_t j = 1; j < t->n; j++) {
+		struct apply_strs other = { 0 };
+		int n = apply_tpl_match(&t->tpls[j], key, len, &other);
+
+		apply_strs_free(&other);
+		if (n > 0)
+			return false;
+	}
+	return true;
+}
+
+/* -- resets ------------------------------------------------------------- */
+
+static void
+apply_reset_target(struct apply *a, struct apply_target *t)
+{
+	if (a->cfg->apply_reset == APPLY_RESET_FLUSH) {
+		apply_target_flush(t);
+		return;
+	}
+	for (size_t i = 0; i < a->ntables; i++)
+		for (size_t j = 0; j < a->tables[i].n; j++)
+			apply_target_sweep(t, a->tables[i].patterns[j]);
+}
+
+static void
+apply_reset_all(struct apply *a, const char *why)
+{
+	a->stats.resets_all++;
+	log_info("reset of every table (%s): %s", why,
+	    a->cfg->apply_reset == APPLY_RESET_FLUSH ? "FLUSHDB ASYNC" :
+	    "sweeping every table's key patterns");
+	for (size_t i = 0; i < a->ntargets; i++)
+		apply_reset_target(a, a->targets[i]);
+}
+
+static void
+apply_reset_table(struct apply *a, const char *table, const char *why)
+{
+	const struct apply_table *t = apply_table(a, table);
+
+	if (t == NULL) {
+		log_debug("%s of %s: no [table] section, no keys to sweep", why,
+		    table);
+		return;
+	}
+	a->stats.resets_table++;
+	log_info("%s of %s: sweeping its key patterns", why, table);
+	for (size_t i = 0; i < a->ntargets; i++)
+		for (size_t j = 0; j < t->n; j++)
+			apply_target_sweep(a->targets[i], t->patterns[j]);
+}
+
+/* -- messages ----------------------------------------------------------- */
+
+/* At most 10 complaints per 10 s about bad messages. */
+static void
+apply_complain(struct apply *a, const char *why, const char *payload,
+    size_t len)
+{
+	ev_tstamp now = ev_now(a->loop);
+
+	if (now - a->complain_at >= 10) {
+		a->complain_at = now;
+		a->complaints = 0;
+	}
+	if (a->complaints++ < 10)
+		log_warnx("channel: skipping a message: %s (%.*s%s)", why,
+		    (int)(len > 120 ? 120 : len), payload, len > 120 ? "..." : "");
+}
+
+static void
+apply_invalidate(struct apply *a, const char *table, const char *key,
+    size_t len, int64_t ts)
+{
+	const struct apply_table *t = table ? apply_table(a, table) : NULL;
+
+	for (size_t i = 0; i < a->ntargets; i++)
+		apply_target_invalidate(a->targets[i], key, len, ts);
+	if (t != NULL && a->refresh != NULL &&
+	    apply_refreshable(a, t, key, len))
+		apply_refresh_push(a->refresh, t->rule->refresh, &a->values, key,
+		    len, (long)(t->rule->ttl * 1000), ts);
+}
+
+static void
+apply_message(struct apply *a, const char *payload, size_t len)
+{
+	cJSON *m = cJSON_ParseWithLength(payload, len);
+	const cJSON *seq, *epoch, *op, *table, *keys, *ts, *reason, *k;
+	const char *tname;
+	enum apply_gap gap;
+	char why[160];
+	int64_t when;
+
+	a->stats.messages++;
+	seq = cJSON_GetObjectItemCaseSensitive(m, "seq");
+	epoch = cJSON_GetObjectItemCaseSensitive(m, "epoch");
+	op = cJSON_GetObjectItemCaseSensitive(m, "op");
+	table = cJSON_GetObjectItemCaseSensitive(m, "table");
+	keys = cJSON_GetObjectItemCaseSensitive(m, "keys");
+	ts = cJSON_GetObjectItemCaseSensitive(m, "ts");
+	reason = cJSON_GetObjectItemCaseSensitive(m, "reason");
+	if (!cJSON_IsNumber(seq) || seq->valuedouble < 1 ||
+	    !cJSON_IsString(epoch)) {
+		a->stats.invalid++;
+		apply_complain(a, "no epoch and seq", payload, len);
+		goto done;
+	}
+	gap = apply_seq_check(&a->seq, epoch->valuestring,
+	    (uint64_t)seq->valuedouble);
+	if (gap != APPLY_GAP_NONE) {
+		if (gap == APPLY_GAP_SEQ)
+			a->stats.gaps_seq++;
+		else
+			a->stats.gaps_epoch++;
+		snprintf(why, sizeof(why), gap == APPLY_GAP_SEQ ?
+		    "gap: seq %.0f in epoch %.40s does not follow the last one" :
+		    "gap: seq %.0f opens epoch %.40s, not 1",
+		    seq->valuedouble, epoch->valuestring);
+		log_warnx("%s; messages were missed", why);
+		apply_reset_all(a, why);
+		goto done;	/* the reset covers this message too */
+	}
+	tname = cJSON_IsString(table) ? table->valuestring : NULL;
+	when = cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0;
+	if (!cJSON_IsString(op) || !cJSON_IsArray(keys)) {
+		a->stats.invalid++;
+		apply_complain(a, "no op or keys", payload, len);
+		apply_reset_all(a, "a message could not be understood");
+		goto done;
+	}
+	if (strcmp(op->valuestring, "reset") == 0 ||
+	    strcmp(op->valuestring, "truncate") == 0) {
+		snprintf(why, sizeof(why), "%s%s%.100s", op->valuestring,
+		    cJSON_IsString(reason) ? ": " : "", cJSON_IsString(reason) ?
+		    reason->valuestring : "");
+		if (tname == NULL)
+			apply_reset_all(a, why);
+		else
+			apply_reset_table(a, tname, why);
+		goto done;
+	}
+	cJSON_ArrayForEach(k, keys) {
+		if (!cJSON_IsString(k))
+			continue;
+		apply_invalidate(a, tname, k->valuestring,
+		    strlen(k->valuestring), when);
+	}
+done:
+	cJSON_Delete(m);
+}
+
+static void
+apply_sub_event(void *arg, enum apply_sub_event ev, const char *payload,
+    size_t len)
+{
+	struct apply *a = arg;
+
+	switch (ev) {
+	case SUB_EVENT_SUBSCRIBED:
+		/* Pub/sub kept nothing while we were away. */
+		a->stats.channel_reconnects = apply_sub_reconnects(a->sub);
+		if (a->stats.channel_reconnects > 0)
+			a->stats.gaps_resubscribed++;
+		apply_seq_forget(&a->seq);
+		apply_reset_all(a, a->stats.channel_reconnects > 0 ?
+		    "resubscribed: messages sent meanwhile were missed" :
+		    "start: changes made while apply was not subscribed are "
+		    "unknown");
+		break;
+	case SUB_EVENT_MESSAGE:
+		apply_message(a, payload, len);
+		break;
+	case SUB_EVENT_LOST:
+		break;
+	}
+}
+
+static void
+apply_refresh_event(void *arg, enum apply_refresh_result res,
+    const char *key, size_t klen, const char *value, size_t vlen,
+    long ttl_ms, int64_t ts)
+{
+	struct apply *a = arg;
+
+	if (res == REFRESH_VALUE) {
+		a->stats.refresh_stored++;
+		for (size_t i = 0; i < a->ntargets; i++)
+			apply_target_set(a->targets[i], key, klen, value, vlen,
+			    ttl_ms, ts);
+		return;
+	}
+	/* No row, or no answer: the key stays deleted (again, in case an
+	 * older refresh stored something meanwhile). */
+	if (res == REFRESH_MISSING)
+		a->stats.refresh_missing++;
+	else
+		a->stats.refresh_failed++;
+	for (size_t i = 0; i < a->ntargets; i++)
+		apply_target_invalidate(a->targets[i], key, klen, ts);
+}
+
+static void
+apply_target_event(void *arg, struct apply_target *t,
+    enum apply_target_event ev)
+{
+	struct apply *a = arg;
+
+	if (ev == TARGET_EVENT_OVERFLOW) {
+		log_warnx("target %s: queue overflowed; resetting it",
+		    apply_target_name(t));
+		apply_reset_target(a, t);
+	}
+}
+
+/* -- construction ------------------------------------------------------- */
+
+static struct apply_target_opts
+apply_target_opts(struct apply *a, size_t i)
+{
+	const struct config *cfg = a->cfg;
+	struct apply_target_opts o = {
+		.name = "default",
+		.host = cfg->redis_host, .port = cfg->redis_port,
+		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
+		.password = cfg->redis_password, .db = cfg->redis_db,
+		.where = cfg->redis_where,
+		.max_inflight = cfg->max_inflight,
+		.max_queue = cfg->apply_max_queue,
+		.connect_timeout = cfg->redis_connect_timeout,
+		.command_timeout = cfg->redis_command_timeout,
+		.health_interval = cfg->health_interval,
+		.reconnect_min = cfg->reconnect_min,
+		.reconnect_max = cfg->reconnect_max,
+		.marker_ttl = cfg->apply_marker_ttl,
+		.marker_margin = cfg->apply_marker_margin,
+		.stats = &a->stats,
+	};
+
+	if (i < cfg->ntargets) {
+		const struct apply_target_cfg *t = &cfg->targets[i];
+
+		o.name = t->name;
+		o.host = t->host;
+		o.port = t->port;
+		o.unix_path = t->unix_path;
+		o.user = t->user;
+		o.password = t->password;
+		o.db = t->db;
+		o.where = t->where;
+	}
+	return o;
+}
+
+static bool
+apply_wants_refresh(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->ntables; i++)
+		if (cfg->tables[i].refresh != NULL)
+			return true;
+	return false;
+}
+
+static void
+apply_new_refresh(struct apply *a)
+{
+	const struct config *cfg = a->cfg;
+	struct pg_conn_opts po = {
+		.name = "refresh",
+		.conninfo = cfg->apply_conninfo ? cfg->apply_conninfo :
+		    cfg->pg_conninfo,
+		.password = cfg->apply_conninfo ? NULL : cfg->pg_password,
+		.connect_timeout = cfg->pg_connect_timeout,
+		.query_timeout = cfg->apply_refresh_timeout,
+		.reconnect_min = cfg->reconnect_min,
+		.reconnect_max = cfg->reconnect_max,
+	};
+
+	a->refresh = apply_refresh_new(a->loop, &po, REFRESH_MAX_QUEUE,
+	    apply_refresh_event, a);
+	apply_refresh_start(a->refresh);
+}
+
+static void
+apply_setup(struct apply *a)
+{
+	const struct config *cfg = a->cfg;
+	struct apply_sub_opts so = {
+		.host = cfg->redis_host, .port = cfg->redis_port,
+		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
+		.password = cfg->redis_password, .where = cfg->redis_where,
+		.channel = cfg->redis_channel,
+		.connect_timeout = cfg->redis_connect_timeout,
+		.keepalive = cfg->health_interval > 0 ? cfg->health_interval : 30,
+		.reconnect_min = cfg->reconnect_min,
+		.reconnect_max = cfg->reconnect_max,
+	};
+
+	apply_tables_build(a);
+	a->ntargets = cfg->ntargets > 0 ? cfg->ntargets : 1;
+	a->targets = xcalloc(a->ntargets, sizeof(*a->targets));
+	for (size_t i = 0; i < a->ntargets; i++) {
+		struct apply_target_opts to = apply_target_opts(a, i);
+
+		a->targets[i] = apply_target_new(a->loop, &to, apply_target_event,
+		    a);
+		apply_target_start(a->targets[i]);
+	}
+	if (apply_wants_refresh(cfg))
+		apply_new_refresh(a);
+	a->sub = apply_sub_new(a->loop, &so, apply_sub_event, a);
+	apply_sub_start(a->sub);
+}
+
+/* -- HTTP, drain, reload ------------------------------------------------ */
+
+static void
+apply_http(void *arg, const char *path, struct http_response *res)
+{
+	struct apply *a = arg;
+	struct apply_target_gauge *tg = xcalloc(a->ntargets, sizeof(*tg));
+	bool up = a->sub != NULL && apply_sub_subscribed(a->sub);
+
+	for (size_t i = 0; i < a->ntargets; i++) {
+		struct apply_target *t = a->targets[i];
+
+		tg[i].name = apply_target_name(t);
+		tg[i].up = apply_target_state(t) == TARGET_STATE_READY;
+		tg[i].state = apply_target_state_name(apply_target_state(t));
+		tg[i].queued = apply_target_queued(t);
+		tg[i].inflight = apply_target_inflight(t);
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		struct apply_gauges g = {
+			.version = PGINVAL_VERSION, .channel_up = up,
+			.refresh_pending = a->refresh ?
+			    apply_refresh_pending(a->refresh) : 0,
+			.targets = tg, .ntargets = a->ntargets,
+		};
+
+		res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		apply_stats_render(&a->stats, &g, &res->body);
+	} else if (strcmp(path, "/healthz") == 0) {
+		buf_adds(&res->body, "channel: ");
+		buf_adds(&res->body, a->sub ? apply_sub_state_name(a->sub) :
+		    "closed");
+		for (size_t i = 0; i < a->ntargets; i++) {
+			buf_adds(&res->body, i == 0 ? ", targets: " : ", ");
+			buf_adds(&res->body, tg[i].name);
+			buf_addc(&res->body, ' ');
+			buf_adds(&res->body, tg[i].state);
+			up = up && tg[i].up;
+		}
+		buf_addc(&res->body, '\n');
+		res->status = up ? 200 : 503;
+	} else {
+		res->status = 404;
+		buf_adds(&res->body, "not found: try /metrics or /healthz\n");
+	}
+	free(tg);
+}
+
+static bool
+apply_busy(const struct apply *a)
+{
+	for (size_t i = 0; i < a->ntargets; i++)
+		if (apply_target_busy(a->targets[i]))
+			return true;
+	return a->refresh != NULL && apply_refresh_pending(a->refresh) > 0;
+}
+
+static void
+apply_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct apply *a = w->data;
+
+	if (!apply_busy(a)) {
+		log_info("shutdown: everything acknowledged");
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+static void
+apply_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	log_warnx("shutdown: commands still unacknowledged after "
+	    "shutdown_timeout; the next start resets anyway");
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+apply_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct apply *a = w->data;
+
+	if (a->stopping++) {
+		log_warnx("second %s: exiting now", strsignal(w->signum));
+		a->exit_code = 1;
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	log_info("%s: unsubscribing, then delivering what is in flight",
+	    strsignal(w->signum));
+	apply_sub_free(a->sub);		/* not inside its own callback */
+	a->sub = NULL;
+	ev_timer_set(&a->deadline, a->cfg->shutdown_timeout, 0);
+	ev_timer_start(loop, &a->deadline);
+	ev_timer_start(loop, &a->drained);
+}
+
+static bool
+apply_same_targets(const struct config *x, const struct config *y)
+{
+	if (x->ntargets != y->ntargets)
+		return false;
+	for (size_t i = 0; i < x->ntargets; i++)
+		if (strcmp(x->targets[i].name, y->targets[i].name) != 0 ||
+		    strcmp(x->targets[i].url, y->targets[i].url) != 0)
+			return false;
+	return true;
+}
+
+static void
+apply_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct apply *a = w->data;
+	struct config *cfg, *old = a->cfg;
+	char *errors = NULL;
+
+	log_info("SIGHUP: reloading %s", a->path);
+	if (config_load(a->path, &cfg, &errors) == -1) {
+		for (char *line = strtok(errors, "\n"); line != NULL;
+		    line = strtok(NULL, "\n"))
+			log_error("reload: %s", line);
+		log_error("reload: keeping the running configuration");
+		free(errors);
+		return;
+	}
+	if (str_differs(old->redis_url, cfg->redis_url) ||
+	    str_differs(old->redis_password, cfg->redis_password) ||
+	    str_differs(old->redis_channel, cfg->redis_channel) ||
+	    !apply_same_targets(old, cfg) ||
+	    str_differs(old->apply_conninfo, cfg->apply_conninfo) ||
+	    str_differs(old->pg_conninfo, cfg->pg_conninfo))
+		log_warnx("reload: [redis], [target] and connection settings "
+		    "take effect at the next start; restart pginval apply");
+	log_set_level((enum log_level)cfg->log_level);
+	a->cfg = cfg;
+	apply_tables_build(a);		/* it points into the new cfg */
+	for (size_t i = 0; i < a->ntargets; i++) {
+		struct apply_target_opts to = apply_target_opts(a, i);
+
+		apply_target_tune(a->targets[i], &to);
+	}
+	if (a->refresh == NULL && apply_wants_refresh(cfg))
+		apply_new_refresh(a);
+	config_free(old);
+	log_info("reload: %zu table rules, %zu targets", cfg->ntables,
+	    a->ntargets);
+}
+
+void
+apply_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: pginval apply [-c FILE] [-l LEVEL]\n"
+	    "\n"
+	    "Subscribes to the channel and invalidates (or refreshes) the keys of\n"
+	    "each message in every [target] Redis (default: the channel's Redis).\n"
+	    "\n"
+	    "  -c, --config FILE     configuration file (default "
+	    "/etc/pginval/pginval.conf)\n"
+	    "  -l, --log-level LVL   error, warn, info or debug (overrides the file)\n"
+	    "  -h, --help            this help\n"
+	    "  -V, --version         print the version\n"
+	    "\n"
+	    "Signals: SIGTERM/SIGINT drain and stop (twice: stop now), SIGHUP "
+	    "reloads.\n");
+}
+
+static int
+apply_run(struct apply *a)
+{
+	struct config *cfg = a->cfg;
+
+	log_init((enum log_level)cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+	a->loop = EV_DEFAULT;
+	if (cfg->metrics_listen != NULL) {
+		char err[256];
+
+		a->http = http_server_new(a->loop, apply_http, a);
+		if (http_server_listen(a->http, cfg->metrics_listen, err,
+		    sizeof(err)) == -1)
+			log_fatal("%s: [metrics] listen: %s", a->path, err);
+		log_info("metrics: serving /metrics and /healthz on %s",
+		    cfg->metrics_listen);
+	}
+	ev_signal_init(&a->sigterm, apply_stop_cb, SIGTERM);
+	ev_signal_init(&a->sigint, apply_stop_cb, SIGINT);
+	ev_signal_init(&a->sighup, apply_hup_cb, SIGHUP);
+	a->sigterm.data = a->sigint.data = a->sighup.data = a;
+	ev_signal_start(a->loop, &a->sigterm);
+	ev_signal_start(a->loop, &a->sigint);
+	ev_signal_start(a->loop, &a->sighup);
+	ev_timer_init(&a->deadline, apply_deadline_cb, 0, 0);
+	ev_timer_init(&a->drained, apply_drained_cb, 0.02, 0.02);
+	a->deadline.data = a->drained.data = a;
+	log_info("apply: channel \"%s\" on %s, %zu target%s, %zu table rules",
+	    cfg->redis_channel, cfg->redis_where,
+	    cfg->ntargets > 0 ? cfg->ntargets : 1,
+	    cfg->ntargets == 1 || cfg->ntargets == 0 ? "" : "s", cfg->ntables);
+	apply_setup(a);
+
+	ev_run(a->loop, 0);
+
+	apply_sub_free(a->sub);
+	for (size_t i = 0; i < a->ntargets; i++)
+		apply_target_free(a->targets[i]);
+	free(a->targets);
+	apply_refresh_free(a->refresh);
+	http_server_free(a->http);
+	ev_timer_stop(a->loop, &a->deadline);
+	ev_timer_stop(a->loop, &a->drained);
+	ev_signal_stop(a->loop, &a->sigterm);
+	ev_signal_stop(a->loop, &a->sigint);
+	ev_signal_stop(a->loop, &a->sighup);
+	ev_loop_destroy(a->loop);
+	apply_tables_free(a);
+	apply_strs_free(&a->values);
+	stats_free(&a->stats.lag);
+	log_info("stopped: %lu messages, %lu keys invalidated (%lu were "
+	    "cached), %lu resets", a->stats.messages, a->stats.keys_deleted,
+	    a->stats.keys_existed, a->stats.resets_all + a->stats.resets_table);
+	config_free(a->cfg);
+	return a->exit_code;
+}
+
+int
+apply_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = "/etc/pginval/pginval.conf", *level = NULL;
+	struct apply a = { 0 };
+	char *errors = NULL;
+	enum log_level lvl;
+	struct stat st;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:l:hV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'l': level = optarg; break;
+		case 'h': apply_usage(stdout); return 0;
+		case 'V': printf("pginval %s\n", PGINVAL_VERSION); return 0;
+		default: apply_usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "pginval apply: unexpected argument \"%s\"\n",
+		    argv[optind]);
+		return 2;
+	}
+	if (config_load(path, &a.cfg, &errors) == -1) {
+		fprintf(stderr, "%s\n", errors);
+		free(errors);
+		return 1;
+	}
+	if (config_holds_secret(a.cfg) && stat(path, &st) == 0 &&
+	    (st.st_mode & S_IROTH))
+		fprintf(stderr, "%s: warning: the file holds a password and every "
+		    "user can read it; chmod o-r %s\n", path, path);
+	if (level != NULL) {
+		if (log_level_parse(level, &lvl) == -1) {
+			fprintf(stderr, "pginval: unknown log level \"%s\"\n", level);
+			config_free(a.cfg);
+			return 2;
+		}
+		a.cfg->log_level = (int)lvl;
+	}
+	a.path = path;
+	return apply_run(&a);
+}
