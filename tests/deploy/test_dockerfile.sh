@@ -24,6 +24,9 @@ set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
+# The image is built from a clean tree with plain flags: a sanitizer or
+# other options of the make that runs this test must not leak into it.
+unset MAKEFLAGS MFLAGS MAKELEVEL SANITIZE CFLAGS LDFLAGS
 DOCKERFILE=${DOCKERFILE:-deploy/Dockerfile}
 TMP=$(mktemp -d /tmp/pginval-docker-test.XXXXXX)
 daemon_pid=
