@@ -42,6 +42,12 @@ def start(sub, extra=None):
     return d
 
 
+def fresh():
+    """Each test starts with no rows and an empty outbox, whatever the one
+    before it left."""
+    sql("TRUNCATE users; DELETE FROM pginval.outbox")
+
+
 def outbox_rows():
     return int(sql("SELECT count(*) FROM pginval.outbox"))
 
@@ -61,6 +67,7 @@ def test_setup():
 
 
 def test_durable_delivers_and_deletes():
+    fresh()
     sub = REDIS.subscribe("pginval")
     d = start(sub)
     try:
@@ -90,6 +97,7 @@ def test_durable_delivers_and_deletes():
 
 
 def test_catch_up_on_start():
+    fresh()
     # Written while no daemon runs: kept in the outbox, delivered later.
     sql("INSERT INTO users SELECT g, 'c' || g, 'n' FROM generate_series(1, 2500) g")
     eq(outbox_rows(), 2500)
@@ -105,6 +113,7 @@ def test_catch_up_on_start():
 
 
 def test_oversized_row_arrives_whole():
+    fresh()
     sub = REDIS.subscribe("pginval")
     d = start(sub)
     try:
@@ -118,6 +127,7 @@ def test_oversized_row_arrives_whole():
 
 
 def test_redis_down_keeps_rows_until_acknowledged():
+    fresh()
     sub = REDIS.subscribe("pginval")
     d = start(sub, extra={"redis.command_timeout": "1"})
     try:
@@ -143,11 +153,14 @@ def test_redis_down_keeps_rows_until_acknowledged():
 
 
 def test_two_daemons_never_take_the_same_rows():
-    sql("INSERT INTO users SELECT g, 'k' || g, 'n' FROM generate_series(1, 4000) g")
+    fresh()
     sub = REDIS.subscribe("pginval")
     extra = {"outbox.batch": "50"}
     a, b = start(sub, extra), start(sub, extra)
     try:
+        # Both are connected: the wake-up reaches both, and they share.
+        sql("INSERT INTO users SELECT g, 'k' || g, 'n' "
+            "FROM generate_series(1, 4000) g")
         rows = changes(sub, 4000, timeout=60)
         wait_empty()
         quiet(sub, 1.0)
@@ -163,6 +176,7 @@ def test_two_daemons_never_take_the_same_rows():
 
 
 def test_poll_mode_sends_no_notify():
+    fresh()
     sql("SELECT pginval.watch('users', ARRAY['id', 'email'], 'pginval', 'poll')")
     sub = REDIS.subscribe("pginval")
     d = start(sub)
@@ -177,6 +191,7 @@ def test_poll_mode_sends_no_notify():
 
 
 def test_mixed_modes_still_reset_at_start():
+    fresh()
     sql("CREATE TABLE notes (id int PRIMARY KEY); SELECT pginval.watch('notes')")
     sub = REDIS.subscribe("pginval")
     with daemon(sub):   # asserts the first message is a reset
@@ -186,6 +201,7 @@ def test_mixed_modes_still_reset_at_start():
 
 
 def test_outbox_off_warns_about_waiting_rows():
+    fresh()
     sub = REDIS.subscribe("pginval")
     with pginval_proc.running(PG, REDIS) as d:
         d.wait_log("postgres: listening")
