@@ -53,13 +53,14 @@ decode_err(char *err, size_t errlen, const char *fmt, ...)
 static bool
 decode_has_nul_escape(const char *p, size_t len)
 {
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (p[i] != '\\')
-			continue;
-		if (p[i + 1] == 'u' && i + 5 < len &&
-		    memcmp(p + i + 2, "0000", 4) == 0)
+	const char *end = p + len, *q = p;
+
+	while ((q = memchr(q, '\\', (size_t)(end - q))) != NULL) {
+		if (q + 5 < end && q[1] == 'u' && memcmp(q + 2, "0000", 4) == 0)
 			return true;
-		i++;	/* skip the escaped character */
+		q += 2;	/* past the escaped character */
+		if (q >= end)
+			break;
 	}
 	return false;
 }

@@ -8,6 +8,7 @@
 #define PGINVAL_RULES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "decode.h"
@@ -19,6 +20,10 @@ struct keys {
 	struct buf data;	/* the keys, back to back */
 	size_t n, cap;
 	size_t *off, *len;
+	/* Once a list grows, a hash index (key number + 1, 0 for empty)
+	 * keeps the duplicate check from scanning the whole list. */
+	uint32_t *index;
+	size_t nindex;		/* slots: a power of two, or 0 */
 };
 
 /* Compiles spec into *out (owned by the caller, rules_free()). On error,
