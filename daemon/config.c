@@ -56,7 +56,7 @@ static const struct opt config_opts[] = {
 	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600, true },
 	{ "daemon", "log_level", OPT_LOG_LEVEL, O(log_level), "info", 0, 0, true },
 	{ "daemon", "max_queue", OPT_INT, O(max_queue), "100000", 1, 100000000, true },
-	{ "daemon", "max_queue_bytes", OPT_SIZE, O(max_queue_bytes), "8MB", 65536, 1e12, true },
+	{ "daemon", "max_queue_bytes", OPT_SIZE, O(max_queue_bytes), "4MB", 65536, 1e12, true },
 	{ "daemon", "max_inflight", OPT_INT, O(max_inflight), "1000", 1, 1000000, true },
 	{ "daemon", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout), "10", 0, 3600, true },
 	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600, true },
