@@ -44,8 +44,10 @@ import pginval_proc  # noqa: E402
 from proxy import Proxy  # noqa: E402
 from servers import Postgres, Redis, RespConnection  # noqa: E402
 
-RATE = 150          # inserts per second
-STEADY = 2.0        # seconds of load before and after the fault
+# Inserts per second, and seconds of load before and after each fault;
+# FAULTS_RATE and FAULTS_STEADY make a longer run.
+RATE = float(os.environ.get("FAULTS_RATE", 150))
+STEADY = float(os.environ.get("FAULTS_STEADY", 2.0))
 
 
 class Writer(threading.Thread):
