@@ -1,0 +1,802 @@
+#!/usr/bin/env python3
+"""pginval benchmarks: every pginval figure beside a reference measured in
+the same run. `make bench` builds the binaries and runs this.
+
+    python3 tests/bench/run.py [scenario ...]  # write drain latency bulk fanin
+
+Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
+1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
+BENCH_LATENCY_T (seconds, 10), BENCH_WRITE_T (seconds per write-path cell,
+8), BENCH_FANIN_T (seconds, 8), BENCH_PGINVAL (the binary, ./pginval).
+
+Prints a table on stdout and writes the same figures, with every run's raw
+values, to tests/bench/out/results.json. Figures are measurements on the
+machine at hand, not assertions: nothing here fails because a number is
+low. See tests/bench/README.md.
+"""
+
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from servers import Postgres, Redis, Subscriber  # noqa: E402
+
+OUT = os.path.join(HERE, "out")
+PGINVAL = os.environ.get("BENCH_PGINVAL") or os.path.join(ROOT, "pginval")
+REFRELAY = os.path.join(HERE, "refrelay")
+SUB = os.path.join(HERE, "sub")
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+N = env_int("BENCH_N", 200000)
+BULK = env_int("BENCH_BULK", 1000000)
+RUNS = max(1, env_int("BENCH_RUNS", 3))
+RATE = env_int("BENCH_RATE", 2000)
+LATENCY_T = env_int("BENCH_LATENCY_T", 10)
+WRITE_T = env_int("BENCH_WRITE_T", 8)
+FANIN_T = env_int("BENCH_FANIN_T", 8)
+FANIN_TABLES = 8
+FANIN_CLIENTS = 64
+LATENCY_ROWS = 100000
+WRITE_ROWS = 100000
+PG_CHANNEL = "pginval"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# What pginval publishes for one row of bench_a, for the subscriber check.
+SAMPLE_MESSAGE = ('{"v":1,"seq":100000,"epoch":"%s","op":"update",'
+                  '"table":"public.bench_a","keys":["bench:100000"],'
+                  '"ts":1700000000000000,"old":{"id":"100000"},'
+                  '"new":{"id":"100000"}}' % ("0" * 32))
+
+_children = []
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def spawn(argv, **kw):
+    proc = subprocess.Popen(argv, **kw)
+    _children.append(proc)
+    return proc
+
+
+def reap(proc, timeout=15):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc in _children:
+        _children.remove(proc)
+
+
+def kill_children():
+    for proc in list(_children):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def readline(proc, timeout):
+    """The next line of a child's stdout, or None after ``timeout``."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        return None
+    line = proc.stdout.readline()
+    return line.rstrip("\n") if line else None
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system) a live process has used: the on-CPU time
+    of /proc/PID/schedstat, in nanoseconds, where the kernel keeps it; else
+    utime + stime of /proc/PID/stat, in clock ticks (10 ms)."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_user_share(pid):
+    """The part of a process's CPU time spent in user mode, from the clock
+    ticks of /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    user, system = int(fields[11]), int(fields[12])
+    return user / (user + system) if user + system else None
+
+
+def proc_hwm_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def pg_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def now_us_sql():
+    return "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;"
+
+
+# --------------------------------------------------------------------------
+# Relays and the subscriber
+# --------------------------------------------------------------------------
+
+class PginvalRelay:
+    name = "pginval"
+    channel = "bench.pginval"
+
+    def __init__(self, pg, redis, tables):
+        self.pg, self.redis, self.tables = pg, redis, tables
+        self.proc = None
+
+    def start(self, tag):
+        conf = os.path.join(OUT, "pginval.conf")
+        lines = ["# written by tests/bench/run.py", "[postgres]",
+                 "conninfo = %s application_name=pginval-bench"
+                 % self.pg.conninfo,
+                 "channel = " + PG_CHANNEL, "", "[redis]",
+                 "url = %s/0" % self.redis.url, "channel = " + self.channel,
+                 "", "[daemon]", "log_level = warn"]
+        for table, keys in self.tables.items():
+            lines += ["", "[table %s]" % table, "keys = " + keys]
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        logfile = open(os.path.join(OUT, "pginval-%s.log" % tag), "ab")
+        # The start reset tells that both connections are up.
+        with Subscriber(self.redis.host, self.redis.port, self.channel) as s:
+            self.proc = spawn([PGINVAL, "run", "-c", conf],
+                              stdin=subprocess.DEVNULL, stdout=logfile,
+                              stderr=logfile)
+            logfile.close()
+            first = s.get(timeout=15)
+        if first is None or b'"op":"reset"' not in first:
+            raise RuntimeError("pginval did not start; see %s" % conf)
+        return self
+
+    def stop(self):
+        reap(self.proc)
+
+
+class RefRelay:
+    name = "reference"
+    channel = "bench.ref"
+
+    def __init__(self, pg, redis, tables=None):
+        self.pg, self.redis = pg, redis
+        self.proc = None
+
+    def start(self, tag):
+        self.proc = spawn([REFRELAY, self.pg.conninfo, PG_CHANNEL,
+                           self.redis.host, str(self.redis.port),
+                           self.channel], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, text=True)
+        if readline(self.proc, 15) != "listening":
+            raise RuntimeError("refrelay did not start")
+        return self
+
+    def stop(self):
+        reap(self.proc)
+
+
+class Sub:
+    """The C subscriber: counts, bytes, keys and latencies of a channel."""
+
+    def __init__(self, redis, channel, count=0, idle=0, timeout=0,
+                 latency=False):
+        argv = [SUB, redis.host, str(redis.port), channel]
+        if count:
+            argv += ["-n", str(count)]
+        if idle:
+            argv += ["-i", str(idle)]
+        if timeout:
+            argv += ["-t", str(timeout)]
+        if latency:
+            argv.append("-l")
+        self.proc = spawn(argv, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, text=True)
+        if readline(self.proc, 10) != "ready":
+            raise RuntimeError("subscriber did not start")
+
+    def result(self, timeout):
+        line = readline(self.proc, timeout)
+        if line is None:
+            self.proc.send_signal(signal.SIGTERM)
+            line = readline(self.proc, 10)
+        reap(self.proc)
+        return json.loads(line)
+
+
+def relay_pair(pg, redis, tables):
+    return [PginvalRelay(pg, redis, tables), RefRelay(pg, redis)]
+
+
+def per_million(cpu, events):
+    return cpu / events * 1e6 if events else None
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs):
+    """Median of every numeric field over the runs."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
+    return {k: median([r.get(k) for r in runs]) for k in keys}
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------
+
+def setup_relay_db(pg, rows):
+    pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    sql = ["CREATE TABLE bench_a (id int PRIMARY KEY, v int NOT NULL "
+           "DEFAULT 0, pad text);",
+           "INSERT INTO bench_a SELECT g, 0, md5(g::text) "
+           "FROM generate_series(1, %d) g;" % rows,
+           "SELECT pginval.watch('public.bench_a', ARRAY['id']);"]
+    for i in range(1, FANIN_TABLES + 1):
+        sql += ["CREATE TABLE fan_%d (id int PRIMARY KEY, a int, b int, "
+                "v int NOT NULL DEFAULT 0);" % i,
+                "INSERT INTO fan_%d SELECT g, g %% 1000, g %% 97, 0 "
+                "FROM generate_series(1, 10000) g;" % i,
+                "SELECT pginval.watch('public.fan_%d', "
+                "ARRAY['id', 'a', 'b']);" % i]
+    pg.psql("\n".join(sql))
+    pg.psql("VACUUM ANALYZE")
+    tables = {"public.bench_a": "bench:{id}"}
+    for i in range(1, FANIN_TABLES + 1):
+        tables["public.fan_%d" % i] = ("fan%d:{id}, fan%d:a:{a}, fan%d:b:{b}"
+                                       % (i, i, i))
+    return tables
+
+
+def big_update(pg, redis, relay, rows, tag):
+    """One UPDATE of ``rows`` rows committed at once, with the relay
+    running; times from COMMIT to the last message received."""
+    pg.psql("VACUUM bench_a")
+    relay.start(tag)
+    try:
+        sub = Sub(redis, relay.channel, count=rows, idle=15,
+                  timeout=60 + rows / 5000)
+        cpu0 = proc_cpu(relay.proc.pid)
+        out = pg.psql("BEGIN;\n%s\n"
+                      "UPDATE bench_a SET v = v + 1 WHERE id <= %d;\n"
+                      "%s\nCOMMIT;\n%s" % (now_us_sql(), rows, now_us_sql(),
+                                           now_us_sql()))
+        update_start, commit_start, commit_end = [int(x) for x in out.split()]
+        res = sub.result(timeout=60 + rows / 5000)
+        cpu = proc_cpu(relay.proc.pid) - cpu0
+        hwm = proc_hwm_mb(relay.proc.pid)
+        user_share = proc_user_share(relay.proc.pid)
+    finally:
+        relay.stop()
+    took = (res["last_us"] - commit_start) / 1e6 if res["msgs"] else None
+    delivery = (res["last_us"] - res["first_us"]) / 1e6 if res["msgs"] else 0
+    return {
+        "events": res["events"], "msgs": res["msgs"], "resets": res["resets"],
+        "payload_bytes": res["bytes"], "payload_mb": res["bytes"] / 1e6,
+        "keys": res["keys"],
+        "update_s": (commit_start - update_start) / 1e6,
+        "commit_s": (commit_end - commit_start) / 1e6,
+        "first_msg_s": ((res["first_us"] - commit_start) / 1e6
+                        if res["msgs"] else None),
+        "commit_to_last_s": took,
+        "events_per_s": res["events"] / took if took else None,
+        "cpu_s": cpu,
+        "cpu_s_per_m": per_million(cpu, res["events"]),
+        "peak_rss_mb": hwm,
+        "cpu_user_share": user_share,
+        # Meaningful only over a delivery long enough to dwarf the
+        # subscriber's own start.
+        "sub_cpu_share": res["cpu_s"] / delivery if delivery >= 0.1 else None,
+    }
+
+
+def scenario_drain(pg, redis, tables, rows, label):
+    out = {}
+    for rep in range(RUNS):
+        for relay in relay_pair(pg, redis, tables):
+            r = big_update(pg, redis, relay, rows, label)
+            log("%s %s run %d: %d changes (%d messages) in %.3fs, "
+                "%.2f CPU s/M, %.1f MB"
+                % (label, relay.name, rep + 1, r["events"], r["msgs"],
+                   r["commit_to_last_s"] or -1, r["cpu_s_per_m"] or -1,
+                   r["peak_rss_mb"] or -1))
+            out.setdefault(relay.name, {"runs": []})["runs"].append(r)
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+def pgbench(pg, script, clients, seconds, rate=None, threads=None):
+    path = os.path.join(OUT, "pgbench-script.sql")
+    with open(path, "w") as f:
+        f.write(script)
+    argv = [os.path.join(pg.bindir, "pgbench"), "-n", "-f", path,
+            "-h", pg.host, "-p", str(pg.port), "-U", pg.user,
+            "-c", str(clients), "-j", str(threads or min(clients, 2)),
+            "-T", str(seconds)]
+    if rate:
+        argv += ["-R", str(rate)]
+    argv.append(pg.dbname)
+    proc = subprocess.run(argv, capture_output=True, text=True,
+                          env=pg_env(), timeout=seconds + 120)
+    if proc.returncode != 0:
+        raise RuntimeError("pgbench failed:\n" + proc.stdout + proc.stderr)
+    tps = float(re.search(r"^tps = ([0-9.]+)", proc.stdout, re.M).group(1))
+    txs = int(re.search(r"actually processed: (\d+)", proc.stdout).group(1))
+    return tps, txs
+
+
+def scenario_latency(pg, redis, tables):
+    script = ("\\set id random(1, %d)\n"
+              "UPDATE bench_a SET v = v + 1 WHERE id = :id;\n"
+              % LATENCY_ROWS)
+    out = {}
+    pg.psql("VACUUM bench_a")
+    for rep in range(RUNS):
+        for relay in relay_pair(pg, redis, tables):
+            relay.start("latency")
+            try:
+                sub = Sub(redis, relay.channel, idle=1.5,
+                          timeout=LATENCY_T + 60, latency=True)
+                cpu0 = proc_cpu(relay.proc.pid)
+                tps, txs = pgbench(pg, script, 4, LATENCY_T, rate=RATE)
+                res = sub.result(timeout=60)
+                cpu = proc_cpu(relay.proc.pid) - cpu0
+            finally:
+                relay.stop()
+            lat = res.get("lat", {})
+            r = {"pgbench_tps": tps, "transactions": txs,
+                 "events": res["events"], "msgs": res["msgs"],
+                 "resets": res["resets"],
+                 "p50_ms": lat.get("p50", 0) / 1000.0,
+                 "p99_ms": lat.get("p99", 0) / 1000.0,
+                 "p999_ms": lat.get("p999", 0) / 1000.0,
+                 "max_ms": lat.get("max", 0) / 1000.0,
+                 "cpu_s_per_m": per_million(cpu, res["events"])}
+            log("latency %s run %d: %d changes (%d messages), p50 %.2f "
+                "p99 %.2f p99.9 %.2f ms"
+                % (relay.name, rep + 1, r["events"], r["msgs"], r["p50_ms"],
+                   r["p99_ms"], r["p999_ms"]))
+            out.setdefault(relay.name, {"runs": []})["runs"].append(r)
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+def scenario_fanin(pg, redis, tables):
+    script = ("\\set t random(1, %d)\n\\set id random(1, 10000)\n"
+              "UPDATE fan_:t SET v = v + 1 WHERE id = :id;\n" % FANIN_TABLES)
+    out = {}
+    for rep in range(RUNS):
+        for relay in relay_pair(pg, redis, tables):
+            pg.psql("VACUUM " + ", ".join("fan_%d" % i for i in
+                                          range(1, FANIN_TABLES + 1)))
+            relay.start("fanin")
+            try:
+                sub = Sub(redis, relay.channel, idle=2,
+                          timeout=FANIN_T + 120)
+                cpu0 = proc_cpu(relay.proc.pid)
+                tps, txs = pgbench(pg, script, FANIN_CLIENTS, FANIN_T,
+                                   threads=2)
+                end_us = time.time() * 1e6
+                res = sub.result(timeout=120)
+                cpu = proc_cpu(relay.proc.pid) - cpu0
+            finally:
+                relay.stop()
+            span = (res["last_us"] - res["first_us"]) / 1e6
+            keys = (res["keys"] if relay.name == "pginval"
+                    else res["events"] * 3)
+            r = {"pgbench_tps": tps, "transactions": txs,
+                 "events": res["events"], "msgs": res["msgs"],
+                 "resets": res["resets"], "keys": keys,
+                 "events_per_s": res["events"] / span if span > 0 else None,
+                 "msgs_per_s": res["msgs"] / span if span > 0 else None,
+                 "keys_per_s": keys / span if span > 0 else None,
+                 "tail_s": max(0.0, (res["last_us"] - end_us) / 1e6),
+                 "cpu_s_per_m": per_million(cpu, res["events"])}
+            log("fanin %s run %d: %d tx, %d changes, %d messages, "
+                "%.0f changes/s, %.0f keys/s"
+                % (relay.name, rep + 1, txs, r["events"], r["msgs"],
+                   r["events_per_s"] or 0, r["keys_per_s"] or 0))
+            out.setdefault(relay.name, {"runs": []})["runs"].append(r)
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+def scenario_write(pgw):
+    pgw.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    pgw.psql("CREATE TABLE wp (id int PRIMARY KEY, v int NOT NULL DEFAULT 0, "
+             "pad text);\n"
+             "INSERT INTO wp SELECT g, 0, md5(g::text) "
+             "FROM generate_series(1, %d) g;\nVACUUM ANALYZE wp;" % WRITE_ROWS)
+    script = ("\\set id random(1, %d)\n"
+              "UPDATE wp SET v = v + 1 WHERE id = :id;\n" % WRITE_ROWS)
+    modes = ["unwatched", "notify", "durable", "poll"]
+    out = {}
+    # initdb --nosync and the load leave dirty pages behind: write them out
+    # now, and warm up, so that the first measured run does not pay for it.
+    pgw.psql("CHECKPOINT")
+    os.sync()
+    pgbench(pgw, script, 16, 3)
+    for rep in range(RUNS):
+        for clients in (1, 16):
+            # A different order in each repetition, so that a disk growing
+            # slower during the run does not always hit the same mode.
+            for mode in modes[rep % 4:] + modes[:rep % 4]:
+                if mode == "unwatched":
+                    pgw.psql("SELECT pginval.unwatch('public.wp')")
+                else:
+                    pgw.psql("SELECT pginval.watch('public.wp', "
+                             "ARRAY['id'], '%s', '%s')" % (PG_CHANNEL, mode))
+                pgw.psql("TRUNCATE pginval.outbox; VACUUM wp; CHECKPOINT;")
+                tps, txs = pgbench(pgw, script, clients, WRITE_T)
+                key = "%s/%d" % (mode, clients)
+                out.setdefault(key, {"runs": []})["runs"].append(
+                    {"tps": tps, "transactions": txs})
+                log("write %s, %d clients, run %d: %.0f tps"
+                    % (mode, clients, rep + 1, tps))
+    pgw.psql("SELECT pginval.unwatch('public.wp'); TRUNCATE pginval.outbox;")
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+def subscriber_ceiling(redis, payload):
+    """How fast the subscriber takes messages that redis-benchmark publishes
+    pipelined: the receiving side's own limit on this machine."""
+    rb = shutil.which("redis-benchmark")
+    if rb is None:
+        return None
+    n = 200000
+    sub = Sub(redis, "bench.cal", count=n, idle=5, timeout=60)
+    subprocess.run([rb, "-h", redis.host, "-p", str(redis.port), "-c", "1",
+                    "-P", "100", "-n", str(n), "-q", "PUBLISH", "bench.cal",
+                    payload], capture_output=True, timeout=120)
+    res = sub.result(timeout=30)
+    span = (res["last_us"] - res["first_us"]) / 1e6
+    return {"msgs": res["msgs"],
+            "msgs_per_s": res["msgs"] / span if span > 0 else None,
+            "sub_cpu_share": res["cpu_s"] / span if span > 0 else None,
+            "payload_bytes": len(payload)}
+
+
+# --------------------------------------------------------------------------
+# Machine, table, JSON
+# --------------------------------------------------------------------------
+
+def machine_info(pg):
+    info = {"nproc": os.cpu_count(), "kernel": platform.release()}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                info["mem_gb"] = round(int(line.split()[1]) / 1048576, 1)
+    try:
+        with open("/etc/debian_version") as f:
+            info["debian"] = f.read().strip()
+    except OSError:
+        pass
+    info["postgres"] = pg.psql("SHOW server_version").strip()
+    text = subprocess.run(["redis-server", "--version"], capture_output=True,
+                          text=True).stdout
+    match = re.search(r"v=(\S+)", text)
+    info["redis"] = match.group(1) if match else text.strip()
+    for pkg in ("hiredis", "libpq"):
+        proc = subprocess.run(["pkg-config", "--modversion", pkg],
+                              capture_output=True, text=True)
+        info[pkg] = proc.stdout.strip()
+    proc = subprocess.run(["git", "-C", ROOT, "describe", "--always",
+                           "--dirty"], capture_output=True, text=True)
+    info["source"] = proc.stdout.strip() or None
+    proc = subprocess.run([PGINVAL, "--version"], capture_output=True,
+                          text=True)
+    info["pginval"] = (proc.stdout or proc.stderr).strip()
+    proc = subprocess.run([os.environ.get("CC") or "cc", "--version"],
+                          capture_output=True, text=True)
+    info["cc"] = proc.stdout.splitlines()[0] if proc.stdout else ""
+    return info
+
+
+def loadavg():
+    """The 1-minute load average, or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 10000:
+        return "{:,.0f}".format(v)
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.3g" % v if abs(v) < 1 else "%.2f" % v
+
+
+def spread(runs_a, runs_b, field):
+    """The larger half-range of the two sides' runs, relative to their
+    median: how far a run strayed from the figure shown."""
+    worst = None
+    for runs in (runs_a, runs_b):
+        values = [r.get(field) for r in runs if r.get(field) is not None]
+        if len(values) < 2 or not statistics.median(values):
+            continue
+        half = (max(values) - min(values)) / 2 / abs(statistics.median(values))
+        worst = half if worst is None else max(worst, half)
+    return worst
+
+
+def build_rows(res):
+    """(scenario, metric, pginval, reference, ratio, spread) rows."""
+    rows = []
+
+    def pair(scn, metric, data, field):
+        p = data["pginval"]["median"].get(field)
+        r = data["reference"]["median"].get(field)
+        rows.append((scn, metric, p, r, ratio(p, r),
+                     spread(data["pginval"]["runs"], data["reference"]["runs"],
+                            field)))
+
+    s = res.get("drain")
+    if s:
+        scn = "a. drain %s rows" % "{:,}".format(N)
+        pair(scn, "COMMIT itself (s)", s, "commit_s")
+        pair(scn, "COMMIT -> last message (s)", s, "commit_to_last_s")
+        pair(scn, "changes/s", s, "events_per_s")
+        pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
+        pair(scn, "relay peak RSS (MB)", s, "peak_rss_mb")
+        pair(scn, "changes received", s, "events")
+        pair(scn, "messages (PUBLISHes) received", s, "msgs")
+        pair(scn, "resets received", s, "resets")
+    s = res.get("latency")
+    if s:
+        scn = "b. latency %d tx/s" % RATE
+        pair(scn, "p50 (ms)", s, "p50_ms")
+        pair(scn, "p99 (ms)", s, "p99_ms")
+        pair(scn, "p99.9 (ms)", s, "p999_ms")
+        pair(scn, "changes received", s, "events")
+        pair(scn, "messages (PUBLISHes) received", s, "msgs")
+        pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
+    s = res.get("write")
+    if s:
+        for clients in (1, 16):
+            base = s.get("unwatched/%d" % clients)
+            for mode in ("notify", "durable", "poll"):
+                cell = s.get("%s/%d" % (mode, clients))
+                if not cell or not base:
+                    continue
+                # The ratio is the median of each repetition's own ratio:
+                # runs made minutes apart compare less well.
+                p, r = cell["median"]["tps"], base["median"]["tps"]
+                cell["median"]["ratio"] = median(
+                    [ratio(a["tps"], b["tps"])
+                     for a, b in zip(cell["runs"], base["runs"])])
+                rows.append(("c. write path (fsync on)",
+                             "tps %s, %d client%s (ref: unwatched)"
+                             % (mode, clients, "s" if clients > 1 else ""),
+                             p, r, cell["median"]["ratio"],
+                             spread(cell["runs"], base["runs"], "tps")))
+    s = res.get("bulk")
+    if s:
+        scn = "d. bulk UPDATE %s rows" % "{:,}".format(BULK)
+        pair(scn, "COMMIT -> last message (s)", s, "commit_to_last_s")
+        pair(scn, "changes/s", s, "events_per_s")
+        pair(scn, "changes received", s, "events")
+        pair(scn, "messages (ref: = NOTIFYs)", s, "msgs")
+        pair(scn, "payload MB received", s, "payload_mb")
+        pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
+        pair(scn, "relay peak RSS (MB)", s, "peak_rss_mb")
+        pair(scn, "resets received", s, "resets")
+    s = res.get("fanin")
+    if s:
+        scn = "e. fan-in %d clients, %d tables" % (FANIN_CLIENTS, FANIN_TABLES)
+        pair(scn, "pgbench tps (writers)", s, "pgbench_tps")
+        pair(scn, "changes/s received", s, "events_per_s")
+        pair(scn, "messages/s received", s, "msgs_per_s")
+        pair(scn, "keys/s (ref: 3 x changes)", s, "keys_per_s")
+        pair(scn, "changes received", s, "events")
+        pair(scn, "transactions committed", s, "transactions")
+        pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
+    return rows
+
+
+def print_table(rows):
+    head = ("scenario", "metric", "pginval", "reference", "ratio", "spread")
+    cells = [head] + [(a, b, fmt(c), fmt(d), fmt(e),
+                       "-" if f is None else "+-%.0f%%" % (100 * f))
+                      for a, b, c, d, e, f in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(6)]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    last = None
+    for i, r in enumerate(cells):
+        shown = list(r)
+        if i > 0 and r[0] == last:
+            shown[0] = ""
+        last = r[0]
+        print("  ".join(shown[j].ljust(widths[j]) if j < 2
+                        else shown[j].rjust(widths[j]) for j in range(6)))
+        if i == 0:
+            print(line)
+    print(line)
+
+
+RELAY_SETTINGS = {"max_connections": "100", "shared_buffers": "256MB",
+                  "max_wal_size": "4GB"}
+WRITE_SETTINGS = {"fsync": "on", "synchronous_commit": "on",
+                  "full_page_writes": "on", "max_connections": "100",
+                  "shared_buffers": "128MB", "max_wal_size": "4GB"}
+SCENARIOS = ["write", "drain", "latency", "bulk", "fanin"]
+
+
+def run_scenarios(wanted, results, elapsed):
+    """Runs the scenarios asked for; returns the machine description."""
+    machine = None
+
+    def timed(name, fn, *args):
+        t0 = time.monotonic()
+        results[name] = fn(*args)
+        elapsed[name] = time.monotonic() - t0
+
+    # The write path first: the relay scenarios leave a large data
+    # directory behind, and deleting it can slow the disk's fsyncs.
+    if "write" in wanted:
+        with Postgres(settings=WRITE_SETTINGS) as pgw:
+            machine = machine_info(pgw)
+            timed("write", scenario_write, pgw)
+    if not [w for w in wanted if w != "write"]:
+        return machine
+    with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as redis:
+        machine = machine_info(pg)
+        t0 = time.monotonic()
+        tables = setup_relay_db(pg, max(N, BULK, LATENCY_ROWS))
+        elapsed["setup"] = time.monotonic() - t0
+        if "drain" in wanted:
+            results["subscriber_ceiling"] = subscriber_ceiling(
+                redis, SAMPLE_MESSAGE)
+            timed("drain", scenario_drain, pg, redis, tables, N, "drain")
+        if "latency" in wanted:
+            timed("latency", scenario_latency, pg, redis, tables)
+        if "bulk" in wanted:
+            timed("bulk", scenario_drain, pg, redis, tables, BULK, "bulk")
+        if "fanin" in wanted:
+            timed("fanin", scenario_fanin, pg, redis, tables)
+    return machine
+
+
+def main(argv):
+    wanted = [a for a in argv if not a.startswith("-")] or SCENARIOS
+    unknown = [w for w in wanted if w not in SCENARIOS]
+    if unknown:
+        sys.exit("bench: unknown scenario %s (choose from %s)"
+                 % (", ".join(unknown), " ".join(SCENARIOS)))
+    global PGINVAL, REFRELAY, SUB
+    for path in (PGINVAL, REFRELAY, SUB):
+        if not os.access(path, os.X_OK):
+            sys.exit("bench: %s is missing; run `make bench`" % path)
+    # The runs use copies: a rebuild (or make clean) while they go on must
+    # not mix versions, or pull a binary from under them.
+    bindir = os.path.join(OUT, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    PGINVAL, REFRELAY, SUB = [shutil.copy2(path, bindir)
+                              for path in (PGINVAL, REFRELAY, SUB)]
+    for name in os.listdir(OUT):
+        if name.endswith(".log"):
+            os.remove(os.path.join(OUT, name))
+    started = time.monotonic()
+    results, elapsed = {}, {}
+    load_before = loadavg()
+    try:
+        machine = run_scenarios(wanted, results, elapsed)
+    finally:
+        kill_children()
+    elapsed["total"] = time.monotonic() - started
+    machine["loadavg_before"] = load_before
+
+    rows = build_rows(results)
+    note = ("Figures are measurements of one machine, not assertions; "
+            "ratio = pginval / reference (write path: watched / unwatched, "
+            "the median of each repetition's ratio); spread = half the range "
+            "of the runs, relative to the median.")
+    print("pginval benchmark: median of %d run%s per figure"
+          % (RUNS, "s" if RUNS > 1 else ""))
+    print("machine: %d cores, %s, %s GB RAM, kernel %s, Debian %s; "
+          "PostgreSQL %s, Redis %s, libpq %s, hiredis %s"
+          % (machine["nproc"], machine.get("cpu", "?"),
+             machine.get("mem_gb", "?"), machine["kernel"],
+             machine.get("debian", "?"), machine["postgres"],
+             machine["redis"], machine["libpq"], machine["hiredis"]))
+    print("pginval: %s (source %s)" % (machine["pginval"], machine["source"]))
+    print(note)
+    if load_before is not None and load_before > 0.25 * machine["nproc"]:
+        print("WARNING: the load average was %.1f before the run started: "
+              "other work shares these %d cores, and the figures are noisier "
+              "for it." % (load_before, machine["nproc"]))
+    print_table(rows)
+    cal = results.get("subscriber_ceiling")
+    if cal:
+        shares = [r["sub_cpu_share"] for name in ("drain", "bulk")
+                  for v in results.get(name, {}).values() for r in v["runs"]
+                  if r.get("sub_cpu_share") is not None]
+        print("subscriber check: it takes %s msgs/s of %d-byte payloads from "
+              "redis-benchmark (busy %.0f%% of one core)%s."
+              % (fmt(cal["msgs_per_s"]), cal["payload_bytes"],
+                 100 * (cal["sub_cpu_share"] or 0),
+                 "; during the drains it was busy at most %.0f%%"
+                 % (100 * max(shares)) if shares else ""))
+    print("elapsed: " + ", ".join("%s %.0fs" % kv for kv in elapsed.items()))
+    doc = {"note": note, "machine": machine,
+           "params": {"runs": RUNS, "drain_rows": N, "bulk_rows": BULK,
+                      "latency_rate": RATE, "latency_seconds": LATENCY_T,
+                      "write_seconds": WRITE_T, "fanin_seconds": FANIN_T,
+                      "fanin_clients": FANIN_CLIENTS,
+                      "fanin_tables": FANIN_TABLES,
+                      "relay_postgres_settings": RELAY_SETTINGS,
+                      "write_postgres_settings": WRITE_SETTINGS},
+           "table": [{"scenario": a, "metric": b, "pginval": c,
+                      "reference": d, "ratio": e, "spread": f}
+                     for a, b, c, d, e, f in rows],
+           "scenarios": results, "elapsed_s": elapsed}
+    path = os.path.join(OUT, "results.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    print("results: " + os.path.relpath(path, os.getcwd()))
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        kill_children()
+        sys.exit(130)
