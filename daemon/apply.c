@@ -5,11 +5,10 @@
  * messages (a sequence gap, a new epoch that does not start at 1, our own
  * (re)subscription, a target queue that overflowed) ends in a reset.
  *
- * Refresh rule: a key is refreshed only when the table's FIRST template
- * produces it in exactly one way and no other template of the table could
- * produce it; its template columns, in order, are $1, $2... of the query.
- * Any other key is deleted. The key is always invalidated first, so a
- * refresh that fails leaves it deleted, never stale.
+ * A key is refreshed only when apply_table_refreshable() says so (its
+ * table's first template, and only that one, produces it); any other key
+ * is deleted. The key is always invalidated first, so a refresh that
+ * fails leaves it deleted, never stale.
  *
  * This file also holds the `pginval apply` command: arguments, the loop,
  * signals (SIGTERM/SIGINT drain, twice exits, SIGHUP reloads) and the
@@ -20,6 +19,7 @@
 #include "apply_refresh.h"
 #include "apply_stats.h"
 #include "apply_sub.h"
+#include "apply_tables.h"
 #include "apply_target.h"
 #include "config.h"
 #include "http.h"
@@ -37,14 +37,6 @@
 
 #define REFRESH_MAX_QUEUE 10000
 
-/* What apply derives from one [table] section. */
-struct apply_table {
-	const struct table_rule *rule;	/* borrowed from cfg */
-	char **patterns;		/* one SCAN glob per template */
-	struct apply_tpl *tpls;		/* matchers, when it refreshes */
-	size_t n;
-};
-
 struct apply {
 	struct ev_loop *loop;
 	struct config *cfg;
@@ -53,8 +45,7 @@ struct apply {
 	struct apply_target **targets;
 	size_t ntargets;
 	struct apply_refresh *refresh;	/* NULL: no table refreshes */
-	struct apply_table *tables;
-	size_t ntables;
+	struct apply_tables tables;	/* from cfg */
 	struct apply_seq seq;
 	struct apply_stats stats;
 	struct apply_strs values;	/* scratch */
@@ -67,79 +58,6 @@ struct apply {
 	unsigned complaints;
 };
 
-/* -- tables ------------------------------------------------------------- */
-
-static void
-apply_tables_free(struct apply *a)
-{
-	for (size_t i = 0; i < a->ntables; i++) {
-		struct apply_table *t = &a->tables[i];
-
-		for (size_t j = 0; j < t->n; j++) {
-			free(t->patterns[j]);
-			if (t->tpls != NULL)
-				apply_tpl_free(&t->tpls[j]);
-		}
-		free(t->patterns);
-		free(t->tpls);
-	}
-	free(a->tables);
-	a->tables = NULL;
-	a->ntables = 0;
-}
-
-static void
-apply_tables_build(struct apply *a)
-{
-	const struct config *cfg = a->cfg;
-
-	apply_tables_free(a);
-	a->tables = xcalloc(cfg->ntables + 1, sizeof(*a->tables));
-	a->ntables = cfg->ntables;
-	for (size_t i = 0; i < cfg->ntables; i++) {
-		struct apply_table *t = &a->tables[i];
-
-		t->rule = &cfg->tables[i];
-		t->n = rules_count(t->rule->rules);
-		t->patterns = xcalloc(t->n, sizeof(*t->patterns));
-		if (t->rule->refresh != NULL)
-			t->tpls = xcalloc(t->n, sizeof(*t->tpls));
-		for (size_t j = 0; j < t->n; j++) {
-			t->patterns[j] = rules_pattern(t->rule->rules, j);
-			if (t->tpls != NULL)
-				apply_tpl_init(&t->tpls[j], t->rule->rules, j);
-		}
-	}
-}
-
-static const struct apply_table *
-apply_table(const struct apply *a, const char *name)
-{
-	for (size_t i = 0; i < a->ntables; i++)
-		if (strcmp(a->tables[i].rule->name, name) == 0)
-			return &a->tables[i];
-	return NULL;
-}
-
-/* The refresh rule (see the top of this file); fills a->values. */
-static bool
-apply_refreshable(struct apply *a, const struct apply_table *t,
-    const char *key, size_t len)
-{
-	if (t->tpls == NULL || apply_tpl_match(&t->tpls[0], key, len,
-	    &a->values) != 1)
-		return false;
-	for (size_t j = 1; j < t->n; j++) {
-		struct apply_strs other = { 0 };
-		int n = apply_tpl_match(&t->tpls[j], key, len, &other);
-
-		apply_strs_free(&other);
-		if (n > 0)
-			return false;
-	}
-	return true;
-}
-
 /* -- resets ------------------------------------------------------------- */
 
 static void
@@ -149,9 +67,9 @@ apply_reset_target(struct apply *a, struct apply_target *t)
 		apply_target_flush(t);
 		return;
 	}
-	for (size_t i = 0; i < a->ntables; i++)
-		for (size_t j = 0; j < a->tables[i].n; j++)
-			apply_target_sweep(t, a->tables[i].patterns[j]);
+	for (size_t i = 0; i < a->tables.n; i++)
+		for (size_t j = 0; j < a->tables.v[i].n; j++)
+			apply_target_sweep(t, a->tables.v[i].patterns[j]);
 }
 
 static void
@@ -168,7 +86,7 @@ apply_reset_all(struct apply *a, const char *why)
 static void
 apply_reset_table(struct apply *a, const char *table, const char *why)
 {
-	const struct apply_table *t = apply_table(a, table);
+	const struct apply_table *t = apply_tables_find(&a->tables, table);
 
 	if (t == NULL) {
 		log_debug("%s of %s: no [table] section, no keys to sweep", why,
@@ -204,12 +122,13 @@ static void
 apply_invalidate(struct apply *a, const char *table, const char *key,
     size_t len, int64_t ts)
 {
-	const struct apply_table *t = table ? apply_table(a, table) : NULL;
+	const struct apply_table *t = table ?
+	    apply_tables_find(&a->tables, table) : NULL;
 
 	for (size_t i = 0; i < a->ntargets; i++)
 		apply_target_invalidate(a->targets[i], key, len, ts);
 	if (t != NULL && a->refresh != NULL &&
-	    apply_refreshable(a, t, key, len))
+	    apply_table_refreshable(t, key, len, &a->values))
 		apply_refresh_push(a->refresh, t->rule->refresh, &a->values, key,
 		    len, (long)(t->rule->ttl * 1000), ts);
 }
@@ -428,7 +347,7 @@ apply_setup(struct apply *a)
 		.reconnect_max = cfg->reconnect_max,
 	};
 
-	apply_tables_build(a);
+	apply_tables_build(&a->tables, a->cfg);
 	a->ntargets = cfg->ntargets > 0 ? cfg->ntargets : 1;
 	a->targets = xcalloc(a->ntargets, sizeof(*a->targets));
 	for (size_t i = 0; i < a->ntargets; i++) {
@@ -457,8 +376,8 @@ apply_http(void *arg, const char *path, struct http_response *res)
 		struct apply_target *t = a->targets[i];
 
 		tg[i].name = apply_target_name(t);
-		tg[i].up = apply_target_state(t) == TARGET_STATE_READY;
-		tg[i].state = apply_target_state_name(apply_target_state(t));
+		tg[i].up = apply_target_state(t) == REDIS_STATE_READY;
+		tg[i].state = redis_state_name(apply_target_state(t));
 		tg[i].queued = apply_target_queued(t);
 		tg[i].inflight = apply_target_inflight(t);
 	}
@@ -578,7 +497,8 @@ apply_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		    "take effect at the next start; restart pginval apply");
 	log_set_level((enum log_level)cfg->log_level);
 	a->cfg = cfg;
-	apply_tables_build(a);		/* it points into the new cfg */
+	/* They point into the configuration: built again from the new one. */
+	apply_tables_build(&a->tables, cfg);
 	for (size_t i = 0; i < a->ntargets; i++) {
 		struct apply_target_opts to = apply_target_opts(a, i);
 
@@ -659,7 +579,7 @@ apply_run(struct apply *a)
 	ev_signal_stop(a->loop, &a->sigint);
 	ev_signal_stop(a->loop, &a->sighup);
 	ev_loop_destroy(a->loop);
-	apply_tables_free(a);
+	apply_tables_free(&a->tables);
 	apply_strs_free(&a->values);
 	stats_free(&a->stats.lag);
 	log_info("stopped: %lu messages, %lu keys invalidated (%lu were "

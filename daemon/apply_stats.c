@@ -7,56 +7,6 @@
 
 #include <stdio.h>
 
-static void
-head(struct buf *out, const char *name, const char *type, const char *help)
-{
-	buf_adds(out, "# HELP ");
-	buf_adds(out, name);
-	buf_addc(out, ' ');
-	buf_adds(out, help);
-	buf_adds(out, "\n# TYPE ");
-	buf_adds(out, name);
-	buf_addc(out, ' ');
-	buf_adds(out, type);
-	buf_addc(out, '\n');
-}
-
-/* A label value: backslash, quote and newline are escaped. */
-static void
-label(struct buf *out, const char *v)
-{
-	for (; *v != '\0'; v++) {
-		if (*v == '\\' || *v == '"')
-			buf_addc(out, '\\');
-		if (*v == '\n')
-			buf_adds(out, "\\n");
-		else
-			buf_addc(out, *v);
-	}
-}
-
-static void
-sample(struct buf *out, const char *name, const char *labels, double v)
-{
-	char num[64];
-
-	buf_adds(out, name);
-	if (labels != NULL) {
-		buf_addc(out, '{');
-		buf_adds(out, labels);
-		buf_addc(out, '}');
-	}
-	snprintf(num, sizeof(num), " %.17g\n", v);
-	buf_adds(out, num);
-}
-
-static void
-counter(struct buf *out, const char *name, const char *help, unsigned long v)
-{
-	head(out, name, "counter", help);
-	sample(out, name, NULL, (double)v);
-}
-
 /* One sample per target, labelled target="NAME". */
 static void
 per_target(struct buf *out, const char *name, const struct apply_gauges *g,
@@ -68,10 +18,10 @@ per_target(struct buf *out, const char *name, const struct apply_gauges *g,
 
 		buf_adds(out, name);
 		buf_adds(out, "{target=\"");
-		label(out, t->name);
+		stats_prom_label(out, t->name);
 		if (which == 3) {
 			buf_adds(out, "\",state=\"");
-			label(out, t->state);
+			stats_prom_label(out, t->state);
 		}
 		snprintf(num, sizeof(num), "\"} %.17g\n", which == 0 ?
 		    (double)t->up : which == 1 ? (double)t->queued :
@@ -84,95 +34,83 @@ void
 apply_stats_render(const struct apply_stats *s, const struct apply_gauges *g,
     struct buf *out)
 {
-	unsigned long cum = 0;
-	char le[64];
-
-	head(out, "pginval_apply_info", "gauge", "Version of pginval apply.");
+	stats_prom_head(out, "pginval_apply_info",
+	    "gauge", "Version of pginval apply.");
 	buf_adds(out, "pginval_apply_info{version=\"");
-	label(out, g->version);
+	stats_prom_label(out, g->version);
 	buf_adds(out, "\"} 1\n");
-	head(out, "pginval_apply_channel_up", "gauge",
+	stats_prom_head(out, "pginval_apply_channel_up", "gauge",
 	    "1 while subscribed to the channel.");
-	sample(out, "pginval_apply_channel_up", NULL, g->channel_up);
-	head(out, "pginval_apply_target_up", "gauge",
+	stats_prom_sample(out, "pginval_apply_channel_up", NULL, g->channel_up);
+	stats_prom_head(out, "pginval_apply_target_up", "gauge",
 	    "1 while the target Redis is connected and ready.");
 	per_target(out, "pginval_apply_target_up", g, 0);
-	head(out, "pginval_apply_target_state", "gauge",
+	stats_prom_head(out, "pginval_apply_target_state", "gauge",
 	    "The state of each target connection, as a label.");
 	per_target(out, "pginval_apply_target_state", g, 3);
-	head(out, "pginval_apply_queue_depth", "gauge",
+	stats_prom_head(out, "pginval_apply_queue_depth", "gauge",
 	    "Commands waiting to be sent to each target.");
 	per_target(out, "pginval_apply_queue_depth", g, 1);
-	head(out, "pginval_apply_inflight", "gauge",
+	stats_prom_head(out, "pginval_apply_inflight", "gauge",
 	    "Commands sent to each target and not yet answered.");
 	per_target(out, "pginval_apply_inflight", g, 2);
-	head(out, "pginval_apply_refresh_pending", "gauge",
+	stats_prom_head(out, "pginval_apply_refresh_pending", "gauge",
 	    "Refresh queries waiting for PostgreSQL.");
-	sample(out, "pginval_apply_refresh_pending", NULL,
+	stats_prom_sample(out, "pginval_apply_refresh_pending", NULL,
 	    (double)g->refresh_pending);
 
-	counter(out, "pginval_apply_messages_total",
+	stats_prom_counter(out, "pginval_apply_messages_total",
 	    "Messages received on the channel.", s->messages);
-	counter(out, "pginval_apply_invalid_messages_total",
+	stats_prom_counter(out, "pginval_apply_invalid_messages_total",
 	    "Messages on the channel that were not pginval messages.",
 	    s->invalid);
-	counter(out, "pginval_apply_keys_deleted_total",
+	stats_prom_counter(out, "pginval_apply_keys_deleted_total",
 	    "Keys invalidated (UNLINK and marker), counted once per target.",
 	    s->keys_deleted);
-	counter(out, "pginval_apply_keys_existed_total",
+	stats_prom_counter(out, "pginval_apply_keys_existed_total",
 	    "Invalidated keys that were cached (the sum of UNLINK replies); "
 	    "divided by keys_deleted, the hit share.", s->keys_existed);
-	counter(out, "pginval_apply_keys_swept_total",
+	stats_prom_counter(out, "pginval_apply_keys_swept_total",
 	    "Keys removed by reset and truncate sweeps (SCAN + UNLINK).",
 	    s->swept);
-	counter(out, "pginval_apply_command_errors_total",
+	stats_prom_counter(out, "pginval_apply_command_errors_total",
 	    "Commands that a target answered with an error.",
 	    s->command_errors);
-	head(out, "pginval_apply_refreshes_total", "counter",
+	stats_prom_head(out, "pginval_apply_refreshes_total", "counter",
 	    "Refresh queries: stored (SET), missing (no row: deleted) or "
 	    "failed (error or timeout: deleted).");
-	sample(out, "pginval_apply_refreshes_total", "result=\"stored\"",
-	    (double)s->refresh_stored);
-	sample(out, "pginval_apply_refreshes_total", "result=\"missing\"",
-	    (double)s->refresh_missing);
-	sample(out, "pginval_apply_refreshes_total", "result=\"failed\"",
-	    (double)s->refresh_failed);
-	head(out, "pginval_apply_resets_total", "counter",
+	stats_prom_sample(out, "pginval_apply_refreshes_total",
+	    "result=\"stored\"", (double)s->refresh_stored);
+	stats_prom_sample(out, "pginval_apply_refreshes_total",
+	    "result=\"missing\"", (double)s->refresh_missing);
+	stats_prom_sample(out, "pginval_apply_refreshes_total",
+	    "result=\"failed\"", (double)s->refresh_failed);
+	stats_prom_head(out, "pginval_apply_resets_total", "counter",
 	    "Resets carried out: of everything, or of one table.");
-	sample(out, "pginval_apply_resets_total", "scope=\"all\"",
+	stats_prom_sample(out, "pginval_apply_resets_total", "scope=\"all\"",
 	    (double)s->resets_all);
-	sample(out, "pginval_apply_resets_total", "scope=\"table\"",
+	stats_prom_sample(out, "pginval_apply_resets_total", "scope=\"table\"",
 	    (double)s->resets_table);
-	head(out, "pginval_apply_gaps_total", "counter",
+	stats_prom_head(out, "pginval_apply_gaps_total", "counter",
 	    "Missed messages, by the rule that found them; each became a "
 	    "reset of everything.");
-	sample(out, "pginval_apply_gaps_total", "reason=\"seq\"",
+	stats_prom_sample(out, "pginval_apply_gaps_total", "reason=\"seq\"",
 	    (double)s->gaps_seq);
-	sample(out, "pginval_apply_gaps_total", "reason=\"epoch\"",
+	stats_prom_sample(out, "pginval_apply_gaps_total", "reason=\"epoch\"",
 	    (double)s->gaps_epoch);
-	sample(out, "pginval_apply_gaps_total", "reason=\"resubscribed\"",
-	    (double)s->gaps_resubscribed);
-	counter(out, "pginval_apply_overflows_total",
+	stats_prom_sample(out, "pginval_apply_gaps_total",
+	    "reason=\"resubscribed\"", (double)s->gaps_resubscribed);
+	stats_prom_counter(out, "pginval_apply_overflows_total",
 	    "Target queues that overflowed and were replaced by a reset.",
 	    s->overflows);
-	head(out, "pginval_apply_reconnects_total", "counter",
+	stats_prom_head(out, "pginval_apply_reconnects_total", "counter",
 	    "Successful reconnections after a lost connection.");
-	sample(out, "pginval_apply_reconnects_total", "side=\"channel\"",
-	    (double)s->channel_reconnects);
-	sample(out, "pginval_apply_reconnects_total", "side=\"target\"",
-	    (double)s->target_reconnects);
+	stats_prom_sample(out, "pginval_apply_reconnects_total",
+	    "side=\"channel\"", (double)s->channel_reconnects);
+	stats_prom_sample(out, "pginval_apply_reconnects_total",
+	    "side=\"target\"", (double)s->target_reconnects);
 
-	head(out, "pginval_apply_lag_seconds", "histogram",
+	stats_prom_lag(out, "pginval_apply_lag_seconds",
 	    "Row change (ts) to the target's acknowledgement of the "
-	    "invalidation.");
-	for (size_t i = 0; i < STATS_LAG_BUCKETS; i++) {
-		cum += s->lag.lag_buckets[i];
-		snprintf(le, sizeof(le), "le=\"%g\"", stats_lag_bounds[i]);
-		sample(out, "pginval_apply_lag_seconds_bucket", le, (double)cum);
-	}
-	sample(out, "pginval_apply_lag_seconds_bucket", "le=\"+Inf\"",
-	    (double)s->lag.lag_count);
-	sample(out, "pginval_apply_lag_seconds_sum", NULL, s->lag.lag_sum);
-	sample(out, "pginval_apply_lag_seconds_count", NULL,
-	    (double)s->lag.lag_count);
+	    "invalidation.", &s->lag);
 }

@@ -16,17 +16,10 @@
 #include <stdint.h>
 
 #include "apply_stats.h"
+#include "redis_conn.h"
 
 struct ev_loop;
 struct apply_target;
-
-enum apply_target_state {
-	TARGET_STATE_STOPPED,
-	TARGET_STATE_CONNECTING,
-	TARGET_STATE_HANDSHAKE,	/* AUTH, SELECT, SCRIPT LOAD sent */
-	TARGET_STATE_READY,
-	TARGET_STATE_BACKOFF,
-};
 
 enum apply_target_event {
 	TARGET_EVENT_READY,	/* connected and ready for commands */
@@ -83,8 +76,8 @@ void apply_target_flush(struct apply_target *t);
 bool apply_target_busy(const struct apply_target *t);
 size_t apply_target_queued(const struct apply_target *t);
 size_t apply_target_inflight(const struct apply_target *t);
-enum apply_target_state apply_target_state(const struct apply_target *t);
-const char *apply_target_state_name(enum apply_target_state st);
+/* The connection's state; redis_state_name() names it. */
+enum redis_state apply_target_state(const struct apply_target *t);
 const char *apply_target_name(const struct apply_target *t);
 /* The SHA1 of the fill script, once a connection has loaded it; "" before. */
 const char *apply_target_fill_sha(const struct apply_target *t);

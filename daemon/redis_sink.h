@@ -13,19 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fifo.h"
+#include "redis_conn.h"
 #include "rules.h"
 #include "stats.h"
 
 struct ev_loop;
-
-
-enum redis_state {
-	REDIS_STATE_STOPPED,
-	REDIS_STATE_CONNECTING,
-	REDIS_STATE_HANDSHAKE,	/* AUTH / SELECT sent */
-	REDIS_STATE_READY,
-	REDIS_STATE_BACKOFF,
-};
 
 enum redis_event {
 	REDIS_EVENT_READY,	/* connected and ready for commands */
@@ -44,7 +37,7 @@ typedef void redis_sink_cb(void *arg, enum redis_event ev);
  * (their keys without duplicates, their rows in order).
  */
 struct sink_msg {
-	struct sink_msg *next;
+	struct fifo_node node;	/* first: the sink's lists link through it */
 	struct buf body;
 	const char *op;		/* static; NULL unless about row changes */
 	char *table;		/* with op */
@@ -108,8 +101,8 @@ size_t redis_sink_queued(const struct redis_sink *s);
 /* Memory held by messages not yet acknowledged, roughly, in bytes. */
 size_t redis_sink_bytes(const struct redis_sink *s);
 size_t redis_sink_inflight(const struct redis_sink *s);
+/* The connection's state; redis_state_name() (redis_conn.h) names it. */
 enum redis_state redis_sink_state(const struct redis_sink *s);
-const char *redis_state_name(enum redis_state st);
 uint64_t redis_sink_seq(const struct redis_sink *s);
 
 #endif

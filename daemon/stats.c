@@ -1,7 +1,8 @@
 /*
  * Statistics. Counters are plain fields; the per-table event counts live
  * in a small open-addressing table whose size is capped, so a flood of
- * made-up table names cannot grow memory without bound.
+ * made-up table names cannot grow memory without bound. The Prometheus
+ * text helpers are exported: apply_stats renders with them too.
  */
 #include "stats.h"
 
@@ -64,8 +65,8 @@ stats_observe_lag(struct stats *s, double seconds)
 	s->lag_sum += seconds;
 }
 
-static void
-stats_head(struct buf *out, const char *name, const char *type,
+void
+stats_prom_head(struct buf *out, const char *name, const char *type,
     const char *help)
 {
 	buf_adds(out, "# HELP ");
@@ -79,9 +80,8 @@ stats_head(struct buf *out, const char *name, const char *type,
 	buf_addc(out, '\n');
 }
 
-/* A label value: backslash, quote and newline are escaped. */
-static void
-stats_label(struct buf *out, const char *v)
+void
+stats_prom_label(struct buf *out, const char *v)
 {
 	for (; *v != '\0'; v++) {
 		if (*v == '\\' || *v == '"')
@@ -93,8 +93,8 @@ stats_label(struct buf *out, const char *v)
 	}
 }
 
-static void
-stats_sample(struct buf *out, const char *name, const char *labels,
+void
+stats_prom_sample(struct buf *out, const char *name, const char *labels,
     double v)
 {
 	char num[64];
@@ -109,33 +109,54 @@ stats_sample(struct buf *out, const char *name, const char *labels,
 	buf_adds(out, num);
 }
 
-static void
-stats_counter(struct buf *out, const char *name, const char *help,
+void
+stats_prom_counter(struct buf *out, const char *name, const char *help,
     unsigned long v)
 {
-	stats_head(out, name, "counter", help);
-	stats_sample(out, name, NULL, (double)v);
+	stats_prom_head(out, name, "counter", help);
+	stats_prom_sample(out, name, NULL, (double)v);
+}
+
+void
+stats_prom_lag(struct buf *out, const char *name, const char *help,
+    const struct stats *s)
+{
+	unsigned long cum = 0;
+	char series[128], le[64];
+
+	stats_prom_head(out, name, "histogram", help);
+	snprintf(series, sizeof(series), "%s_bucket", name);
+	for (size_t i = 0; i < STATS_LAG_BUCKETS; i++) {
+		cum += s->lag_buckets[i];
+		snprintf(le, sizeof(le), "le=\"%g\"", stats_lag_bounds[i]);
+		stats_prom_sample(out, series, le, (double)cum);
+	}
+	stats_prom_sample(out, series, "le=\"+Inf\"", (double)s->lag_count);
+	snprintf(series, sizeof(series), "%s_sum", name);
+	stats_prom_sample(out, series, NULL, s->lag_sum);
+	snprintf(series, sizeof(series), "%s_count", name);
+	stats_prom_sample(out, series, NULL, (double)s->lag_count);
 }
 
 void
 stats_render(const struct stats *s, const struct stats_gauges *g,
     struct buf *out)
 {
-	unsigned long cum = 0;
 	char labels[64];
 
-	stats_head(out, "pginval_info", "gauge", "Version and epoch of this run.");
+	stats_prom_head(out, "pginval_info", "gauge",
+	    "Version and epoch of this run.");
 	buf_adds(out, "pginval_info{version=\"");
-	stats_label(out, g->version);
+	stats_prom_label(out, g->version);
 	buf_adds(out, "\",epoch=\"");
-	stats_label(out, g->epoch);
+	stats_prom_label(out, g->epoch);
 	buf_adds(out, "\"} 1\n");
 
-	stats_head(out, "pginval_up", "gauge",
+	stats_prom_head(out, "pginval_up", "gauge",
 	    "1 when the connection is ready (postgres: LISTEN active).");
-	stats_sample(out, "pginval_up", "side=\"postgres\"", g->pg_up);
-	stats_sample(out, "pginval_up", "side=\"redis\"", g->redis_up);
-	stats_head(out, "pginval_connection_state", "gauge",
+	stats_prom_sample(out, "pginval_up", "side=\"postgres\"", g->pg_up);
+	stats_prom_sample(out, "pginval_up", "side=\"redis\"", g->redis_up);
+	stats_prom_head(out, "pginval_connection_state", "gauge",
 	    "The current state of each connection, as a label.");
 	buf_adds(out, "pginval_connection_state{side=\"postgres\",state=\"");
 	buf_adds(out, g->pg_state);
@@ -143,82 +164,74 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 	buf_adds(out, g->redis_state);
 	buf_adds(out, "\"} 1\n");
 
-	stats_counter(out, "pginval_notifications_total",
+	stats_prom_counter(out, "pginval_notifications_total",
 	    "NOTIFYs received on the channel.", s->notifications);
-	stats_counter(out, "pginval_outbox_rows_total",
+	stats_prom_counter(out, "pginval_outbox_rows_total",
 	    "Rows taken from the outbox (again after a failed delivery).",
 	    s->outbox_rows);
-	stats_head(out, "pginval_events_total", "counter",
+	stats_prom_head(out, "pginval_events_total", "counter",
 	    "Row changes and truncates received, per table.");
 	for (size_t i = 0; s->tables != NULL && i < STATS_SLOTS; i++) {
 		if (s->tables[i].name == NULL)
 			continue;
 		buf_adds(out, "pginval_events_total{table=\"");
-		stats_label(out, s->tables[i].name);
+		stats_prom_label(out, s->tables[i].name);
 		buf_adds(out, "\"}");
 		snprintf(labels, sizeof(labels), " %lu\n", s->tables[i].events);
 		buf_adds(out, labels);
 	}
 	if (s->other_events > 0)
-		stats_sample(out, "pginval_events_total", "table=\"(other)\"",
+		stats_prom_sample(out, "pginval_events_total",
+		    "table=\"(other)\"",
 		    (double)s->other_events);
-	stats_head(out, "pginval_decode_errors_total", "counter",
+	stats_prom_head(out, "pginval_decode_errors_total", "counter",
 	    "Notifications that could not be used: foreign (not from pginval; "
 	    "skipped) or invalid (became a table reset).");
-	stats_sample(out, "pginval_decode_errors_total", "kind=\"foreign\"",
-	    (double)s->foreign);
-	stats_sample(out, "pginval_decode_errors_total", "kind=\"invalid\"",
-	    (double)s->invalid);
-	stats_counter(out, "pginval_messages_published_total",
+	stats_prom_sample(out, "pginval_decode_errors_total",
+	    "kind=\"foreign\"", (double)s->foreign);
+	stats_prom_sample(out, "pginval_decode_errors_total",
+	    "kind=\"invalid\"", (double)s->invalid);
+	stats_prom_counter(out, "pginval_messages_published_total",
 	    "Messages acknowledged by Redis.", s->published);
-	stats_counter(out, "pginval_keys_published_total",
+	stats_prom_counter(out, "pginval_keys_published_total",
 	    "Keys in messages acknowledged by Redis.", s->keys_published);
-	stats_counter(out, "pginval_publish_errors_total",
+	stats_prom_counter(out, "pginval_publish_errors_total",
 	    "PUBLISHes that Redis answered with an error.", s->refused);
-	stats_counter(out, "pginval_messages_resent_total",
+	stats_prom_counter(out, "pginval_messages_resent_total",
 	    "Messages sent again after the Redis connection dropped.",
 	    s->requeued);
-	stats_counter(out, "pginval_messages_dropped_total",
+	stats_prom_counter(out, "pginval_messages_dropped_total",
 	    "Messages dropped because the queue was full (a reset replaced "
 	    "them).", s->dropped);
-	stats_head(out, "pginval_resets_total", "counter",
+	stats_prom_head(out, "pginval_resets_total", "counter",
 	    "Resets queued: for every table, or for one table.");
-	stats_sample(out, "pginval_resets_total", "scope=\"all\"",
+	stats_prom_sample(out, "pginval_resets_total", "scope=\"all\"",
 	    (double)s->resets);
-	stats_sample(out, "pginval_resets_total", "scope=\"table\"",
+	stats_prom_sample(out, "pginval_resets_total", "scope=\"table\"",
 	    (double)s->table_resets);
-	stats_counter(out, "pginval_keys_unlinked_total",
+	stats_prom_counter(out, "pginval_keys_unlinked_total",
 	    "Keys removed from Redis (action = delete).", s->unlinked);
-	stats_head(out, "pginval_reconnects_total", "counter",
+	stats_prom_head(out, "pginval_reconnects_total", "counter",
 	    "Successful reconnections after a lost connection.");
-	stats_sample(out, "pginval_reconnects_total", "side=\"postgres\"",
+	stats_prom_sample(out, "pginval_reconnects_total", "side=\"postgres\"",
 	    (double)s->pg_reconnects);
-	stats_sample(out, "pginval_reconnects_total", "side=\"redis\"",
+	stats_prom_sample(out, "pginval_reconnects_total", "side=\"redis\"",
 	    (double)s->redis_reconnects);
-	stats_head(out, "pginval_queue_depth", "gauge",
+	stats_prom_head(out, "pginval_queue_depth", "gauge",
 	    "Messages waiting to be sent to Redis.");
-	stats_sample(out, "pginval_queue_depth", NULL, (double)g->queued);
-	stats_head(out, "pginval_inflight", "gauge",
+	stats_prom_sample(out, "pginval_queue_depth", NULL, (double)g->queued);
+	stats_prom_head(out, "pginval_inflight", "gauge",
 	    "Messages sent to Redis and not yet acknowledged.");
-	stats_sample(out, "pginval_inflight", NULL, (double)g->inflight);
+	stats_prom_sample(out, "pginval_inflight", NULL, (double)g->inflight);
 	if (g->outbox_backlog >= 0) {
-		stats_head(out, "pginval_outbox_backlog", "gauge",
+		stats_prom_head(out, "pginval_outbox_backlog", "gauge",
 		    "Rows waiting in the outbox table at the last drain.");
-		stats_sample(out, "pginval_outbox_backlog", NULL,
+		stats_prom_sample(out, "pginval_outbox_backlog", NULL,
 		    (double)g->outbox_backlog);
 	}
 
-	stats_head(out, "pginval_lag_seconds", "histogram",
-	    "Time from the row change to Redis acknowledging its message.");
-	for (size_t i = 0; i < STATS_LAG_BUCKETS; i++) {
-		cum += s->lag_buckets[i];
-		snprintf(labels, sizeof(labels), "le=\"%g\"", stats_lag_bounds[i]);
-		stats_sample(out, "pginval_lag_seconds_bucket", labels, (double)cum);
-	}
-	stats_sample(out, "pginval_lag_seconds_bucket", "le=\"+Inf\"",
-	    (double)s->lag_count);
-	stats_sample(out, "pginval_lag_seconds_sum", NULL, s->lag_sum);
-	stats_sample(out, "pginval_lag_seconds_count", NULL, (double)s->lag_count);
+	stats_prom_lag(out, "pginval_lag_seconds",
+	    "Time from the row change to Redis acknowledging its message.", s);
 }
 
 void

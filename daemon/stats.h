@@ -62,4 +62,24 @@ void stats_render(const struct stats *s, const struct stats_gauges *g,
     struct buf *out);
 void stats_free(struct stats *s);
 
+/*
+ * Pieces of that format, for every /metrics of the binary. Names and
+ * labels are written as given: labels is the text between the braces,
+ * already escaped (NULL or "": none).
+ */
+/* "# HELP name help" and "# TYPE name type". */
+void stats_prom_head(struct buf *out, const char *name, const char *type,
+    const char *help);
+/* "name{labels} v". */
+void stats_prom_sample(struct buf *out, const char *name, const char *labels,
+    double v);
+/* A label's value: backslash, quote and newline are escaped. */
+void stats_prom_label(struct buf *out, const char *v);
+/* A counter: its head and its one sample. */
+void stats_prom_counter(struct buf *out, const char *name, const char *help,
+    unsigned long v);
+/* The lag histogram of s: name_bucket{le=...}, name_sum, name_count. */
+void stats_prom_lag(struct buf *out, const char *name, const char *help,
+    const struct stats *s);
+
 #endif
