@@ -11,7 +11,8 @@
 -- or CREATE OR REPLACE, and the whole file is one transaction, so a failed
 -- run leaves the previous installation untouched. Run over an older
 -- installation, it also brings the triggers of the watched tables to the
--- current argument layout. Remove everything with sql/uninstall.sql.
+-- current layout (statement triggers, see _triggers() below). Remove
+-- everything with sql/uninstall.sql.
 --
 -- Requires PostgreSQL 14 or later (pg_current_xact_id, CREATE OR REPLACE
 -- TRIGGER).
@@ -27,12 +28,12 @@
 --
 -- Delivery modes, the fourth argument of watch():
 --
---   notify   (the default) The payload is sent with NOTIFY on the channel.
---            At most once: what is sent while the daemon is disconnected
---            is lost, and a payload too large for NOTIFY is cut down to
---            {"big":true} (see below).
---   durable  The payload is inserted into pginval.outbox by the writing
---            transaction, so it commits or rolls back with the change;
+--   notify   (the default) The payloads are sent with NOTIFY on the
+--            channel. At most once: what is sent while the daemon is
+--            disconnected is lost, and a row too large for NOTIFY is cut
+--            down to {"big":true} (see below).
+--   durable  The payloads are inserted into pginval.outbox by the writing
+--            transaction, so they commit or roll back with the change;
 --            the daemon deletes rows once it has delivered them (at least
 --            once). As a wake-up, NOTIFY also sends the fixed payload
 --            "wake" on the channel. PostgreSQL folds identical
@@ -54,8 +55,9 @@
 --     DELETE FROM pginval.outbox WHERE id = ANY($1::bigint[]);
 --     COMMIT;
 --
--- Payload sent on the channel (notify) or stored in pginval.outbox.payload
--- (durable, poll), one per changed row, keys in this order:
+-- Payloads, sent on the channel (notify) or stored in
+-- pginval.outbox.payload (durable, poll), keys in this order. A statement
+-- that changed one row sends one payload:
 --
 --     {"v":1,"t":"public.users","op":"update","ts":1764240000123456,
 --      "x":1234,"o":{"id":"42","email":"a@x.io"},"n":{"id":"42","email":"b@x.io"}}
@@ -68,6 +70,33 @@
 --   o    watched columns of the old row (update, delete).
 --   n    watched columns of the new row (insert, update).
 --
+-- A statement that changed several rows describes them in as few payloads
+-- as the limits below allow, each with a "rows" array in place of "o" and
+-- "n", one element per row, with that row's "o" and "n" (only "n" for an
+-- insert, only "o" for a delete):
+--
+--     {"v":1,"t":"public.users","op":"update","ts":1764240000123456,
+--      "x":1234,"rows":[{"o":{"id":"42","email":"a"},"n":{"id":"42","email":"b"}},
+--                       {"o":{"id":"43","email":"c"},"n":{"id":"43","email":"d"}}]}
+--
+-- "rows" always holds two rows or more: a payload left with a single row
+-- takes the one-row form. The payloads of one statement share "ts" and "x"
+-- and are sent together, and each describes rows in the order in which the
+-- statement changed them; the few that do not share a payload (below) come
+-- after the others. Limits, in bytes of the database encoding:
+--
+--   notify         a payload stays under NOTIFY's 8000 bytes (7999 at
+--                  most) and holds 500 rows at most. A row whose
+--                  description ({"o":..,"n":..}) passes 1023 bytes gets a
+--                  payload of its own, in the one-row form.
+--   durable, poll  an outbox row holds 64 kB (65536 bytes) and 500 rows at
+--                  most; a row whose description passes 8191 bytes gets an
+--                  outbox row of its own, whatever its size.
+--
+-- An UPDATE describes only the rows it really changed, to any column,
+-- watched or not (see the comparison in _triggers()); a statement that
+-- changed nothing sends nothing.
+--
 -- Column values are always JSON strings (or null for SQL NULL) holding the
 -- text that to_jsonb() gives the value: the usual text output for text,
 -- integer, numeric, uuid and boolean types; date/time types come in ISO 8601
@@ -75,10 +104,14 @@
 -- watched column that no longer exists (dropped or renamed after watch())
 -- is left out of "o"/"n" instead of being sent as null.
 --
--- In notify mode, when a payload would reach NOTIFY's 8000-byte limit, the
--- row images are left out and {"big":true} is sent in their place: the
--- consumer must then treat the whole table as changed. A truncate carries
--- no images either.
+-- In notify mode, a row whose one-row payload would reach NOTIFY's
+-- 8000-byte limit is left out, and the statement sends, once, a payload
+-- with {"big":true} in place of row images:
+--
+--     {"v":1,"t":"public.users","op":"update","ts":1764240000123456,"x":1234,"big":true}
+--
+-- The consumer must then treat the whole table as changed. A truncate
+-- carries no images either.
 
 BEGIN;
 
@@ -153,7 +186,7 @@ SELECT n.nspname::text || '.' || c.relname::text AS table_name,
  WHERE EXISTS (SELECT 1
                  FROM pg_catalog.pg_trigger tg
                 WHERE tg.tgrelid = c.oid
-                  AND tg.tgname = 'pginval_ins_del');
+                  AND tg.tgname IN ('pginval_ins', 'pginval_ins_del'));
 
 -- Payloads of tables watched in durable or poll mode, queued by the writing
 -- transaction and deleted by the daemon once delivered. Not UNLOGGED: the
@@ -204,9 +237,10 @@ GRANT INSERT ON pginval.outbox TO PUBLIC;
 COMMENT ON TABLE pginval.outbox IS
     'Payloads of durable and poll mode tables, waiting for the pginval daemon';
 
--- Row trigger. TG_ARGV[0] is the channel, TG_ARGV[1] the mode (notify,
--- durable or poll), TG_ARGV[2..] the watched columns; only
--- pginval._install_triggers() writes them.
+-- Row trigger, for the tables watched in the row layout (partitions and
+-- inheritance children, see _triggers()). TG_ARGV[0] is the channel,
+-- TG_ARGV[1] the mode (notify, durable or poll), TG_ARGV[2..] the watched
+-- columns; only pginval._install_triggers() writes them.
 --
 -- This runs inside every write to a watched table, so it is kept cheap: the
 -- JSON is put together by concatenation (json_build_object costs more), each
@@ -292,6 +326,317 @@ BEGIN
 END;
 $$;
 
+-- Statement trigger, for INSERT, UPDATE and DELETE on a table watched in
+-- the statement layout (see _triggers()). Same arguments as on_row(). The
+-- rows come from the statement's transition tables: pginval_rows (the new
+-- rows of an INSERT, the old rows of a DELETE), or pginval_old and
+-- pginval_new (UPDATE).
+--
+-- A statement that changed one row gets the payload on_row() would send,
+-- built the same way, from a first query that reads no more than two rows.
+-- Only a statement that changed several rows runs the packing query, which
+-- builds every row's description and packs them into as few payloads as
+-- the size limits allow. The fast path is why this function has no SET
+-- clauses (search_path and the others), like on_row(): setting them on
+-- every call would add about a third to the trigger's cost on a one-row
+-- statement. The packing sets what it needs around its query (below).
+CREATE OR REPLACE FUNCTION pginval.on_statement()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    several boolean;     -- more than one row
+    same    boolean;     -- UPDATE, first pair: old image *= new image
+    old_img jsonb;       -- the first row's images, NULL where the op has none
+    new_img jsonb;
+    head    text;
+    o       text := '';
+    n       text := '';
+    col     text;
+    key     text;
+    payload text;
+    -- For several rows: the watched columns that still exist, their JSON
+    -- keys ("col":), and the first three of each one by one.
+    cols    text[];
+    keys    text[];
+    c1      text;
+    c2      text;
+    c3      text;
+    k1      text;
+    k2      text;
+    k3      text;
+    more    boolean;     -- more than three columns
+    pre     text;        -- how a row description starts
+    hl      int;         -- octet_length(head)
+    lim     int;         -- the largest payload, in bytes
+    cap     int;         -- a row description weighing more goes alone
+    per     int;         -- bytes of row descriptions per bucket
+    unit    int;         -- the least a row counts for
+    queued  boolean;
+    jit     text;        -- the settings to restore after the packing
+    nestloop text;
+BEGIN
+    -- Where the rows of a transition table are in scope, the queries name
+    -- no variable, and refer to whole rows as alias.*: a watched table may
+    -- have a column named like a variable or an alias, which would make a
+    -- bare name ambiguous, or mean that column. In a select list, where
+    -- alias.* would stand for all the columns, alias.*::record keeps the
+    -- row whole, and of the table's row type.
+    --
+    -- The first row (the first old and new rows, paired) and whether there
+    -- are more. No row, no payload, and no transaction id assigned.
+    IF TG_OP = 'UPDATE' THEN
+        SELECT to_jsonb(ot.*), to_jsonb(nt.*), ot.* *= nt.*,
+               EXISTS (SELECT FROM pginval_old OFFSET 1)
+          INTO old_img, new_img, same, several
+          FROM pginval_old ot, pginval_new nt
+         LIMIT 1;
+    ELSIF TG_OP = 'INSERT' THEN
+        SELECT to_jsonb(r.*), EXISTS (SELECT FROM pginval_rows OFFSET 1)
+          INTO new_img, several
+          FROM pginval_rows r
+         LIMIT 1;
+    ELSE
+        SELECT to_jsonb(r.*), EXISTS (SELECT FROM pginval_rows OFFSET 1)
+          INTO old_img, several
+          FROM pginval_rows r
+         LIMIT 1;
+    END IF;
+    IF NOT FOUND OR (same AND NOT several) THEN
+        RETURN NULL;
+    END IF;
+
+    head := '{"v":1,"t":'
+         || to_json(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME)::text
+         || ',"op":"' || lower(TG_OP)
+         || '","ts":'
+         || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+         || ',"x":' || pg_current_xact_id()::text;
+
+    IF NOT several THEN
+        -- As in on_row().
+        FOR i IN 2 .. TG_NARGS - 1 LOOP
+            col := TG_ARGV[i];
+            key := to_json(col)::text || ':';
+            IF old_img ? col THEN
+                o := o || CASE WHEN o = '' THEN '' ELSE ',' END || key
+                       || coalesce(to_json(old_img ->> col)::text, 'null');
+            END IF;
+            IF new_img ? col THEN
+                n := n || CASE WHEN n = '' THEN '' ELSE ',' END || key
+                       || coalesce(to_json(new_img ->> col)::text, 'null');
+            END IF;
+        END LOOP;
+        payload := head;
+        IF TG_OP <> 'INSERT' THEN
+            payload := payload || ',"o":{' || o || '}';
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            payload := payload || ',"n":{' || n || '}';
+        END IF;
+        payload := payload || '}';
+        IF TG_ARGV[1] = 'notify' THEN
+            IF octet_length(payload) >= 8000 THEN
+                payload := head || ',"big":true}';
+            END IF;
+            PERFORM pg_notify(TG_ARGV[0], payload);
+        ELSE
+            INSERT INTO pginval.outbox (channel, payload)
+            VALUES (TG_ARGV[0], payload);
+            IF TG_ARGV[1] = 'durable' THEN
+                PERFORM pg_notify(TG_ARGV[0], 'wake');
+            END IF;
+        END IF;
+        RETURN NULL;
+    END IF;
+
+    -- Several rows. They all have the columns of the first one, so which
+    -- watched columns still exist is found out once.
+    cols := '{}';
+    keys := '{}';
+    FOR i IN 2 .. TG_NARGS - 1 LOOP
+        IF coalesce(new_img, old_img) ? TG_ARGV[i] THEN
+            cols := cols || TG_ARGV[i];
+            keys := keys || (to_json(TG_ARGV[i])::text || ':');
+        END IF;
+    END LOOP;
+    c1 := cols[1];
+    c2 := cols[2];
+    c3 := cols[3];
+    k1 := keys[1];
+    k2 := keys[2];
+    k3 := keys[3];
+    more := cardinality(cols) > 3;
+    pre := CASE TG_OP WHEN 'INSERT' THEN '{"n":{' ELSE '{"o":{' END;
+
+    -- The packing. Each row description e ({"o":{..},"n":{..}}) weighs w,
+    -- its length plus a comma. A description weighing more than cap bytes
+    -- goes alone, in the one-row form; in notify mode, one too large for even
+    -- that is dropped, and one "big" payload stands for all such rows of
+    -- the statement. The others are cut into buckets by the running sum of
+    -- their weights: a row belongs to bucket (the sum up to and including
+    -- it - 1) / per. All the rows of a bucket but the first end inside its
+    -- range of per bytes, and the first weighs at most cap, so a bucket's
+    -- weights add up to less than per + cap, and its payload, head +
+    -- ',"rows":[' + descriptions + ']}', to at most hl + 9 + per + cap =
+    -- lim bytes. Each row counts for at least unit bytes in the running
+    -- sum, which bounds a bucket to 500 rows. A bucket of one row takes the
+    -- one-row form too (head + ',' + e without its "{"), which is shorter.
+    hl := octet_length(head);
+    IF TG_ARGV[1] = 'notify' THEN
+        lim := 7999;     -- pg_notify() refuses 8000 bytes
+        cap := 1024;
+    ELSE
+        lim := 65536;
+        cap := 8192;
+    END IF;
+    per := lim - hl - 9 - cap;
+    unit := ceil(per / 499.0);
+    queued := false;
+
+    -- For the packing query only, as transaction-local settings, put back
+    -- as they were once it is done (an error rolls them back anyway):
+    --   jit             its cost estimates are far too high (nothing is
+    --                   known of row_number() = row_number()), which would
+    --                   have JIT compile it, for half a second, on every
+    --                   statement of more than a few thousand rows.
+    --   enable_nestloop its cached plan may have been made for a statement
+    --                   of a few rows, where a nested loop is cheapest; with
+    --                   a million, that loop would never end. Hash and merge
+    --                   joins, sorts and aggregates grow with the data,
+    --                   spilling to disk as needed.
+    jit := current_setting('jit');
+    nestloop := current_setting('enable_nestloop');
+    PERFORM set_config('jit', 'off', true), set_config('enable_nestloop', 'off', true);
+
+    IF TG_OP = 'UPDATE' THEN
+        -- Both transition tables hold the rows in the order they were
+        -- updated, so the n-th old row and the n-th new row are the two
+        -- versions of one row.
+        FOR payload IN
+            SELECT CASE WHEN g.kind = 2 THEN head || ',"big":true}'
+                        WHEN g.cnt = 1 THEN head || ',' || substr(g.body, 2)
+                        ELSE head || ',"rows":[' || g.body || ']}' END
+              FROM (SELECT b.kind, b.bucket, count(*) AS cnt,
+                           string_agg(b.e, ',' ORDER BY b.rn) AS body
+                      FROM (SELECT d.rn, CASE WHEN d.kind < 2 THEN d.e END AS e,
+                                   d.kind,
+                                   CASE d.kind
+                                   WHEN 0 THEN (sum(greatest(d.w, unit))
+                                                    FILTER (WHERE d.kind = 0)
+                                                    OVER win - 1) / per
+                                   WHEN 1 THEN d.rn
+                                   ELSE 0 END AS bucket
+                              FROM (SELECT x.rn, x.e, octet_length(x.e) + 1 AS w,
+                                           CASE WHEN TG_ARGV[1] = 'notify'
+                                                 AND hl + octet_length(x.e) > lim
+                                                THEN 2
+                                                WHEN octet_length(x.e) + 1 > cap
+                                                THEN 1
+                                                ELSE 0 END AS kind
+                                      FROM (SELECT p.rn,
+                                                   '{"o":{' || concat_ws(',',
+                                                       k1 || coalesce(to_json(p.oj ->> c1)::text, 'null'),
+                                                       k2 || coalesce(to_json(p.oj ->> c2)::text, 'null'),
+                                                       k3 || coalesce(to_json(p.oj ->> c3)::text, 'null'),
+                                                       CASE WHEN more THEN
+                                                           (SELECT string_agg(u.k || coalesce(to_json(p.oj ->> u.c)::text, 'null'), ',' ORDER BY u.n)
+                                                              FROM unnest(cols[4:], keys[4:]) WITH ORDINALITY AS u(c, k, n))
+                                                       END)
+                                                   || '},"n":{' || concat_ws(',',
+                                                       k1 || coalesce(to_json(p.nj ->> c1)::text, 'null'),
+                                                       k2 || coalesce(to_json(p.nj ->> c2)::text, 'null'),
+                                                       k3 || coalesce(to_json(p.nj ->> c3)::text, 'null'),
+                                                       CASE WHEN more THEN
+                                                           (SELECT string_agg(u.k || coalesce(to_json(p.nj ->> u.c)::text, 'null'), ',' ORDER BY u.n)
+                                                              FROM unnest(cols[4:], keys[4:]) WITH ORDINALITY AS u(c, k, n))
+                                                       END)
+                                                   || '}}' AS e
+                                              FROM (SELECT a.rn, to_jsonb(a.r) AS oj,
+                                                           to_jsonb(z.r) AS nj
+                                                      FROM (SELECT row_number() OVER () AS rn,
+                                                                   ot.*::record AS r
+                                                              FROM pginval_old ot) a
+                                                      JOIN (SELECT row_number() OVER () AS rn,
+                                                                   nt.*::record AS r
+                                                              FROM pginval_new nt) z
+                                                        ON z.rn = a.rn
+                                                     WHERE NOT (a.r *= z.r)
+                                                     ORDER BY a.rn
+                                                    OFFSET 0) p
+                                             ORDER BY p.rn
+                                            OFFSET 0) x) d
+                            WINDOW win AS (ORDER BY d.rn ROWS UNBOUNDED PRECEDING)) b
+                     GROUP BY b.kind, b.bucket) g
+             ORDER BY g.kind, g.bucket
+        LOOP
+            IF TG_ARGV[1] = 'notify' THEN
+                PERFORM pg_notify(TG_ARGV[0], payload);
+            ELSE
+                INSERT INTO pginval.outbox (channel, payload)
+                VALUES (TG_ARGV[0], payload);
+                queued := true;
+            END IF;
+        END LOOP;
+    ELSE
+        FOR payload IN
+            SELECT CASE WHEN g.kind = 2 THEN head || ',"big":true}'
+                        WHEN g.cnt = 1 THEN head || ',' || substr(g.body, 2)
+                        ELSE head || ',"rows":[' || g.body || ']}' END
+              FROM (SELECT b.kind, b.bucket, count(*) AS cnt,
+                           string_agg(b.e, ',' ORDER BY b.rn) AS body
+                      FROM (SELECT d.rn, CASE WHEN d.kind < 2 THEN d.e END AS e,
+                                   d.kind,
+                                   CASE d.kind
+                                   WHEN 0 THEN (sum(greatest(d.w, unit))
+                                                    FILTER (WHERE d.kind = 0)
+                                                    OVER win - 1) / per
+                                   WHEN 1 THEN d.rn
+                                   ELSE 0 END AS bucket
+                              FROM (SELECT x.rn, x.e, octet_length(x.e) + 1 AS w,
+                                           CASE WHEN TG_ARGV[1] = 'notify'
+                                                 AND hl + octet_length(x.e) > lim
+                                                THEN 2
+                                                WHEN octet_length(x.e) + 1 > cap
+                                                THEN 1
+                                                ELSE 0 END AS kind
+                                      FROM (SELECT row_number() OVER () AS rn,
+                                                   pre || concat_ws(',',
+                                                       k1 || coalesce(to_json(p.j ->> c1)::text, 'null'),
+                                                       k2 || coalesce(to_json(p.j ->> c2)::text, 'null'),
+                                                       k3 || coalesce(to_json(p.j ->> c3)::text, 'null'),
+                                                       CASE WHEN more THEN
+                                                           (SELECT string_agg(u.k || coalesce(to_json(p.j ->> u.c)::text, 'null'), ',' ORDER BY u.n)
+                                                              FROM unnest(cols[4:], keys[4:]) WITH ORDINALITY AS u(c, k, n))
+                                                       END)
+                                                   || '}}' AS e
+                                              FROM (SELECT to_jsonb(r.*) AS j
+                                                      FROM pginval_rows r
+                                                    OFFSET 0) p) x) d
+                            -- No ORDER BY: the rows come in the order in
+                            -- which row_number() numbered them.
+                            WINDOW win AS (ROWS UNBOUNDED PRECEDING)) b
+                     GROUP BY b.kind, b.bucket) g
+             ORDER BY g.kind, g.bucket
+        LOOP
+            IF TG_ARGV[1] = 'notify' THEN
+                PERFORM pg_notify(TG_ARGV[0], payload);
+            ELSE
+                INSERT INTO pginval.outbox (channel, payload)
+                VALUES (TG_ARGV[0], payload);
+                queued := true;
+            END IF;
+        END LOOP;
+    END IF;
+    PERFORM set_config('jit', jit, true),
+            set_config('enable_nestloop', nestloop, true);
+    IF queued AND TG_ARGV[1] = 'durable' THEN
+        PERFORM pg_notify(TG_ARGV[0], 'wake');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- Statement trigger for TRUNCATE: there are no rows to describe, the
 -- consumer drops everything it holds for the table. TG_ARGV[0] is the
 -- channel, TG_ARGV[1] the mode.
@@ -320,10 +665,122 @@ BEGIN
 END;
 $$;
 
--- Internal: create, or replace, the three triggers of a table, with the
--- arguments taken as they are (watch() validates them first). Also used at
--- the end of this file to rewrite the triggers of an older installation,
--- whose registry may name columns dropped since.
+-- Internal: the pginval triggers that a table watched with these arguments
+-- should have, each with the CREATE OR REPLACE TRIGGER statement that makes
+-- it and the pg_trigger values that statement leaves (the upgrade at the end
+-- of this file compares them with what is there).
+--
+-- Two layouts:
+--
+--   statement  pginval_ins, pginval_upd and pginval_del, statement triggers
+--              (on_statement) that see the changed rows in transition
+--              tables, so that a statement changing many rows costs a few
+--              payloads instead of one NOTIFY or outbox row per row.
+--              PostgreSQL takes transition tables on single-event triggers
+--              only, hence three triggers.
+--   row        pginval_ins_del and pginval_upd, row triggers (on_row), for
+--              partitions and inheritance children. A statement on the
+--              parent fires the row triggers of the child that holds the
+--              row, but only the parent's statement triggers, so statement
+--              triggers on the child would miss those changes.
+--
+-- Both have pginval_trunc. Watching a table and then attaching it as a
+-- partition, or making it inherit, calls for watch() again (or a re-run of
+-- this file) to switch it to the row layout. A statement on an inheritance
+-- parent describes the children's rows that it changes as the parent's,
+-- as they are part of what a query on the parent returns.
+--
+-- tgtype bits: 1 row, 4 insert, 8 delete, 16 update, 32 truncate (AFTER
+-- sets none). tgargs: the arguments, each NUL-terminated, in the database
+-- encoding.
+CREATE OR REPLACE FUNCTION pginval._triggers(
+    relid   regclass,
+    columns text[],
+    channel text,
+    mode    text)
+RETURNS TABLE (name       name,
+               type       int2,
+               func       oid,
+               args       bytea,
+               oldtable   name,
+               newtable   name,
+               ddl        text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH tbl AS (
+        SELECT format('%I.%I', n.nspname, c.relname) AS target,
+               c.relispartition
+               OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)
+                   AS by_row
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = relid),
+    arg AS (
+        SELECT string_agg(format('%L', a), ', ' ORDER BY ord) AS list,
+               string_agg(convert_to(a, getdatabaseencoding()) || nul,
+                          ''::bytea ORDER BY ord) AS bytes,
+               string_agg(format('%L', a), ', ' ORDER BY ord)
+                   FILTER (WHERE ord <= 2) AS list2,
+               string_agg(convert_to(a, getdatabaseencoding()) || nul,
+                          ''::bytea ORDER BY ord)
+                   FILTER (WHERE ord <= 2) AS bytes2
+          FROM unnest(ARRAY[channel, mode] || columns) WITH ORDINALITY
+               AS u(a, ord),
+               decode('00', 'hex') AS nul)
+    SELECT t.name, t.type::int2, t.func::oid, t.args, t.oldtable, t.newtable,
+           format(t.ddl, tbl.target, t.list)
+      FROM tbl, arg,
+           LATERAL (VALUES
+        (false, 'pginval_ins'::name, 4,
+         'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
+         NULL::name, 'pginval_rows'::name,
+         'CREATE OR REPLACE TRIGGER pginval_ins AFTER INSERT ON %s'
+         ' REFERENCING NEW TABLE AS pginval_rows'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
+        (false, 'pginval_upd', 16,
+         'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
+         'pginval_old', 'pginval_new',
+         'CREATE OR REPLACE TRIGGER pginval_upd AFTER UPDATE ON %s'
+         ' REFERENCING OLD TABLE AS pginval_old NEW TABLE AS pginval_new'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
+        (false, 'pginval_del', 8,
+         'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
+         'pginval_rows', NULL,
+         'CREATE OR REPLACE TRIGGER pginval_del AFTER DELETE ON %s'
+         ' REFERENCING OLD TABLE AS pginval_rows'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
+        (true, 'pginval_ins_del', 13,
+         'pginval.on_row()'::regprocedure, arg.bytes, arg.list, NULL, NULL,
+         'CREATE OR REPLACE TRIGGER pginval_ins_del'
+         ' AFTER INSERT OR DELETE ON %s'
+         ' FOR EACH ROW EXECUTE FUNCTION pginval.on_row(%s)'),
+        -- Binary image comparison: "UPDATE t SET x = x" sends nothing, yet
+        -- any real change, to any column, does, whatever the column types.
+        -- It works for json, which has no equality operator: with OLD.* IS
+        -- DISTINCT FROM NEW.* every UPDATE of a table with a json column
+        -- would fail. And 1.0 -> 1.00 counts as a change, as the text
+        -- differs. The whole-row reference also puts no dependency on
+        -- single columns, so a watched column can still be dropped.
+        -- on_statement() compares the same way.
+        (true, 'pginval_upd', 17,
+         'pginval.on_row()'::regprocedure, arg.bytes, arg.list, NULL, NULL,
+         'CREATE OR REPLACE TRIGGER pginval_upd AFTER UPDATE ON %s'
+         ' FOR EACH ROW WHEN (NOT (OLD *= NEW))'
+         ' EXECUTE FUNCTION pginval.on_row(%s)'),
+        (NULL, 'pginval_trunc', 32,
+         'pginval.on_truncate()'::regprocedure, arg.bytes2, arg.list2,
+         NULL, NULL,
+         'CREATE OR REPLACE TRIGGER pginval_trunc AFTER TRUNCATE ON %s'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_truncate(%s)'))
+           AS t(by_row, name, type, func, args, list, oldtable, newtable, ddl)
+     WHERE t.by_row IS NULL OR t.by_row = tbl.by_row
+     ORDER BY t.name
+$$;
+
+-- Internal: create, or replace, the triggers of a table, with the arguments
+-- taken as they are (watch() validates them first), and drop those of the
+-- other layout. Also used at the end of this file to rewrite the triggers
+-- of an older installation, whose registry may name columns dropped since.
 CREATE OR REPLACE FUNCTION pginval._install_triggers(
     relid   regclass,
     columns text[],
@@ -334,47 +791,27 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    target text;
-    args   text;
+    t record;
 BEGIN
-    SELECT format('%I.%I', n.nspname, c.relname)
-      INTO STRICT target
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = relid;
-
-    SELECT string_agg(format('%L', a), ', ' ORDER BY ord)
-      INTO args
-      FROM unnest(ARRAY[channel, mode] || columns) WITH ORDINALITY
-           AS u(a, ord);
-
     -- CREATE OR REPLACE TRIGGER takes a SHARE ROW EXCLUSIVE lock, where
-    -- DROP TRIGGER would take ACCESS EXCLUSIVE and block readers of a busy
-    -- table while re-watching it.
-    EXECUTE format(
-        'CREATE OR REPLACE TRIGGER pginval_ins_del'
-        ' AFTER INSERT OR DELETE ON %s'
-        ' FOR EACH ROW EXECUTE FUNCTION pginval.on_row(%s)',
-        target, args);
-
-    -- Binary image comparison: "UPDATE t SET x = x" sends nothing, yet any
-    -- real change, to any column, does, whatever the column types. It works
-    -- for json, which has no equality operator: with OLD.* IS DISTINCT FROM
-    -- NEW.* every UPDATE of a table with a json column would fail. And
-    -- 1.0 -> 1.00 counts as a change, as the text differs. The whole-row
-    -- reference also puts no dependency on single columns, so a watched
-    -- column can still be dropped.
-    EXECUTE format(
-        'CREATE OR REPLACE TRIGGER pginval_upd'
-        ' AFTER UPDATE ON %s'
-        ' FOR EACH ROW WHEN (NOT (OLD *= NEW))'
-        ' EXECUTE FUNCTION pginval.on_row(%s)',
-        target, args);
-
-    EXECUTE format(
-        'CREATE OR REPLACE TRIGGER pginval_trunc'
-        ' AFTER TRUNCATE ON %s'
-        ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_truncate(%L, %L)',
-        target, channel, mode);
+    -- DROP TRIGGER takes ACCESS EXCLUSIVE and blocks readers of a busy
+    -- table: triggers are only dropped when there are some to drop, which
+    -- re-watching a table never needs (unless it changes layouts).
+    FOR t IN SELECT * FROM pginval._triggers(relid, columns, channel, mode)
+    LOOP
+        EXECUTE t.ddl;
+    END LOOP;
+    FOR t IN
+        SELECT tg.tgname
+          FROM pg_trigger tg
+         WHERE tg.tgrelid = relid
+           AND tg.tgname IN ('pginval_ins_del', 'pginval_ins', 'pginval_upd',
+                             'pginval_del', 'pginval_trunc')
+           AND tg.tgname NOT IN (SELECT e.name FROM pginval._triggers(
+                                     relid, columns, channel, mode) e)
+    LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, relid);
+    END LOOP;
 END;
 $$;
 
@@ -518,17 +955,19 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    target text;
+    trg name;
 BEGIN
-    SELECT format('%I.%I', n.nspname, c.relname)
-      INTO target
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = tbl;
-    IF target IS NOT NULL THEN
-        EXECUTE format('DROP TRIGGER IF EXISTS pginval_ins_del ON %s', target);
-        EXECUTE format('DROP TRIGGER IF EXISTS pginval_upd ON %s', target);
-        EXECUTE format('DROP TRIGGER IF EXISTS pginval_trunc ON %s', target);
-    END IF;
+    -- Those of both layouts (see _triggers()) that the table has.
+    FOR trg IN
+        SELECT tg.tgname
+          FROM pg_trigger tg
+         WHERE tg.tgrelid = tbl
+           AND tg.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
+                             'pginval_ins_del', 'pginval_trunc')
+         ORDER BY tg.tgname
+    LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trg, tbl);
+    END LOOP;
     -- Also purge rows of tables dropped since they were watched.
     DELETE FROM pginval.watched w
      WHERE w.relid = tbl
@@ -536,12 +975,15 @@ BEGIN
 END;
 $$;
 
--- Upgrade: give the triggers of every watched table (those the view lists)
--- the argument layout the functions above expect; an older installation
--- wrote (channel, columns...), without the mode. A table whose triggers
--- already carry the expected arguments is left alone, so that re-running
--- this file takes no lock on it. pg_trigger.tgargs holds the arguments as
--- NUL-terminated strings in the database encoding.
+-- Upgrade: give every watched table (those the view lists) the triggers
+-- that _triggers() describes. Older installations had other arguments (no
+-- mode: (channel, columns...)) or row triggers only (pginval_ins_del and a
+-- row-level pginval_upd); a table also needs the other layout once it has
+-- become, or stopped being, a partition or inheritance child. A table whose
+-- triggers are already as described is left alone, so that re-running this
+-- file takes no lock on it. Replacing row triggers by statement triggers
+-- drops pginval_ins_del, which takes an ACCESS EXCLUSIVE lock on the table
+-- until this file's transaction commits.
 DO $$
 DECLARE
     w record;
@@ -549,27 +991,29 @@ BEGIN
     FOR w IN
         SELECT r.relid, r.columns, r.channel, r.mode
           FROM pginval.watched r
-         CROSS JOIN LATERAL (
-               SELECT pg_catalog.string_agg(b.arg, ''::bytea ORDER BY a.ord)
-                          AS row_args,
-                      pg_catalog.string_agg(b.arg, ''::bytea ORDER BY a.ord)
-                          FILTER (WHERE a.ord <= 2) AS trunc_args
-                 FROM pg_catalog.unnest(ARRAY[r.channel, r.mode] || r.columns)
-                      WITH ORDINALITY AS a(val, ord),
-                      LATERAL (SELECT pg_catalog.convert_to(a.val,
-                                          pg_catalog.getdatabaseencoding())
-                                      || pg_catalog.decode('00', 'hex'))
-                      AS b(arg)) e
          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                         WHERE t.tgrelid = r.relid
-                          AND t.tgname = 'pginval_ins_del')
-           AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger t
+                          AND t.tgname IN ('pginval_ins', 'pginval_ins_del'))
+           AND EXISTS (
+               (SELECT t.tgname, t.tgtype, t.tgfoid, t.tgargs, t.tgoldtable,
+                       t.tgnewtable
+                  FROM pg_catalog.pg_trigger t
                  WHERE t.tgrelid = r.relid
-                   AND CASE t.tgname
-                       WHEN 'pginval_ins_del' THEN t.tgargs = e.row_args
-                       WHEN 'pginval_upd' THEN t.tgargs = e.row_args
-                       WHEN 'pginval_trunc' THEN t.tgargs = e.trunc_args
-                       END) <> 3
+                   AND t.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
+                                    'pginval_ins_del', 'pginval_trunc')
+                EXCEPT
+                SELECT e.name, e.type, e.func, e.args, e.oldtable, e.newtable
+                  FROM pginval._triggers(r.relid, r.columns, r.channel,
+                                         r.mode) e)
+               UNION ALL
+               (SELECT e.name, e.type, e.func, e.args, e.oldtable, e.newtable
+                  FROM pginval._triggers(r.relid, r.columns, r.channel,
+                                         r.mode) e
+                EXCEPT
+                SELECT t.tgname, t.tgtype, t.tgfoid, t.tgargs, t.tgoldtable,
+                       t.tgnewtable
+                  FROM pg_catalog.pg_trigger t
+                 WHERE t.tgrelid = r.relid))
          ORDER BY r.relid::oid
     LOOP
         PERFORM pginval._install_triggers(w.relid, w.columns, w.channel,

@@ -288,8 +288,9 @@ def test_queue_overflow_becomes_reset():
         # A frozen Redis accepts the connection's bytes but never answers.
         os.kill(REDIS.proc.pid, signal.SIGSTOP)
         try:
-            sql("INSERT INTO users SELECT g, 'o' || g, 'n' "
-                "FROM generate_series(1, 100) g")
+            # One statement per row: one NOTIFY each.
+            sql("DO $$ BEGIN FOR g IN 1..100 LOOP INSERT INTO users "
+                "VALUES (g, 'o' || g, 'n'); END LOOP; END $$")
             d.wait_log("queue full")
         finally:
             os.kill(REDIS.proc.pid, signal.SIGCONT)
