@@ -35,22 +35,7 @@ cleanup() {
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
-passed=0 failed=0
-
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $1"
-	if [ -n "${2:-}" ]; then printf '%s\n' "$2" | sed 's/^/     /'; fi
-}
-check() {
-	local what=$1 out
-	shift
-	if out=$("$@" 2>&1); then pass "$what"; else fail "$what" "$out"; fi
-}
-same() {
-	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "$(printf 'got:  %s\nwant: %s' "$2" "$3")"; fi
-}
+. "$ROOT/tests/deploy/lib.sh"
 finish() {
 	echo "$passed passed, $failed failed"
 	[ "$failed" -eq 0 ]
