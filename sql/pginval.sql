@@ -251,40 +251,34 @@ COMMENT ON TABLE pginval.outbox IS
 -- cost more than the whole body; only built-ins and the schema-qualified
 -- outbox are used, and pg_catalog comes first in any search_path that does
 -- not name it explicitly.
-CREATE OR REPLACE FUNCTION pginval.on_row()
-RETURNS trigger
+-- _send_row() builds and sends one row's payload; on_row() and, for a
+-- statement that changed a single row, on_statement() call it.
+CREATE OR REPLACE FUNCTION pginval._send_row(
+    channel text, mode text, cols text[], tbl text, op text,
+    old_img jsonb,   -- NULL on insert, so "old_img ? col" is not true
+    new_img jsonb)   -- NULL on delete
+RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
     head    text;
-    old_img jsonb;   -- stays NULL on insert, so "old_img ? col" is not true
-    new_img jsonb;   -- stays NULL on delete
     o       text := '';
     n       text := '';
     col     text;
     key     text;
     payload text;
 BEGIN
-    head := '{"v":1,"t":'
-         || to_json(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME)::text
-         || ',"op":"' || lower(TG_OP)
+    head := '{"v":1,"t":' || to_json(tbl)::text
+         || ',"op":"' || op
          || '","ts":'
          || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
          || ',"x":' || pg_current_xact_id()::text;
-
-    IF TG_OP <> 'INSERT' THEN
-        old_img := to_jsonb(OLD);
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        new_img := to_jsonb(NEW);
-    END IF;
 
     -- ->> yields the value's text (numeric and bigint stay exact, unlike a
     -- JSON number read back by most clients), which is re-quoted as a JSON
     -- string. A column missing from the image is skipped rather than sent
     -- as null, so the daemon can tell "dropped" from "NULL".
-    FOR i IN 2 .. TG_NARGS - 1 LOOP
-        col := TG_ARGV[i];
+    FOREACH col IN ARRAY cols LOOP
         key := to_json(col)::text || ':';
         IF old_img ? col THEN
             o := o || CASE WHEN o = '' THEN '' ELSE ',' END || key
@@ -297,31 +291,42 @@ BEGIN
     END LOOP;
 
     payload := head;
-    IF TG_OP <> 'INSERT' THEN
+    IF op <> 'insert' THEN
         payload := payload || ',"o":{' || o || '}';
     END IF;
-    IF TG_OP <> 'DELETE' THEN
+    IF op <> 'delete' THEN
         payload := payload || ',"n":{' || n || '}';
     END IF;
     payload := payload || '}';
 
-    IF TG_ARGV[1] = 'notify' THEN
+    IF mode = 'notify' THEN
         -- NOTIFY raises an error for a payload of 8000 bytes or more, which
         -- would abort the writer's transaction. Fall back to invalidating
         -- the whole table instead.
         IF octet_length(payload) >= 8000 THEN
             payload := head || ',"big":true}';
         END IF;
-        PERFORM pg_notify(TG_ARGV[0], payload);
+        PERFORM pg_notify(channel, payload);
     ELSE
-        INSERT INTO pginval.outbox (channel, payload)
-        VALUES (TG_ARGV[0], payload);
+        INSERT INTO pginval.outbox (channel, payload) VALUES (channel, payload);
         -- Always the same payload, so PostgreSQL sends it once per
         -- transaction.
-        IF TG_ARGV[1] = 'durable' THEN
-            PERFORM pg_notify(TG_ARGV[0], 'wake');
+        IF mode = 'durable' THEN
+            PERFORM pg_notify(channel, 'wake');
         END IF;
     END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pginval.on_row()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pginval._send_row(TG_ARGV[0], TG_ARGV[1], TG_ARGV[2:],
+        TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, lower(TG_OP),
+        CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+        CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
     RETURN NULL;
 END;
 $$;
@@ -332,8 +337,8 @@ $$;
 -- rows of an INSERT, the old rows of a DELETE), or pginval_old and
 -- pginval_new (UPDATE).
 --
--- A statement that changed one row gets the payload on_row() would send,
--- built the same way, from a first query that reads no more than two rows.
+-- A statement that changed one row gets the payload on_row() sends, from
+-- the same function, after a first query that reads no more than two rows.
 -- Only a statement that changed several rows runs the packing query, which
 -- builds every row's description and packs them into as few payloads as
 -- the size limits allow. The fast path is why this function has no SET
@@ -350,10 +355,6 @@ DECLARE
     old_img jsonb;       -- the first row's images, NULL where the op has none
     new_img jsonb;
     head    text;
-    o       text := '';
-    n       text := '';
-    col     text;
-    key     text;
     payload text;
     -- For several rows: the watched columns that still exist, their JSON
     -- keys ("col":), and the first three of each one by one.
@@ -406,49 +407,19 @@ BEGIN
         RETURN NULL;
     END IF;
 
+    IF NOT several THEN
+        PERFORM pginval._send_row(TG_ARGV[0], TG_ARGV[1], TG_ARGV[2:],
+            TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, lower(TG_OP),
+            old_img, new_img);
+        RETURN NULL;
+    END IF;
+
     head := '{"v":1,"t":'
          || to_json(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME)::text
          || ',"op":"' || lower(TG_OP)
          || '","ts":'
          || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
          || ',"x":' || pg_current_xact_id()::text;
-
-    IF NOT several THEN
-        -- As in on_row().
-        FOR i IN 2 .. TG_NARGS - 1 LOOP
-            col := TG_ARGV[i];
-            key := to_json(col)::text || ':';
-            IF old_img ? col THEN
-                o := o || CASE WHEN o = '' THEN '' ELSE ',' END || key
-                       || coalesce(to_json(old_img ->> col)::text, 'null');
-            END IF;
-            IF new_img ? col THEN
-                n := n || CASE WHEN n = '' THEN '' ELSE ',' END || key
-                       || coalesce(to_json(new_img ->> col)::text, 'null');
-            END IF;
-        END LOOP;
-        payload := head;
-        IF TG_OP <> 'INSERT' THEN
-            payload := payload || ',"o":{' || o || '}';
-        END IF;
-        IF TG_OP <> 'DELETE' THEN
-            payload := payload || ',"n":{' || n || '}';
-        END IF;
-        payload := payload || '}';
-        IF TG_ARGV[1] = 'notify' THEN
-            IF octet_length(payload) >= 8000 THEN
-                payload := head || ',"big":true}';
-            END IF;
-            PERFORM pg_notify(TG_ARGV[0], payload);
-        ELSE
-            INSERT INTO pginval.outbox (channel, payload)
-            VALUES (TG_ARGV[0], payload);
-            IF TG_ARGV[1] = 'durable' THEN
-                PERFORM pg_notify(TG_ARGV[0], 'wake');
-            END IF;
-        END IF;
-        RETURN NULL;
-    END IF;
 
     -- Several rows. They all have the columns of the first one, so which
     -- watched columns still exist is found out once.
