@@ -143,7 +143,7 @@ redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 
 		clock_gettime(CLOCK_REALTIME, &now);
 		s->stats->published++;
-		s->stats->keys_published += m->nkeys;
+		s->stats->keys_published += m->keys.n;
 		if (m->ts > 0)
 			stats_observe_lag(s->stats, ((double)now.tv_sec * 1e6 +
 			    now.tv_nsec / 1e3 - (double)m->ts) / 1e6);
@@ -290,7 +290,6 @@ redis_sink_pump(struct redis_sink *s)
 			message_body_rows(&s->body, m->op, m->table, &m->keys,
 			    m->ts, m->rows.data, m->rows.len, m->nrows);
 			body = &s->body;
-			m->nkeys = m->keys.n;
 		}
 		if (s->o.delete_keys && redis_sink_delete(s, m) == -1) {
 			/* Only while disconnecting; it will be requeued. */

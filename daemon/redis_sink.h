@@ -47,7 +47,6 @@ struct sink_msg {
 	/* With action = delete: glob patterns whose matching keys are
 	 * removed with SCAN + UNLINK (a row message UNLINKs its keys). */
 	struct keys patterns;
-	size_t nkeys;		/* keys in the message, for the statistics */
 	int64_t ts;		/* the (earliest) change time */
 	double queued_at;	/* ev_now() when queued */
 	/* Called nacks times when Redis answers the PUBLISH (durable

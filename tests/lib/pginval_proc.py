@@ -139,15 +139,21 @@ def next_msg(sub, timeout=5):
     return None if raw is None else json.loads(raw)
 
 
-def msgs(sub, n, timeout=5):
+def collect(sub, n, items, what, timeout=5):
+    """items(m) for each message m, read until n items have arrived."""
     out = []
     deadline = time.monotonic() + timeout * SLOW
     while len(out) < n:
         m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
         if m is None:
-            raise AssertionError("got %d of %d messages: %r" % (len(out), n, out))
-        out.append(m)
+            raise AssertionError("got %d of %d %s: %r" % (len(out), n, what,
+                                                         out))
+        out += items(m)
     return out
+
+
+def msgs(sub, n, timeout=5):
+    return collect(sub, n, lambda m: [m], "messages", timeout)
 
 
 def rows_of(m):
@@ -163,14 +169,7 @@ def rows_of(m):
 
 def changes(sub, n, timeout=5):
     """Row changes, read until n have arrived (see rows_of)."""
-    out = []
-    deadline = time.monotonic() + timeout * SLOW
-    while len(out) < n:
-        m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
-        if m is None:
-            raise AssertionError("got %d of %d changes" % (len(out), n))
-        out += rows_of(m)
-    return out
+    return collect(sub, n, rows_of, "changes", timeout)
 
 
 def quiet(sub, timeout=0.3):
