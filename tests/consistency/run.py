@@ -190,10 +190,12 @@ class Run:
             self.daemon.stop()
             self.daemon.start()
         elif what == "restart redis":
+            # Counted before the restart: apply may resubscribe before
+            # restart() even returns.
+            seen = self.apply.log_text().count("channel: subscribed")
             self.redis.restart()
-            self.apply.wait_log("channel: subscribed",
-                                count=self.apply.log_text().count(
-                                    "channel: subscribed") + 1, timeout=20)
+            self.apply.wait_log("channel: subscribed", count=seen + 1,
+                                timeout=20)
         elif what == "pg_terminate_backend":
             self.pg.terminate_backends("pginval")
 
