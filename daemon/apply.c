@@ -17,6 +17,7 @@
 #include "apply.h"
 #include "apply_key.h"
 #include "apply_refresh.h"
+#include "apply_replay.h"
 #include "apply_stats.h"
 #include "apply_sub.h"
 #include "apply_tables.h"
@@ -45,6 +46,7 @@ struct apply {
 	struct apply_target **targets;
 	size_t ntargets;
 	struct apply_refresh *refresh;	/* NULL: no table refreshes */
+	struct apply_replay *replay;	/* NULL: no [redis] stream */
 	struct apply_tables tables;	/* from cfg */
 	struct apply_seq seq;
 	struct apply_stats stats;
@@ -133,17 +135,32 @@ apply_invalidate(struct apply *a, const char *table, const char *key,
 		    len, (long)(t->rule->ttl * 1000), ts);
 }
 
-static void
-apply_message(struct apply *a, const char *payload, size_t len)
+/* What became of a message. */
+enum apply_result {
+	APPLY_DONE,	/* applied, skipped, or covered by a reset */
+	APPLY_GAP,	/* messages before it were missed: replayed first */
+};
+
+/*
+ * A gap ends in a replay from the stream when there is one (the message
+ * is handled after it), else in a reset that covers the message too. A
+ * replayed message that does not follow ends the replay instead (the
+ * owner of the replay resets). A repeat, with a stream, is a message
+ * handled already by a replay.
+ */
+static enum apply_result
+apply_message(struct apply *a, const char *payload, size_t len,
+    bool replayed)
 {
 	cJSON *m = cJSON_ParseWithLength(payload, len);
 	const cJSON *seq, *epoch, *op, *table, *keys, *ts, *reason, *k;
+	enum apply_result res = APPLY_DONE;
+	struct apply_seq before = a->seq;
 	const char *tname;
 	enum apply_gap gap;
 	char why[160];
 	int64_t when;
 
-	a->stats.messages++;
 	seq = cJSON_GetObjectItemCaseSensitive(m, "seq");
 	epoch = cJSON_GetObjectItemCaseSensitive(m, "epoch");
 	op = cJSON_GetObjectItemCaseSensitive(m, "op");
@@ -159,18 +176,34 @@ apply_message(struct apply *a, const char *payload, size_t len)
 	}
 	gap = apply_seq_check(&a->seq, epoch->valuestring,
 	    (uint64_t)seq->valuedouble);
+	if (gap == APPLY_GAP_REPEAT && a->replay != NULL) {
+		a->seq = before;
+		a->stats.repeats++;
+		goto done;
+	}
+	if (gap != APPLY_GAP_NONE && a->replay != NULL) {
+		a->seq = before;
+		res = APPLY_GAP;
+		if (replayed)
+			goto done;
+	}
 	if (gap != APPLY_GAP_NONE) {
-		if (gap == APPLY_GAP_SEQ)
-			a->stats.gaps_seq++;
-		else
+		if (gap == APPLY_GAP_EPOCH)
 			a->stats.gaps_epoch++;
-		snprintf(why, sizeof(why), gap == APPLY_GAP_SEQ ?
-		    "gap: seq %.0f in epoch %.40s does not follow the last one" :
-		    "gap: seq %.0f opens epoch %.40s, not 1",
+		else
+			a->stats.gaps_seq++;
+		snprintf(why, sizeof(why), gap == APPLY_GAP_EPOCH ?
+		    "gap: seq %.0f opens epoch %.40s, not 1" :
+		    "gap: seq %.0f in epoch %.40s does not follow the last one",
 		    seq->valuedouble, epoch->valuestring);
-		log_warnx("%s; messages were missed", why);
-		apply_reset_all(a, why);
-		goto done;	/* the reset covers this message too */
+		if (res == APPLY_GAP) {
+			log_info("%s; replaying the missed messages", why);
+			apply_replay_from(a->replay, before.epoch, before.last);
+		} else {
+			log_warnx("%s; messages were missed", why);
+			apply_reset_all(a, why);
+		}
+		goto done;
 	}
 	tname = cJSON_IsString(table) ? table->valuestring : NULL;
 	when = cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0;
@@ -199,6 +232,92 @@ apply_message(struct apply *a, const char *payload, size_t len)
 	}
 done:
 	cJSON_Delete(m);
+	return res;
+}
+
+/* -- replays ------------------------------------------------------------ */
+
+/* Hands the messages held during a replay to apply_message(), until one
+ * of them starts another replay (it stays first then). */
+static void
+apply_drain_held(struct apply *a)
+{
+	const char *p;
+	size_t len;
+
+	while (!apply_replay_running(a->replay) &&
+	    (p = apply_replay_held(a->replay, &len)) != NULL) {
+		if (apply_message(a, p, len, false) == APPLY_GAP)
+			break;
+		apply_replay_pop(a->replay);
+	}
+}
+
+/* A reset covers whatever the replay would have brought. */
+static void
+apply_replay_failed(struct apply *a, const char *why)
+{
+	a->stats.replays_failed++;
+	log_warnx("replay: %s; resetting instead", why);
+	apply_seq_forget(&a->seq);
+	apply_reset_all(a, "missed messages could not be replayed");
+}
+
+static bool
+apply_replay_event(void *arg, enum apply_replay_event ev,
+    const char *payload, size_t len)
+{
+	struct apply *a = arg;
+
+	switch (ev) {
+	case REPLAY_EVENT_ENTRY:
+		a->stats.replayed++;
+		return apply_message(a, payload, len, true) == APPLY_DONE;
+	case REPLAY_EVENT_DONE:
+		a->stats.replays_done++;
+		log_info("replay: caught up with the stream (%zu messages "
+		    "replayed)", len);
+		apply_drain_held(a);
+		break;
+	case REPLAY_EVENT_FAILED:
+		/* The held messages follow the reset, the first one
+		 * starting the sequence again. */
+		apply_replay_failed(a, payload);
+		apply_drain_held(a);
+		break;
+	}
+	return true;
+}
+
+/* A live message waits while a replay runs. */
+static void
+apply_live(struct apply *a, const char *payload, size_t len)
+{
+	bool held = a->replay != NULL && apply_replay_running(a->replay);
+
+	a->stats.messages++;
+	if (!held && apply_message(a, payload, len, false) != APPLY_GAP)
+		return;
+	if (!apply_replay_hold(a->replay, payload, len)) {
+		/* The reset covers them all; this one starts again. */
+		apply_replay_cancel(a->replay);
+		apply_replay_failed(a, "too many messages arrived during it");
+		apply_message(a, payload, len, false);
+	}
+}
+
+/* Targets (or refreshes) with more than half their room queued. */
+static bool
+apply_replay_busy(void *arg)
+{
+	struct apply *a = arg;
+
+	for (size_t i = 0; i < a->ntargets; i++)
+		if (apply_target_queued(a->targets[i]) >
+		    (size_t)a->cfg->apply_max_queue / 2)
+			return true;
+	return a->refresh != NULL &&
+	    apply_refresh_pending(a->refresh) > REFRESH_MAX_QUEUE / 2;
 }
 
 static void
@@ -211,16 +330,25 @@ apply_sub_event(void *arg, enum apply_sub_event ev, const char *payload,
 	case SUB_EVENT_SUBSCRIBED:
 		/* Pub/sub kept nothing while we were away. */
 		a->stats.channel_reconnects = apply_sub_reconnects(a->sub);
-		if (a->stats.channel_reconnects > 0)
-			a->stats.gaps_resubscribed++;
+		if (a->stats.channel_reconnects == 0) {
+			apply_seq_forget(&a->seq);
+			apply_reset_all(a, "start: changes made while apply was "
+			    "not subscribed are unknown");
+			break;
+		}
+		a->stats.gaps_resubscribed++;
+		if (a->replay != NULL && a->seq.epoch[0] != '\0') {
+			log_info("resubscribed: replaying the messages sent "
+			    "meanwhile");
+			apply_replay_from(a->replay, a->seq.epoch, a->seq.last);
+			break;
+		}
 		apply_seq_forget(&a->seq);
-		apply_reset_all(a, a->stats.channel_reconnects > 0 ?
-		    "resubscribed: messages sent meanwhile were missed" :
-		    "start: changes made while apply was not subscribed are "
-		    "unknown");
+		apply_reset_all(a, "resubscribed: messages sent meanwhile were "
+		    "missed");
 		break;
 	case SUB_EVENT_MESSAGE:
-		apply_message(a, payload, len);
+		apply_live(a, payload, len);
 		break;
 	case SUB_EVENT_LOST:
 		break;
@@ -359,6 +487,24 @@ apply_setup(struct apply *a)
 	}
 	if (apply_wants_refresh(cfg))
 		apply_new_refresh(a);
+	if (cfg->redis_stream != NULL) {
+		struct apply_replay_opts ro = {
+			.host = cfg->redis_host, .port = cfg->redis_port,
+			.unix_path = cfg->redis_unix, .user = cfg->redis_user,
+			.password = cfg->redis_password, .db = cfg->redis_db,
+			.where = cfg->redis_where, .stream = cfg->redis_stream,
+			.connect_timeout = cfg->redis_connect_timeout,
+			.command_timeout = cfg->redis_command_timeout,
+			.health_interval = cfg->health_interval,
+			.reconnect_min = cfg->reconnect_min,
+			.reconnect_max = cfg->reconnect_max,
+			.busy = apply_replay_busy,
+		};
+
+		a->replay = apply_replay_new(a->loop, &ro, apply_replay_event,
+		    a);
+		apply_replay_start(a->replay);
+	}
 	a->sub = apply_sub_new(a->loop, &so, apply_sub_event, a);
 	apply_sub_start(a->sub);
 }
@@ -454,6 +600,8 @@ apply_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	    strsignal(w->signum));
 	apply_sub_free(a->sub);		/* not inside its own callback */
 	a->sub = NULL;
+	apply_replay_free(a->replay);	/* what it holds: the next start resets */
+	a->replay = NULL;
 	ev_timer_set(&a->deadline, a->cfg->shutdown_timeout, 0);
 	ev_timer_start(loop, &a->deadline);
 	ev_timer_start(loop, &a->drained);
@@ -490,6 +638,7 @@ apply_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	if (str_differs(old->redis_url, cfg->redis_url) ||
 	    str_differs(old->redis_password, cfg->redis_password) ||
 	    str_differs(old->redis_channel, cfg->redis_channel) ||
+	    str_differs(old->redis_stream, cfg->redis_stream) ||
 	    !apply_same_targets(old, cfg) ||
 	    str_differs(old->apply_conninfo, cfg->apply_conninfo) ||
 	    str_differs(old->pg_conninfo, cfg->pg_conninfo))
@@ -568,6 +717,7 @@ apply_run(struct apply *a)
 	ev_run(a->loop, 0);
 
 	apply_sub_free(a->sub);
+	apply_replay_free(a->replay);
 	for (size_t i = 0; i < a->ntargets; i++)
 		apply_target_free(a->targets[i]);
 	free(a->targets);

@@ -231,7 +231,9 @@ apply_seq_check(struct apply_seq *s, const char *epoch, uint64_t seq)
 
 	if (s->epoch[0] != '\0') {
 		if (strcmp(s->epoch, epoch) == 0) {
-			if (seq != s->last + 1)
+			if (seq <= s->last)
+				gap = APPLY_GAP_REPEAT;
+			else if (seq != s->last + 1)
 				gap = APPLY_GAP_SEQ;
 		} else if (seq != 1) {
 			gap = APPLY_GAP_EPOCH;

@@ -73,7 +73,8 @@ struct apply_seq {
 
 enum apply_gap {
 	APPLY_GAP_NONE,
-	APPLY_GAP_SEQ,		/* same epoch, seq is not last + 1 */
+	APPLY_GAP_SEQ,		/* same epoch, seq is past last + 1 */
+	APPLY_GAP_REPEAT,	/* same epoch, seq is last or before it */
 	APPLY_GAP_EPOCH,	/* new epoch, first seq seen is not 1 */
 };
 

@@ -93,13 +93,26 @@ apply_stats_render(const struct apply_stats *s, const struct apply_gauges *g,
 	    (double)s->resets_table);
 	stats_prom_head(out, "pginval_apply_gaps_total", "counter",
 	    "Missed messages, by the rule that found them; each became a "
-	    "reset of everything.");
+	    "replay from [redis] stream, or a reset of everything.");
 	stats_prom_sample(out, "pginval_apply_gaps_total", "reason=\"seq\"",
 	    (double)s->gaps_seq);
 	stats_prom_sample(out, "pginval_apply_gaps_total", "reason=\"epoch\"",
 	    (double)s->gaps_epoch);
 	stats_prom_sample(out, "pginval_apply_gaps_total",
 	    "reason=\"resubscribed\"", (double)s->gaps_resubscribed);
+	stats_prom_head(out, "pginval_apply_replays_total", "counter",
+	    "Replays of missed messages from [redis] stream, by result "
+	    "(failed: a reset of everything instead).");
+	stats_prom_sample(out, "pginval_apply_replays_total",
+	    "result=\"done\"", (double)s->replays_done);
+	stats_prom_sample(out, "pginval_apply_replays_total",
+	    "result=\"failed\"", (double)s->replays_failed);
+	stats_prom_counter(out, "pginval_apply_replayed_messages_total",
+	    "Messages read back from [redis] stream by replays.",
+	    s->replayed);
+	stats_prom_counter(out, "pginval_apply_repeated_messages_total",
+	    "Messages that arrived on the channel after a replay had "
+	    "brought them: skipped.", s->repeats);
 	stats_prom_counter(out, "pginval_apply_overflows_total",
 	    "Target queues that overflowed and were replaced by a reset.",
 	    s->overflows);

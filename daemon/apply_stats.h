@@ -21,6 +21,9 @@ struct apply_stats {
 	unsigned long refresh_stored, refresh_missing, refresh_failed;
 	unsigned long resets_all, resets_table;
 	unsigned long gaps_seq, gaps_epoch, gaps_resubscribed;
+	unsigned long replays_done, replays_failed;	/* [redis] stream */
+	unsigned long replayed;		/* messages read back from it */
+	unsigned long repeats;		/* live ones a replay had brought */
 	unsigned long overflows;	/* target queues replaced by a reset */
 	unsigned long channel_reconnects, target_reconnects;
 	struct stats lag;		/* only its lag histogram is used */

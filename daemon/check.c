@@ -225,6 +225,19 @@ check_redis(const struct config *cfg, FILE *out)
 		    "fix the user's ACL", cfg->redis_where, r ? r->str : c->errstr);
 		goto done;
 	}
+	if (cfg->redis_stream != NULL) {
+		freeReplyObject(r);
+		r = redisCommand(c, "TYPE %s", cfg->redis_stream);
+		if (r == NULL || r->type != REDIS_REPLY_STATUS ||
+		    (strcmp(r->str, "none") != 0 &&
+		    strcmp(r->str, "stream") != 0)) {
+			problems += check_problem(out, "redis: [redis] stream "
+			    "\"%s\" is %s on %s, not a stream; choose another "
+			    "key, or delete it", cfg->redis_stream,
+			    r && r->str ? r->str : c->errstr, cfg->redis_where);
+			goto done;
+		}
+	}
 	fprintf(out, "ok: connected to redis %s, database %d\n",
 	    cfg->redis_where, cfg->redis_db);
 done:

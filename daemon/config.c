@@ -49,6 +49,8 @@ static const struct opt config_opts[] = {
 	{ "postgres", "connect_timeout", OPT_SECONDS, O(pg_connect_timeout), "10", 0.1, 3600, false },
 	{ "redis", "url", OPT_STRING, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0, false },
 	{ "redis", "channel", OPT_STRING, O(redis_channel), "pginval", 0, 0, true },
+	{ "redis", "stream", OPT_STRING, O(redis_stream), "", 0, 0, true },
+	{ "redis", "stream_maxlen", OPT_INT, O(redis_stream_maxlen), "10000", 1, 100000000, true },
 	{ "redis", "password", OPT_STRING, O(redis_password_opt), "", 0, 0, false },
 	{ "redis", "password_file", OPT_STRING, O(redis_password_file), "", 0, 0, false },
 	{ "redis", "action", OPT_ACTION, O(redis_action), "publish", 0, 0, true },

@@ -63,6 +63,8 @@ struct config {
 	char *redis_password_opt;	/* [redis] password */
 	char *redis_password_file;
 	char *redis_channel;
+	char *redis_stream;		/* NULL: no replayable copy */
+	int redis_stream_maxlen;
 	int redis_action;		/* enum redis_action */
 	double redis_connect_timeout;
 	double redis_command_timeout;

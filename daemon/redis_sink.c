@@ -1,8 +1,8 @@
 /*
  * Redis sink. Commands are pipelined on one redis_conn (which owns the
  * link, its handshake, timeouts and reconnects): each queued message
- * becomes an optional UNLINK plus a PUBLISH, and moves to the in-flight
- * list until its reply arrives. hiredis 0.14 has an unbounded output
+ * becomes an optional UNLINK, an optional XADD and a PUBLISH, and moves
+ * to the in-flight list until the PUBLISH's reply arrives. hiredis 0.14 has an unbounded output
  * buffer, so the window is capped (max_inflight).
  *
  * When the link drops, pending replies arrive as NULL, which is how
@@ -16,6 +16,7 @@
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,6 +27,9 @@ struct redis_sink {
 	void *arg;
 	struct redis_sink_opts o;	/* numbers; strings are below */
 	char *epoch, *channel;
+	char *stream;			/* NULL: none */
+	char maxlen[24];		/* its MAXLEN, in decimal */
+	double stream_complained;	/* ev_now() of the last complaint */
 	struct redis_conn *conn;
 	struct redis_sweep *sweep;	/* action = delete: patterns */
 
@@ -185,6 +189,40 @@ redis_sink_unlink(struct redis_sink *s, const struct keys *k, size_t from,
 	return rc;
 }
 
+/* A stream that refuses entries costs subscribers their replays (they
+ * reset instead), not invalidations: said at most once a minute. */
+static void
+redis_sink_xadd_cb(void *arg, redisReply *reply, void *privdata)
+{
+	struct redis_sink *s = arg;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
+		return;
+	s->stats->stream_refused++;
+	if (ev_now(s->loop) - s->stream_complained < 60 &&
+	    s->stream_complained > 0)
+		return;
+	s->stream_complained = ev_now(s->loop);
+	log_error("redis: XADD to stream \"%s\" refused: %s; messages are "
+	    "still published, but subscribers that miss some will reset "
+	    "instead of replaying them (check [redis] stream)",
+	    s->stream ? s->stream : "", reply->str);
+}
+
+static int
+redis_sink_xadd(struct redis_sink *s)
+{
+	const char *argv[] = { "XADD", s->stream, "MAXLEN", "~", s->maxlen,
+	    "*", "message", s->frame.data };
+	size_t argvlen[8];
+
+	for (size_t i = 0; i < 7; i++)
+		argvlen[i] = strlen(argv[i]);
+	argvlen[7] = s->frame.len;
+	return redis_conn_command(s->conn, redis_sink_xadd_cb, NULL, 8, argv,
+	    argvlen);
+}
+
 /* Remove first, announce second: a subscriber that refills on the
  * message must not race the UNLINK. Patterns are swept. */
 static int
@@ -299,6 +337,10 @@ redis_sink_pump(struct redis_sink *s)
 		buf_reset(&s->frame);
 		message_frame(&s->frame, s->seq + 1, s->epoch, body->data,
 		    body->len);
+		if (s->stream != NULL && redis_sink_xadd(s) == -1) {
+			fifo_push(&s->requeue, &m->node);
+			break;
+		}
 		argv[0] = "PUBLISH";
 		argvlen[0] = 7;
 		argv[1] = s->channel;
@@ -359,6 +401,14 @@ redis_sink_conn_cb(void *arg, enum redis_conn_event ev)
 	}
 }
 
+static void
+redis_sink_set_stream(struct redis_sink *s, const struct redis_sink_opts *o)
+{
+	free(s->stream);
+	s->stream = o->stream ? xstrdup(o->stream) : NULL;
+	snprintf(s->maxlen, sizeof(s->maxlen), "%d", o->stream_maxlen);
+}
+
 static struct redis_conn_opts
 redis_sink_conn_opts(struct redis_sink *s, const struct redis_sink_opts *o)
 {
@@ -390,11 +440,12 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->arg = arg;
 	s->o = *opts;
 	s->o.host = s->o.unix_path = s->o.user = s->o.password = NULL;
-	s->o.where = s->o.epoch = s->o.channel = NULL;
+	s->o.where = s->o.epoch = s->o.channel = s->o.stream = NULL;
 	s->o.stats = NULL;
 	s->stats = opts->stats;
 	s->epoch = xstrdup(opts->epoch);
 	s->channel = xstrdup(opts->channel);
+	redis_sink_set_stream(s, opts);
 	s->conn = redis_conn_new(loop, &co, redis_sink_conn_cb, s);
 	s->sweep = redis_sweep_new(s->conn, false, redis_sink_sweep_cb, s);
 	ev_prepare_init(&s->kick, redis_sink_kick_cb);
@@ -428,6 +479,7 @@ redis_sink_free(struct redis_sink *s)
 	buf_free(&s->body);
 	free(s->epoch);
 	free(s->channel);
+	free(s->stream);
 	free(s);
 }
 
@@ -477,6 +529,7 @@ redis_sink_configure(struct redis_sink *s, const struct redis_sink_opts *o)
 
 	free(s->channel);
 	s->channel = xstrdup(o->channel);
+	redis_sink_set_stream(s, o);
 	s->o.delete_keys = o->delete_keys;
 	s->o.max_inflight = o->max_inflight;
 	s->o.max_keys = o->max_keys;

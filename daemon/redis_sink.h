@@ -5,6 +5,11 @@
  * first, it goes back to the front of the queue and is sent again after
  * the reconnect (with a new seq), so a lost link costs a duplicate, never
  * a lost invalidation.
+ *
+ * With a stream, each message is first appended to it (XADD MAXLEN ~),
+ * in the same pipeline, so that a subscriber that missed messages can
+ * read them back: whatever arrives on the channel is already in the
+ * stream.
  */
 #ifndef PGINVAL_REDIS_SINK_H
 #define PGINVAL_REDIS_SINK_H
@@ -64,6 +69,8 @@ struct redis_sink_opts {
 	int db;
 	const char *where;	/* for log lines */
 	const char *channel;
+	const char *stream;	/* NULL: none; else each message is XADDed too */
+	int stream_maxlen;	/* MAXLEN ~ of the stream */
 	const char *epoch;
 	bool delete_keys;
 	int max_inflight;

@@ -379,6 +379,8 @@ relay_sink_opts(struct relay *r, const struct config *cfg)
 		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
 		.password = cfg->redis_password, .db = cfg->redis_db,
 		.where = cfg->redis_where, .channel = cfg->redis_channel,
+		.stream = cfg->redis_stream,
+		.stream_maxlen = cfg->redis_stream_maxlen,
 		.epoch = r->epoch,
 		.delete_keys = cfg->redis_action == REDIS_ACTION_DELETE,
 		.max_inflight = cfg->max_inflight,

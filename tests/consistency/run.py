@@ -6,9 +6,11 @@ writers updating, deleting and re-inserting random rows of a watched table
 and readers doing cache-aside through the Python recipe
 (tests/recipes/cache_aside.py), each pausing a little between reading the
 row and filling the cache so that the classic race is likely. Faults are
-injected along the way: apply restarted (SIGTERM, then SIGKILL), the
-daemon restarted, Redis restarted, and pg_terminate_backend on the
-daemon's connection.
+injected along the way: apply restarted (SIGTERM, then SIGKILL), apply's
+subscription killed, the daemon restarted, Redis restarted, and
+pg_terminate_backend on the daemon's connection. The guarded run keeps
+the replayable stream on ([redis] stream; --no-stream turns it off), so
+apply replays what its lost subscription missed instead of resetting.
 
 When the writers stop and the pipeline has drained, every cached key is
 compared with PostgreSQL. Reported: reads, hits, fills, refused fills,
@@ -16,7 +18,8 @@ invalidations, stale entries at the end, and how long stale values stayed
 readable after the commit that made them stale (by percentile, as nines).
 
     /usr/bin/python3 tests/consistency/run.py [--duration 40] [--mode guard|plain|both]
-        [--writers 4] [--readers 4] [--rows 50] [--delay-ms 15] [--no-faults] [--seed N]
+        [--writers 4] [--readers 4] [--rows 50] [--delay-ms 15] [--no-faults]
+        [--no-stream] [--seed N]
 
 --mode both (the default, and what `make test` runs) runs the plain
 cache-aside (SET) without faults first and expects stale entries, then the
@@ -196,6 +199,11 @@ class Run:
             self.redis.restart()
             self.apply.wait_log("channel: subscribed", count=seen + 1,
                                 timeout=20)
+        elif what == "kill apply's subscription":
+            self.redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+            self.apply.wait_log("channel: subscribed",
+                                count=self.apply.log_text().count(
+                                    "channel: subscribed") + 1)
         elif what == "pg_terminate_backend":
             self.pg.terminate_backends("pginval")
 
@@ -236,6 +244,8 @@ class Run:
                     "SELECT pginval.watch('items');")
             self.daemon_port, self.apply_port = free_port(), free_port()
             quiet = {"daemon.log_level": "info"}
+            if self.mode == "guard" and not self.args.no_stream:
+                quiet["redis.stream"] = "pginval:log"
             self.daemon = harness.Daemon(pg, redis, TABLES, extra=dict(
                 quiet, **{"metrics.listen": "127.0.0.1:%d" % self.daemon_port}))
             self.apply = harness.Apply(pg, redis, TABLES, extra=dict(
@@ -259,8 +269,10 @@ class Run:
         for t in threads + readers:
             t.daemon = True
             t.start()
-        faults = ["restart apply", "restart daemon", "kill -9 apply",
-                  "restart redis", "pg_terminate_backend"]
+        faults = ["restart apply", "kill apply's subscription",
+                  "restart daemon", "kill -9 apply",
+                  "kill apply's subscription", "restart redis",
+                  "pg_terminate_backend"]
         plan = ([(a.duration * (i + 1) / (len(faults) + 2), f)
                  for i, f in enumerate(faults)] if self.faults else [])
         while time.monotonic() - self.t0 < a.duration:
@@ -302,7 +314,10 @@ class Run:
                     examples.append("%s=%s (db: %s)" % (
                         key.decode(), value.decode(), truth.get(row)))
         m = self.apply_metrics()
+        log = self.apply.log_text()
         return dict(self.counts, cached=cached, stale=stale,
+                    replays=log.count("replay: caught up"),
+                    replays_failed=log.count("resetting instead"),
                     examples=examples, faults=self.fault_log,
                     invalidations=m.get("pginval_apply_keys_deleted_total", 0),
                     resets=m.get('pginval_apply_resets_total{scope="all"}', 0),
@@ -348,8 +363,10 @@ def report(mode, faults, res):
     print("   writes %(writes)d, reads %(reads)d (hits %(hits)d, misses "
           "%(misses)d), fills %(fills)d, refused fills %(refused)d, "
           "client errors %(errors)d" % res)
-    print("   apply: %d keys invalidated, %d resets of everything"
-          % (res["invalidations"], res["resets"]))
+    print("   apply: %d keys invalidated, %d resets of everything (since "
+          "its last start), %d replays from the stream (%d failed: reset)"
+          % (res["invalidations"], res["resets"], res["replays"],
+             res["replays_failed"]))
     if res["faults"]:
         print("   faults: " + "; ".join(res["faults"]))
     print("   staleness: " + nines(res["windows"], res["reads"]))
@@ -369,6 +386,7 @@ def main():
     p.add_argument("--rows", type=int, default=50)
     p.add_argument("--delay-ms", type=float, default=15)
     p.add_argument("--no-faults", action="store_true")
+    p.add_argument("--no-stream", action="store_true")
     p.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     args = p.parse_args()
     print("consistency: seed %d, %d writers, %d readers, %d rows, reader "

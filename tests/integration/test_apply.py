@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`pginval apply` against real servers: invalidation with markers, targets,
 sweeps for truncate and reset, flush, the gap rules, refresh instead of
-delete (and its fallbacks), metrics and health, a dead target link,
+delete (and its fallbacks), replays from the stream instead of resets,
+metrics and health, a dead target link,
 SIGTERM and SIGHUP, and `pginval check` on apply's settings.
 
     python3 tests/integration/test_apply.py [-v] [name-substring ...]
@@ -69,8 +70,10 @@ def metric(text, name):
 class Stack:
     """A daemon and an apply for one test; both stopped (exit 0) after."""
 
-    def __init__(self, tables=TABLES, daemon=True, **apply_kw):
-        self.d = harness.Daemon(PG, REDIS, TABLES) if daemon else None
+    def __init__(self, tables=TABLES, daemon=True, daemon_extra=None,
+                 **apply_kw):
+        self.d = harness.Daemon(PG, REDIS, TABLES, extra=daemon_extra) \
+            if daemon else None
         self.a = harness.Apply(PG, REDIS, tables, **apply_kw)
 
     def __enter__(self):
@@ -259,6 +262,179 @@ def test_own_reconnect_is_a_reset():
         rc("CLIENT", "KILL", "TYPE", "pubsub")
         s.a.wait_log("resubscribed: messages sent meanwhile were missed")
         wait_for(lambda: rc("EXISTS", "user:80") == 0, "resubscribe reset")
+
+
+STREAM = {"redis.stream": "pginval:log"}
+
+
+def xadd(body):
+    return rc("XADD", "pginval:log", "*", "message", json.dumps(body))
+
+
+def sent(body):
+    """What the daemon does: append to the stream, then publish."""
+    xadd(body)
+    publish(body)
+
+
+def apply_metrics(s, port):
+    status, text = http_get(port, "/metrics")
+    eq(status, 200, "GET /metrics")
+    return text
+
+
+def test_stream_replays_a_gap_instead_of_resetting():
+    port = free_port()
+    rc("DEL", "pginval:log")
+    extra = dict(STREAM, **{"metrics.listen": "127.0.0.1:%d" % port})
+    with Stack(daemon=False, extra=extra) as s:
+        msg = {"v": 1, "epoch": "r1", "op": "update",
+               "table": "public.users", "ts": 1}
+        for k in ("user:90", "user:91", "user:92", "user:93", "user:99"):
+            rc("SET", k, "x")
+        sent(dict(msg, seq=1, keys=["user:90"]))
+        sent(dict(msg, seq=2, keys=["user:91"]))
+        wait_for(lambda: rc("EXISTS", "user:91") == 0, "in step")
+        xadd(dict(msg, seq=3, keys=["user:92"]))       # missed on the channel
+        sent(dict(msg, seq=4, keys=["user:93"]))
+        s.a.wait_log("gap: seq 4 in epoch r1 does not follow the last one; "
+                     "replaying the missed messages")
+        s.a.wait_log("replay: caught up with the stream")
+        wait_for(lambda: rc("EXISTS", "user:92", "user:93") == 0,
+                 "the missed message and the one after it applied")
+        eq(rc("GET", "user:99"), b"x", "no reset: other keys stay")
+        sent(dict(msg, seq=5, keys=["user:99"]))
+        wait_for(lambda: rc("EXISTS", "user:99") == 0, "back in step")
+        text = apply_metrics(s, port)
+        eq(metric(text, 'pginval_apply_replays_total{result="done"}'), 1.0,
+           "one replay")
+        eq(metric(text, "pginval_apply_replayed_messages_total"), 2.0,
+           "seq 3 and 4 read back")
+        eq(metric(text, "pginval_apply_repeated_messages_total"), 1.0,
+           "seq 4, held during the replay, skipped after it")
+        eq(metric(text, 'pginval_apply_resets_total{scope="all"}'), 1.0,
+           "only the start reset")
+
+
+def test_stream_replays_what_a_resubscription_missed():
+    rc("DEL", "pginval:log")
+    with Stack(daemon=False, extra=STREAM) as s:
+        msg = {"v": 1, "epoch": "r2", "op": "update",
+               "table": "public.users", "ts": 1}
+        for k in ("user:94", "user:95", "user:99"):
+            rc("SET", k, "x")
+        sent(dict(msg, seq=1, keys=["user:94"]))
+        wait_for(lambda: rc("EXISTS", "user:94") == 0, "in step")
+        rc("CLIENT", "KILL", "TYPE", "pubsub")
+        xadd(dict(msg, seq=2, keys=["user:95"]))       # sent while away
+        s.a.wait_log("resubscribed: replaying the messages sent meanwhile")
+        s.a.wait_log("replay: caught up with the stream")
+        wait_for(lambda: rc("EXISTS", "user:95") == 0, "the missed one")
+        eq(rc("GET", "user:99"), b"x", "no reset")
+        assert "resetting instead" not in s.a.log_text()
+
+
+def test_stream_too_short_or_broken_means_a_reset():
+    rc("DEL", "pginval:log")
+    with Stack(daemon=False, extra=STREAM) as s:
+        msg = {"v": 1, "epoch": "r3", "op": "update",
+               "table": "public.users", "ts": 1, "keys": []}
+        sent(dict(msg, seq=1))
+        rc("DEL", "pginval:log")                       # trimmed, or lost
+        rc("SET", "user:96", "x")
+        sent(dict(msg, seq=3))
+        s.a.wait_log("replay: message 1 of epoch r3 is older than stream "
+                     '"pginval:log" holds')
+        wait_for(lambda: rc("EXISTS", "user:96") == 0, "reset instead")
+        rc("SET", "user:97", "x")
+        publish(dict(msg, seq=4))
+        time.sleep(0.2)
+        eq(rc("GET", "user:97"), b"x", "in step again after the reset")
+        rc("DEL", "pginval:log")
+        rc("SET", "pginval:log", "not a stream")
+        publish(dict(msg, seq=6))
+        s.a.wait_log('reading stream "pginval:log" failed: WRONGTYPE')
+        wait_for(lambda: rc("EXISTS", "user:97") == 0, "reset again")
+        r = subprocess.run([harness.BIN, "check", "--connect", "-c",
+                            s.a.config], capture_output=True, text=True)
+        eq(r.returncode, 1, r.stdout)
+        assert 'problem: redis: [redis] stream "pginval:log" is string on ' \
+            in r.stdout, r.stdout
+    rc("DEL", "pginval:log")
+
+
+def test_daemon_appends_to_a_capped_stream():
+    rc("DEL", "pginval:log")
+    d = harness.Daemon(PG, REDIS, TABLES,
+                       extra=dict(STREAM, **{"redis.stream_maxlen": "10"}))
+    d.start()
+    try:
+        with REDIS.connect() as sub:
+            sub.command("SUBSCRIBE", "pginval")
+            for i in range(300):
+                sql("INSERT INTO orders VALUES (%d, 1, 1)" % (1000 + i))
+            got, want = [], {"order:%d" % (1000 + i) for i in range(300)}
+            while want:     # changes may merge into fewer messages
+                got.append(sub.read_reply()[2])
+                want -= set(json.loads(got[-1])["keys"])
+        entries = rc("XRANGE", "pginval:log", "-", "+")
+        # Trimmed by whole nodes (stream-node-max-entries, 100).
+        assert 10 <= len(entries) <= min(110, len(got)), \
+            "MAXLEN ~ 10: %d entries after %d" % (len(entries), len(got))
+        eq([e[1] for e in entries], [[b"message", m]
+                                     for m in got[-len(entries):]],
+           "the stream ends with exactly what was published")
+        rc("DEL", "pginval:log")
+        rc("SET", "pginval:log", "a string")
+        sql("INSERT INTO orders VALUES (2000, 1, 1)")
+        d.wait_log('XADD to stream "pginval:log" refused: WRONGTYPE')
+        with REDIS.connect() as sub:
+            sub.command("SUBSCRIBE", "pginval")
+            sql("INSERT INTO orders VALUES (2001, 1, 1)")
+            m = json.loads(sub.read_reply()[2])
+            eq(m["keys"], ["order:2001", "orders:customer:1"],
+               "still published")
+    finally:
+        d.stop()
+        rc("DEL", "pginval:log")
+        sql("DELETE FROM orders WHERE id >= 1000")
+
+
+def test_stream_end_to_end_with_the_daemon():
+    rc("DEL", "pginval:log")
+    with Stack(daemon_extra=STREAM, extra=STREAM) as s, \
+            REDIS.connect() as c:
+        c.command("SET", "user:99", "x")
+        ids = list(range(300, 340))
+        for i in ids:
+            c.command("SET", "user:%d" % i, "x")
+        c.command("SET", "user:299", "x")
+        sql("INSERT INTO users VALUES (299, 'u299@x.io', 'u')")
+        wait_for(lambda: c.command("EXISTS", "user:299") == 0,
+                 "in step: apply has a position to replay from")
+        # Connections made from now on fail their AUTH: apply cannot
+        # subscribe again, while the daemon's link (and ours) stay.
+        c.command("CONFIG", "SET", "requirepass", "s3cret")
+        try:
+            c.command("CLIENT", "KILL", "TYPE", "pubsub")
+            for i in ids:
+                sql("INSERT INTO users VALUES (%d, 'u%d@x.io', 'u')" % (i, i))
+            wait_for(lambda: c.command("XLEN", "pginval:log") >= 3,
+                     "the daemon published while apply was away")
+            s.a.wait_log("channel: connection lost: NOAUTH")
+        finally:
+            c.command("CONFIG", "SET", "requirepass", "")
+        s.a.wait_log("resubscribed: replaying the messages sent meanwhile")
+        s.a.wait_log("replay: caught up with the stream")
+        n = int(re.search(r"caught up with the stream \((\d+) messages",
+                          s.a.log_text()).group(1))
+        assert n >= 1, "replayed %d messages" % n
+        wait_for(lambda: c.command("EXISTS",
+                                   *["user:%d" % i for i in ids]) == 0,
+                 "every row's key deleted")
+        eq(c.command("GET", "user:99"), b"x", "no reset: other keys stay")
+        assert "resetting instead" not in s.a.log_text()
+    rc("DEL", "pginval:log")
 
 
 def test_refresh_sets_the_first_template_keys():

@@ -161,7 +161,9 @@ test_seq_gaps(void **state)
 		{ "e1", 6, APPLY_GAP_NONE },
 		{ "e1", 8, APPLY_GAP_SEQ },
 		{ "e1", 9, APPLY_GAP_NONE },
-		{ "e1", 9, APPLY_GAP_SEQ },	/* a repeat is not last + 1 */
+		{ "e1", 9, APPLY_GAP_REPEAT },	/* a repeat is not last + 1 */
+		{ "e1", 3, APPLY_GAP_REPEAT },
+		{ "e1", 4, APPLY_GAP_NONE },	/* it was recorded */
 		{ "e2", 1, APPLY_GAP_NONE },	/* a new run starts at 1 */
 		{ "e2", 2, APPLY_GAP_NONE },
 		{ "e3", 4, APPLY_GAP_EPOCH },
