@@ -381,8 +381,10 @@ redis_sink_conn_cb(void *arg, enum redis_conn_event ev)
 	case REDIS_CONN_EVENT_READY:
 		if (redis_conn_reconnects(s->conn) > 0)
 			s->stats->redis_reconnects++;
-		log_info("redis: connected to %s, publishing on \"%s\"",
-		    redis_conn_where(s->conn), s->channel);
+		log_info("redis: connected to %s, publishing on \"%s\"%s%s%s",
+		    redis_conn_where(s->conn), s->channel,
+		    s->stream ? " and appending to stream \"" : "",
+		    s->stream ? s->stream : "", s->stream ? "\"" : "");
 		s->cb(s->arg, REDIS_EVENT_READY);
 		redis_sweep_resume(s->sweep);
 		redis_sink_kick(s);

@@ -394,6 +394,15 @@ def test_daemon_appends_to_a_capped_stream():
             m = json.loads(sub.read_reply()[2])
             eq(m["keys"], ["order:2001", "orders:customer:1"],
                "still published")
+        rc("DEL", "pginval:log")
+        d.rewrite(extra={})                 # SIGHUP turns the stream off
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload: configuration applied")
+        with REDIS.connect() as sub:
+            sub.command("SUBSCRIBE", "pginval")
+            sql("INSERT INTO orders VALUES (2002, 1, 1)")
+            sub.read_reply()
+        eq(rc("EXISTS", "pginval:log"), 0, "no stream after the reload")
     finally:
         d.stop()
         rc("DEL", "pginval:log")
