@@ -2,7 +2,7 @@
 """pginval benchmarks: every pginval figure beside a reference measured in
 the same run. `make bench` builds the binaries and runs this.
 
-    python3 tests/bench/run.py [scenario ...]  # write drain latency bulk fanin
+    python3 tests/bench/run.py [scenario ...]  # write drain latency bulk fanin stream
 
 Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
 1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
@@ -153,8 +153,10 @@ class PginvalRelay:
     name = "pginval"
     channel = "bench.pginval"
 
-    def __init__(self, pg, redis, tables):
+    def __init__(self, pg, redis, tables, stream=None, name=None):
         self.pg, self.redis, self.tables = pg, redis, tables
+        self.stream = stream        # [redis] stream, or None
+        self.name = name or self.name
         self.proc = None
 
     def start(self, tag):
@@ -164,6 +166,7 @@ class PginvalRelay:
                  % self.pg.conninfo,
                  "channel = " + PG_CHANNEL, "", "[redis]",
                  "url = %s/0" % self.redis.url, "channel = " + self.channel,
+                 "stream = " + self.stream if self.stream else "",
                  "", "[daemon]", "log_level = warn"]
         for table, keys in self.tables.items():
             lines += ["", "[table %s]" % table, "keys = " + keys]
@@ -236,6 +239,12 @@ class Sub:
 
 def relay_pair(pg, redis, tables):
     return [PginvalRelay(pg, redis, tables), RefRelay(pg, redis)]
+
+
+def stream_pair(pg, redis, tables):
+    """pginval with [redis] stream, against pginval without it."""
+    return [PginvalRelay(pg, redis, tables, stream=STREAM_KEY),
+            PginvalRelay(pg, redis, tables, name="reference")]
 
 
 def per_million(cpu, events):
@@ -322,11 +331,16 @@ def big_update(pg, redis, relay, rows, tag):
     }
 
 
-def scenario_drain(pg, redis, tables, rows, label):
+def scenario_drain(pg, redis, tables, rows, label, pair=relay_pair):
     out = {}
     for rep in range(RUNS):
-        for relay in relay_pair(pg, redis, tables):
+        for relay in pair(pg, redis, tables):
             r = big_update(pg, redis, relay, rows, label)
+            if getattr(relay, "stream", None):
+                r["stream_len"] = redis.command("XLEN", relay.stream)
+                r["stream_mb"] = redis.command(
+                    "MEMORY", "USAGE", relay.stream, "SAMPLES", "0") / 1e6
+                redis.command("DEL", relay.stream)
             log("%s %s run %d: %d changes (%d messages) in %.3fs, "
                 "%.2f CPU s/M, %.1f MB"
                 % (label, relay.name, rep + 1, r["events"], r["msgs"],
@@ -637,6 +651,16 @@ def build_rows(res):
         pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
         pair(scn, "relay peak RSS (MB)", s, "peak_rss_mb")
         pair(scn, "resets received", s, "resets")
+    s = res.get("stream")
+    if s:
+        scn = "f. drain %s rows, stream on (ref: off)" % "{:,}".format(N)
+        pair(scn, "COMMIT -> last message (s)", s, "commit_to_last_s")
+        pair(scn, "changes/s", s, "events_per_s")
+        pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
+        pair(scn, "relay peak RSS (MB)", s, "peak_rss_mb")
+        pair(scn, "messages (PUBLISHes) received", s, "msgs")
+        pair(scn, "stream entries (XLEN)", s, "stream_len")
+        pair(scn, "stream memory (MB)", s, "stream_mb")
     s = res.get("fanin")
     if s:
         scn = "e. fan-in %d clients, %d tables" % (FANIN_CLIENTS, FANIN_TABLES)
@@ -676,7 +700,8 @@ RELAY_SETTINGS = {"max_connections": "100", "shared_buffers": "256MB",
 WRITE_SETTINGS = {"fsync": "on", "synchronous_commit": "on",
                   "full_page_writes": "on", "max_connections": "100",
                   "shared_buffers": "128MB", "max_wal_size": "4GB"}
-SCENARIOS = ["write", "drain", "latency", "bulk", "fanin"]
+SCENARIOS = ["write", "drain", "latency", "bulk", "fanin", "stream"]
+STREAM_KEY = "bench:log"
 
 
 def run_scenarios(wanted, results, elapsed):
@@ -711,6 +736,9 @@ def run_scenarios(wanted, results, elapsed):
             timed("bulk", scenario_drain, pg, redis, tables, BULK, "bulk")
         if "fanin" in wanted:
             timed("fanin", scenario_fanin, pg, redis, tables)
+        if "stream" in wanted:
+            timed("stream", scenario_drain, pg, redis, tables, N, "stream",
+                  stream_pair)
     return machine
 
 
