@@ -135,6 +135,13 @@ apply_invalidate(struct apply *a, const char *table, const char *key,
 		    len, (long)(t->rule->ttl * 1000), ts);
 }
 
+/* Where a message comes from. */
+enum apply_from {
+	FROM_CHANNEL,
+	FROM_STREAM,	/* a replay */
+	FROM_HELD,	/* arrived on the channel during a replay */
+};
+
 /* What became of a message. */
 enum apply_result {
 	APPLY_DONE,	/* applied, skipped, or covered by a reset */
@@ -142,15 +149,17 @@ enum apply_result {
 };
 
 /*
- * A gap ends in a replay from the stream when there is one (the message
- * is handled after it), else in a reset that covers the message too. A
- * replayed message that does not follow ends the replay instead (the
- * owner of the replay resets). A repeat, with a stream, is a message
- * handled already by a replay.
+ * A gap in the channel ends in a replay from the stream when there is
+ * one (the message is handled after it), else in a reset that covers the
+ * message too. A replayed message that does not follow ends the replay
+ * (which then fails). A held message was published after the replay's
+ * last entry was added, so a gap before it is one that the stream does
+ * not hold: a reset. A repeat, with a stream, is a message that a replay
+ * brought already.
  */
 static enum apply_result
 apply_message(struct apply *a, const char *payload, size_t len,
-    bool replayed)
+    enum apply_from from)
 {
 	cJSON *m = cJSON_ParseWithLength(payload, len);
 	const cJSON *seq, *epoch, *op, *table, *keys, *ts, *reason, *k;
@@ -181,11 +190,10 @@ apply_message(struct apply *a, const char *payload, size_t len,
 		a->stats.repeats++;
 		goto done;
 	}
-	if (gap != APPLY_GAP_NONE && a->replay != NULL) {
+	if (gap != APPLY_GAP_NONE && from == FROM_STREAM) {
 		a->seq = before;
 		res = APPLY_GAP;
-		if (replayed)
-			goto done;
+		goto done;
 	}
 	if (gap != APPLY_GAP_NONE) {
 		if (gap == APPLY_GAP_EPOCH)
@@ -196,13 +204,16 @@ apply_message(struct apply *a, const char *payload, size_t len,
 		    "gap: seq %.0f opens epoch %.40s, not 1" :
 		    "gap: seq %.0f in epoch %.40s does not follow the last one",
 		    seq->valuedouble, epoch->valuestring);
-		if (res == APPLY_GAP) {
+		if (a->replay != NULL && from == FROM_CHANNEL) {
 			log_info("%s; replaying the missed messages", why);
+			a->seq = before;
 			apply_replay_from(a->replay, before.epoch, before.last);
-		} else {
-			log_warnx("%s; messages were missed", why);
-			apply_reset_all(a, why);
+			res = APPLY_GAP;
+			goto done;
 		}
+		log_warnx("%s; messages were missed%s", why, from == FROM_HELD ?
+		    ", and the stream does not hold them" : "");
+		apply_reset_all(a, why);
 		goto done;
 	}
 	tname = cJSON_IsString(table) ? table->valuestring : NULL;
@@ -237,18 +248,15 @@ done:
 
 /* -- replays ------------------------------------------------------------ */
 
-/* Hands the messages held during a replay to apply_message(), until one
- * of them starts another replay (it stays first then). */
+/* Hands the messages held during a replay to apply_message(). */
 static void
 apply_drain_held(struct apply *a)
 {
 	const char *p;
 	size_t len;
 
-	while (!apply_replay_running(a->replay) &&
-	    (p = apply_replay_held(a->replay, &len)) != NULL) {
-		if (apply_message(a, p, len, false) == APPLY_GAP)
-			break;
+	while ((p = apply_replay_held(a->replay, &len)) != NULL) {
+		apply_message(a, p, len, FROM_HELD);
 		apply_replay_pop(a->replay);
 	}
 }
@@ -272,11 +280,11 @@ apply_replay_event(void *arg, enum apply_replay_event ev,
 	switch (ev) {
 	case REPLAY_EVENT_ENTRY:
 		a->stats.replayed++;
-		return apply_message(a, payload, len, true) == APPLY_DONE;
+		return apply_message(a, payload, len, FROM_STREAM) == APPLY_DONE;
 	case REPLAY_EVENT_DONE:
 		a->stats.replays_done++;
-		log_info("replay: caught up with the stream (%zu messages "
-		    "replayed)", len);
+		log_info("replay: caught up with the stream after %zu "
+		    "message%s", len, len == 1 ? "" : "s");
 		apply_drain_held(a);
 		break;
 	case REPLAY_EVENT_FAILED:
@@ -296,13 +304,13 @@ apply_live(struct apply *a, const char *payload, size_t len)
 	bool held = a->replay != NULL && apply_replay_running(a->replay);
 
 	a->stats.messages++;
-	if (!held && apply_message(a, payload, len, false) != APPLY_GAP)
+	if (!held && apply_message(a, payload, len, FROM_CHANNEL) != APPLY_GAP)
 		return;
 	if (!apply_replay_hold(a->replay, payload, len)) {
 		/* The reset covers them all; this one starts again. */
 		apply_replay_cancel(a->replay);
 		apply_replay_failed(a, "too many messages arrived during it");
-		apply_message(a, payload, len, false);
+		apply_message(a, payload, len, FROM_CHANNEL);
 	}
 }
 
