@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REPLAY_PAGE 500
-#define REPLAY_PAGE_STR "500"
+#define REPLAY_PAGE 100
+#define REPLAY_PAGE_STR "100"
 #define REPLAY_PAUSE 0.01	/* seconds between checks while busy */
 
 enum replay_state {

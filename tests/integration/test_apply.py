@@ -316,6 +316,29 @@ def test_stream_replays_a_gap_instead_of_resetting():
            "only the start reset")
 
 
+def test_stream_replays_a_long_gap_page_by_page():
+    rc("DEL", "pginval:log")
+    with Stack(daemon=False, extra=STREAM) as s, REDIS.connect() as c:
+        msg = {"v": 1, "epoch": "r4", "op": "delete",
+               "table": "public.users", "ts": 1}
+        keys = ["user:%d" % (1000 + i) for i in range(250)]
+        for k in keys + ["user:99"]:
+            c.send("SET", k, "x")
+        for k in keys + ["user:99"]:
+            c.read_reply()
+        sent(dict(msg, seq=1, keys=[]))
+        for i, k in enumerate(keys):                 # 3 pages, missed
+            c.send("XADD", "pginval:log", "*", "message",
+                   json.dumps(dict(msg, seq=2 + i, keys=[k])))
+        for k in keys:
+            c.read_reply()
+        sent(dict(msg, seq=252, keys=[]))
+        s.a.wait_log("replay: caught up with the stream after 251 messages")
+        wait_for(lambda: c.command("EXISTS", *keys) == 0, "all 250 keys")
+        eq(c.command("GET", "user:99"), b"x", "no reset")
+    rc("DEL", "pginval:log")
+
+
 def test_stream_replays_what_a_resubscription_missed():
     rc("DEL", "pginval:log")
     with Stack(daemon=False, extra=STREAM) as s:
