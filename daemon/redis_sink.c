@@ -275,9 +275,9 @@ redis_sink_mergeable(const struct redis_sink *s, const struct sink_msg *a,
 	    a->keys.n + b->keys.n <= (size_t)s->o.max_keys;
 }
 
-/* Merges b into a and frees b. A key made stale twice goes out once. */
+/* Merges b into a. A key made stale twice goes out once. */
 static void
-redis_sink_merge(struct sink_msg *a, struct sink_msg *b)
+redis_sink_merge(struct sink_msg *a, const struct sink_msg *b)
 {
 	for (size_t i = 0; i < b->keys.n; i++) {
 		size_t len;
@@ -291,7 +291,22 @@ redis_sink_merge(struct sink_msg *a, struct sink_msg *b)
 	a->nacks += b->nacks;
 	if (b->ts < a->ts)
 		a->ts = b->ts;
-	sink_msg_free(b);
+}
+
+/* Merges m into the last queued message, if it can; true if it did. */
+static bool
+redis_sink_merge_last(struct redis_sink *s, const struct sink_msg *m)
+{
+	struct sink_msg *last = list_last(&s->queue);
+	size_t before;
+
+	if (last == NULL || !redis_sink_mergeable(s, last, m))
+		return false;
+	before = sink_msg_size(last);
+	redis_sink_merge(last, m);
+	s->bytes += sink_msg_size(last) - before;
+	redis_sink_kick(s);
+	return true;
 }
 
 static void
@@ -488,21 +503,35 @@ redis_sink_free(struct redis_sink *s)
 void
 redis_sink_push(struct redis_sink *s, struct sink_msg *m)
 {
-	struct sink_msg *last = list_last(&s->queue);
-
 	m->queued_at = ev_now(s->loop);
 	if (m->on_ack != NULL && m->nacks == 0)
 		m->nacks = 1;
-	if (last != NULL && redis_sink_mergeable(s, last, m)) {
-		size_t before = sink_msg_size(last);
-
-		redis_sink_merge(last, m);
-		s->bytes += sink_msg_size(last) - before;
-	} else {
-		s->bytes += sink_msg_size(m);
-		fifo_push(&s->queue, &m->node);
+	if (redis_sink_merge_last(s, m)) {
+		sink_msg_free(m);
+		return;
 	}
+	s->bytes += sink_msg_size(m);
+	fifo_push(&s->queue, &m->node);
 	redis_sink_kick(s);
+}
+
+void
+redis_sink_push_change(struct redis_sink *s, struct sink_msg *m)
+{
+	struct sink_msg *q;
+
+	if (m->on_ack != NULL && m->nacks == 0)
+		m->nacks = 1;
+	if (redis_sink_merge_last(s, m))
+		return;
+	/* Its buffers move to a message of the queue's own. */
+	q = sink_msg_new();
+	*q = *m;
+	q->node.next = NULL;
+	q->table = xstrdup(m->table);
+	memset(&m->keys, 0, sizeof(m->keys));
+	memset(&m->rows, 0, sizeof(m->rows));
+	redis_sink_push(s, q);
 }
 
 size_t

@@ -92,6 +92,13 @@ void sink_msg_free(struct sink_msg *m);
 
 /* Queues m (taking ownership) and sends what the window allows. */
 void redis_sink_push(struct redis_sink *s, struct sink_msg *m);
+/*
+ * The same for a message about row changes that stays the caller's, to be
+ * filled again for the next change: it is merged into the last queued
+ * message when it can be (no allocation), else its keys and rows move to
+ * a new message (m keeps its table, which is borrowed and copied).
+ */
+void redis_sink_push_change(struct redis_sink *s, struct sink_msg *m);
 /* Frees every queued message not yet sent, except those waiting for an
  * acknowledgement (on_ack); returns how many. Used when a reset makes them
  * redundant. */

@@ -35,6 +35,10 @@ struct relay {
 	void *cb_arg;
 	bool ready;		/* both sides up */
 	bool listened;		/* LISTEN was active once */
+	/* Every row change is rendered here and handed to the sink, which
+	 * merges it or takes its buffers: no message per change. */
+	struct sink_msg change;
+	struct buf change_table;
 	ev_tstamp status_at;	/* the previous relay_status() */
 	unsigned long status_events, status_published;
 
@@ -107,6 +111,16 @@ relay_global_reset(struct relay *r, const char *reason)
 	return m;
 }
 
+/* m is r->change, or a message of its own, which the sink takes. */
+static void
+relay_hand_over(struct relay *r, struct sink_msg *m)
+{
+	if (m == &r->change)
+		redis_sink_push_change(r->sink, m);
+	else
+		redis_sink_push(r->sink, m);
+}
+
 static void
 relay_push(struct relay *r, struct sink_msg *m)
 {
@@ -115,14 +129,15 @@ relay_push(struct relay *r, struct sink_msg *m)
 
 	if (redis_sink_queued(r->sink) < (size_t)r->cfg->max_queue &&
 	    redis_sink_bytes(r->sink) < r->cfg->max_queue_bytes) {
-		redis_sink_push(r->sink, m);
+		relay_hand_over(r, m);
 		return;
 	}
 	/* A reset supersedes everything queued before it, so the queue is
 	 * replaced by one: memory stays bounded however long Redis is away. */
 	dropped = redis_sink_drop_queued(r->sink) + 1;
 	r->stats.dropped += dropped;
-	sink_msg_free(m);
+	if (m != &r->change)
+		sink_msg_free(m);
 	log_warnx("redis: queue full (%zu messages, %zu bytes); dropped them "
 	    "and queued a reset in their place", redis_sink_queued(r->sink),
 	    redis_sink_bytes(r->sink));
@@ -157,10 +172,31 @@ relay_table_reset(struct relay *r, const char *table, const char *reason,
 	return m;
 }
 
+/* r->change, emptied, for the row change ev. */
+static struct sink_msg *
+relay_change(struct relay *r, const struct event *ev)
+{
+	struct sink_msg *m = &r->change;
+
+	buf_reset(&r->change_table);
+	/* With its NUL, so that even "" has data. */
+	buf_add(&r->change_table, ev->table, strlen(ev->table) + 1);
+	keys_reset(&m->keys);
+	buf_reset(&m->rows);
+	m->op = event_op_name(ev->op);
+	m->table = r->change_table.data;
+	m->ts = ev->ts;
+	m->on_ack = NULL;
+	m->ack_arg = NULL;
+	m->nacks = 0;
+	return m;
+}
+
 /*
  * Turns one payload (a notification, or an outbox row) into the message
- * to publish: the change with its keys, or a reset of its table when the
- * keys cannot be known. Returns NULL for a payload pginval did not send.
+ * to publish: the change with its keys (r->change), or a reset of its
+ * table when the keys cannot be known. Returns NULL for a payload pginval
+ * did not send.
  */
 static struct sink_msg *
 relay_message(struct relay *r, const char *payload, size_t len)
@@ -191,13 +227,13 @@ relay_message(struct relay *r, const char *payload, size_t len)
 	if (ev.ts == 0)
 		ev.ts = relay_now_us();
 	t = config_table(r->cfg, ev.table);
-	m = sink_msg_new();
-	m->ts = ev.ts;
 	if (ev.op == EVENT_TRUNCATE) {
+		m = sink_msg_new();
+		m->ts = ev.ts;
 		message_body_event(&m->body, &ev, NULL);
 		if (t != NULL && r->cfg->redis_action == REDIS_ACTION_DELETE)
 			relay_add_patterns(&m->patterns, t);
-	} else if (t != NULL &&
+	} else if (m = relay_change(r, &ev), t != NULL &&
 	    rules_render(t->rules, &ev, &m->keys, err, sizeof(err)) == -1) {
 		char why[400];
 
@@ -205,13 +241,10 @@ relay_message(struct relay *r, const char *payload, size_t len)
 		    "re-run pginval.watch('%s', ARRAY[...]) with them", err,
 		    rules_columns(t->rules), ev.table);
 		relay_complain(r, "cannot make keys", why, payload, len);
-		sink_msg_free(m);
 		m = relay_table_reset(r, ev.table, err, ev.ts);
 		goto done;
 	} else {
 		/* Encoded when sent: it may merge with later changes. */
-		m->op = event_op_name(ev.op);
-		m->table = xstrdup(ev.table);
 		m->nrows = message_rows(&m->rows, &ev);
 	}
 	stats_count_event(&r->stats, ev.table);
@@ -235,7 +268,7 @@ relay_outbox_row(void *arg, const char *payload, size_t len,
 		return false;
 	m->on_ack = ack->fn;
 	m->ack_arg = ack->arg;
-	redis_sink_push(r->sink, m);
+	relay_hand_over(r, m);
 	return true;
 }
 
@@ -521,6 +554,9 @@ relay_free(struct relay *r)
 	/* The sink first: its messages hold the outbox's acks. */
 	redis_sink_free(r->sink);
 	outbox_free(r->outbox);
+	keys_free(&r->change.keys);
+	buf_free(&r->change.rows);
+	buf_free(&r->change_table);
 	stats_free(&r->stats);
 	config_free(r->cfg);
 	free(r);
