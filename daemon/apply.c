@@ -3,16 +3,13 @@
  * message ends either in invalidations (and refreshes) of its keys on
  * every target, or in a sweep of key patterns, and every way of missing
  * messages (a sequence gap, a new epoch that does not start at 1, our own
- * (re)subscription, a target queue that overflowed) ends in a reset.
+ * (re)subscription, a target queue that overflowed) ends in a reset,
+ * unless a replay from the stream brings what was missed.
  *
  * A key is refreshed only when apply_table_refreshable() says so (its
  * table's first template, and only that one, produces it); any other key
  * is deleted. The key is always invalidated first, so a refresh that
  * fails leaves it deleted, never stale.
- *
- * This file also holds the `pginval apply` command: arguments, the loop,
- * signals (SIGTERM/SIGINT drain, twice exits, SIGHUP reloads) and the
- * metrics listener.
  */
 #include "apply.h"
 #include "apply_key.h"
@@ -28,20 +25,14 @@
 
 #include <cjson/cJSON.h>
 #include <ev.h>
-#include <getopt.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #define REFRESH_MAX_QUEUE 10000
 
 struct apply {
 	struct ev_loop *loop;
 	struct config *cfg;
-	const char *path;
 	struct apply_sub *sub;
 	struct apply_target **targets;
 	size_t ntargets;
@@ -51,11 +42,6 @@ struct apply {
 	struct apply_seq seq;
 	struct apply_stats stats;
 	struct apply_strs values;	/* scratch */
-	struct http_server *http;
-	ev_signal sigterm, sigint, sighup;
-	ev_timer deadline, drained;
-	int stopping;
-	int exit_code;
 	ev_tstamp complain_at;
 	unsigned complaints;
 };
@@ -468,10 +454,10 @@ apply_new_refresh(struct apply *a)
 	apply_refresh_start(a->refresh);
 }
 
-static void
-apply_setup(struct apply *a)
+struct apply *
+apply_new(struct ev_loop *loop, struct config *cfg)
 {
-	const struct config *cfg = a->cfg;
+	struct apply *a = xcalloc(1, sizeof(*a));
 	struct apply_sub_opts so = {
 		.host = cfg->redis_host, .port = cfg->redis_port,
 		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
@@ -483,7 +469,13 @@ apply_setup(struct apply *a)
 		.reconnect_max = cfg->reconnect_max,
 	};
 
-	apply_tables_build(&a->tables, a->cfg);
+	a->loop = loop;
+	a->cfg = cfg;
+	log_info("apply: channel \"%s\" on %s, %zu target%s, %zu table rules",
+	    cfg->redis_channel, cfg->redis_where,
+	    cfg->ntargets > 0 ? cfg->ntargets : 1,
+	    cfg->ntargets == 1 || cfg->ntargets == 0 ? "" : "s", cfg->ntables);
+	apply_tables_build(&a->tables, cfg);
 	a->ntargets = cfg->ntargets > 0 ? cfg->ntargets : 1;
 	a->targets = xcalloc(a->ntargets, sizeof(*a->targets));
 	for (size_t i = 0; i < a->ntargets; i++) {
@@ -515,14 +507,91 @@ apply_setup(struct apply *a)
 	}
 	a->sub = apply_sub_new(a->loop, &so, apply_sub_event, a);
 	apply_sub_start(a->sub);
+	return a;
 }
 
-/* -- HTTP, drain, reload ------------------------------------------------ */
-
-static void
-apply_http(void *arg, const char *path, struct http_response *res)
+void
+apply_free(struct apply *a)
 {
-	struct apply *a = arg;
+	if (a == NULL)
+		return;
+	apply_sub_free(a->sub);
+	apply_replay_free(a->replay);
+	for (size_t i = 0; i < a->ntargets; i++)
+		apply_target_free(a->targets[i]);
+	free(a->targets);
+	apply_refresh_free(a->refresh);
+	apply_tables_free(&a->tables);
+	apply_strs_free(&a->values);
+	stats_free(&a->stats.lag);
+	log_info("stopped: %lu messages, %lu keys invalidated (%lu were "
+	    "cached), %lu resets", a->stats.messages, a->stats.keys_deleted,
+	    a->stats.keys_existed, a->stats.resets_all + a->stats.resets_table);
+	config_free(a->cfg);
+	free(a);
+}
+
+void
+apply_unsubscribe(struct apply *a)
+{
+	apply_sub_free(a->sub);
+	a->sub = NULL;
+	apply_replay_free(a->replay);	/* what it holds: the next start resets */
+	a->replay = NULL;
+}
+
+const struct config *
+apply_config(const struct apply *a)
+{
+	return a->cfg;
+}
+
+static bool
+apply_same_targets(const struct config *x, const struct config *y)
+{
+	if (x->ntargets != y->ntargets)
+		return false;
+	for (size_t i = 0; i < x->ntargets; i++)
+		if (strcmp(x->targets[i].name, y->targets[i].name) != 0 ||
+		    strcmp(x->targets[i].url, y->targets[i].url) != 0)
+			return false;
+	return true;
+}
+
+void
+apply_reload(struct apply *a, struct config *cfg)
+{
+	struct config *old = a->cfg;
+
+	if (str_differs(old->redis_url, cfg->redis_url) ||
+	    str_differs(old->redis_password, cfg->redis_password) ||
+	    str_differs(old->redis_channel, cfg->redis_channel) ||
+	    str_differs(old->redis_stream, cfg->redis_stream) ||
+	    !apply_same_targets(old, cfg) ||
+	    str_differs(old->apply_conninfo, cfg->apply_conninfo) ||
+	    str_differs(old->pg_conninfo, cfg->pg_conninfo))
+		log_warnx("reload: [redis], [target] and connection settings "
+		    "take effect at the next start; restart pginval apply");
+	a->cfg = cfg;
+	/* They point into the configuration: built again from the new one. */
+	apply_tables_build(&a->tables, cfg);
+	for (size_t i = 0; i < a->ntargets; i++) {
+		struct apply_target_opts to = apply_target_opts(a, i);
+
+		apply_target_tune(a->targets[i], &to);
+	}
+	if (a->refresh == NULL && apply_wants_refresh(cfg))
+		apply_new_refresh(a);
+	config_free(old);
+	log_info("reload: %zu table rules, %zu targets", cfg->ntables,
+	    a->ntargets);
+}
+
+/* -- the owner's side -------------------------------------------------- */
+
+void
+apply_http(struct apply *a, const char *path, struct http_response *res)
+{
 	struct apply_target_gauge *tg = xcalloc(a->ntargets, sizeof(*tg));
 	bool up = a->sub != NULL && apply_sub_subscribed(a->sub);
 
@@ -565,7 +634,7 @@ apply_http(void *arg, const char *path, struct http_response *res)
 	free(tg);
 }
 
-static bool
+bool
 apply_busy(const struct apply *a)
 {
 	for (size_t i = 0; i < a->ntargets; i++)
@@ -574,227 +643,3 @@ apply_busy(const struct apply *a)
 	return a->refresh != NULL && apply_refresh_pending(a->refresh) > 0;
 }
 
-static void
-apply_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct apply *a = w->data;
-
-	if (!apply_busy(a)) {
-		log_info("shutdown: everything acknowledged");
-		ev_break(loop, EVBREAK_ALL);
-	}
-}
-
-static void
-apply_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	log_warnx("shutdown: commands still unacknowledged after "
-	    "shutdown_timeout; the next start resets anyway");
-	ev_break(loop, EVBREAK_ALL);
-}
-
-static void
-apply_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	struct apply *a = w->data;
-
-	if (a->stopping++) {
-		log_warnx("second %s: exiting now", strsignal(w->signum));
-		a->exit_code = 1;
-		ev_break(loop, EVBREAK_ALL);
-		return;
-	}
-	log_info("%s: unsubscribing, then delivering what is in flight",
-	    strsignal(w->signum));
-	apply_sub_free(a->sub);		/* not inside its own callback */
-	a->sub = NULL;
-	apply_replay_free(a->replay);	/* what it holds: the next start resets */
-	a->replay = NULL;
-	ev_timer_set(&a->deadline, a->cfg->shutdown_timeout, 0);
-	ev_timer_start(loop, &a->deadline);
-	ev_timer_start(loop, &a->drained);
-}
-
-static bool
-apply_same_targets(const struct config *x, const struct config *y)
-{
-	if (x->ntargets != y->ntargets)
-		return false;
-	for (size_t i = 0; i < x->ntargets; i++)
-		if (strcmp(x->targets[i].name, y->targets[i].name) != 0 ||
-		    strcmp(x->targets[i].url, y->targets[i].url) != 0)
-			return false;
-	return true;
-}
-
-static void
-apply_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	struct apply *a = w->data;
-	struct config *cfg, *old = a->cfg;
-	char *errors = NULL;
-
-	log_info("SIGHUP: reloading %s", a->path);
-	if (config_load(a->path, &cfg, &errors) == -1) {
-		for (char *line = strtok(errors, "\n"); line != NULL;
-		    line = strtok(NULL, "\n"))
-			log_error("reload: %s", line);
-		log_error("reload: keeping the running configuration");
-		free(errors);
-		return;
-	}
-	if (str_differs(old->redis_url, cfg->redis_url) ||
-	    str_differs(old->redis_password, cfg->redis_password) ||
-	    str_differs(old->redis_channel, cfg->redis_channel) ||
-	    str_differs(old->redis_stream, cfg->redis_stream) ||
-	    !apply_same_targets(old, cfg) ||
-	    str_differs(old->apply_conninfo, cfg->apply_conninfo) ||
-	    str_differs(old->pg_conninfo, cfg->pg_conninfo))
-		log_warnx("reload: [redis], [target] and connection settings "
-		    "take effect at the next start; restart pginval apply");
-	log_set_level((enum log_level)cfg->log_level);
-	a->cfg = cfg;
-	/* They point into the configuration: built again from the new one. */
-	apply_tables_build(&a->tables, cfg);
-	for (size_t i = 0; i < a->ntargets; i++) {
-		struct apply_target_opts to = apply_target_opts(a, i);
-
-		apply_target_tune(a->targets[i], &to);
-	}
-	if (a->refresh == NULL && apply_wants_refresh(cfg))
-		apply_new_refresh(a);
-	config_free(old);
-	log_info("reload: %zu table rules, %zu targets", cfg->ntables,
-	    a->ntargets);
-}
-
-void
-apply_usage(FILE *f)
-{
-	fprintf(f,
-	    "usage: pginval apply [-c FILE] [-l LEVEL]\n"
-	    "\n"
-	    "Subscribes to the channel and invalidates (or refreshes) the keys of\n"
-	    "each message in every [target] Redis (default: the channel's Redis).\n"
-	    "\n"
-	    "  -c, --config FILE     configuration file (default "
-	    "/etc/pginval/pginval.conf)\n"
-	    "  -l, --log-level LVL   error, warn, info or debug (overrides the file)\n"
-	    "  -h, --help            this help\n"
-	    "  -V, --version         print the version\n"
-	    "\n"
-	    "Signals: SIGTERM/SIGINT drain and stop (twice: stop now), SIGHUP "
-	    "reloads.\n");
-}
-
-static int
-apply_run(struct apply *a)
-{
-	struct config *cfg = a->cfg;
-
-	log_init((enum log_level)cfg->log_level);
-	signal(SIGPIPE, SIG_IGN);
-	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
-	a->loop = EV_DEFAULT;
-	if (cfg->metrics_listen != NULL) {
-		char err[256];
-
-		a->http = http_server_new(a->loop, apply_http, a);
-		if (http_server_listen(a->http, cfg->metrics_listen, err,
-		    sizeof(err)) == -1)
-			log_fatal("%s: [metrics] listen: %s", a->path, err);
-		log_info("metrics: serving /metrics and /healthz on %s",
-		    cfg->metrics_listen);
-	}
-	ev_signal_init(&a->sigterm, apply_stop_cb, SIGTERM);
-	ev_signal_init(&a->sigint, apply_stop_cb, SIGINT);
-	ev_signal_init(&a->sighup, apply_hup_cb, SIGHUP);
-	a->sigterm.data = a->sigint.data = a->sighup.data = a;
-	ev_signal_start(a->loop, &a->sigterm);
-	ev_signal_start(a->loop, &a->sigint);
-	ev_signal_start(a->loop, &a->sighup);
-	ev_timer_init(&a->deadline, apply_deadline_cb, 0, 0);
-	ev_timer_init(&a->drained, apply_drained_cb, 0.02, 0.02);
-	a->deadline.data = a->drained.data = a;
-	log_info("apply: channel \"%s\" on %s, %zu target%s, %zu table rules",
-	    cfg->redis_channel, cfg->redis_where,
-	    cfg->ntargets > 0 ? cfg->ntargets : 1,
-	    cfg->ntargets == 1 || cfg->ntargets == 0 ? "" : "s", cfg->ntables);
-	apply_setup(a);
-
-	ev_run(a->loop, 0);
-
-	apply_sub_free(a->sub);
-	apply_replay_free(a->replay);
-	for (size_t i = 0; i < a->ntargets; i++)
-		apply_target_free(a->targets[i]);
-	free(a->targets);
-	apply_refresh_free(a->refresh);
-	http_server_free(a->http);
-	ev_timer_stop(a->loop, &a->deadline);
-	ev_timer_stop(a->loop, &a->drained);
-	ev_signal_stop(a->loop, &a->sigterm);
-	ev_signal_stop(a->loop, &a->sigint);
-	ev_signal_stop(a->loop, &a->sighup);
-	ev_loop_destroy(a->loop);
-	apply_tables_free(&a->tables);
-	apply_strs_free(&a->values);
-	stats_free(&a->stats.lag);
-	log_info("stopped: %lu messages, %lu keys invalidated (%lu were "
-	    "cached), %lu resets", a->stats.messages, a->stats.keys_deleted,
-	    a->stats.keys_existed, a->stats.resets_all + a->stats.resets_table);
-	config_free(a->cfg);
-	return a->exit_code;
-}
-
-int
-apply_main(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *path = "/etc/pginval/pginval.conf", *level = NULL;
-	struct apply a = { 0 };
-	char *errors = NULL;
-	enum log_level lvl;
-	struct stat st;
-	int ch;
-
-	while ((ch = getopt_long(argc, argv, "c:l:hV", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'l': level = optarg; break;
-		case 'h': apply_usage(stdout); return 0;
-		case 'V': printf("pginval %s\n", PGINVAL_VERSION); return 0;
-		default: apply_usage(stderr); return 2;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "pginval apply: unexpected argument \"%s\"\n",
-		    argv[optind]);
-		return 2;
-	}
-	if (config_load(path, &a.cfg, &errors) == -1) {
-		fprintf(stderr, "%s\n", errors);
-		free(errors);
-		return 1;
-	}
-	if (config_holds_secret(a.cfg) && stat(path, &st) == 0 &&
-	    (st.st_mode & S_IROTH))
-		fprintf(stderr, "%s: warning: the file holds a password and every "
-		    "user can read it; chmod o-r %s\n", path, path);
-	if (level != NULL) {
-		if (log_level_parse(level, &lvl) == -1) {
-			fprintf(stderr, "pginval: unknown log level \"%s\"\n", level);
-			config_free(a.cfg);
-			return 2;
-		}
-		a.cfg->log_level = (int)lvl;
-	}
-	a.path = path;
-	return apply_run(&a);
-}
