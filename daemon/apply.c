@@ -163,8 +163,9 @@ apply_message(struct apply *a, const char *payload, size_t len,
 	keys = cJSON_GetObjectItemCaseSensitive(m, "keys");
 	ts = cJSON_GetObjectItemCaseSensitive(m, "ts");
 	reason = cJSON_GetObjectItemCaseSensitive(m, "reason");
-	if (!cJSON_IsNumber(seq) || seq->valuedouble < 1 ||
-	    !cJSON_IsString(epoch)) {
+	/* Numbers out of range (or inf) would not even convert. */
+	if (!cJSON_IsNumber(seq) || !(seq->valuedouble >= 1 &&
+	    seq->valuedouble <= 9e15) || !cJSON_IsString(epoch)) {
 		a->stats.invalid++;
 		apply_complain(a, "no epoch and seq", payload, len);
 		goto done;
@@ -203,7 +204,8 @@ apply_message(struct apply *a, const char *payload, size_t len,
 		goto done;
 	}
 	tname = cJSON_IsString(table) ? table->valuestring : NULL;
-	when = cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0;
+	when = cJSON_IsNumber(ts) && ts->valuedouble >= 0 &&
+	    ts->valuedouble <= 9.2e18 ? (int64_t)ts->valuedouble : 0;
 	if (!cJSON_IsString(op) || !cJSON_IsArray(keys)) {
 		a->stats.invalid++;
 		apply_complain(a, "no op or keys", payload, len);

@@ -112,6 +112,7 @@ replay_compare(const struct apply_replay *r, const redisReply *msg)
 	int c = 0;
 
 	if (cJSON_IsString(epoch) && cJSON_IsNumber(seq) &&
+	    seq->valuedouble >= 1 && seq->valuedouble <= 9e15 &&
 	    strcmp(epoch->valuestring, r->epoch) == 0) {
 		if ((uint64_t)seq->valuedouble == r->seq)
 			c = 1;

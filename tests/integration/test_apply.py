@@ -254,6 +254,13 @@ def test_gaps_reset_everything():
         eq(rc("EXISTS", "user:73"), 1, "a new epoch from 1 is no gap")
         eq(rc("PUBLISH", "pginval", "not json"), 1, "junk is received")
         s.a.wait_log("skipping a message: no epoch and seq")
+        for junk in ('{"v":1,"epoch":"e3","seq":1e30,"op":"update"}',
+                     '{"v":1,"epoch":"e3","seq":-5}',
+                     '{"v":1,"epoch":"e3","seq":2,"op":"update",'
+                     '"table":"public.users","keys":["user:73"],"ts":1e999}'):
+            rc("PUBLISH", "pginval", junk)
+        wait_for(lambda: rc("EXISTS", "user:73") == 0,
+                 "out-of-range numbers neither crash nor stop apply")
 
 
 def test_own_reconnect_is_a_reset():
