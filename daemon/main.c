@@ -288,8 +288,11 @@ cmd_check(const char *path, bool connect)
 			return 1;
 		}
 	}
-	printf("%s: OK (redis %s, channel \"%s\"; %zu table rules)\n", path,
-	    cfg->redis_where, cfg->redis_channel, cfg->ntables);
+	printf("%s: OK (redis %s, channel \"%s\"%s%s%s; %zu table rules)\n",
+	    path, cfg->redis_where, cfg->redis_channel,
+	    cfg->redis_stream ? ", stream \"" : "",
+	    cfg->redis_stream ? cfg->redis_stream : "",
+	    cfg->redis_stream ? "\"" : "", cfg->ntables);
 	if (!connect) {
 		config_free(cfg);
 		return 0;

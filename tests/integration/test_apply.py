@@ -408,6 +408,10 @@ def test_daemon_appends_to_a_capped_stream():
     rc("DEL", "pginval:log")
     d = harness.Daemon(PG, REDIS, TABLES,
                        extra=dict(STREAM, **{"redis.stream_maxlen": "10"}))
+    r = subprocess.run([harness.BIN, "check", "-c", d.config],
+                       capture_output=True, text=True)
+    assert 'channel "pginval", stream "pginval:log"; 2 table rules' \
+        in r.stdout, r.stdout
     d.start()
     try:
         with REDIS.connect() as sub:
