@@ -51,7 +51,7 @@ struct event {
 	 * these instead of old and new. Owned by the event. */
 	struct event_row *rows;
 	size_t nrows;
-	void *json;		/* private: the parsed document */
+	void *json;		/* private: the strings and columns */
 };
 
 enum decode_result {

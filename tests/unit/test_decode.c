@@ -21,7 +21,7 @@ static const char *const result_names[] = { "OK", "TABLE_ONLY", "JUNK" };
 
 /* ------------------------------------------------------------------ */
 
-#define MAXCOLS 8
+#define MAXCOLS 12
 
 struct col {
 	const char *name;
@@ -158,6 +158,64 @@ static const struct decode_case decode_cases[] = {
 	{ "u0001 is fine", HEAD("insert") ",\"n\":{\"id\":\"a\\u0001b\"}}",
 	    DECODE_OK, "public.users", NULL, EVENT_INSERT, TS, false, NOIMG,
 	    IMG({ "id", "a\001b" }) },
+	{ "UTF-8 lengths at their limits",
+	    HEAD("insert") ",\"n\":{\"a\":\"\\u007f\\u0080\\u07ff\\u0800\","
+	    "\"b\":\"\\uFFFF\\uD800\\uDC00\\udbff\\udfff\\u00C9\"}}",
+	    DECODE_OK, "public.users", NULL, EVENT_INSERT, TS, false, NOIMG,
+	    IMG({ "a", "\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80" },
+		{ "b", "\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\xc3\x89" }) },
+	{ "escapes in names and in t",
+	    "{\"v\":1,\"\\u0074\":\"a\\u002eb\",\"op\":\"insert\","
+	    "\"\\u006e\":{\"\\u00e9\\n\":\"1\"}}",
+	    DECODE_OK, "a.b", NULL, EVENT_INSERT, 0, false, NOIMG,
+	    IMG({ "\xc3\xa9\n", "1" }) },
+	{ "raw control characters in strings",
+	    HEAD("insert") ",\"n\":{\"id\":\"a\tb\x01\x1f\"}}",
+	    DECODE_OK, "public.users", NULL, EVENT_INSERT, TS, false, NOIMG,
+	    IMG({ "id", "a\tb\x01\x1f" }) },
+	{ "control characters are blanks",
+	    "\x01{\x0b\"v\"\x1f:1,\"t\":\"a.b\",\"op\":\"insert\","
+	    "\"n\":{\"id\":\"1\"}}",
+	    DECODE_OK, "a.b", NULL, EVENT_INSERT, 0, false, NOIMG,
+	    IMG({ "id", "1" }) },
+	{ "byte order mark",
+	    "\xef\xbb\xbf{\"v\":1,\"t\":\"a.b\",\"op\":\"insert\",\"n\":{}}",
+	    DECODE_OK, "a.b", NULL, EVENT_INSERT, 0, false, NOIMG, EMPTYIMG },
+
+	/* Of several members of one name, the first counts. */
+	{ "repeated fields",
+	    "{\"v\":1,\"v\":2,\"t\":\"a.b\",\"t\":\"c.d\",\"op\":\"delete\","
+	    "\"op\":\"insert\",\"ts\":3,\"ts\":-1,\"big\":false,\"big\":true,"
+	    "\"o\":{\"id\":\"1\"},\"o\":{\"id\":[]},\"n\":{\"id\":\"2\"},"
+	    "\"n\":5}",
+	    DECODE_OK, "a.b", NULL, EVENT_DELETE, 3, false,
+	    IMG({ "id", "1" }), IMG({ "id", "2" }) },
+	{ "fields after the images",
+	    "{\"n\":{\"id\":\"1\"},\"o\":{\"id\":\"0\"},\"ts\":7,"
+	    "\"op\":\"update\",\"t\":\"a.b\",\"v\":1}",
+	    DECODE_OK, "a.b", NULL, EVENT_UPDATE, 7, false,
+	    IMG({ "id", "0" }), IMG({ "id", "1" }) },
+	{ "deep values elsewhere are skipped",
+	    HEAD("insert") ",\"x2\":[[[[{\"o\":{\"id\":[]}}]]]],"
+	    "\"n\":{\"id\":\"1\"},\"rows2\":{\"rows\":[1]}}",
+	    DECODE_OK, "public.users", NULL, EVENT_INSERT, TS, false, NOIMG,
+	    IMG({ "id", "1" }) },
+
+	/* Numbers are read as strtod() reads them, as they always were. */
+	{ "numbers in other forms",
+	    HEAD("insert") ",\"n\":{\"a\":007,\"b\":-0,\"c\":1.,\"d\":-.5,"
+	    "\"e\":1E+2,\"f\":123456789012345678,\"g\":0.30000000000000004,"
+	    "\"h\":1234567890123456789012345678901234567890123456789012345678901"
+	    "234567890,\"i\":4.9e-324}}",
+	    DECODE_OK, "public.users", NULL, EVENT_INSERT, TS, false, NOIMG,
+	    IMG({ "a", "7" }, { "b", "-0" }, { "c", "1" }, { "d", "-0.5" },
+		{ "e", "100" }, { "f", "1.2345678901234568e+17" },
+		{ "g", "0.30000000000000004" },
+		{ "h", "1.2345678901234567e+69" },
+		{ "i", "4.94065645841247e-324" }) },
+	{ "ts with a fraction", "{\"v\":1.0,\"t\":\"a.b\",\"op\":\"truncate\","
+	    "\"ts\":1.9e1}", DECODE_OK, "a.b", NULL, EVENT_TRUNCATE, 19, false,
+	    NOIMG, NOIMG },
 
 	/* Names a table, but cannot be used row by row. */
 	BAD("insert without n", HEAD("insert") "}",
@@ -214,6 +272,20 @@ static const struct decode_case decode_cases[] = {
 	BAD("backslash then u0000",
 	    HEAD("insert") ",\"n\":{\"id\":\"\\\\\\u0000\"}}",
 	    DECODE_TABLE_ONLY, "public.users", "NUL"),
+	BAD("u0000 in a field that is not read",
+	    HEAD("insert") ",\"y\":[\"\\u0000\"],\"n\":{\"id\":\"1\"}}",
+	    DECODE_TABLE_ONLY, "public.users", "NUL"),
+	BAD("u0000 comes after the version check",
+	    "{\"v\":3,\"t\":\"a.b\",\"op\":\"insert\",\"n\":{\"id\":\"\\u0000\"}}",
+	    DECODE_TABLE_ONLY, "a.b", "version"),
+	BAD("first v counts", "{\"v\":2,\"v\":1,\"t\":\"a.b\",\"op\":\"insert\","
+	    "\"n\":{}}", DECODE_TABLE_ONLY, "a.b", "version"),
+	BAD("errors of the first image come first",
+	    HEAD("update") ",\"n\":{\"id\":[]},\"o\":{\"id\":{}}}",
+	    DECODE_TABLE_ONLY, "public.users", "not a scalar"),
+	BAD("missing image before a bad one, op last",
+	    "{\"v\":1,\"t\":\"a.b\",\"n\":{\"id\":[]},\"op\":\"update\"}",
+	    DECODE_TABLE_ONLY, "a.b", "update without old row"),
 
 	/* Not a pginval payload. */
 	BAD("empty string", "", DECODE_JUNK, NULL, "not JSON"),
@@ -248,6 +320,52 @@ static const struct decode_case decode_cases[] = {
 	    DECODE_JUNK, NULL, "\"t\""),
 	BAD("T in capitals", "{\"v\":1,\"T\":\"a.b\",\"op\":\"truncate\"}",
 	    DECODE_JUNK, NULL, "\"t\""),
+	BAD("first t counts", "{\"t\":1,\"t\":\"a.b\",\"v\":1,\"op\":\"truncate\"}",
+	    DECODE_JUNK, NULL, "\"t\""),
+	BAD("t of 0 characters before a NUL",
+	    "{\"v\":1,\"t\":\"\\u0000a.b\",\"op\":\"truncate\"}", DECODE_JUNK,
+	    NULL, "\"t\""),
+	BAD("lone low surrogate", HEAD("insert") ",\"n\":{\"id\":\"\\udc00\"}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("high surrogate alone", HEAD("insert") ",\"n\":{\"id\":\"\\ud800\"}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("high surrogate and a letter",
+	    HEAD("insert") ",\"n\":{\"id\":\"\\ud800\\u0041\"}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("short u escape", HEAD("insert") ",\"n\":{\"id\":\"\\u12\"}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	/* cJSON read this as a NUL, which cut the value short, unnoticed. */
+	BAD("bad hex digit", HEAD("insert") ",\"n\":{\"id\":\"4\\u00g12\"}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("unknown escape", HEAD("insert") ",\"n\":{\"id\":\"\\x41\"}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("backslash at the end", "{\"t\":\"a.b\\", DECODE_JUNK, NULL,
+	    "not JSON"),
+	BAD("number stops short", HEAD("insert") ",\"n\":{\"id\":1-2}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("number with two exponents", HEAD("insert") ",\"n\":{\"id\":1e5e5}}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("minus alone", HEAD("insert") ",\"n\":{\"id\":-}}", DECODE_JUNK,
+	    NULL, "not JSON"),
+	BAD("plus sign", HEAD("insert") ",\"n\":{\"id\":+1}}", DECODE_JUNK,
+	    NULL, "not JSON"),
+	BAD("hex number", HEAD("insert") ",\"n\":{\"id\":0x1}}", DECODE_JUNK,
+	    NULL, "not JSON"),
+	BAD("word cut short", HEAD("insert") ",\"n\":{\"id\":nul}}", DECODE_JUNK,
+	    NULL, "not JSON"),
+	BAD("missing colon", "{\"t\" \"a.b\"}", DECODE_JUNK, NULL, "not JSON"),
+	BAD("missing comma", "{\"t\":\"a.b\" \"v\":1}", DECODE_JUNK, NULL,
+	    "not JSON"),
+	BAD("leading comma", "{,\"t\":\"a.b\"}", DECODE_JUNK, NULL, "not JSON"),
+	BAD("name is not a string", "{t:\"a.b\"}", DECODE_JUNK, NULL, "not JSON"),
+	BAD("trailing comma in an array", "{\"t\":\"a.b\",\"x\":[1,]}",
+	    DECODE_JUNK, NULL, "not JSON"),
+	BAD("unclosed array", "{\"t\":\"a.b\",\"x\":[1}", DECODE_JUNK, NULL,
+	    "not JSON"),
+	BAD("vertical tab after the object", "{\"t\":\"a.b\"}\x0b", DECODE_JUNK,
+	    NULL, "text after the JSON object"),
+	BAD("byte order mark alone before a digit", "\xef\xbb\xbf" "1",
+	    DECODE_JUNK, NULL, "not JSON"),
 	BAD("deeply nested junk",
 	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
 	    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
@@ -433,36 +551,65 @@ struct gen_case {
 	size_t ncols;		/* of "n", on DECODE_OK */
 	const char *col;	/* a column to look at, on DECODE_OK */
 	size_t vlen;		/* its length */
+	const char *err;	/* a substring of err, if set */
 };
 
 static const struct gen_case gen_cases[] = {
 	{ "100 KB value", HEAD("insert") ",\"n\":{\"id\":\"1\",\"blob\":\"", "x",
-	    100 * 1024, "", "", 0, "\"}}", DECODE_OK, 2, "blob", 100 * 1024 },
+	    100 * 1024, "", "", 0, "\"}}", DECODE_OK, 2, "blob", 100 * 1024,
+	    NULL },
 	{ "100 KB of escapes", HEAD("insert") ",\"n\":{\"blob\":\"", "\\n",
-	    50 * 1024, "", "", 0, "\"}}", DECODE_OK, 1, "blob", 50 * 1024 },
+	    50 * 1024, "", "", 0, "\"}}", DECODE_OK, 1, "blob", 50 * 1024, NULL },
 	{ "100 KB of UTF-8", HEAD("insert") ",\"n\":{\"blob\":\"",
 	    "\xe2\x98\x83", 34 * 1024, "", "", 0, "\"}}", DECODE_OK, 1, "blob",
-	    3 * 34 * 1024 },
+	    3 * 34 * 1024, NULL },
 	{ "10 KB value with a late u0000", HEAD("insert") ",\"n\":{\"blob\":\"",
 	    "y", 10 * 1024, "\\u0000", "", 0, "\"}}", DECODE_TABLE_ONLY, 0, NULL,
-	    0 },
+	    0, NULL },
 	{ "deep arrays", "", "[", 100000, "", "]", 100000, "", DECODE_JUNK, 0,
-	    NULL, 0 },
+	    NULL, 0, NULL },
 	{ "deep objects", "", "{\"a\":", 100000, "1", "}", 100000, "",
-	    DECODE_JUNK, 0, NULL, 0 },
+	    DECODE_JUNK, 0, NULL, 0, NULL },
 	{ "unbalanced deep junk", "", "[{\"t\":", 50000, "", "", 0, "",
-	    DECODE_JUNK, 0, NULL, 0 },
+	    DECODE_JUNK, 0, NULL, 0, NULL },
 	{ "deep value in a row image", HEAD("insert") ",\"n\":{\"id\":", "[",
-	    200, "1", "]", 200, "}}", DECODE_TABLE_ONLY, 0, NULL, 0 },
+	    200, "1", "]", 200, "}}", DECODE_TABLE_ONLY, 0, NULL, 0, NULL },
 	{ "too deep for the parser in a row image",
 	    HEAD("insert") ",\"n\":{\"id\":", "[", 5000, "1", "]", 5000, "}}",
-	    DECODE_JUNK, 0, NULL, 0 },
+	    DECODE_JUNK, 0, NULL, 0, NULL },
 	{ "table name of 512 bytes", "{\"v\":1,\"t\":\"s.", "t", 510, "", "", 0,
-	    "\",\"op\":\"truncate\"}", DECODE_OK, 0, NULL, 0 },
+	    "\",\"op\":\"truncate\"}", DECODE_OK, 0, NULL, 0, NULL },
 	{ "table name of 513 bytes", "{\"v\":1,\"t\":\"s.", "t", 511, "", "", 0,
-	    "\",\"op\":\"truncate\"}", DECODE_JUNK, 0, NULL, 0 },
+	    "\",\"op\":\"truncate\"}", DECODE_JUNK, 0, NULL, 0, NULL },
 	{ "table name of 100 KB", "{\"v\":1,\"t\":\"s.", "t", 100 * 1024, "",
-	    "", 0, "\",\"op\":\"truncate\"}", DECODE_JUNK, 0, NULL, 0 },
+	    "", 0, "\",\"op\":\"truncate\"}", DECODE_JUNK, 0, NULL, 0, NULL },
+	/* Up to 1000 arrays and objects may be open at once, the root
+	 * included: cJSON's limit. */
+	{ "1000 nested arrays", "", "[", 1000, "", "]", 1000, "", DECODE_JUNK,
+	    0, NULL, 0, "\"t\"" },
+	{ "1001 nested arrays", "", "[", 1001, "", "]", 1001, "", DECODE_JUNK,
+	    0, NULL, 0, "not JSON" },
+	{ "998 arrays in a row image", HEAD("insert") ",\"n\":{\"id\":", "[",
+	    998, "1", "]", 998, "}}", DECODE_TABLE_ONLY, 0, NULL, 0, "scalar" },
+	{ "999 arrays in a row image", HEAD("insert") ",\"n\":{\"id\":", "[",
+	    999, "1", "]", 999, "}}", DECODE_JUNK, 0, NULL, 0, "not JSON" },
+	{ "999 objects in a field not read",
+	    HEAD("insert") ",\"n\":{\"id\":\"1\"},\"y\":", "{\"a\":", 999, "null",
+	    "}", 999, "}", DECODE_OK, 1, "id", 1, NULL },
+	{ "1000 objects in a field not read",
+	    HEAD("insert") ",\"n\":{\"id\":\"1\"},\"y\":", "{\"a\":", 1000,
+	    "null", "}", 1000, "}", DECODE_JUNK, 0, NULL, 0, "not JSON" },
+	{ "996 arrays in a row of rows",
+	    HEAD("insert") ",\"rows\":[{\"n\":{\"id\":", "[", 996, "", "]", 996,
+	    "}}]}", DECODE_TABLE_ONLY, 0, NULL, 0, "scalar" },
+	{ "997 arrays in a row of rows",
+	    HEAD("insert") ",\"rows\":[{\"n\":{\"id\":", "[", 997, "", "]", 997,
+	    "}}]}", DECODE_JUNK, 0, NULL, 0, "not JSON" },
+	{ "long number", HEAD("insert") ",\"n\":{\"id\":0.", "7", 5000, "", "",
+	    0, "}}", DECODE_OK, 1, "id", 18, NULL },
+	{ "10 KB of escaped characters", HEAD("insert") ",\"n\":{\"blob\":\"",
+	    "\\ud83d\\ude00", 1024, "", "", 0, "\"}}", DECODE_OK, 1, "blob",
+	    4 * 1024, NULL },
 };
 
 static void
@@ -479,6 +626,8 @@ test_decode_generated(void **state)
 		tcase = c->name;
 		r = decode_event(p, strlen(p), &ev, err, sizeof(err));
 		CHECK_INT(r, c->want);
+		if (c->err != NULL && strstr(err, c->err) == NULL)
+			t_fail(__LINE__, "err \"%s\" lacks \"%s\"", err, c->err);
 		if (r == DECODE_OK && c->ncols > 0) {
 			const struct row_col *col = row_image_get(&ev.new, c->col);
 
@@ -530,6 +679,119 @@ test_decode_many_columns(void **state)
 	assert_null(row_image_get(&ev.new, "c5000"));
 	decode_event_free(&ev);
 	buf_free(&b);
+}
+
+/* A statement's 500 rows of 3 columns, the most the triggers pack. */
+static void
+test_decode_many_rows(void **state)
+{
+	struct buf b = { 0 };
+	struct event ev;
+	char err[128], row[128];
+	enum decode_result r;
+
+	buf_adds(&b, HEAD("update") ",\"rows\":[");
+	for (int i = 0; i < 500; i++) {
+		snprintf(row, sizeof(row), "%s{\"o\":{\"id\":\"%d\",\"k\":%d,"
+		    "\"e\":null},\"n\":{\"id\":\"%d\",\"k\":%d,\"e\":\"x\"}}",
+		    i ? "," : "", i, i, i, -i);
+		buf_adds(&b, row);
+	}
+	buf_adds(&b, "]}");
+	r = decode_event(b.data, b.len, &ev, err, sizeof(err));
+	assert_int_equal(r, DECODE_OK);
+	assert_int_equal(ev.nrows, 500);
+	for (int i = 0; i < 500; i += 71) {
+		const struct event_row *er = &ev.rows[i];
+
+		snprintf(row, sizeof(row), "%d", i);
+		assert_int_equal(er->old.n, 3);
+		assert_int_equal(er->new.n, 3);
+		assert_string_equal(row_image_get(&er->old, "id")->val, row);
+		assert_string_equal(row_image_get(&er->old, "k")->val, row);
+		assert_null(row_image_get(&er->old, "e")->val);
+		snprintf(row, sizeof(row), "%d", -i);
+		assert_string_equal(row_image_get(&er->new, "k")->val, row);
+		assert_string_equal(row_image_get(&er->new, "e")->val, "x");
+	}
+	decode_event_free(&ev);
+	buf_free(&b);
+}
+
+/* A column repeated in an image is kept each time; by name, the first is
+ * found. */
+static void
+test_decode_repeated_columns(void **state)
+{
+	static const char payload[] = HEAD("insert") ",\"n\":{\"id\":\"1\","
+	    "\"x\":true,\"id\":\"2\",\"id\":null}}";
+	struct event ev;
+	char err[128];
+
+	assert_int_equal(decode_event(payload, strlen(payload), &ev, err,
+	    sizeof(err)), DECODE_OK);
+	assert_int_equal(ev.new.n, 4);
+	assert_string_equal(ev.new.cols[2].val, "2");
+	assert_null(ev.new.cols[3].val);
+	assert_ptr_equal(row_image_get(&ev.new, "id"), &ev.new.cols[0]);
+	assert_string_equal(row_image_get(&ev.new, "x")->val, "true");
+	decode_event_free(&ev);
+}
+
+/* NUL bytes in the payload itself (never in a NOTIFY, but a length says
+ * where a payload ends): blanks between tokens, like every control
+ * character, and in a string the same as an escaped NUL. */
+struct nul_case {
+	const char *name;
+	const char *payload;
+	size_t len;
+	enum decode_result want;
+	const char *err;	/* a substring of err, unless DECODE_OK */
+};
+
+#define NUL_CASE(n, p, w, e) { (n), (p), sizeof(p) - 1, (w), (e) }
+
+static const struct nul_case nul_cases[] = {
+	NUL_CASE("between tokens", "{\"v\":1,\0\"t\":\"a.b\",\"op\":\"insert\","
+	    "\"n\":\0{}}", DECODE_OK, NULL),
+	NUL_CASE("in a value", "{\"v\":1,\"t\":\"a.b\",\"op\":\"insert\","
+	    "\"n\":{\"id\":\"4\0002\"}}", DECODE_TABLE_ONLY, "NUL"),
+	NUL_CASE("in a name", "{\"v\":1,\"t\":\"a.b\",\"op\":\"insert\","
+	    "\"n\":{\"i\0d\":\"42\"}}", DECODE_TABLE_ONLY, "NUL"),
+	NUL_CASE("in a field not read", "{\"v\":1,\"t\":\"a.b\",\"y\":\"\0\","
+	    "\"op\":\"insert\",\"n\":{\"id\":\"1\"}}", DECODE_TABLE_ONLY,
+	    "NUL"),
+	NUL_CASE("after the object", "{\"v\":1,\"t\":\"a.b\",\"op\":\"insert\","
+	    "\"n\":{}}\0", DECODE_JUNK, "text after"),
+	NUL_CASE("in t, truncate", "{\"v\":1,\"t\":\"a.b\0c\","
+	    "\"op\":\"truncate\"}", DECODE_OK, NULL),
+};
+
+static void
+test_decode_nul_bytes(void **state)
+{
+	for (size_t i = 0; i < sizeof(nul_cases) / sizeof(nul_cases[0]); i++) {
+		const struct nul_case *c = &nul_cases[i];
+		char *copy = malloc(c->len);
+		struct event ev;
+		char err[128];
+		enum decode_result r;
+
+		tcase = c->name;
+		assert_non_null(copy);
+		memcpy(copy, c->payload, c->len);
+		r = decode_event(copy, c->len, &ev, err, sizeof(err));
+		CHECK_INT(r, c->want);
+		if (c->err != NULL && strstr(err, c->err) == NULL)
+			t_fail(__LINE__, "err \"%s\" lacks \"%s\"", err, c->err);
+		/* A table name ends at its NUL, as in C. */
+		if (r != DECODE_JUNK) {
+			CHECK_STR(ev.table, "a.b");
+			decode_event_free(&ev);
+		}
+		free(copy);
+	}
+	t_done();
 }
 
 /* ------------------------------------------------------------------ */
@@ -753,6 +1015,9 @@ main(void)
 		cmocka_unit_test(test_decode_len),
 		cmocka_unit_test(test_decode_generated),
 		cmocka_unit_test(test_decode_many_columns),
+		cmocka_unit_test(test_decode_many_rows),
+		cmocka_unit_test(test_decode_repeated_columns),
+		cmocka_unit_test(test_decode_nul_bytes),
 		cmocka_unit_test(test_decode_errlen),
 		cmocka_unit_test(test_decode_reuse),
 		cmocka_unit_test(test_row_image_get),
