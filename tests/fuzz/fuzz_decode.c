@@ -145,6 +145,53 @@ check_image(const struct buf *msg, const cJSON *obj,
 		fail("row image lost columns", msg->data, msg->len);
 }
 
+/* The images of the event's rows: a single row's at the top of the
+ * message, several rows' in "rows". */
+static void
+check_rows(const struct buf *msg, const cJSON *root, const struct event *ev)
+{
+	static const struct row_image absent = { false, 0, NULL };
+	const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+	const cJSON *item;
+	size_t i = 0;
+
+	if (ev->nrows <= 1) {
+		if (rows != NULL)
+			fail("message has rows the event lacks", msg->data,
+			    msg->len);
+		check_image(msg, cJSON_GetObjectItemCaseSensitive(root, "old"),
+		    ev->nrows == 1 ? &ev->rows[0].old : &ev->old);
+		check_image(msg, cJSON_GetObjectItemCaseSensitive(root, "new"),
+		    ev->nrows == 1 ? &ev->rows[0].new : &ev->new);
+		return;
+	}
+	check_image(msg, cJSON_GetObjectItemCaseSensitive(root, "old"), &absent);
+	check_image(msg, cJSON_GetObjectItemCaseSensitive(root, "new"), &absent);
+	if (!cJSON_IsArray(rows))
+		fail("message lost its rows", msg->data, msg->len);
+	cJSON_ArrayForEach(item, rows) {
+		if (i >= ev->nrows || !cJSON_IsObject(item))
+			fail("message has extra rows", msg->data, msg->len);
+		check_image(msg, cJSON_GetObjectItemCaseSensitive(item, "old"),
+		    &ev->rows[i].old);
+		check_image(msg, cJSON_GetObjectItemCaseSensitive(item, "new"),
+		    &ev->rows[i].new);
+		i++;
+	}
+	if (i != ev->nrows)
+		fail("message lost rows", msg->data, msg->len);
+}
+
+/* Every value of img is as long as it says. */
+static void
+check_lengths(const struct row_image *img)
+{
+	for (size_t i = 0; i < img->n; i++)
+		if (img->cols[i].val != NULL &&
+		    img->cols[i].val[img->cols[i].len] != '\0')
+			fail("value length is wrong", NULL, 0);
+}
+
 /* The message for a decoded event, as the daemon builds it. */
 static void
 check_event(const struct event *ev)
@@ -189,10 +236,7 @@ check_event(const struct event *ev)
 	}
 	if (i != keys.n)
 		fail("message lost keys", msg.data, msg.len);
-	check_image(&msg, cJSON_GetObjectItemCaseSensitive(root, "old"),
-	    &ev->old);
-	check_image(&msg, cJSON_GetObjectItemCaseSensitive(root, "new"),
-	    &ev->new);
+	check_rows(&msg, root, ev);
 
 	cJSON_Delete(root);
 	buf_free(&msg);
@@ -245,14 +289,12 @@ run(const char *payload, size_t len)
 	case DECODE_OK:
 		if (ev.table == NULL || ev.table[0] == '\0' || err[0] != '\0')
 			fail("DECODE_OK without a table, or with an error", NULL, 0);
-		for (size_t i = 0; i < ev.old.n; i++)
-			if (ev.old.cols[i].val != NULL &&
-			    ev.old.cols[i].val[ev.old.cols[i].len] != '\0')
-				fail("old value length is wrong", NULL, 0);
-		for (size_t i = 0; i < ev.new.n; i++)
-			if (ev.new.cols[i].val != NULL &&
-			    ev.new.cols[i].val[ev.new.cols[i].len] != '\0')
-				fail("new value length is wrong", NULL, 0);
+		check_lengths(&ev.old);
+		check_lengths(&ev.new);
+		for (size_t i = 0; i < ev.nrows; i++) {
+			check_lengths(&ev.rows[i].old);
+			check_lengths(&ev.rows[i].new);
+		}
 		check_event(&ev);
 		decode_event_free(&ev);
 		break;
