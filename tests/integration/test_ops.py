@@ -213,6 +213,8 @@ def test_tail_in_a_terminal():
                      "tail to subscribe")
             sql("INSERT INTO users VALUES (7, 'seven@x', 'n')")
             sql("TRUNCATE users")
+            wait_for(lambda: re.search(r"truncate +public\.users", tmux(
+                "capture-pane", "-p").stdout), "the truncate first")
             # A message from elsewhere with a seq gap stands out.
             REDIS.command("PUBLISH", "pginval", json.dumps({
                 "v": 1, "seq": 99, "epoch": "x", "op": "insert",
