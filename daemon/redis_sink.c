@@ -2,8 +2,8 @@
  * Redis sink. Commands are pipelined on one redis_conn (which owns the
  * link, its handshake, timeouts and reconnects): each queued message
  * becomes an optional UNLINK, an optional XADD and a PUBLISH, and moves
- * to the in-flight list until the PUBLISH's reply arrives. hiredis 0.14 has an unbounded output
- * buffer, so the window is capped (max_inflight).
+ * to the in-flight list until the PUBLISH's reply arrives. hiredis 0.14
+ * has an unbounded output buffer, so the window is capped (max_inflight).
  *
  * When the link drops, pending replies arrive as NULL, which is how
  * in-flight messages find their way back to the queue, in order.
