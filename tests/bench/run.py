@@ -651,16 +651,6 @@ def build_rows(res):
         pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
         pair(scn, "relay peak RSS (MB)", s, "peak_rss_mb")
         pair(scn, "resets received", s, "resets")
-    s = res.get("stream")
-    if s:
-        scn = "f. drain %s rows, stream on (ref: off)" % "{:,}".format(N)
-        pair(scn, "COMMIT -> last message (s)", s, "commit_to_last_s")
-        pair(scn, "changes/s", s, "events_per_s")
-        pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
-        pair(scn, "relay peak RSS (MB)", s, "peak_rss_mb")
-        pair(scn, "messages (PUBLISHes) received", s, "msgs")
-        pair(scn, "stream entries (XLEN)", s, "stream_len")
-        pair(scn, "stream memory (MB)", s, "stream_mb")
     s = res.get("fanin")
     if s:
         scn = "e. fan-in %d clients, %d tables" % (FANIN_CLIENTS, FANIN_TABLES)
@@ -671,6 +661,16 @@ def build_rows(res):
         pair(scn, "changes received", s, "events")
         pair(scn, "transactions committed", s, "transactions")
         pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
+    s = res.get("stream")
+    if s:
+        scn = "f. drain %s rows, stream on (ref: off)" % "{:,}".format(N)
+        pair(scn, "COMMIT -> last message (s)", s, "commit_to_last_s")
+        pair(scn, "changes/s", s, "events_per_s")
+        pair(scn, "relay CPU s per 1M changes", s, "cpu_s_per_m")
+        pair(scn, "relay peak RSS (MB)", s, "peak_rss_mb")
+        pair(scn, "messages (PUBLISHes) received", s, "msgs")
+        pair(scn, "stream entries (XLEN)", s, "stream_len")
+        pair(scn, "stream memory (MB)", s, "stream_mb")
     return rows
 
 
