@@ -14,7 +14,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,17 +71,10 @@ apply_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct apply_cmd *c = w->data;
 	struct config *cfg;
-	char *errors = NULL;
 
 	log_info("SIGHUP: reloading %s", c->path);
-	if (config_load(c->path, &cfg, &errors) == -1) {
-		for (char *line = strtok(errors, "\n"); line != NULL;
-		    line = strtok(NULL, "\n"))
-			log_error("reload: %s", line);
-		log_error("reload: keeping the running configuration");
-		free(errors);
+	if ((cfg = config_reload(c->path)) == NULL)
 		return;
-	}
 	log_set_level((enum log_level)cfg->log_level);
 	apply_reload(c->apply, cfg);
 }
@@ -171,9 +163,7 @@ apply_main(int argc, char **argv)
 	const char *path = "/etc/pginval/pginval.conf", *level = NULL;
 	struct apply_cmd c = { 0 };
 	struct config *cfg;
-	char *errors = NULL;
 	enum log_level lvl;
-	struct stat st;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "c:l:hV", longopts, NULL)) != -1) {
@@ -190,15 +180,8 @@ apply_main(int argc, char **argv)
 		    argv[optind]);
 		return 2;
 	}
-	if (config_load(path, &cfg, &errors) == -1) {
-		fprintf(stderr, "%s\n", errors);
-		free(errors);
+	if ((cfg = config_open(path)) == NULL)
 		return 1;
-	}
-	if (config_holds_secret(cfg) && stat(path, &st) == 0 &&
-	    (st.st_mode & S_IROTH))
-		fprintf(stderr, "%s: warning: the file holds a password and every "
-		    "user can read it; chmod o-r %s\n", path, path);
 	if (level != NULL) {
 		if (log_level_parse(level, &lvl) == -1) {
 			fprintf(stderr, "pginval: unknown log level \"%s\"\n", level);

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "buf.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 enum opt_type {
 	OPT_STRING,
@@ -860,6 +862,42 @@ config_load(const char *path, struct config **out, char **errors)
 	rc = config_parse(f, path, out, errors);
 	fclose(f);
 	return rc;
+}
+
+struct config *
+config_open(const char *path)
+{
+	struct config *cfg;
+	char *errors = NULL;
+	struct stat st;
+
+	if (config_load(path, &cfg, &errors) == -1) {
+		fprintf(stderr, "%s\n", errors);
+		free(errors);
+		return NULL;
+	}
+	if (config_holds_secret(cfg) && stat(path, &st) == 0 &&
+	    (st.st_mode & S_IROTH))
+		fprintf(stderr, "%s: warning: the file holds a password and every "
+		    "user can read it; chmod o-r %s, or move the password to a "
+		    "password_file\n", path, path);
+	return cfg;
+}
+
+struct config *
+config_reload(const char *path)
+{
+	struct config *cfg;
+	char *errors = NULL;
+
+	if (config_load(path, &cfg, &errors) == 0)
+		return cfg;
+	for (char *line = strtok(errors, "\n"); line != NULL;
+	    line = strtok(NULL, "\n"))
+		log_error("reload: %s", line);
+	log_error("reload: keeping the running configuration");
+	free(errors);
+	return NULL;
 }
 
 void

@@ -121,6 +121,16 @@ struct config {
  */
 int config_load(const char *path, struct config **out, char **errors)
     __attribute__((warn_unused_result));
+/*
+ * config_load() for a command's start: the errors, and a warning about a
+ * password that every user can read, go to stderr. NULL on error.
+ */
+struct config *config_open(const char *path);
+/*
+ * config_load() for a reload: each error is logged as "reload: ...", and
+ * that the running configuration stays. NULL on error.
+ */
+struct config *config_reload(const char *path);
 /* The same for an open stream; name is used in messages. */
 int config_parse(FILE *f, const char *name, struct config **out,
     char **errors) __attribute__((warn_unused_result));

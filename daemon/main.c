@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,25 +64,6 @@ usage(FILE *f, const char *cmd)
 		    "Signals: SIGTERM/SIGINT drain and stop (twice: stop now), SIGHUP reloads.\n");
 	else
 		tail_usage(f);
-}
-
-static int
-load_config(const char *path, struct config **cfg)
-{
-	char *errors = NULL;
-	struct stat st;
-
-	if (config_load(path, cfg, &errors) == -1) {
-		fprintf(stderr, "%s\n", errors);
-		free(errors);
-		return -1;
-	}
-	if (config_holds_secret(*cfg) && stat(path, &st) == 0 &&
-	    (st.st_mode & S_IROTH))
-		fprintf(stderr, "%s: warning: the file holds a password and every "
-		    "user can read it; chmod o-r %s, or move the password to a "
-		    "password_file\n", path, path);
-	return 0;
 }
 
 /* Sends a systemd notification followed by the current status line. */
@@ -177,7 +157,6 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct daemon *d = w->data;
 	struct config *cfg;
-	char *errors = NULL;
 
 	log_info("SIGHUP: reloading %s", d->config_path);
 	if (sd_notify_enabled()) {
@@ -190,15 +169,8 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 		    (unsigned long long)ts.tv_nsec / 1000);
 		sd_notify_send(msg);
 	}
-	if (config_load(d->config_path, &cfg, &errors) == -1) {
-		for (char *line = strtok(errors, "\n"); line != NULL;
-		    line = strtok(NULL, "\n"))
-			log_error("reload: %s", line);
-		log_error("reload: keeping the running configuration");
-		free(errors);
-	} else {
+	if ((cfg = config_reload(d->config_path)) != NULL)
 		relay_reload(d->relay, cfg);
-	}
 	notify(d, "READY=1\n");
 }
 
@@ -209,7 +181,7 @@ cmd_run(const char *path, const char *level)
 	struct config *cfg;
 	enum log_level lvl;
 
-	if (load_config(path, &cfg) == -1)
+	if ((cfg = config_open(path)) == NULL)
 		return 1;
 	if (level != NULL) {
 		if (log_level_parse(level, &lvl) == -1) {
@@ -275,7 +247,7 @@ cmd_check(const char *path, bool connect)
 	struct config *cfg;
 	int problems;
 
-	if (load_config(path, &cfg) == -1)
+	if ((cfg = config_open(path)) == NULL)
 		return 1;
 	if (cfg->metrics_listen != NULL) {
 		char host[256], port[16];
