@@ -6,6 +6,7 @@
  * with nothing else to do.
  */
 #include "tail.h"
+#include "apply_key.h"
 #include "config.h"
 #include "log.h"
 
@@ -17,6 +18,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -27,8 +29,7 @@ struct tail {
 	bool json, color;
 	bool connected;		/* subscribed once already */
 	const char *table, *key;
-	char epoch[64];
-	double last_seq;
+	struct apply_seq seq;	/* the gap rules, as apply keeps them */
 	unsigned long messages, shown, resets, gaps;
 };
 
@@ -108,21 +109,21 @@ tail_print(struct tail *t, const char *text, size_t len)
 	if (reset)
 		t->resets++;
 
-	/* The gap rules of the message contract. */
-	if (cJSON_IsNumber(seq) && cJSON_IsString(epoch)) {
-		bool same = strcmp(epoch->valuestring, t->epoch) == 0;
+	if (cJSON_IsNumber(seq) && seq->valuedouble >= 1 &&
+	    seq->valuedouble <= 9e15 && cJSON_IsString(epoch)) {
+		uint64_t expected = t->seq.last + 1;
+		enum apply_gap gap = apply_seq_check(&t->seq,
+		    epoch->valuestring, (uint64_t)seq->valuedouble);
 
-		if ((same && seq->valuedouble != t->last_seq + 1) ||
-		    (!same && t->epoch[0] != '\0' && seq->valuedouble != 1)) {
+		if (gap != APPLY_GAP_NONE) {
 			t->gaps++;
 			if (!t->json)
-				printf("%s!! gap: expected seq %.0f, got %.0f%s\n",
-				    tail_paint(t, "\033[1;31m"), same ?
-				    t->last_seq + 1 : 1, seq->valuedouble,
+				printf("%s!! gap: expected seq %llu, got %.0f%s\n",
+				    tail_paint(t, "\033[1;31m"),
+				    (unsigned long long)(gap == APPLY_GAP_EPOCH ?
+				    1 : expected), seq->valuedouble,
 				    tail_paint(t, "\033[0m"));
 		}
-		snprintf(t->epoch, sizeof(t->epoch), "%s", epoch->valuestring);
-		t->last_seq = seq->valuedouble;
 	}
 	if (!tail_wanted(t, msg))
 		goto done;
@@ -228,7 +229,7 @@ tail_loop(struct tail *t, const struct config *cfg, const char *channel)
 					    tail_paint(t, "\033[0m"));
 			}
 			t->connected = true;
-			t->epoch[0] = '\0';
+			apply_seq_forget(&t->seq);
 		}
 		/* hiredis retries reads interrupted by a signal, so wait for
 		 * input here, where Ctrl-C can stop the wait. */
