@@ -22,6 +22,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "redis_conn.h"
 
 #include <cjson/cJSON.h>
 #include <ev.h>
@@ -460,12 +461,15 @@ struct apply *
 apply_new(struct ev_loop *loop, struct config *cfg)
 {
 	struct apply *a = xcalloc(1, sizeof(*a));
-	struct apply_sub_opts so = {
+	/* The channel's Redis, for the subscription and the stream. */
+	struct redis_conn_opts chan = {
 		.host = cfg->redis_host, .port = cfg->redis_port,
 		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-		.password = cfg->redis_password, .where = cfg->redis_where,
-		.channel = cfg->redis_channel,
+		.password = cfg->redis_password, .db = cfg->redis_db,
+		.where = cfg->redis_where, .client_name = "pginval-apply",
 		.connect_timeout = cfg->redis_connect_timeout,
+		.command_timeout = cfg->redis_command_timeout,
+		.health_interval = cfg->health_interval,
 		.keepalive = cfg->health_interval > 0 ? cfg->health_interval : 30,
 		.reconnect_min = cfg->reconnect_min,
 		.reconnect_max = cfg->reconnect_max,
@@ -490,24 +494,12 @@ apply_new(struct ev_loop *loop, struct config *cfg)
 	if (apply_wants_refresh(cfg))
 		apply_new_refresh(a);
 	if (cfg->redis_stream != NULL) {
-		struct apply_replay_opts ro = {
-			.host = cfg->redis_host, .port = cfg->redis_port,
-			.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-			.password = cfg->redis_password, .db = cfg->redis_db,
-			.where = cfg->redis_where, .stream = cfg->redis_stream,
-			.connect_timeout = cfg->redis_connect_timeout,
-			.command_timeout = cfg->redis_command_timeout,
-			.health_interval = cfg->health_interval,
-			.reconnect_min = cfg->reconnect_min,
-			.reconnect_max = cfg->reconnect_max,
-			.busy = apply_replay_busy,
-		};
-
-		a->replay = apply_replay_new(a->loop, &ro, apply_replay_event,
-		    a);
+		a->replay = apply_replay_new(a->loop, &chan, cfg->redis_stream,
+		    apply_replay_busy, apply_replay_event, a);
 		apply_replay_start(a->replay);
 	}
-	a->sub = apply_sub_new(a->loop, &so, apply_sub_event, a);
+	a->sub = apply_sub_new(a->loop, &chan, cfg->redis_channel,
+	    apply_sub_event, a);
 	apply_sub_start(a->sub);
 	return a;
 }

@@ -281,32 +281,20 @@ replay_conn_cb(void *arg, enum redis_conn_event ev)
 }
 
 struct apply_replay *
-apply_replay_new(struct ev_loop *loop, const struct apply_replay_opts *opts,
-    apply_replay_cb *cb, void *arg)
+apply_replay_new(struct ev_loop *loop, const struct redis_conn_opts *conn,
+    const char *stream, apply_replay_busy_fn *busy, apply_replay_cb *cb,
+    void *arg)
 {
 	struct apply_replay *r = xcalloc(1, sizeof(*r));
-	struct redis_conn_opts co = {
-		.name = "stream",
-		.host = opts->host, .port = opts->port,
-		.unix_path = opts->unix_path,
-		.user = opts->user, .password = opts->password,
-		.db = opts->db, .where = opts->where,
-		.client_name = "pginval-apply",
-		.connect_timeout = opts->connect_timeout,
-		.command_timeout = opts->command_timeout,
-		.health_interval = opts->health_interval,
-		.keepalive = opts->health_interval > 0 ?
-		    opts->health_interval : 30,
-		.reconnect_min = opts->reconnect_min,
-		.reconnect_max = opts->reconnect_max,
-	};
+	struct redis_conn_opts co = *conn;
 
+	co.name = "stream";
 	r->loop = loop;
 	r->cb = cb;
 	r->arg = arg;
-	r->busy = opts->busy;
-	r->stream = xstrdup(opts->stream);
-	r->wait = opts->connect_timeout;
+	r->busy = busy;
+	r->stream = xstrdup(stream);
+	r->wait = conn->connect_timeout;
 	r->conn = redis_conn_new(loop, &co, replay_conn_cb, r);
 	ev_timer_init(&r->timer, replay_timer_cb, 0, 0);
 	r->timer.data = r;

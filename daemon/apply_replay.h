@@ -29,6 +29,7 @@
 
 struct ev_loop;
 struct apply_replay;
+struct redis_conn_opts;
 
 enum apply_replay_event {
 	REPLAY_EVENT_ENTRY,	/* a replayed message: payload, len */
@@ -46,21 +47,10 @@ typedef bool apply_replay_cb(void *arg, enum apply_replay_event ev,
 /* True while the owner's targets have too much queued for another page. */
 typedef bool apply_replay_busy_fn(void *arg);
 
-struct apply_replay_opts {
-	const char *host;	/* NULL: use unix_path */
-	int port;
-	const char *unix_path;
-	const char *user, *password;	/* may be NULL; never logged */
-	int db;
-	const char *where;	/* for log lines */
-	const char *stream;
-	double connect_timeout, command_timeout, health_interval;
-	double reconnect_min, reconnect_max;
-	apply_replay_busy_fn *busy;
-};
-
+/* conn: the channel's Redis (its name is set here); busy paces reading. */
 struct apply_replay *apply_replay_new(struct ev_loop *loop,
-    const struct apply_replay_opts *opts, apply_replay_cb *cb, void *arg);
+    const struct redis_conn_opts *conn, const char *stream,
+    apply_replay_busy_fn *busy, apply_replay_cb *cb, void *arg);
 void apply_replay_start(struct apply_replay *r);
 /* Closes the connection and frees held messages; no callback follows. */
 void apply_replay_free(struct apply_replay *r);

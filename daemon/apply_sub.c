@@ -82,26 +82,17 @@ sub_conn_cb(void *arg, enum redis_conn_event ev)
 }
 
 struct apply_sub *
-apply_sub_new(struct ev_loop *loop, const struct apply_sub_opts *opts,
-    apply_sub_cb *cb, void *arg)
+apply_sub_new(struct ev_loop *loop, const struct redis_conn_opts *conn,
+    const char *channel, apply_sub_cb *cb, void *arg)
 {
 	struct apply_sub *s = xcalloc(1, sizeof(*s));
-	struct redis_conn_opts co = {
-		.name = "channel",
-		.host = opts->host, .port = opts->port,
-		.unix_path = opts->unix_path,
-		.user = opts->user, .password = opts->password,
-		.where = opts->where,
-		.connect_timeout = opts->connect_timeout,
-		.keepalive = opts->keepalive,
-		.reconnect_min = opts->reconnect_min,
-		.reconnect_max = opts->reconnect_max,
-		.subscriber = true,
-	};
+	struct redis_conn_opts co = *conn;
 
+	co.name = "channel";
+	co.subscriber = true;
 	s->cb = cb;
 	s->arg = arg;
-	s->channel = xstrdup(opts->channel);
+	s->channel = xstrdup(channel);
 	s->conn = redis_conn_new(loop, &co, sub_conn_cb, s);
 	return s;
 }

@@ -15,6 +15,7 @@
 
 struct ev_loop;
 struct apply_sub;
+struct redis_conn_opts;
 
 enum apply_sub_event {
 	SUB_EVENT_SUBSCRIBED,	/* Redis confirmed the subscription */
@@ -27,20 +28,10 @@ enum apply_sub_event {
 typedef void apply_sub_cb(void *arg, enum apply_sub_event ev,
     const char *payload, size_t len);
 
-struct apply_sub_opts {
-	const char *host;	/* NULL: use unix_path */
-	int port;
-	const char *unix_path;
-	const char *user, *password;	/* may be NULL; never logged */
-	const char *where;	/* for log lines */
-	const char *channel;
-	double connect_timeout;
-	double keepalive;	/* TCP keepalive idle time, seconds */
-	double reconnect_min, reconnect_max;
-};
-
+/* conn: the channel's Redis (its name and mode are set here). */
 struct apply_sub *apply_sub_new(struct ev_loop *loop,
-    const struct apply_sub_opts *opts, apply_sub_cb *cb, void *arg);
+    const struct redis_conn_opts *conn, const char *channel,
+    apply_sub_cb *cb, void *arg);
 void apply_sub_start(struct apply_sub *s);
 /* Closes the connection; no callback follows. */
 void apply_sub_free(struct apply_sub *s);
