@@ -77,20 +77,26 @@ replay_fail(struct apply_replay *r, const char *fmt, ...)
 	r->cb(r->arg, REPLAY_EVENT_FAILED, why, strlen(why));
 }
 
-/* An entry is [id, [field, value, ...]]; its message is the value of
- * the field "message". Returns false when it is not such an entry; msg
- * is NULL when the entry holds no message. */
+/*
+ * An entry is [id, [field, value, ...]]; its message is the value of the
+ * field "message". Moves the cursor to it and returns true, msg NULL when
+ * it holds no message; fails the replay when it is not such an entry.
+ */
 static bool
-replay_entry(const redisReply *e, const char **id, const redisReply **msg)
+replay_entry(struct apply_replay *r, const redisReply *e,
+    const redisReply **msg)
 {
 	const redisReply *f;
 
 	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
 	    e->element[0]->type != REDIS_REPLY_STRING ||
-	    e->element[0]->len >= 64 ||
-	    e->element[1]->type != REDIS_REPLY_ARRAY)
+	    e->element[0]->len >= sizeof(r->cursor) ||
+	    e->element[1]->type != REDIS_REPLY_ARRAY) {
+		replay_fail(r, "stream \"%s\" holds an entry that is not a "
+		    "stream entry", r->stream);
 		return false;
-	*id = e->element[0]->str;
+	}
+	memcpy(r->cursor, e->element[0]->str, e->element[0]->len + 1);
 	*msg = NULL;
 	f = e->element[1];
 	for (size_t i = 0; i + 1 < f->elements; i += 2)
@@ -128,15 +134,10 @@ replay_search_page(struct apply_replay *r, const redisReply *reply)
 {
 	for (size_t i = 0; i < reply->elements; i++) {
 		const redisReply *msg;
-		const char *id;
 		int c;
 
-		if (!replay_entry(reply->element[i], &id, &msg)) {
-			replay_fail(r, "stream \"%s\" holds an entry that is not "
-			    "a stream entry", r->stream);
+		if (!replay_entry(r, reply->element[i], &msg))
 			return;
-		}
-		snprintf(r->cursor, sizeof(r->cursor), "%s", id);
 		c = msg ? replay_compare(r, msg) : 0;
 		if (c == 1) {
 			r->state = REPLAY_READING;
@@ -165,14 +166,9 @@ replay_read_page(struct apply_replay *r, const redisReply *reply)
 {
 	for (size_t i = 0; i < reply->elements; i++) {
 		const redisReply *msg;
-		const char *id;
 
-		if (!replay_entry(reply->element[i], &id, &msg)) {
-			replay_fail(r, "stream \"%s\" holds an entry that is not "
-			    "a stream entry", r->stream);
+		if (!replay_entry(r, reply->element[i], &msg))
 			return;
-		}
-		snprintf(r->cursor, sizeof(r->cursor), "%s", id);
 		if (msg == NULL)
 			continue;
 		r->replayed++;
@@ -180,7 +176,7 @@ replay_read_page(struct apply_replay *r, const redisReply *reply)
 		    msg->len)) {
 			replay_fail(r, "stream \"%s\" misses messages itself: "
 			    "entry %s does not follow the one before", r->stream,
-			    id);
+			    r->cursor);
 			return;
 		}
 	}
