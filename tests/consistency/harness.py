@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from pginval_proc import SLOW, WRAPPER  # noqa: E402
+from pginval_proc import SLOW, WRAPPER, wait_for  # noqa: E402,F401
 from pginval_proc import BIN as _BIN  # noqa: E402
 from runner import eq  # noqa: E402
 
@@ -149,13 +149,3 @@ def Daemon(pg, redis, tables, **kw):
 
 def Apply(pg, redis, tables, **kw):
     return Proc("apply", pg, redis, tables, **kw)
-
-
-def wait_for(fn, what, timeout=10):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)

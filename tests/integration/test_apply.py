@@ -15,8 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -26,7 +24,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import harness  # noqa: E402
 import runner  # noqa: E402
-from harness import wait_for  # noqa: E402
+from pginval_proc import http_get, metric, wait_for  # noqa: E402
 from proxy import Proxy  # noqa: E402
 from runner import eq  # noqa: E402
 from servers import Postgres, Redis, free_port  # noqa: E402
@@ -50,21 +48,6 @@ def rc(*args, redis=None):
 
 def marker(key):
     return "pginval:m:{%s}" % key
-
-
-def http_get(port, path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
-                                    timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def metric(text, name):
-    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
-    assert m, "%s not in metrics:\n%s" % (name, text)
-    return float(m.group(1))
 
 
 class Stack:

@@ -18,8 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -27,7 +25,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import BIN, SLOW, msgs, next_msg, run_bin  # noqa: E402
+from pginval_proc import (BIN, SLOW, http_get, metric, msgs,  # noqa: E402
+                          next_msg, run_bin, wait_for)
 from runner import eq  # noqa: E402
 from servers import Postgres, Redis, free_port  # noqa: E402
 
@@ -43,32 +42,6 @@ def setup_db(pg):
     pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     pg.psql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
             "SELECT pginval.watch('users', ARRAY['id', 'email']);")
-
-
-def http_get(port, path):
-    """(status, body) of a GET on the metrics listener."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
-                                    timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def wait_for(fn, what, timeout=10):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def metric(text, name):
-    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
-    assert m, "%s not in metrics:\n%s" % (name, text)
-    return float(m.group(1))
 
 
 # -- tests --------------------------------------------------------------------

@@ -13,8 +13,11 @@ import shlex
 import shutil
 import signal
 import subprocess
+import re
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 from runner import eq
 
@@ -221,3 +224,31 @@ def run_bin(*args, **kw):
     """Runs the binary to completion; returns the CompletedProcess."""
     return subprocess.run([BIN] + list(args), capture_output=True, text=True,
                           timeout=60, **kw)
+
+
+def wait_for(fn, what, timeout=10):
+    """fn()'s first true value, tried until timeout (scaled by SLOW)."""
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def http_get(port, path):
+    """(status, body) of a GET on a metrics listener."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name):
+    """The value of the sample name (with its labels) in /metrics text."""
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    assert m, "%s not in metrics:\n%s" % (name, text)
+    return float(m.group(1))
