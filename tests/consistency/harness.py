@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from pginval_proc import SLOW, WRAPPER, wait_for  # noqa: E402,F401
+from pginval_proc import SLOW, WRAPPER, wait_for, write_config  # noqa: E402,F401
 from pginval_proc import BIN as _BIN  # noqa: E402
 from runner import eq  # noqa: E402
 
@@ -25,33 +25,6 @@ from runner import eq  # noqa: E402
 BIN = os.environ.get("PGINVAL_BIN", _BIN)
 
 FILL_LUA = os.path.join(ROOT, "daemon", "fill.lua")
-
-
-def write_config(path, pg, redis, tables, extra=None, targets=None,
-                 redis_url=None):
-    """tables: {"public.users": "user:{id}"} or {"public.users":
-    {"keys": ..., "refresh": ..., "ttl": ...}}; extra: {"apply.reset":
-    "flush", ...}; targets: {"name": "redis://..."}."""
-    lines = ["# written by the test suite", "[postgres]",
-             "conninfo = " + pg.conninfo + " application_name=pginval",
-             "[redis]", "url = " + (redis_url or redis.url + "/0")]
-    sections = {"redis": [], "daemon": ["log_level = debug",
-                                        "reconnect_max = 1"]}
-    for key, value in (extra or {}).items():
-        section, name = key.split(".")
-        sections.setdefault(section, []).append("%s = %s" % (name, value))
-    lines += sections.pop("redis")
-    for section, body in sections.items():
-        lines += ["[%s]" % section] + body
-    for table, spec in tables.items():
-        if isinstance(spec, str):
-            spec = {"keys": spec}
-        lines.append("[table %s]" % table)
-        lines += ["%s = %s" % kv for kv in spec.items()]
-    for name, url in (targets or {}).items():
-        lines += ["[target %s]" % name, "url = " + url]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
 
 
 class Proc:

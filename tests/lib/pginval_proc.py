@@ -30,6 +30,33 @@ SLOW = 10 if WRAPPER else 1      # valgrind runs the daemon ~20x slower
 DEFAULT_TABLES = {"public.users": "user:{id}, user:email:{email}"}
 
 
+def write_config(path, pg, redis, tables, extra=None, targets=None,
+                 redis_url=None):
+    """tables: {"public.users": "user:{id}"} or {"public.users":
+    {"keys": ..., "refresh": ..., "ttl": ...}}; extra: {"apply.reset":
+    "flush", ...}; targets: {"name": "redis://..."}."""
+    lines = ["# written by the test suite", "[postgres]",
+             "conninfo = " + pg.conninfo + " application_name=pginval",
+             "[redis]", "url = " + (redis_url or redis.url + "/0")]
+    sections = {"redis": [], "daemon": ["log_level = debug",
+                                        "reconnect_max = 1"]}
+    for key, value in (extra or {}).items():
+        section, name = key.split(".")
+        sections.setdefault(section, []).append("%s = %s" % (name, value))
+    lines += sections.pop("redis")
+    for section, body in sections.items():
+        lines += ["[%s]" % section] + body
+    for table, spec in tables.items():
+        if isinstance(spec, str):
+            spec = {"keys": spec}
+        lines.append("[table %s]" % table)
+        lines += ["%s = %s" % kv for kv in spec.items()]
+    for name, url in (targets or {}).items():
+        lines += ["[target %s]" % name, "url = " + url]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 class Daemon:
     """One `pginval run` process with its own config file and log."""
 
@@ -45,23 +72,9 @@ class Daemon:
         self.proc = None
 
     def write_config(self, tables=None, extra=None, redis_url=None):
-        if tables is None:
-            tables = DEFAULT_TABLES
-        lines = ["# written by the test suite", "[postgres]",
-                 "conninfo = " + self.pg.conninfo + " application_name=pginval",
-                 "[redis]", "url = " + (redis_url or self.redis.url + "/0")]
-        sections = {"redis": [], "daemon": ["log_level = debug",
-                                            "reconnect_max = 1"]}
-        for key, value in (extra or {}).items():
-            section, name = key.split(".")
-            sections.setdefault(section, []).append("%s = %s" % (name, value))
-        lines += sections.pop("redis")
-        for section, body in sections.items():
-            lines += ["[%s]" % section] + body
-        for table, keys in tables.items():
-            lines += ["[table %s]" % table, "keys = " + keys]
-        with open(self.config, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_config(self.config, self.pg, self.redis,
+                     DEFAULT_TABLES if tables is None else tables, extra,
+                     redis_url=redis_url)
 
     def start(self, sub=None):
         """Start; with a subscriber, wait for the start reset and return it."""
