@@ -391,23 +391,36 @@ apply_target_event(void *arg, struct apply_target *t,
 
 /* -- construction ------------------------------------------------------- */
 
+/* The channel's Redis, for the subscription, the stream and the default
+ * target; a [target] names a server of its own. */
+static struct redis_conn_opts
+apply_redis(const struct config *cfg)
+{
+	struct redis_conn_opts co = {
+		.host = cfg->redis_host, .port = cfg->redis_port,
+		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
+		.password = cfg->redis_password, .db = cfg->redis_db,
+		.where = cfg->redis_where, .client_name = "pginval-apply",
+		.connect_timeout = cfg->redis_connect_timeout,
+		.command_timeout = cfg->redis_command_timeout,
+		.health_interval = cfg->health_interval,
+		.keepalive = cfg->health_interval > 0 ? cfg->health_interval : 30,
+		.reconnect_min = cfg->reconnect_min,
+		.reconnect_max = cfg->reconnect_max,
+	};
+
+	return co;
+}
+
 static struct apply_target_opts
 apply_target_opts(struct apply *a, size_t i)
 {
 	const struct config *cfg = a->cfg;
 	struct apply_target_opts o = {
 		.name = "default",
-		.host = cfg->redis_host, .port = cfg->redis_port,
-		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-		.password = cfg->redis_password, .db = cfg->redis_db,
-		.where = cfg->redis_where,
+		.conn = apply_redis(cfg),
 		.max_inflight = cfg->max_inflight,
 		.max_queue = cfg->apply_max_queue,
-		.connect_timeout = cfg->redis_connect_timeout,
-		.command_timeout = cfg->redis_command_timeout,
-		.health_interval = cfg->health_interval,
-		.reconnect_min = cfg->reconnect_min,
-		.reconnect_max = cfg->reconnect_max,
 		.marker_ttl = cfg->apply_marker_ttl,
 		.marker_margin = cfg->apply_marker_margin,
 		.stats = &a->stats,
@@ -417,13 +430,13 @@ apply_target_opts(struct apply *a, size_t i)
 		const struct apply_target_cfg *t = &cfg->targets[i];
 
 		o.name = t->name;
-		o.host = t->host;
-		o.port = t->port;
-		o.unix_path = t->unix_path;
-		o.user = t->user;
-		o.password = t->password;
-		o.db = t->db;
-		o.where = t->where;
+		o.conn.host = t->host;
+		o.conn.port = t->port;
+		o.conn.unix_path = t->unix_path;
+		o.conn.user = t->user;
+		o.conn.password = t->password;
+		o.conn.db = t->db;
+		o.conn.where = t->where;
 	}
 	return o;
 }
@@ -461,19 +474,7 @@ struct apply *
 apply_new(struct ev_loop *loop, struct config *cfg)
 {
 	struct apply *a = xcalloc(1, sizeof(*a));
-	/* The channel's Redis, for the subscription and the stream. */
-	struct redis_conn_opts chan = {
-		.host = cfg->redis_host, .port = cfg->redis_port,
-		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-		.password = cfg->redis_password, .db = cfg->redis_db,
-		.where = cfg->redis_where, .client_name = "pginval-apply",
-		.connect_timeout = cfg->redis_connect_timeout,
-		.command_timeout = cfg->redis_command_timeout,
-		.health_interval = cfg->health_interval,
-		.keepalive = cfg->health_interval > 0 ? cfg->health_interval : 30,
-		.reconnect_min = cfg->reconnect_min,
-		.reconnect_max = cfg->reconnect_max,
-	};
+	struct redis_conn_opts chan = apply_redis(cfg);
 
 	a->loop = loop;
 	a->cfg = cfg;

@@ -386,46 +386,28 @@ target_conn_cb(void *arg, enum redis_conn_event ev)
 	}
 }
 
-/* The connection's settings; o's strings may be NULL for a tune. */
-static struct redis_conn_opts
-target_conn_opts(struct apply_target *t, const struct apply_target_opts *o)
-{
-	struct redis_conn_opts co = {
-		.host = o->host, .port = o->port, .unix_path = o->unix_path,
-		.user = o->user, .password = o->password, .db = o->db,
-		.where = o->where, .client_name = "pginval-apply",
-		.connect_timeout = o->connect_timeout,
-		.command_timeout = o->command_timeout,
-		.health_interval = o->health_interval,
-		.keepalive = o->health_interval > 0 ? o->health_interval : 30,
-		.reconnect_min = o->reconnect_min,
-		.reconnect_max = o->reconnect_max,
-		.backlog = &t->queue.n, .backlog_unit = "commands",
-	};
-
-	return co;
-}
-
 struct apply_target *
 apply_target_new(struct ev_loop *loop, const struct apply_target_opts *opts,
     apply_target_cb *cb, void *arg)
 {
 	struct apply_target *t = xcalloc(1, sizeof(*t));
-	struct redis_conn_opts co = target_conn_opts(t, opts);
+	struct redis_conn_opts co = opts->conn;
 	struct buf prefix = { 0 };
 
 	t->loop = loop;
 	t->cb = cb;
 	t->arg = arg;
-	t->o = *opts;
-	t->o.name = t->o.host = t->o.unix_path = t->o.user = NULL;
-	t->o.password = t->o.where = NULL;
+	t->o = *opts;		/* for its limits and markers */
+	memset(&t->o.conn, 0, sizeof(t->o.conn));
+	t->o.name = NULL;
 	t->o.stats = NULL;
 	t->stats = opts->stats;
 	t->name = xstrdup(opts->name);
 	buf_adds(&prefix, "target ");
 	buf_adds(&prefix, opts->name);
 	co.name = prefix.data;
+	co.backlog = &t->queue.n;
+	co.backlog_unit = "commands";
 	t->conn = redis_conn_new(loop, &co, target_conn_cb, t);
 	buf_free(&prefix);
 	t->sweep = redis_sweep_new(t->conn, true, target_sweep_cb, t);
@@ -441,17 +423,11 @@ apply_target_start(struct apply_target *t)
 void
 apply_target_tune(struct apply_target *t, const struct apply_target_opts *o)
 {
-	struct redis_conn_opts co;
-
 	t->o.max_inflight = o->max_inflight;
 	t->o.max_queue = o->max_queue;
-	t->o.command_timeout = o->command_timeout;
 	t->o.marker_ttl = o->marker_ttl;
 	t->o.marker_margin = o->marker_margin;
-	t->o.reconnect_min = o->reconnect_min;
-	t->o.reconnect_max = o->reconnect_max;
-	co = target_conn_opts(t, &t->o);
-	redis_conn_tune(t->conn, &co);
+	redis_conn_tune(t->conn, &o->conn);
 	target_pump(t);
 }
 

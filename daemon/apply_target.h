@@ -33,17 +33,11 @@ typedef void apply_target_cb(void *arg, struct apply_target *t,
 
 struct apply_target_opts {
 	const char *name;	/* [target NAME], or "default" */
-	const char *host;	/* NULL: use unix_path */
-	int port;
-	const char *unix_path;
-	const char *user, *password;	/* may be NULL; never logged */
-	int db;
-	const char *where;	/* for log lines */
+	/* The server and its timeouts; the log name and the backlog are set
+	 * by the target. */
+	struct redis_conn_opts conn;
 	int max_inflight;
 	int max_queue;
-	double connect_timeout, command_timeout;
-	double health_interval;	/* PING when idle this long; 0: never */
-	double reconnect_min, reconnect_max;
 	double marker_ttl;	/* seconds */
 	double marker_margin;	/* seconds added to marker versions */
 	struct apply_stats *stats;	/* borrowed; must outlive the target */
