@@ -5,6 +5,8 @@
  */
 #include "check.h"
 #include "buf.h"
+#include "pg_conn.h"
+#include "sign.h"
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
@@ -159,7 +161,7 @@ check_postgres(const struct config *cfg, FILE *out)
 	}
 	fprintf(out, "ok: connected to postgres %s:%s, database %s\n",
 	    PQhost(conn), PQport(conn), PQdb(conn));
-	res = PQexec(conn, "SELECT pginval.version()");
+	res = PQexec(conn, PG_CONN_PIN_PATH "SELECT pginval.version()");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		problems += check_problem(out, "postgres: the pginval SQL API is "
 		    "not installed in database %s (%s); fix: psql -v "
@@ -175,6 +177,16 @@ check_postgres(const struct config *cfg, FILE *out)
 		goto done;
 	}
 	fprintf(out, "ok: SQL API version %s installed\n", CHECK_SQL_VERSION);
+	PQclear(res);
+	res = PQexec(conn, SIGN_KEY_QUERY);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		problems += check_problem(out, "postgres: cannot read the key "
+		    "of the payloads' authenticator (%s); fix: GRANT SELECT ON "
+		    "pginval.secret TO the daemon's role", PQntuples(res) == 0 &&
+		    PQresultStatus(res) == PGRES_TUPLES_OK ? "pginval.secret is "
+		    "empty: re-run pginval.sql" : check_pgerr(conn));
+	else
+		fprintf(out, "ok: the payloads' key is readable\n");
 	for (size_t i = 0; i < cfg->ntables; i++)
 		problems += check_table(conn, cfg, &cfg->tables[i], out);
 done:

@@ -242,8 +242,9 @@ outbox_setup(struct outbox *ob)
 	struct buf q = { 0 };
 	char sql[320];
 
-	snprintf(sql, sizeof(sql), "SET idle_in_transaction_session_timeout "
-	    "= %d; SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	snprintf(sql, sizeof(sql), PG_CONN_PIN_PATH "SET "
+	    "idle_in_transaction_session_timeout = %d; SELECT "
+	    "pg_terminate_backend(pid) FROM pg_stat_activity "
 	    "WHERE pid = %d AND state LIKE 'idle in transaction%%'",
 	    (int)(ob->ack_timeout * 2000), ob->last_pid);
 	buf_adds(&q, sql);

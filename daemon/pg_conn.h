@@ -45,6 +45,11 @@ void pg_conn_start(struct pg_conn *c);
 void pg_conn_stop(struct pg_conn *c);
 void pg_conn_free(struct pg_conn *c);
 
+/* The first statement of every session: names in the daemon's queries
+ * resolve in pg_catalog, never in a schema where another role may have
+ * planted a function or operator. */
+#define PG_CONN_PIN_PATH "SET search_path = pg_catalog, pg_temp; "
+
 /* Sends sql with text parameters; with params NULL, sql may hold several
  * statements. Returns -1 if the connection failed (it is then already
  * being re-established). Only when pg_conn_ready(). */

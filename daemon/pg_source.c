@@ -3,14 +3,16 @@
  * (the channel quoted with PQescapeIdentifier), then asks the registry
  * whether any table on the channel is in notify mode: only those lose
  * changes while nobody listens, so only then must the owner announce a
- * reset. Notifications are passed up as they arrive, except two kinds
- * that pginval sends to itself: "wake" (a durable table's trigger wrote to
- * the outbox) and the health probe.
+ * reset. Then it reads the key of the payloads' authenticator (sign.h),
+ * again at every connect. Notifications are passed up as they arrive,
+ * except two kinds that pginval sends to itself: "wake" (a durable table's
+ * trigger wrote to the outbox) and the health probe.
  */
 #include "pg_source.h"
 #include "buf.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "sign.h"
 
 #include <ev.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ enum pg_phase {
 	PG_PHASE_NONE,
 	PG_PHASE_LISTEN,	/* LISTEN sent */
 	PG_PHASE_MODES,		/* registry query sent */
+	PG_PHASE_KEY,		/* key query sent */
 	PG_PHASE_LISTENING,
 };
 
@@ -37,6 +40,8 @@ struct pg_source {
 
 	enum pg_phase phase;
 	bool lossy;
+	bool have_key;		/* read once; kept through reconnects */
+	struct hmac_key key;
 	ev_timer probe;		/* sends a probe every health_interval */
 	ev_tstamp probe_sent;	/* 0: none outstanding */
 };
@@ -72,6 +77,12 @@ pg_source_lossy(const struct pg_source *src)
 	return src->lossy;
 }
 
+const struct hmac_key *
+pg_source_key(const struct pg_source *src)
+{
+	return src->have_key ? &src->key : NULL;
+}
+
 static void
 pg_source_send_listen(struct pg_source *src)
 {
@@ -84,13 +95,37 @@ pg_source_send_listen(struct pg_source *src)
 		pg_conn_fail(src->conn, "cannot quote the channel name");
 		return;
 	}
-	buf_adds(&q, "LISTEN ");
+	buf_adds(&q, PG_CONN_PIN_PATH "LISTEN ");
 	buf_adds(&q, ident);
 	PQfreemem(ident);
 	src->phase = PG_PHASE_LISTEN;
 	rc = pg_conn_query(src->conn, q.data, 0, NULL);
 	buf_free(&q);
 	(void)rc;	/* on failure a reconnect is already scheduled */
+}
+
+/* Without the key no payload can be trusted: the link is dropped and
+ * tried again (with backoff) until the installation is fixed. */
+static void
+pg_source_key_result(struct pg_source *src, const PGresult *res)
+{
+	char why[512];
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(why, sizeof(why), "cannot read the payloads' key in "
+		    "pginval.secret (%s); fix: install pginval.sql version 2 "
+		    "and GRANT SELECT ON pginval.secret TO this role",
+		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
+		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "error");
+		pg_conn_fail(src->conn, why);
+	} else if (PQntuples(res) != 1 || PQnfields(res) != 2 ||
+	    sign_key_parse(&src->key, PQgetvalue(res, 0, 0),
+	    PQgetvalue(res, 0, 1)) == -1) {
+		pg_conn_fail(src->conn, "pginval.secret holds no usable key; "
+		    "fix: re-run pginval.sql, which makes one");
+	} else {
+		src->have_key = true;
+	}
 }
 
 static void
@@ -107,6 +142,9 @@ pg_source_result(struct pg_source *src, const PGresult *res)
 		/* No registry (an older SQL API) counts as lossy. */
 		src->lossy = st != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
 		    strcmp(PQgetvalue(res, 0, 0), "f") != 0;
+		break;
+	case PG_PHASE_KEY:
+		pg_source_key_result(src, res);
 		break;
 	default:
 		break;	/* a probe's result: nothing to do */
@@ -129,6 +167,11 @@ pg_source_done(struct pg_source *src)
 			return;
 		break;
 	case PG_PHASE_MODES:
+		src->phase = PG_PHASE_KEY;
+		if (pg_conn_query(src->conn, SIGN_KEY_QUERY, 0, NULL) == -1)
+			return;
+		break;
+	case PG_PHASE_KEY:
 		src->phase = PG_PHASE_LISTENING;
 		log_info("postgres: listening on channel \"%s\" (%s:%s, "
 		    "database %s)", src->channel, PQhost(pq), PQport(pq),

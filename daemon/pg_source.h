@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 struct ev_loop;
+struct hmac_key;
 
 enum pg_state {
 	PG_STATE_STOPPED,
@@ -60,5 +61,8 @@ const char *pg_state_name(enum pg_state st);
 /* Whether changes may have been lost before the last PG_EVENT_LISTENING:
  * true unless every table watched on the channel uses an outbox. */
 bool pg_source_lossy(const struct pg_source *src);
+/* The key of the payloads' authenticator, read after LISTEN at every
+ * connect (PG_EVENT_LISTENING comes after it); NULL before the first. */
+const struct hmac_key *pg_source_key(const struct pg_source *src);
 
 #endif

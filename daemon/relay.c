@@ -1,6 +1,7 @@
 /*
  * The relay: policy between the two connections. Every notification ends
- * in exactly one queued message (or is counted and logged as foreign), and
+ * in exactly one queued message (or is counted and logged as forged or
+ * foreign), and
  * every situation in which events may have been missed ends in a reset.
  * See relay.h for the rules.
  */
@@ -13,6 +14,7 @@
 #include "pg_source.h"
 #include "redis_sink.h"
 #include "rules.h"
+#include "sign.h"
 #include "stats.h"
 
 #include <ev.h>
@@ -196,16 +198,27 @@ relay_change(struct relay *r, const struct event *ev)
  * Turns one payload (a notification, or an outbox row) into the message
  * to publish: the change with its keys (r->change), or a reset of its
  * table when the keys cannot be known. Returns NULL for a payload pginval
- * did not send.
+ * did not send: one without a valid authenticator is dropped, counted in
+ * *forged and logged, whatever it says.
  */
 static struct sink_msg *
-relay_message(struct relay *r, const char *payload, size_t len)
+relay_message(struct relay *r, const char *payload, size_t len,
+    unsigned long *forged)
 {
+	const struct hmac_key *key = pg_source_key(r->pg);
 	struct event ev;
 	const struct table_rule *t;
 	struct sink_msg *m = NULL;
 	char err[256];
 
+	if (key == NULL || !sign_check(key, payload, len)) {
+		(*forged)++;
+		relay_complain(r, "dropped a payload", "it does not carry the "
+		    "authenticator of pginval's triggers (sent by another role, "
+		    "or by triggers older than pginval.sql version 2)", payload,
+		    len);
+		return NULL;
+	}
 	switch (decode_event(payload, len, &ev, err, sizeof(err))) {
 	case DECODE_JUNK:
 		r->stats.foreign++;
@@ -263,13 +276,23 @@ relay_outbox_row(void *arg, const char *payload, size_t len,
 	struct sink_msg *m;
 
 	r->stats.outbox_rows++;
-	m = relay_message(r, payload, len);
+	m = relay_message(r, payload, len, &r->stats.forged_outbox);
 	if (m == NULL)
 		return false;
 	m->on_ack = ack->fn;
 	m->ack_arg = ack->arg;
 	relay_hand_over(r, m);
 	return true;
+}
+
+/* The outbox hands rows over only while Redis takes them and the key to
+ * check them is known. */
+static void
+relay_outbox_gate(struct relay *r)
+{
+	if (r->outbox != NULL && !r->draining)
+		outbox_set_deliverable(r->outbox, pg_source_key(r->pg) != NULL &&
+		    redis_sink_state(r->sink) == REDIS_STATE_READY);
 }
 
 /* Tells the owner when both sides become ready, or stop being so. */
@@ -306,12 +329,14 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 		if (r->listened)
 			r->stats.pg_reconnects++;
 		r->listened = true;
+		relay_outbox_gate(r);
 		break;
 	case PG_EVENT_NOTIFY: {
 		struct sink_msg *m;
 
 		r->stats.notifications++;
-		if ((m = relay_message(r, payload, len)) != NULL)
+		if ((m = relay_message(r, payload, len,
+		    &r->stats.forged_notify)) != NULL)
 			relay_push(r, m);
 		break;
 	}
@@ -361,9 +386,7 @@ relay_sink_cb(void *arg, enum redis_event ev)
 	struct relay *r = arg;
 
 	if (ev == REDIS_EVENT_READY || ev == REDIS_EVENT_LOST) {
-		if (r->outbox != NULL && !r->draining)
-			outbox_set_deliverable(r->outbox,
-			    ev == REDIS_EVENT_READY);
+		relay_outbox_gate(r);
 		relay_check_ready(r);
 	}
 }
@@ -541,10 +564,11 @@ relay_free(struct relay *r)
 	if (r->suppressed > 0)
 		log_warnx("postgres: %u more bad notifications were not logged",
 		    r->suppressed);
-	log_info("totals: %lu notifications, %lu foreign, %lu invalid, "
-	    "%lu table resets, %lu resets, %lu dropped by a full queue, "
-	    "%lu published, %lu refused, %lu resent, %lu keys unlinked",
-	    r->stats.notifications, r->stats.foreign, r->stats.invalid,
+	log_info("totals: %lu notifications, %lu forged, %lu foreign, "
+	    "%lu invalid, %lu table resets, %lu resets, %lu dropped by a full "
+	    "queue, %lu published, %lu refused, %lu resent, %lu keys unlinked",
+	    r->stats.notifications, r->stats.forged_notify +
+	    r->stats.forged_outbox, r->stats.foreign, r->stats.invalid,
 	    r->stats.table_resets, r->stats.resets, r->stats.dropped,
 	    r->stats.published, r->stats.refused, r->stats.requeued,
 	    r->stats.unlinked);

@@ -184,6 +184,13 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 		stats_prom_sample(out, "pginval_events_total",
 		    "table=\"(other)\"",
 		    (double)s->other_events);
+	stats_prom_head(out, "pginval_forged_payloads_total", "counter",
+	    "Payloads dropped because they lack the authenticator of "
+	    "pginval's triggers, by where they came from.");
+	stats_prom_sample(out, "pginval_forged_payloads_total",
+	    "source=\"notify\"", (double)s->forged_notify);
+	stats_prom_sample(out, "pginval_forged_payloads_total",
+	    "source=\"outbox\"", (double)s->forged_outbox);
 	stats_prom_head(out, "pginval_decode_errors_total", "counter",
 	    "Notifications that could not be used: foreign (not from pginval; "
 	    "skipped) or invalid (became a table reset).");

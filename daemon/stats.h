@@ -22,7 +22,9 @@ struct stats_table {
 struct stats {
 	unsigned long notifications;	/* every NOTIFY received */
 	unsigned long outbox_rows;	/* rows taken from the outbox */
-	unsigned long foreign;		/* not pginval payloads: skipped */
+	unsigned long forged_notify;	/* without a valid authenticator: */
+	unsigned long forged_outbox;	/*   dropped */
+	unsigned long foreign;		/* signed, yet not pginval payloads */
 	unsigned long invalid;		/* pginval payloads that were unusable */
 	unsigned long table_resets;	/* changes that became a table reset */
 	unsigned long resets;		/* global resets queued */

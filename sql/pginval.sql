@@ -117,26 +117,60 @@ BEGIN;
 
 -- "schema already exists, skipping" and the like are noise on upgrade.
 SET LOCAL client_min_messages = warning;
+-- Whatever the installing session's search_path holds, every name below
+-- resolves in pg_catalog or is qualified with pginval.
+SET LOCAL search_path = pg_catalog, pg_temp;
 
 CREATE SCHEMA IF NOT EXISTS pginval;
 
 COMMENT ON SCHEMA pginval IS
     'pginval: cache invalidation triggers (NOTIFY or outbox table)';
 
--- The triggers run as whoever writes to a watched table, and in durable
--- and poll modes they insert into pginval.outbox: every role must be able
--- to reach that table, or its writes would fail. This trusts no one more
--- than NOTIFY already does, which any role may send on any channel. Only
--- INSERT is granted (below): the payloads hold key values, so reading the
--- outbox is left to the daemon's role.
+-- Who may produce an event. Any role that can connect may NOTIFY any
+-- channel, so the daemon acts only on payloads that carry an HMAC under a
+-- key that only two roles can read: the daemon's (GRANT SELECT ON
+-- pginval.secret TO it) and pginval_trigger, a role that cannot log in
+-- and owns the trigger functions, which run as their owner (SECURITY
+-- DEFINER). A trigger function cannot be called directly, and attaching
+-- one with CREATE TRIGGER needs EXECUTE on it, which PUBLIC does not have:
+-- so only a pginval trigger on a table, installed by watch(), speaks for
+-- that table. Only pginval_trigger may insert into the outbox.
+--
+-- Why a role of its own rather than the installing one (often a
+-- superuser): the triggers read row images with to_jsonb(), which calls
+-- a cast to json that the owner of a column's type may have defined; that
+-- code runs as the trigger's owner. Owned by pginval_trigger, it can do
+-- no more than the triggers can.
+--
+-- USAGE on the schema lets every role read version() and the
+-- watched_tables view; the functions that matter are not executable by
+-- PUBLIC (below).
 GRANT USAGE ON SCHEMA pginval TO PUBLIC;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pginval_trigger')
+    THEN
+        CREATE ROLE pginval_trigger NOLOGIN;
+    END IF;
+    -- A CREATEROLE installer that is not a superuser must be a member to
+    -- give it the functions (ALTER FUNCTION ... OWNER TO).
+    IF NOT pg_has_role(current_user, 'pginval_trigger', 'MEMBER') THEN
+        EXECUTE format('GRANT pginval_trigger TO %I', current_user);
+    END IF;
+END;
+$$;
+GRANT USAGE ON SCHEMA pginval TO pginval_trigger;
 
 -- The version of this SQL API and of the payload format it sends; the
 -- daemon checks it at startup to refuse an installation it does not speak.
+--   1  the first release
+--   2  payloads end with an authenticator ("m", below)
 CREATE OR REPLACE FUNCTION pginval.version()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT '1'::text $$;
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '2'::text $$;
 
 -- One row per watched table. regclass (not a name) so that renaming a table
 -- or its schema keeps it watched; pg_upgrade preserves table OIDs, so this
@@ -232,10 +266,70 @@ ALTER TABLE pginval.outbox SET (
     autovacuum_analyze_threshold = 2000
 );
 
-GRANT INSERT ON pginval.outbox TO PUBLIC;
+-- Installations before version 2 granted INSERT to PUBLIC.
+REVOKE INSERT ON pginval.outbox FROM PUBLIC;
+GRANT INSERT ON pginval.outbox TO pginval_trigger;
 
 COMMENT ON TABLE pginval.outbox IS
     'Payloads of durable and poll mode tables, waiting for the pginval daemon';
+
+-- The key of the payloads' authenticator: an HMAC-SHA-256 key of 32
+-- random bytes, stored as its two padded blocks (ik = key XOR 0x36..,
+-- ok = key XOR 0x5c.., 64 bytes each), which is all that HMAC needs. Made
+-- once, at the first installation. Readable by pginval_trigger and by the
+-- roles it is granted to: the daemon's role needs
+--
+--     GRANT SELECT ON pginval.secret TO pginval;   -- the daemon's role
+CREATE TABLE IF NOT EXISTS pginval.secret (
+    id         int         PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    ik         bytea       NOT NULL CHECK (octet_length(ik) = 64),
+    ok         bytea       NOT NULL CHECK (octet_length(ok) = 64),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON pginval.secret FROM PUBLIC;
+GRANT SELECT ON pginval.secret TO pginval_trigger;
+
+COMMENT ON TABLE pginval.secret IS
+    'The key of the HMAC on pginval payloads; keep it from every other role';
+
+-- gen_random_uuid() draws 122 bits from the server's strong random
+-- source; three of them, hashed, make the 256-bit key.
+DO $$
+DECLARE
+    k  bytea;
+    ik bytea := decode(repeat('36', 64), 'hex');
+    ok bytea := decode(repeat('5c', 64), 'hex');
+BEGIN
+    IF NOT EXISTS (SELECT FROM pginval.secret) THEN
+        k := sha256(convert_to(gen_random_uuid()::text
+                               || gen_random_uuid()::text
+                               || gen_random_uuid()::text, 'UTF8'));
+        FOR i IN 0 .. 31 LOOP
+            ik := set_byte(ik, i, get_byte(k, i) # 54);
+            ok := set_byte(ok, i, get_byte(k, i) # 92);
+        END LOOP;
+        INSERT INTO pginval.secret (ik, ok) VALUES (ik, ok);
+    END IF;
+END;
+$$;
+
+-- A payload with its authenticator: the closing brace gives way to
+--
+--     ,"m":"<HMAC-SHA-256 of the payload as it was, in lowercase hex>"}
+--
+-- computed over the payload's bytes in UTF-8 (the encoding the daemon
+-- reads them in). 71 bytes longer. A plain SQL function so that the
+-- planner inlines it into its callers, which all run with search_path set
+-- to pg_catalog. Without a key (the secret's row deleted), NULL.
+CREATE OR REPLACE FUNCTION pginval._signed(payload text, ik bytea, ok bytea)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT left(payload, -1) || ',"m":"'
+        || encode(sha256(ok || sha256(ik || convert_to(payload, 'UTF8'))),
+                  'hex')
+        || '"}'
+$$;
 
 -- Row trigger, for the tables watched in the row layout (partitions and
 -- inheritance children, see _triggers()). TG_ARGV[0] is the channel,
@@ -247,12 +341,18 @@ COMMENT ON TABLE pginval.outbox IS
 -- row image is converted with to_jsonb() once, and there is no exception
 -- block (each one would start a subtransaction). It must also never make
 -- the writer's transaction fail, hence the fallback below NOTIFY's payload
--- limit. No SET search_path on the function: a per-call GUC change would
--- cost more than the whole body; only built-ins and the schema-qualified
--- outbox are used, and pg_catalog comes first in any search_path that does
--- not name it explicitly.
--- _send_row() builds and sends one row's payload; on_row() and, for a
--- statement that changed a single row, on_statement() call it.
+-- limit.
+--
+-- The trigger functions run as pginval_trigger (SECURITY DEFINER, see the
+-- top of this file) with search_path set to pg_catalog: a function,
+-- operator or type planted in a schema on the writer's search_path, even
+-- one with a more exact signature than pg_catalog's, is never reached.
+-- The price is a GUC change per call; the README's performance section
+-- gives it.
+--
+-- _send_row() builds, signs and sends one row's payload; on_row() and, for
+-- a statement that changed a single row, on_statement() call it. It runs
+-- in their context (owner, search_path), and PUBLIC may not call it.
 CREATE OR REPLACE FUNCTION pginval._send_row(
     channel text, mode text, cols text[], tbl text, op text,
     old_img jsonb,   -- NULL on insert, so "old_img ? col" is not true
@@ -267,7 +367,10 @@ DECLARE
     col     text;
     key     text;
     payload text;
+    ik      bytea;
+    ok      bytea;
 BEGIN
+    SELECT s.ik, s.ok INTO ik, ok FROM pginval.secret s;
     head := '{"v":1,"t":' || to_json(tbl)::text
          || ',"op":"' || op
          || '","ts":'
@@ -302,13 +405,15 @@ BEGIN
     IF mode = 'notify' THEN
         -- NOTIFY raises an error for a payload of 8000 bytes or more, which
         -- would abort the writer's transaction. Fall back to invalidating
-        -- the whole table instead.
-        IF octet_length(payload) >= 8000 THEN
+        -- the whole table instead. The authenticator adds 71 bytes.
+        IF octet_length(payload) >= 8000 - 71 THEN
             payload := head || ',"big":true}';
         END IF;
-        PERFORM pg_notify(channel, payload);
+        PERFORM pg_notify(channel,
+                          coalesce(pginval._signed(payload, ik, ok), payload));
     ELSE
-        INSERT INTO pginval.outbox (channel, payload) VALUES (channel, payload);
+        INSERT INTO pginval.outbox (channel, payload)
+        VALUES (channel, coalesce(pginval._signed(payload, ik, ok), payload));
         -- Always the same payload, so PostgreSQL sends it once per
         -- transaction.
         IF mode = 'durable' THEN
@@ -321,6 +426,8 @@ $$;
 CREATE OR REPLACE FUNCTION pginval.on_row()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pginval._send_row(TG_ARGV[0], TG_ARGV[1], TG_ARGV[2:],
@@ -341,13 +448,14 @@ $$;
 -- the same function, after a first query that reads no more than two rows.
 -- Only a statement that changed several rows runs the packing query, which
 -- builds every row's description and packs them into as few payloads as
--- the size limits allow. The fast path is why this function has no SET
--- clauses (search_path and the others), like on_row(): setting them on
--- every call would add about a third to the trigger's cost on a one-row
--- statement. The packing sets what it needs around its query (below).
+-- the size limits allow. Only search_path is set on every call (see
+-- on_row()); the packing sets what else it needs around its query
+-- (below), so that a one-row statement does not pay for it.
 CREATE OR REPLACE FUNCTION pginval.on_statement()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     several boolean;     -- more than one row
@@ -376,6 +484,8 @@ DECLARE
     queued  boolean;
     jit     text;        -- the settings to restore after the packing
     nestloop text;
+    ik      bytea;       -- the key (see pginval.secret)
+    ok      bytea;
 BEGIN
     -- Where the rows of a transition table are in scope, the queries name
     -- no variable, and refer to whole rows as alias.*: a watched table may
@@ -453,9 +563,10 @@ BEGIN
     -- lim bytes. Each row counts for at least unit bytes in the running
     -- sum, which bounds a bucket to 500 rows. A bucket of one row takes the
     -- one-row form too (head + ',' + e without its "{"), which is shorter.
+    SELECT s.ik, s.ok INTO ik, ok FROM pginval.secret s;
     hl := octet_length(head);
     IF TG_ARGV[1] = 'notify' THEN
-        lim := 7999;     -- pg_notify() refuses 8000 bytes
+        lim := 7999 - 71;  -- pg_notify() refuses 8000 bytes; 71 to sign
         cap := 1024;
     ELSE
         lim := 65536;
@@ -541,6 +652,7 @@ BEGIN
                      GROUP BY b.kind, b.bucket) g
              ORDER BY g.kind, g.bucket
         LOOP
+            payload := coalesce(pginval._signed(payload, ik, ok), payload);
             IF TG_ARGV[1] = 'notify' THEN
                 PERFORM pg_notify(TG_ARGV[0], payload);
             ELSE
@@ -590,6 +702,7 @@ BEGIN
                      GROUP BY b.kind, b.bucket) g
              ORDER BY g.kind, g.bucket
         LOOP
+            payload := coalesce(pginval._signed(payload, ik, ok), payload);
             IF TG_ARGV[1] = 'notify' THEN
                 PERFORM pg_notify(TG_ARGV[0], payload);
             ELSE
@@ -614,15 +727,21 @@ $$;
 CREATE OR REPLACE FUNCTION pginval.on_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     payload text;
+    ik      bytea;
+    ok      bytea;
 BEGIN
+    SELECT s.ik, s.ok INTO ik, ok FROM pginval.secret s;
     payload := '{"v":1,"t":'
         || to_json(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME)::text
         || ',"op":"truncate","ts":'
         || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
         || ',"x":' || pg_current_xact_id()::text || '}';
+    payload := coalesce(pginval._signed(payload, ik, ok), payload);
     IF TG_ARGV[1] = 'notify' THEN
         PERFORM pg_notify(TG_ARGV[0], payload);
     ELSE
@@ -783,6 +902,28 @@ BEGIN
     LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, relid);
     END LOOP;
+END;
+$$;
+
+-- Who runs and owns what (see the top of this file). PUBLIC gets EXECUTE
+-- on every new function; only the owner, pginval_trigger, keeps it on the
+-- trigger functions and their helpers.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    -- A new owner needs CREATE on the schema, unless a superuser changes
+    -- it; pginval_trigger keeps none once this is done.
+    GRANT CREATE ON SCHEMA pginval TO pginval_trigger;
+    FOREACH f IN ARRAY ARRAY[
+        'pginval.on_row()', 'pginval.on_statement()', 'pginval.on_truncate()',
+        'pginval._send_row(text, text, text[], text, text, jsonb, jsonb)',
+        'pginval._signed(text, bytea, bytea)']::regprocedure[]
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO pginval_trigger', f);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+    REVOKE CREATE ON SCHEMA pginval FROM pginval_trigger;
 END;
 $$;
 

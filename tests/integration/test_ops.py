@@ -66,7 +66,8 @@ def test_metrics_pass_promtool():
                            capture_output=True, text=True)
         eq(r.returncode, 0, "promtool: " + r.stdout + r.stderr)
         eq(metric(text, 'pginval_events_total{table="public.users"}'), 3)
-        eq(metric(text, 'pginval_decode_errors_total{kind="foreign"}'), 1)
+        eq(metric(text, 'pginval_forged_payloads_total{source="notify"}'), 1)
+        eq(metric(text, 'pginval_decode_errors_total{kind="foreign"}'), 0)
         eq(metric(text, "pginval_messages_published_total"), 4)  # + reset
         eq(metric(text, "pginval_keys_published_total"), 2 + 3 + 2)
         eq(metric(text, 'pginval_resets_total{scope="all"}'), 1)

@@ -7,6 +7,7 @@ exit status of 99 (valgrind's --error-exitcode) fails the test.
 
 import atexit
 import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -265,3 +266,15 @@ def metric(text, name):
     m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
     assert m, "%s not in metrics:\n%s" % (name, text)
     return float(m.group(1))
+
+
+def signed(pg, prefix):
+    """A payload as pginval's triggers would send it: ``prefix`` (what
+    comes before the closing brace) with the authenticator under the key
+    in ``pg``'s pginval.secret."""
+    ik, ok = (bytes.fromhex(h) for h in pg.psql(
+        "SELECT encode(ik, 'hex'), encode(ok, 'hex') FROM pginval.secret")
+        .strip().split("|"))
+    inner = hashlib.sha256(ik + prefix.encode() + b"}").digest()
+    return prefix + ',"m":"%s"}' % hashlib.sha256(ok + inner).hexdigest()
+

@@ -12,6 +12,8 @@ summary line "N passed, M failed"; exits non-zero if anything failed.
 """
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -40,15 +42,40 @@ NOTIFY_MIDDLE = '" with payload "'
 NOTIFY_SUFFIX = re.compile(r'" received from server process with PID \d+\.$')
 
 
+SIGNED = re.compile(r',"m":"([0-9a-f]{64})"\}$')
+
+
+def secret_key(db=None):
+    """The HMAC key's two padded blocks (ik, ok) from pginval.secret."""
+    ik, ok = PG.psql("SELECT encode(ik, 'hex'), encode(ok, 'hex') "
+                     "FROM pginval.secret", db=db).strip().split("|")
+    return bytes.fromhex(ik), bytes.fromhex(ok)
+
+
+def unsigned(wire, key):
+    """The payload without its authenticator, which must be valid."""
+    m = SIGNED.search(wire)
+    assert m is not None, "payload without an authenticator: %r" % wire[-200:]
+    body = wire[:m.start()] + "}"
+    ik, ok = key
+    inner = hashlib.sha256(ik + body.encode()).digest()
+    want = hashlib.sha256(ok + inner).hexdigest()
+    assert hmac.compare_digest(m.group(1), want), "bad MAC: %r" % wire[:200]
+    return body
+
+
 class Note:
     """One captured notification."""
 
-    def __init__(self, channel, payload):
+    def __init__(self, channel, payload, key=None):
         self.channel = channel
-        self.payload = payload  # the raw text, exactly as sent
+        self.wire = payload  # the raw text, exactly as sent
         if payload == WAKE:
+            self.payload = payload
             self.json = self.obj = None
         else:
+            # What the trigger built, its authenticator checked and removed.
+            self.payload = payload = unsigned(payload, key or secret_key())
             self.json = json.loads(payload, object_pairs_hook=list)
             self.obj = json.loads(payload)
 
@@ -60,7 +87,7 @@ class Note:
         return "Note(%r, %r)" % (self.channel, self.payload)
 
 
-def parse_notifications(out):
+def parse_notifications(out, key):
     """Pick the notifications out of psql's output.
 
     Our payloads never contain a raw newline (to_json escapes them), so one
@@ -78,7 +105,7 @@ def parse_notifications(out):
         for m in NOTIFY_SUFFIX.finditer(rest):
             pass
         assert m is not None, "cannot parse: %r" % line
-        notes.append(Note(channel, rest[:m.start()]))
+        notes.append(Note(channel, rest[:m.start()], key))
     return notes
 
 
@@ -89,7 +116,8 @@ def capture(sql, channels=("pginval",), db=None):
     script += sql.rstrip() + "\n" + "SELECT 1;\n"
     proc = PG.run_psql(["-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
                        input=script, db=db)
-    return parse_notifications(proc.stdout)
+    return parse_notifications(proc.stdout, secret_key(db) if
+                               NOTIFY_PREFIX in proc.stdout else None)
 
 
 def sql(text, db=None):
@@ -114,7 +142,8 @@ def outbox(channel, db=None):
     as Note objects."""
     out = sql("SELECT payload FROM pginval.outbox WHERE channel = %s "
               "ORDER BY id" % literal(channel), db=db)
-    return [Note(channel, line) for line in out.splitlines()]
+    key = secret_key(db) if out else None
+    return [Note(channel, line, key) for line in out.splitlines()]
 
 
 def take_outbox(channel, db=None):
@@ -227,7 +256,7 @@ ROW_LAYOUT = {
 
 def check_sizes(notes, limit=8000):
     for note in notes:
-        size = len(note.payload.encode())
+        size = len(note.wire.encode())
         assert size < limit, "payload of %d bytes: %s..." % (
             size, note.payload[:200])
 
@@ -238,7 +267,7 @@ def check_sizes(notes, limit=8000):
 def test_install_is_idempotent():
     PG.psql_file(INSTALL)
     PG.psql_file(INSTALL)
-    eq(sql("SELECT pginval.version()").strip(), "1", "version")
+    eq(sql("SELECT pginval.version()").strip(), "2", "version")
     eq(sql("SELECT provolatile FROM pg_proc "
            "WHERE oid = 'pginval.version()'::regprocedure").strip(), "i",
        "version() volatility")
@@ -483,17 +512,18 @@ def test_oversized_row():
 
 
 def test_payload_size_boundary():
-    # The largest payload NOTIFY takes is 7999 bytes; find the value length
-    # that lands exactly there, and check one more byte switches to "big".
+    # The largest payload NOTIFY takes is 7999 bytes, the authenticator
+    # included; find the value length that lands exactly there, and check
+    # one more byte switches to "big".
     sql("CREATE TABLE edge (id int PRIMARY KEY, s text);"
         "SELECT pginval.watch('edge', '{id,s}');")
     probe = capture("INSERT INTO edge VALUES (1, '');")[0]
     base = len(probe.payload.encode())
-    fill = 7999 - base
+    fill = 7999 - 71 - base
     notes = capture("INSERT INTO edge VALUES (2, repeat('a', %d));"
                     "INSERT INTO edge VALUES (3, repeat('a', %d));"
                     % (fill, fill + 1))
-    eq(len(notes[0].payload.encode()), 7999, "largest normal payload")
+    eq(len(notes[0].wire.encode()), 7999, "largest normal payload")
     eq(notes[0].obj["n"]["s"], "a" * fill, "value kept")
     eq(notes[1].obj.get("big"), True, "one byte more is big")
 
@@ -879,13 +909,13 @@ def test_description_size_boundaries():
     sql("CREATE TABLE bound (id int PRIMARY KEY, s text);"
         "SELECT pginval.watch('bound', '{id,s}');")
     probe = capture("INSERT INTO bound VALUES (1, '');")[0]
-    fill = 7999 - len(probe.payload.encode())
+    fill = 7999 - len(probe.wire.encode())
     notes = capture("INSERT INTO bound VALUES (2, repeat('a', %d)), "
                     "(3, repeat('a', %d)), (4, 'x');" % (fill, fill + 1))
     eq(len(notes), 3, "three payloads")
     eq(rows_of(notes[0]), [{"n": {"id": "4", "s": "x"}}], "small row")
     eq(rows_of(notes[1]), [{"n": {"id": "2", "s": "a" * fill}}], "full row")
-    eq(len(notes[1].payload.encode()), 7999, "largest payload")
+    eq(len(notes[1].wire.encode()), 7999, "largest payload")
     eq(notes[2].obj.get("big"), True, "one byte more is big")
     # Rows of about 1 kB, either side of the length that makes a row go
     # alone: each payload stays at 7999 bytes or less.
@@ -1862,7 +1892,7 @@ def test_uninstall():
     PG.create_database("fresh")
     PG.psql_file(UNINSTALL, db="fresh")
     PG.psql_file(INSTALL)
-    eq(sql("SELECT pginval.version()").strip(), "1", "reinstalled")
+    eq(sql("SELECT pginval.version()").strip(), "2", "reinstalled")
 
 
 # -- runner -------------------------------------------------------------------
