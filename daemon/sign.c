@@ -57,7 +57,7 @@ sign_check(const struct hmac_key *k, const char *payload, size_t len)
 	const char *tail;
 	size_t i;
 
-	if (len < SIGN_SUFFIX_LEN + 1)
+	if (len < SIGN_SUFFIX_LEN)
 		return false;
 	tail = payload + len - SIGN_SUFFIX_LEN;
 	if (memcmp(tail, SIGN_HEAD, strlen(SIGN_HEAD)) != 0 ||
