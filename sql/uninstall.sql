@@ -4,7 +4,8 @@
 --
 -- Unwatches every watched table (dropping its pginval_* triggers), then
 -- drops the schema "pginval" with everything in it, the outbox table
--- included: payloads still queued there are discarded. Safe to run when
+-- included: payloads still queued there are discarded, and the role
+-- pginval_trigger unless another database still uses it. Safe to run when
 -- pginval is not installed, or twice. Stop the daemon first: it would
 -- otherwise keep waiting for notifications that no longer come.
 
@@ -29,5 +30,18 @@ END;
 $$;
 
 DROP SCHEMA IF EXISTS pginval CASCADE;
+
+-- pginval_trigger owned the trigger functions. Roles belong to the whole
+-- cluster: it stays if pginval is installed in another database too.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles
+                WHERE rolname = 'pginval_trigger') THEN
+        DROP ROLE pginval_trigger;
+    END IF;
+EXCEPTION WHEN dependent_objects_still_exist THEN
+    RAISE NOTICE 'pginval: role pginval_trigger kept: it is used in another database';
+END;
+$$;
 
 COMMIT;

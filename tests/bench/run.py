@@ -352,7 +352,8 @@ def scenario_drain(pg, redis, tables, rows, label, pair=relay_pair):
     return out
 
 
-def pgbench(pg, script, clients, seconds, rate=None, threads=None):
+def pgbench(pg, script, clients, seconds, rate=None, threads=None,
+            options=None):
     path = os.path.join(OUT, "pgbench-script.sql")
     with open(path, "w") as f:
         f.write(script)
@@ -363,8 +364,11 @@ def pgbench(pg, script, clients, seconds, rate=None, threads=None):
     if rate:
         argv += ["-R", str(rate)]
     argv.append(pg.dbname)
+    env = pg_env()
+    if options:
+        env["PGOPTIONS"] = options
     proc = subprocess.run(argv, capture_output=True, text=True,
-                          env=pg_env(), timeout=seconds + 120)
+                          env=env, timeout=seconds + 120)
     if proc.returncode != 0:
         raise RuntimeError("pgbench failed:\n" + proc.stdout + proc.stderr)
     tps = float(re.search(r"^tps = ([0-9.]+)", proc.stdout, re.M).group(1))
@@ -483,6 +487,52 @@ def scenario_write(pgw):
                 log("write %s, %d clients, run %d: %.0f tps"
                     % (mode, clients, rep + 1, tps))
     pgw.psql("SELECT pginval.unwatch('public.wp'); TRUNCATE pginval.outbox;")
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+# What the trust measures cost a writer (scenario g): the shipped triggers
+# (SECURITY DEFINER with search_path pinned, every payload signed) against
+# the same triggers made as they were before them (SECURITY INVOKER, no SET,
+# no key, so nothing is signed; the key is still looked up, and found
+# missing). One client, commits not waiting for the disk, so that the
+# trigger's CPU is what differs.
+UNHARDEN = ("ALTER FUNCTION pginval.on_statement() SECURITY INVOKER RESET ALL;"
+            "ALTER FUNCTION pginval.on_row() SECURITY INVOKER RESET ALL;"
+            "DELETE FROM pginval.secret;")
+
+
+def scenario_trust(pgw):
+    sqlfile = os.path.join(ROOT, "sql", "pginval.sql")
+    pgw.psql_file(sqlfile)
+    pgw.psql("CREATE TABLE wt (id int PRIMARY KEY, v int NOT NULL DEFAULT 0, "
+             "pad text);\n"
+             "INSERT INTO wt SELECT g, 0, md5(g::text) "
+             "FROM generate_series(1, %d) g;\nVACUUM ANALYZE wt;" % WRITE_ROWS)
+    script = ("\\set id random(1, %d)\n"
+              "UPDATE wt SET v = v + 1 WHERE id = :id;\n" % WRITE_ROWS)
+    variants = ["unwatched", "hardened", "unhardened"]
+    opts = "-c synchronous_commit=off"
+    out = {}
+    pgbench(pgw, script, 1, 3, options=opts)
+    for rep in range(RUNS):
+        for v in variants[rep % 3:] + variants[:rep % 3]:
+            pgw.psql_file(sqlfile)
+            if v == "unwatched":
+                pgw.psql("SELECT pginval.unwatch('public.wt')")
+            else:
+                pgw.psql("SELECT pginval.watch('public.wt', ARRAY['id'], "
+                         "'%s')" % PG_CHANNEL)
+            if v == "unhardened":
+                pgw.psql(UNHARDEN)
+            pgw.psql("VACUUM wt")
+            tps, txs = pgbench(pgw, script, 1, WRITE_T, options=opts)
+            out.setdefault(v, {"runs": []})["runs"].append(
+                {"tps": tps, "transactions": txs})
+            log("trust %s, run %d: %.0f tps" % (v, rep + 1, tps))
+    pgw.psql_file(sqlfile)
+    pgw.psql("SELECT pginval.unwatch('public.wt')")
     for v in out.values():
         v["median"] = summarize(v["runs"])
     return out
@@ -671,6 +721,16 @@ def build_rows(res):
         pair(scn, "messages (PUBLISHes) received", s, "msgs")
         pair(scn, "stream entries (XLEN)", s, "stream_len")
         pair(scn, "stream memory (MB)", s, "stream_mb")
+    s = res.get("trust")
+    if s:
+        for a, b in (("hardened", "unhardened"), ("hardened", "unwatched"),
+                     ("unhardened", "unwatched")):
+            p, r = s[a]["median"]["tps"], s[b]["median"]["tps"]
+            rows.append(("g. trigger, trust on/off (1 client, no fsync wait)",
+                         "tps notify %s (ref: %s)" % (a, b), p, r,
+                         median([ratio(x["tps"], y["tps"]) for x, y in
+                                 zip(s[a]["runs"], s[b]["runs"])]),
+                         spread(s[a]["runs"], s[b]["runs"], "tps")))
     return rows
 
 
@@ -700,7 +760,7 @@ RELAY_SETTINGS = {"max_connections": "100", "shared_buffers": "256MB",
 WRITE_SETTINGS = {"fsync": "on", "synchronous_commit": "on",
                   "full_page_writes": "on", "max_connections": "100",
                   "shared_buffers": "128MB", "max_wal_size": "4GB"}
-SCENARIOS = ["write", "drain", "latency", "bulk", "fanin", "stream"]
+SCENARIOS = ["write", "trust", "drain", "latency", "bulk", "fanin", "stream"]
 STREAM_KEY = "bench:log"
 
 
@@ -715,11 +775,14 @@ def run_scenarios(wanted, results, elapsed):
 
     # The write path first: the relay scenarios leave a large data
     # directory behind, and deleting it can slow the disk's fsyncs.
-    if "write" in wanted:
+    if "write" in wanted or "trust" in wanted:
         with Postgres(settings=WRITE_SETTINGS) as pgw:
             machine = machine_info(pgw)
-            timed("write", scenario_write, pgw)
-    if not [w for w in wanted if w != "write"]:
+            if "write" in wanted:
+                timed("write", scenario_write, pgw)
+            if "trust" in wanted:
+                timed("trust", scenario_trust, pgw)
+    if not [w for w in wanted if w not in ("write", "trust")]:
         return machine
     with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as redis:
         machine = machine_info(pg)
