@@ -52,9 +52,9 @@ daemon/fill_lua.h: daemon/fill.lua
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
 daemon/apply_target.o: daemon/fill_lua.h
 
-# Each unit test links only the module it tests (plus log and buf, which
-# every module uses).
-UNIT_TESTS := backoff config decode message rules apply_key stats fifo sign
+# Each unit test links only the module it tests (plus log, buf and esc,
+# which every module uses: the log writer escapes every line).
+UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
@@ -64,8 +64,9 @@ UNIT_DEPS_backoff := daemon/backoff.o
 UNIT_DEPS_apply_key := daemon/apply_key.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_stats   := daemon/stats.o
 UNIT_DEPS_fifo    := daemon/fifo.o
+UNIT_DEPS_esc     :=
 UNIT_DEPS_sign    := daemon/sha256.o daemon/sign.o
-COMMON_OBJS := daemon/log.o daemon/buf.o
+COMMON_OBJS := daemon/log.o daemon/buf.o daemon/esc.o
 
 .SECONDEXPANSION:
 tests/unit/test_%: tests/unit/test_%.o $$(UNIT_DEPS_$$*) $(COMMON_OBJS)
@@ -83,9 +84,9 @@ unit: $(UNIT_BINS)
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
-FUZZ_TARGETS := decode rules config sign
+FUZZ_TARGETS := decode rules config esc sign
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
-FUZZ_MODULES := log buf json_read decode rules message config sha256 sign
+FUZZ_MODULES := log buf esc json_read decode rules message config sha256 sign
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := libcjson inih libpq
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

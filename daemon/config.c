@@ -96,6 +96,7 @@ struct parse_ctx {
 	int section_line;	/* of its header */
 	int read_errno;		/* reading the stream failed */
 	bool seen[NOPTS];
+	int redis_url_line;	/* 0: the default */
 	struct buf errors;
 	int nerrors;
 };
@@ -490,21 +491,80 @@ done:
 	return 1;
 }
 
-/* Catches a bad conninfo now rather than at every reconnect. */
+/*
+ * What is wrong with a conninfo that libpq cannot parse, in words of our
+ * own: libpq's message quotes the offending text, which may be (part of)
+ * the password.
+ */
+static const char *
+config_conninfo_problem(const char *libpq_msg)
+{
+	static const struct { const char *libpq, *ours; } problems[] = {
+		{ "percent-encoded token", "an invalid %XX escape (write a "
+		    "literal % as %25)" },
+		{ "%00", "%00 in a value" },
+		{ "missing \"=\"", "a word without \"=\" (write keyword=value "
+		    "pairs separated by spaces; quote a value with spaces: "
+		    "password='a b')" },
+		{ "invalid connection option", "an unknown keyword (see \"Parameter "
+		    "Key Words\" in the libpq documentation)" },
+		{ "unterminated quoted string", "a quoted value that is not "
+		    "closed" },
+		{ "IPv6 host", "a malformed [IPv6] host in the URI" },
+		{ "query parameter", "a malformed or unknown URI query parameter "
+		    "(write ?keyword=value&keyword=value)" },
+		{ "unexpected character", "an unexpected character in the URI's "
+		    "host part (percent-encode '/', '@' and ':' in the user name "
+		    "and password)" },
+		{ "URI", "a malformed URI" },
+		{ "out of memory", "out of memory" },
+	};
+
+	for (size_t i = 0; i < sizeof(problems) / sizeof(problems[0]); i++)
+		if (libpq_msg != NULL && strstr(libpq_msg, problems[i].libpq))
+			return problems[i].ours;
+	return "libpq cannot parse it";
+}
+
+/* A URI whose password holds a '/' parses, wrongly: the '/' ends the
+ * host part, so part of the password would become the database name
+ * and reach error messages. An '@' in the path gives it away. */
+static bool
+config_uri_slash_in_password(const char *conninfo)
+{
+	const char *p, *slash, *end;
+
+	if (strncmp(conninfo, "postgresql://", 13) == 0)
+		p = conninfo + 13;
+	else if (strncmp(conninfo, "postgres://", 11) == 0)
+		p = conninfo + 11;
+	else
+		return false;
+	if ((slash = strchr(p, '/')) == NULL)
+		return false;
+	end = strchr(slash, '?');
+	return memchr(slash, '@', end ? (size_t)(end - slash) :
+	    strlen(slash)) != NULL;
+}
+
+/* Catches a bad conninfo now rather than at every reconnect. The value
+ * itself never appears in the message. */
 static void
-config_check_conninfo(struct parse_ctx *ctx, const char *conninfo)
+config_check_conninfo(struct parse_ctx *ctx, const char *section,
+    const char *conninfo)
 {
 	char *errmsg = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
 
-	if (opts == NULL) {
-		size_t n = errmsg ? strlen(errmsg) : 0;
-
-		while (n > 0 && errmsg[n - 1] == '\n')
-			errmsg[--n] = '\0';
-		config_error(ctx, ctx->line, "conninfo in [postgres]: %s",
-		    errmsg ? errmsg : "out of memory");
-	}
+	if (opts == NULL)
+		config_error(ctx, ctx->line, "conninfo in [%s] is not a valid "
+		    "libpq connection string: %s; the value is not shown, as it "
+		    "may hold a password", section,
+		    config_conninfo_problem(errmsg));
+	else if (config_uri_slash_in_password(conninfo))
+		config_error(ctx, ctx->line, "conninfo in [%s]: the URI has an "
+		    "'@' after its first '/'; percent-encode a '/' in the user "
+		    "name or password as %%2F", section);
 	PQfreemem(errmsg);
 	PQconninfoFree(opts);
 }
@@ -532,17 +592,23 @@ config_handler(void *user, const char *inih_section, const char *name,
 		if (strcmp(name, o->name) != 0)
 			continue;
 		ctx->seen[i] = true;
+		if (o->off == O(redis_url))
+			ctx->redis_url_line = ctx->line;
 		if (config_set(ctx, o, value, ctx->line) == 0 &&
-		    o->off == O(pg_conninfo))
-			config_check_conninfo(ctx, value);
+		    (o->off == O(pg_conninfo) || o->off == O(apply_conninfo)))
+			config_check_conninfo(ctx, o->section, value);
 		return 1;
 	}
+	/* A name of several words is a line without its '=' where a value
+	 * (a password, say) has a ':': show only the first word. */
 	if (section[0] == '\0')
-		config_error(ctx, ctx->line, "\"%s\" is outside any section",
-		    name);
+		config_error(ctx, ctx->line, "\"%.*s\"%s is outside any section",
+		    (int)strcspn(name, " \t"), name,
+		    name[strcspn(name, " \t")] ? "..." : "");
 	else if (known_section)
-		config_error(ctx, ctx->line, "unknown setting \"%s\" in [%s]",
-		    name, section);
+		config_error(ctx, ctx->line, "unknown setting \"%.*s\"%s in [%s]",
+		    (int)strcspn(name, " \t"), name,
+		    name[strcspn(name, " \t")] ? "..." : "", section);
 	else
 		config_error(ctx, ctx->line, "unknown section [%s] (expected "
 		    "[postgres], [redis], [daemon], [outbox], [metrics], [apply], "
@@ -626,6 +692,13 @@ config_parse_redis_url(struct config *cfg, const char *url, char *err,
 	slash = strchr(p, '/');
 	if (slash == NULL)
 		slash = p + strlen(p);
+	/* A '/' in the password would cut the URL there and put the rest
+	 * of the password in the host, port or database number. */
+	if (strchr(slash, '@') != NULL) {
+		snprintf(err, errlen, "url: an '@' after the first '/': "
+		    "percent-encode a '/' in the user name or password as %%2F");
+		return -1;
+	}
 	/* The last '@' before the path ends the credentials. */
 	at = NULL;
 	for (const char *q = p; q < slash; q++)
@@ -680,8 +753,8 @@ config_parse_redis_url(struct config *cfg, const char *url, char *err,
 		errno = 0;
 		v = strtol(slash + 1, &end, 10);
 		if (errno != 0 || *end != '\0' || v < 0 || v > INT_MAX) {
-			snprintf(err, errlen, "url: bad database number \"%s\"",
-			    slash + 1);
+			snprintf(err, errlen, "url: the database number after "
+			    "the '/' is not a whole number from 0");
 			return -1;
 		}
 		cfg->redis_db = (int)v;
@@ -695,16 +768,17 @@ config_parse_redis_url(struct config *cfg, const char *url, char *err,
 	return 0;
 }
 
-/* Reads a password: the file's first line, without its line end. */
+/* Reads a password: the file's first line, without its line end. NULL
+ * with err on error. */
 static char *
-config_read_secret(struct parse_ctx *ctx, const char *what, const char *path)
+config_read_secret(const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[1024];
 	size_t n;
 
 	if (f == NULL) {
-		config_error(ctx, 0, "%s: cannot read %s: %s", what, path,
+		snprintf(err, errlen, "cannot read %s: %s", path,
 		    strerror(errno));
 		return NULL;
 	}
@@ -714,37 +788,46 @@ config_read_secret(struct parse_ctx *ctx, const char *what, const char *path)
 	n = strcspn(line, "\r\n");
 	line[n] = '\0';
 	if (n == 0) {
-		config_error(ctx, 0, "%s: %s is empty", what, path);
+		snprintf(err, errlen, "%s is empty", path);
 		return NULL;
 	}
 	return xstrdup(line);
 }
 
-/*
- * Where a Redis password comes from, strongest first: password_file,
- * password, the environment (PGINVAL_REDIS_PASSWORD), the URL.
- */
-static void
-config_secrets(struct parse_ctx *ctx)
+int
+config_redis_password(struct config *cfg, char *err, size_t errlen)
 {
-	struct config *cfg = ctx->cfg;
 	const char *env = getenv("PGINVAL_REDIS_PASSWORD");
 	char *pw = NULL;
 
-	if (cfg->pg_password_file != NULL)
-		cfg->pg_password = config_read_secret(ctx,
-		    "[postgres] password_file", cfg->pg_password_file);
-	if (cfg->redis_password_file != NULL)
-		pw = config_read_secret(ctx, "[redis] password_file",
-		    cfg->redis_password_file);
-	else if (cfg->redis_password_opt != NULL)
+	if (cfg->redis_password_file != NULL) {
+		pw = config_read_secret(cfg->redis_password_file, err, errlen);
+		if (pw == NULL)
+			return -1;
+	} else if (cfg->redis_password_opt != NULL) {
 		pw = xstrdup(cfg->redis_password_opt);
-	else if (env != NULL && env[0] != '\0')
+	} else if (env != NULL && env[0] != '\0') {
 		pw = xstrdup(env);
+	}
 	if (pw != NULL) {
 		free(cfg->redis_password);
 		cfg->redis_password = pw;
 	}
+	return 0;
+}
+
+static void
+config_secrets(struct parse_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+	char err[512];
+
+	if (cfg->pg_password_file != NULL &&
+	    (cfg->pg_password = config_read_secret(cfg->pg_password_file, err,
+	    sizeof(err))) == NULL)
+		config_error(ctx, 0, "[postgres] password_file: %s", err);
+	if (config_redis_password(cfg, err, sizeof(err)) == -1)
+		config_error(ctx, 0, "[redis] password_file: %s", err);
 }
 
 bool
@@ -775,7 +858,7 @@ config_check(struct parse_ctx *ctx)
 			    config_opts[i].name, config_opts[i].section);
 	if (cfg->redis_url != NULL &&
 	    config_parse_redis_url(cfg, cfg->redis_url, err, sizeof(err)) == -1)
-		config_error(ctx, 0, "[redis] %s", err);
+		config_error(ctx, ctx->redis_url_line, "[redis] %s", err);
 	if (cfg->reconnect_min > cfg->reconnect_max)
 		config_error(ctx, 0, "[daemon] reconnect_min is above "
 		    "reconnect_max");

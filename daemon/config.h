@@ -144,9 +144,18 @@ const struct table_rule *config_table(const struct config *cfg,
  * password), so that its permissions matter. */
 bool config_holds_secret(const struct config *cfg);
 
-/* Parses a Redis URL into cfg's redis_* fields; -1 with err on error. */
+/* Parses a Redis URL into cfg's redis_* fields; -1 with err on error.
+ * err never holds a part of the URL, which may hold a password. */
 int config_parse_redis_url(struct config *cfg, const char *url, char *err,
     size_t errlen) __attribute__((warn_unused_result));
+/*
+ * Sets cfg->redis_password from where a Redis password comes from,
+ * strongest first: redis_password_file, redis_password_opt, the
+ * environment (PGINVAL_REDIS_PASSWORD); otherwise the URL's (parsed
+ * before) stays. -1 with err when the file cannot be read.
+ */
+int config_redis_password(struct config *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 
 #endif

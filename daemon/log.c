@@ -1,8 +1,14 @@
 /*
  * Logging: one line per message on stderr. Messages never contain secrets;
  * callers log host names and ports, never conninfo strings or URLs.
+ *
+ * Messages carry data from outside (payloads, row values, table and
+ * column names, server errors), so every message is escaped here (esc.h):
+ * a newline in a payload cannot start a forged line, nor forge a "<N>"
+ * priority for the journal, and no terminal control reaches the reader.
  */
 #include "log.h"
+#include "esc.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -69,16 +75,24 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 	static const char *tags[] = { [LOG_LEVEL_ERROR] = "error",
 	    [LOG_LEVEL_WARN] = "warning", [LOG_LEVEL_INFO] = "info",
 	    [LOG_LEVEL_DEBUG] = "debug" };
-	char msg[2048];
+	char raw[2048], msg[sizeof(raw) * ESC_MAX_RATIO + 16];
+	size_t len, used, out;
 	int n;
 
 	if (!log_enabled(level))
 		return;
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	if (n < 0)
 		return;
-	if (errnum != 0 && (size_t)n < sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(errnum));
+	if (errnum != 0 && (size_t)n < sizeof(raw))
+		n += snprintf(raw + n, sizeof(raw) - (size_t)n, ": %s",
+		    strerror(errnum));
+	len = (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1;
+	out = esc_str(msg, sizeof(msg), raw, len, &used);
+	/* A cut message says so; the cut falls between whole escapes, and a
+	 * character cut short by vsnprintf shows as its \xNN bytes. */
+	if (used < (size_t)n)
+		memcpy(msg + out, "...", 4);
 	if (log_journal) {
 		fprintf(stderr, "<%d>%s\n", (int)level, msg);
 	} else {

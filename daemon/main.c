@@ -19,6 +19,7 @@
 #include "sd_notify.h"
 #include "tail.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -290,6 +292,12 @@ main(int argc, char **argv)
 	bool connect = false;
 	int ch;
 
+	/* Every command holds passwords in memory (and maybe in its
+	 * environment): no core dump, and no ptrace or /proc/PID/mem,
+	 * environ or fd for other processes of the same user. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		fprintf(stderr, "pginval: warning: cannot turn off core dumps "
+		    "(PR_SET_DUMPABLE): %s\n", strerror(errno));
 	if (argc < 2) {
 		usage(stderr, NULL);
 		return 2;

@@ -4,10 +4,15 @@
  * terminal), and Ctrl-C prints a summary. --json passes messages through
  * unchanged for scripts. The connection is blocking: this is a client
  * with nothing else to do.
+ *
+ * Anyone who can write a row, or PUBLISH on the channel, chooses bytes
+ * that end up here: every field is printed through esc.h, so no escape
+ * sequence reaches the operator's terminal.
  */
 #include "tail.h"
 #include "apply_key.h"
 #include "config.h"
+#include "esc.h"
 #include "log.h"
 
 #include <cjson/cJSON.h>
@@ -45,12 +50,15 @@ void
 tail_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: pginval tail [-c FILE] [--url URL] [--channel NAME] [--json]\n"
-	    "                    [--table NAME] [--key GLOB]\n"
+	    "usage: pginval tail [-c FILE] [--url URL] [--password-file FILE]\n"
+	    "                    [--channel NAME] [--json] [--table NAME] [--key GLOB]\n"
 	    "\n"
-	    "  -c, --config FILE   take [redis] url and channel from FILE\n"
+	    "  -c, --config FILE   take [redis] url, password and channel from FILE\n"
 	    "  -u, --url URL       redis://[user:pass@]host:port/db or unix:/path\n"
 	    "                      (default redis://127.0.0.1:6379/0)\n"
+	    "  -P, --password-file FILE\n"
+	    "                      the Redis password is FILE's first line\n"
+	    "                      (else PGINVAL_REDIS_PASSWORD, else the URL's)\n"
 	    "  -C, --channel NAME  channel (default pginval)\n"
 	    "  -j, --json          print messages unchanged, one per line\n"
 	    "  -t, --table NAME    only messages about NAME (and global resets)\n"
@@ -61,6 +69,70 @@ static const char *
 tail_paint(const struct tail *t, const char *code)
 {
 	return t->color ? code : "";
+}
+
+/* Prints s escaped, padded with spaces to width columns (counted as bytes,
+ * as printf's %-Ns does). */
+static void
+tail_field(const char *s, size_t len, int width)
+{
+	struct buf b = { 0 };
+
+	esc_buf(&b, s, len);
+	for (size_t i = b.len; (int)i < width; i++)
+		buf_addc(&b, ' ');
+	if (b.len > 0)
+		fwrite(b.data, 1, b.len, stdout);
+	buf_free(&b);
+}
+
+static void
+tail_str(const char *s, int width)
+{
+	tail_field(s, strlen(s), width);
+}
+
+/*
+ * --json: the message as it came, on one line, with the control characters
+ * a lenient parser let through made harmless without changing what the
+ * JSON says: inside a string each becomes its \u00XX escape, between
+ * tokens (where it can only be white space) a space. -1 when the text is
+ * not UTF-8, which JSON must be.
+ */
+static int
+tail_json_line(struct buf *b, const char *text, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)text;
+	bool in_str = false, escaped = false;
+
+	for (size_t i = 0; i < len;) {
+		unsigned cp;
+		size_t n = esc_utf8_char(u + i, len - i, &cp);
+
+		if (n == 0)
+			return -1;
+		if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
+			if (in_str) {
+				buf_adds(b, "\\u00");
+				buf_addc(b, hex[cp >> 4]);
+				buf_addc(b, hex[cp & 15]);
+			} else {
+				buf_addc(b, ' ');
+			}
+			escaped = false;
+		} else {
+			if (in_str && escaped)
+				escaped = false;
+			else if (in_str && cp == '\\')
+				escaped = true;
+			else if (cp == '"')
+				in_str = !in_str;
+			buf_add(b, text + i, n);
+		}
+		i += n;
+	}
+	return 0;
 }
 
 static bool
@@ -86,15 +158,17 @@ tail_print(struct tail *t, const char *text, size_t len)
 {
 	cJSON *msg = cJSON_ParseWithLength(text, len);
 	const cJSON *seq, *epoch, *op, *table, *keys, *ts, *reason, *k;
+	struct buf line = { 0 };
 	struct timeval now;
 	struct tm tm;
 	char clock[16];
 	bool reset;
 
 	t->messages++;
-	if (msg == NULL) {
-		printf("%s(not JSON) %.*s%s\n", tail_paint(t, "\033[31m"),
-		    (int)len, text, tail_paint(t, "\033[0m"));
+	if (msg == NULL || (t->json && tail_json_line(&line, text, len) == -1)) {
+		printf("%s(not JSON) ", tail_paint(t, "\033[31m"));
+		tail_field(text, len, 0);
+		printf("%s\n", tail_paint(t, "\033[0m"));
 		goto done;
 	}
 	seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
@@ -129,7 +203,8 @@ tail_print(struct tail *t, const char *text, size_t len)
 		goto done;
 	t->shown++;
 	if (t->json) {
-		printf("%.*s\n", (int)len, text);
+		buf_addc(&line, '\n');
+		fwrite(line.data, 1, line.len, stdout);
 		goto done;
 	}
 	gettimeofday(&now, NULL);
@@ -143,19 +218,36 @@ tail_print(struct tail *t, const char *text, size_t len)
 	} else {
 		printf("%10s ", "-");
 	}
-	printf("%s%-8s%s %-24s", tail_paint(t, reset ? "\033[1;33m" : "\033[36m"),
-	    cJSON_IsString(op) ? op->valuestring : "?", tail_paint(t, "\033[0m"),
-	    cJSON_IsString(table) ? table->valuestring : "(all tables)");
+	printf("%s", tail_paint(t, reset ? "\033[1;33m" : "\033[36m"));
+	tail_str(cJSON_IsString(op) ? op->valuestring : "?", 8);
+	printf("%s ", tail_paint(t, "\033[0m"));
+	tail_str(cJSON_IsString(table) ? table->valuestring : "(all tables)",
+	    24);
 	cJSON_ArrayForEach(k, keys)
-		if (cJSON_IsString(k))
-			printf(" %s", k->valuestring);
-	if (cJSON_IsString(reason))
-		printf(" %s(%s)%s", tail_paint(t, "\033[33m"),
-		    reason->valuestring, tail_paint(t, "\033[0m"));
+		if (cJSON_IsString(k)) {
+			putchar(' ');
+			tail_str(k->valuestring, 0);
+		}
+	if (cJSON_IsString(reason)) {
+		printf(" %s(", tail_paint(t, "\033[33m"));
+		tail_str(reason->valuestring, 0);
+		printf(")%s", tail_paint(t, "\033[0m"));
+	}
 	printf("\n");
 done:
 	fflush(stdout);
+	buf_free(&line);
 	cJSON_Delete(msg);
+}
+
+/* A server's error text, escaped for stderr (into a static buffer). */
+static const char *
+tail_errtext(const char *s)
+{
+	static char out[1024];
+
+	esc_str(out, sizeof(out), s, strlen(s), NULL);
+	return out;
 }
 
 static redisContext *
@@ -169,7 +261,7 @@ tail_connect(const struct config *cfg, const char *channel)
 	    cfg->redis_port, tv) : redisConnectUnixWithTimeout(cfg->redis_unix, tv);
 	if (c == NULL || c->err) {
 		fprintf(stderr, "pginval tail: cannot connect to %s: %s\n",
-		    cfg->redis_where, c ? c->errstr : "out of memory");
+		    cfg->redis_where, c ? tail_errtext(c->errstr) : "out of memory");
 		redisFree(c);
 		return NULL;
 	}
@@ -179,7 +271,7 @@ tail_connect(const struct config *cfg, const char *channel)
 		    cfg->redis_password);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			fprintf(stderr, "pginval tail: AUTH failed on %s: %s\n",
-			    cfg->redis_where, r ? r->str : c->errstr);
+			    cfg->redis_where, tail_errtext(r ? r->str : c->errstr));
 			freeReplyObject(r);
 			redisFree(c);
 			return NULL;
@@ -189,7 +281,7 @@ tail_connect(const struct config *cfg, const char *channel)
 	r = redisCommand(c, "SUBSCRIBE %s", channel);
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		fprintf(stderr, "pginval tail: SUBSCRIBE failed: %s\n",
-		    r ? r->str : c->errstr);
+		    tail_errtext(r ? r->str : c->errstr));
 		freeReplyObject(r);
 		redisFree(c);
 		return NULL;
@@ -245,7 +337,7 @@ tail_loop(struct tail *t, const struct config *cfg, const char *channel)
 		if (r == NULL) {
 			if (!tail_stop)
 				fprintf(stderr, "pginval tail: connection lost: %s; "
-				    "reconnecting\n", c->errstr);
+				    "reconnecting\n", tail_errtext(c->errstr));
 			redisFree(c);
 			c = NULL;
 			continue;
@@ -269,6 +361,7 @@ tail_main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "url", required_argument, NULL, 'u' },
+		{ "password-file", required_argument, NULL, 'P' },
 		{ "channel", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "table", required_argument, NULL, 't' },
@@ -279,16 +372,17 @@ tail_main(int argc, char **argv)
 	};
 	struct tail t = { 0 };
 	struct config *cfg = NULL, dflt = { 0 };
-	const char *url = NULL, *channel = NULL, *path = NULL;
+	const char *url = NULL, *channel = NULL, *path = NULL, *pwfile = NULL;
 	struct sigaction sa;
 	char err[256], *errors = NULL;
 	int ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "c:u:C:jt:k:hV", longopts,
+	while ((ch = getopt_long(argc, argv, "c:u:P:C:jt:k:hV", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'u': url = optarg; break;
+		case 'P': pwfile = optarg; break;
 		case 'C': channel = optarg; break;
 		case 'j': t.json = true; break;
 		case 't': t.table = optarg; break;
@@ -313,6 +407,19 @@ tail_main(int argc, char **argv)
 			goto done;
 		}
 	}
+	/* The daemon's order: password_file (--password-file first), password,
+	 * PGINVAL_REDIS_PASSWORD, the URL; never the command line alone,
+	 * which every user can read in ps. */
+	if (pwfile != NULL) {
+		free(cfg->redis_password_file);
+		cfg->redis_password_file = xstrdup(pwfile);
+	}
+	if (config_redis_password(cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "pginval tail: %s: %s\n", pwfile ?
+		    "--password-file" : "[redis] password_file", err);
+		rc = 1;
+		goto done;
+	}
 	if (channel == NULL)
 		channel = cfg->redis_channel ? cfg->redis_channel : "pginval";
 	t.color = !t.json && isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
@@ -330,6 +437,7 @@ done:
 		free(dflt.redis_user);
 		free(dflt.redis_password);
 		free(dflt.redis_where);
+		free(dflt.redis_password_file);
 	} else {
 		config_free(cfg);
 	}

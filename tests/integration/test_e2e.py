@@ -418,7 +418,7 @@ def test_check_command():
     eq(r.returncode, 1)
     for want in [bad + ":6: max_queue in [daemon]: \"lots\" is not a whole number",
                  bad + ":8: [table users]: name the schema too",
-                 bad + ": [redis] url: expected redis://"]:
+                 bad + ":4: [redis] url: expected redis://"]:
         assert want in r.stderr, "%r not in %r" % (want, r.stderr)
     r = subprocess.run([BIN, "check", "-c", "/nonexistent.conf"],
                        capture_output=True, text=True)

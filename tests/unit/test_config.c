@@ -369,6 +369,8 @@ struct bad_config {
 #define NOT_A_SETTING "not a setting (\"name = value\") nor a [section] header"
 #define DURATION "a duration (such as 5, 2.5s or 500ms)"
 #define NO_CONNINFO NAME ": conninfo is missing from [postgres]"
+#define BAD_CONNINFO "is not a valid libpq connection string: "
+#define NOT_SHOWN "; the value is not shown, as it may hold a password"
 
 static const struct bad_config bad_configs[] = {
 	{ "unknown section", PG "[foo]\nbar = 1\n",
@@ -476,12 +478,47 @@ static const struct bad_config bad_configs[] = {
 	{ "empty conninfo", "[postgres]\nconninfo =\n",
 	    { NAME ":2: conninfo in [postgres] is empty" } },
 	{ "invalid conninfo", "[postgres]\nconninfo = host=x bogus\n",
-	    { NAME ":2: conninfo in [postgres]: missing \"=\" after \"bogus\"*" } },
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "a word without "
+		"\"=\" (write keyword=value pairs separated by spaces; quote a "
+		"value with spaces: password='a b')" NOT_SHOWN } },
 	{ "unknown conninfo option", "[postgres]\n\nconninfo = host=x nosuch=1\n",
-	    { NAME ":3: conninfo in [postgres]: invalid connection option "
-		"\"nosuch\"*" } },
+	    { NAME ":3: conninfo in [postgres] " BAD_CONNINFO "an unknown "
+		"keyword (see \"Parameter Key Words\" in the libpq "
+		"documentation)" NOT_SHOWN } },
 	{ "unterminated quote in conninfo", "[postgres]\nconninfo = host='x\n",
-	    { NAME ":2: conninfo in [postgres]: unterminated quoted string*" } },
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "a quoted value "
+		"that is not closed" NOT_SHOWN } },
+	/* libpq's own messages quote the text, which may be the password. */
+	{ "password cut by a space", "[postgres]\nconninfo = host=x "
+	    "password=S3cr3t Pw\n",
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "a word without "
+		"\"=\"*" } },
+	{ "bad percent escape in a URI password", "[postgres]\nconninfo = "
+	    "postgresql://u:S3cr3tPw%zz@h/db\n",
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "an invalid %XX "
+		"escape (write a literal % as %25)" NOT_SHOWN } },
+	{ "%00 in a URI password", "[postgres]\nconninfo = "
+	    "postgresql://u:S3cr3t%00@h/db\n",
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "%00 in a value"
+		NOT_SHOWN } },
+	{ "bad URI query", "[postgres]\nconninfo = postgresql://h/db?"
+	    "password\n",
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "a malformed or "
+		"unknown URI query parameter*" } },
+	{ "bad IPv6 host in a URI", "[postgres]\nconninfo = "
+	    "postgresql://u:S3cr3t@[::1/db\n",
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "a malformed "
+		"[IPv6] host in the URI" NOT_SHOWN } },
+	{ "a '/' in a URI password", "[postgres]\nconninfo = "
+	    "postgresql://u:S3cr/3t@h/db\n",
+	    { NAME ":2: conninfo in [postgres]: the URI has an '@' after its "
+		"first '/'; percent-encode a '/' in the user name or password "
+		"as %2F" } },
+	{ "bad [apply] conninfo", PG "[apply]\nconninfo = host=x S3cr3t\n",
+	    { NAME ":4: conninfo in [apply] " BAD_CONNINFO "a word without "
+		"\"=\"*" } },
+	{ "a password in a name without '='", PG "password x:S3cr3t\n",
+	    { NAME ":3: unknown setting \"password\"... in [postgres]" } },
 	{ "reconnect_min above reconnect_max",
 	    PG "[daemon]\nreconnect_min = 10\nreconnect_max = 5\n",
 	    { NAME ": [daemon] reconnect_min is above reconnect_max" } },
@@ -489,11 +526,14 @@ static const struct bad_config bad_configs[] = {
 	    PG "[daemon]\nreconnect_min = 31s\n",
 	    { NAME ": [daemon] reconnect_min is above reconnect_max" } },
 	{ "bad redis url", PG "[redis]\nurl = http://x\n",
-	    { NAME ": [redis] url: expected redis://[user:password@]host[:port]"
+	    { NAME ":4: [redis] url: expected redis://[user:password@]host[:port]"
 		"[/db] or unix:/path (rediss:// needs a TLS proxy, see the "
 		"README)" } },
 	{ "bad redis port", PG "[redis]\nurl = redis://h:99999\n",
-	    { NAME ": [redis] url: bad port" } },
+	    { NAME ":4: [redis] url: bad port" } },
+	{ "a '/' in a redis password", PG "[redis]\nurl = redis://:S3/cr3t@h\n",
+	    { NAME ":4: [redis] url: an '@' after the first '/': percent-encode "
+		"a '/' in the user name or password as %2F" } },
 	{ "many errors, one per line",
 	    "[postgres]\n"			/* 1 */
 	    "conninfo = host=x bogus\n"		/* 2 */
@@ -507,7 +547,7 @@ static const struct bad_config bad_configs[] = {
 	    "[redis]\n"				/* 10 */
 	    "action = nuke\n"			/* 11 */
 	    "url = redis://\n",			/* 12 */
-	    { NAME ":2: conninfo in [postgres]: missing \"=\" after \"bogus\"*",
+	    { NAME ":2: conninfo in [postgres] " BAD_CONNINFO "a word without*",
 		NAME ":3: unknown setting \"port\" in [postgres]",
 		NAME ":5: max_queue in [daemon]: \"lots\" is not a whole number",
 		NAME ":6: log_level: \"loud\" is not one of error, warn, info, "
@@ -516,7 +556,7 @@ static const struct bad_config bad_configs[] = {
 		NAME ":9: [table users]: name the schema too, as in "
 		    "[table public.users]",
 		NAME ":11: action: \"nuke\" is not \"publish\" or \"delete\"",
-		NAME ": [redis] url: no host name" } },
+		NAME ":12: [redis] url: no host name" } },
 };
 
 /* Compares a report with the expected lines. */
@@ -571,6 +611,8 @@ test_bad_configs(void **state)
 		}
 		CHECK(cfg == NULL);
 		check_errors(errors, c->errors);
+		/* The cases' passwords all contain "S3cr". */
+		CHECK(errors == NULL || strstr(errors, "S3cr") == NULL);
 		free(errors);
 	}
 	t_done();
@@ -731,15 +773,28 @@ static const struct url_case url_cases[] = {
 	{ "redis://h:99999999999999999999", -1, NULL, NULL, 0, 0, NULL, NULL,
 	    NULL, "url: bad port" },
 	{ "redis://h/x", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
-	    "url: bad database number \"x\"" },
+	    "url: the database number after the '/' is not a whole number "
+	    "from 0" },
 	{ "redis://h/-1", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
-	    "url: bad database number \"-1\"" },
+	    "url: the database number after the '/' is not a whole number "
+	    "from 0" },
 	{ "redis://h/1x", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
-	    "url: bad database number \"1x\"" },
+	    "url: the database number after the '/' is not a whole number "
+	    "from 0" },
 	{ "redis://h/99999999999", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
-	    "url: bad database number \"99999999999\"" },
+	    "url: the database number after the '/' is not a whole number "
+	    "from 0" },
 	{ "redis://", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
 	    "url: no host name" },
+	/* The password must not reach the message, whole or in part. */
+	{ "redis://h/MyRedisS3cret@x", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
+	    "url: an '@' after the first '/': percent-encode a '/' in the user "
+	    "name or password as %2F" },
+	{ "redis://:My/S3cret@h:1/0", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
+	    "url: an '@' after the first '/': percent-encode a '/' in the user "
+	    "name or password as %2F" },
+	{ "redis://u:My%2FS3cret@h/0", 0, "h", NULL, 6379, 0, "u", "My/S3cret",
+	    "h:6379", NULL },
 	{ "redis:///0", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
 	    "url: no host name" },
 	{ "redis://:pw@", -1, NULL, NULL, 0, 0, NULL, NULL, NULL,
