@@ -33,6 +33,8 @@ enum pg_event {
 	PG_EVENT_WAKE,
 	/* The connection was lost; a reconnect is scheduled. */
 	PG_EVENT_LOST,
+	/* A health probe read pg_notification_queue_usage() again. */
+	PG_EVENT_QUEUE_USAGE,
 };
 
 typedef void pg_source_cb(void *arg, enum pg_event ev, const char *payload,
@@ -60,5 +62,10 @@ const char *pg_state_name(enum pg_state st);
 /* Whether changes may have been lost before the last PG_EVENT_LISTENING:
  * true unless every table watched on the channel uses an outbox. */
 bool pg_source_lossy(const struct pg_source *src);
+/* The share of PostgreSQL's NOTIFY queue in use (0 to 1) at the last
+ * health probe, or -1 before the first. A session that LISTENs and stays
+ * in a transaction holds the queue back; when it is full, every commit
+ * that NOTIFYs fails. */
+double pg_source_queue_usage(const struct pg_source *src);
 
 #endif
