@@ -54,7 +54,7 @@ daemon/apply_target.o: daemon/fill_lua.h
 
 # Each unit test links only the module it tests (plus log and buf, which
 # every module uses).
-UNIT_TESTS := backoff config decode message rules apply_key stats fifo
+UNIT_TESTS := backoff config decode message rules apply_key stats fifo http_head
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
@@ -64,6 +64,7 @@ UNIT_DEPS_backoff := daemon/backoff.o
 UNIT_DEPS_apply_key := daemon/apply_key.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_stats   := daemon/stats.o
 UNIT_DEPS_fifo    := daemon/fifo.o
+UNIT_DEPS_http_head := daemon/http_head.o
 COMMON_OBJS := daemon/log.o daemon/buf.o
 
 .SECONDEXPANSION:
@@ -82,9 +83,9 @@ unit: $(UNIT_BINS)
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
-FUZZ_TARGETS := decode rules config
+FUZZ_TARGETS := decode rules config http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
-FUZZ_MODULES := log buf json_read decode rules message config
+FUZZ_MODULES := log buf json_read decode rules message config http_head
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := libcjson inih libpq
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
