@@ -1,9 +1,14 @@
 /*
  * The HTTP responder behind [metrics] listen. Each connection reads one
- * request head, calls the handler, writes the response and closes. A
- * finished connection is not freed inside its own watcher's callback: it
- * goes on a list that an ev_check watcher empties after the loop
- * iteration.
+ * request head (parsed by http_head), calls the handler, writes the
+ * response and closes. A finished connection is not freed inside its own
+ * watcher's callback: it goes on a list that an ev_check watcher empties
+ * after the loop iteration.
+ *
+ * The port is open to whoever can reach it, so nothing a peer does may
+ * hold the loop or starve the probes: a fixed deadline per connection,
+ * room made by closing the oldest silent connection, a cap per address,
+ * and a pause instead of a busy loop when accept runs out of descriptors.
  */
 #define _GNU_SOURCE	/* accept4 */
 #include "http.h"
