@@ -54,7 +54,8 @@ daemon/apply_target.o: daemon/fill_lua.h
 
 # Each unit test links only the module it tests (plus log, buf and esc,
 # which every module uses: the log writer escapes every line).
-UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign
+UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign \
+	http_head
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
@@ -66,6 +67,7 @@ UNIT_DEPS_stats   := daemon/stats.o
 UNIT_DEPS_fifo    := daemon/fifo.o
 UNIT_DEPS_esc     :=
 UNIT_DEPS_sign    := daemon/sha256.o daemon/sign.o
+UNIT_DEPS_http_head := daemon/http_head.o
 COMMON_OBJS := daemon/log.o daemon/buf.o daemon/esc.o
 
 .SECONDEXPANSION:
@@ -84,9 +86,10 @@ unit: $(UNIT_BINS)
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
-FUZZ_TARGETS := decode rules config esc sign
+FUZZ_TARGETS := decode rules config esc sign http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
-FUZZ_MODULES := log buf esc json_read decode rules message config sha256 sign
+FUZZ_MODULES := log buf esc json_read decode rules message config sha256 sign \
+	http_head
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := libcjson inih libpq
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

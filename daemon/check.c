@@ -143,6 +143,38 @@ done:
 	return problems;
 }
 
+/* PostgreSQL's NOTIFY queue, which a stuck listener can fill for every
+ * writer of the cluster. */
+static int
+check_notify_queue(PGconn *conn, const struct config *cfg, FILE *out)
+{
+	PGresult *res = PQexec(conn, "SELECT "
+	    "pg_catalog.pg_notification_queue_usage()");
+	double u, warn = cfg->pg_notify_queue_warn;
+	int problems = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		problems += check_problem(out, "postgres: cannot read the NOTIFY "
+		    "queue usage: %s", check_pgerr(conn));
+		goto done;
+	}
+	u = atof(PQgetvalue(res, 0, 0));
+	if (u >= warn)
+		problems += check_problem(out, "postgres: the NOTIFY queue is "
+		    "%.3g%% full (notify_queue_warn is %.3g%%); when it is full, "
+		    "every commit that NOTIFYs fails; fix: end the session that "
+		    "LISTENs and stays idle in a transaction (SELECT pid, usename, "
+		    "xact_start FROM pg_stat_activity WHERE state = 'idle in "
+		    "transaction'), and set idle_in_transaction_session_timeout",
+		    100 * u, 100 * warn);
+	else
+		fprintf(out, "ok: the NOTIFY queue is %.3g%% full (warning at "
+		    "%.3g%%)\n", 100 * u, 100 * warn);
+done:
+	PQclear(res);
+	return problems;
+}
+
 static int
 check_postgres(const struct config *cfg, FILE *out)
 {
@@ -161,6 +193,7 @@ check_postgres(const struct config *cfg, FILE *out)
 	}
 	fprintf(out, "ok: connected to postgres %s:%s, database %s\n",
 	    PQhost(conn), PQport(conn), PQdb(conn));
+	problems += check_notify_queue(conn, cfg, out);
 	res = PQexec(conn, PG_CONN_PIN_PATH "SELECT pginval.version()");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		problems += check_problem(out, "postgres: the pginval SQL API is "

@@ -30,6 +30,7 @@ enum opt_type {
 	OPT_BOOL,
 	OPT_APPLY_RESET,
 	OPT_SIZE,
+	OPT_RATIO,
 };
 
 struct opt {
@@ -49,6 +50,7 @@ static const struct opt config_opts[] = {
 	{ "postgres", "channel", OPT_STRING, O(pg_channel), "pginval", 0, 0, false },
 	{ "postgres", "password_file", OPT_STRING, O(pg_password_file), "", 0, 0, false },
 	{ "postgres", "connect_timeout", OPT_SECONDS, O(pg_connect_timeout), "10", 0.1, 3600, false },
+	{ "postgres", "notify_queue_warn", OPT_RATIO, O(pg_notify_queue_warn), "0.5", 1e-9, 1, true },
 	{ "redis", "url", OPT_STRING, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0, false },
 	{ "redis", "channel", OPT_STRING, O(redis_channel), "pginval", 0, 0, true },
 	{ "redis", "stream", OPT_STRING, O(redis_stream), "", 0, 0, true },
@@ -303,6 +305,30 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 			return -1;
 		}
 		return 0;
+	case OPT_RATIO: {
+		char *end;
+
+		errno = 0;
+		d = strtod(value, &end);
+		if (strcmp(end, "%") == 0)
+			d /= 100;
+		else if (*end != '\0')
+			end = NULL;
+		if (errno != 0 || end == NULL || end == value || isnan(d)) {
+			config_error(ctx, line, "%s in [%s]: \"%s\" is not a "
+			    "fraction (such as 0.5) or a percentage (50%%)",
+			    o->name, o->section, value);
+			return -1;
+		}
+		if (d < o->min || d > o->max) {
+			config_error(ctx, line, "%s in [%s]: %s is out of range "
+			    "(above 0, up to 1 or 100%%)", o->name, o->section,
+			    value);
+			return -1;
+		}
+		*(double *)field = d;
+		return 0;
+	}
 	case OPT_APPLY_RESET:
 		if (strcmp(value, "patterns") == 0)
 			*(int *)field = APPLY_RESET_PATTERNS;

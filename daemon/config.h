@@ -57,6 +57,7 @@ struct config {
 	char *pg_password;		/* read from pg_password_file */
 	char *pg_channel;
 	double pg_connect_timeout;
+	double pg_notify_queue_warn;	/* NOTIFY queue use that degrades health */
 
 	/* [redis] */
 	char *redis_url;		/* may hold a password: never log it */

@@ -1,7 +1,10 @@
 /*
  * A minimal HTTP/1.0 responder on the daemon's loop, for /metrics and
  * /healthz: one GET per connection, answered and closed. It is not a web
- * server; requests larger than 8 KiB or slower than 5 s are dropped.
+ * server; requests larger than 8 KiB or slower than 5 s are dropped. Idle
+ * clients cannot lock a probe out: one address holds at most 8
+ * connections, and at the limit the oldest silent one makes room. Running
+ * out of descriptors pauses accepting instead of spinning.
  */
 #ifndef PGINVAL_HTTP_H
 #define PGINVAL_HTTP_H

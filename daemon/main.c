@@ -41,6 +41,7 @@ struct daemon {
 	ev_signal sigterm, sigint, sighup;
 	ev_timer status;	/* systemd STATUS= line */
 	ev_timer watchdog;	/* systemd WATCHDOG=1 */
+	ev_timer notify_retry;	/* resends what a full socket refused */
 	bool announced;		/* READY=1 sent */
 	int stopping;
 	int exit_code;
@@ -68,6 +69,22 @@ usage(FILE *f, const char *cmd)
 		tail_usage(f);
 }
 
+/* Sends to systemd without waiting; what the socket refuses now is sent
+ * again every second until it goes through. */
+static void
+notify_send(struct daemon *d, const char *msg)
+{
+	if (sd_notify_send(msg) == -1 && !ev_is_active(&d->notify_retry))
+		ev_timer_start(d->loop, &d->notify_retry);
+}
+
+static void
+on_notify_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	if (sd_notify_flush() == 0)
+		ev_timer_stop(loop, w);
+}
+
 /* Sends a systemd notification followed by the current status line. */
 static void
 notify(struct daemon *d, const char *what)
@@ -79,7 +96,7 @@ notify(struct daemon *d, const char *what)
 	buf_adds(&b, what);
 	buf_adds(&b, "STATUS=");
 	relay_status(d->relay, &b);
-	sd_notify_send(b.data);
+	notify_send(d, b.data);
 	buf_free(&b);
 }
 
@@ -106,7 +123,7 @@ on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 on_watchdog_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	sd_notify_send("WATCHDOG=1");
+	notify_send(w->data, "WATCHDOG=1");
 }
 
 static void
@@ -169,7 +186,7 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 		snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
 		    (unsigned long long)ts.tv_sec * 1000000ULL +
 		    (unsigned long long)ts.tv_nsec / 1000);
-		sd_notify_send(msg);
+		notify_send(d, msg);
 	}
 	if ((cfg = config_reload(d->config_path)) != NULL)
 		relay_reload(d->relay, cfg);
@@ -215,11 +232,13 @@ cmd_run(const char *path, const char *level)
 	d.status.data = &d;
 	if (sd_notify_enabled())
 		ev_timer_start(d.loop, &d.status);
-	if (sd_notify_watchdog_interval() > 0) {
-		ev_timer_init(&d.watchdog, on_watchdog_timer,
-		    sd_notify_watchdog_interval(), sd_notify_watchdog_interval());
+	ev_timer_init(&d.notify_retry, on_notify_retry, 1, 1);
+	d.notify_retry.data = &d;
+	ev_timer_init(&d.watchdog, on_watchdog_timer,
+	    sd_notify_watchdog_interval(), sd_notify_watchdog_interval());
+	d.watchdog.data = &d;
+	if (sd_notify_watchdog_interval() > 0)
 		ev_timer_start(d.loop, &d.watchdog);
-	}
 	ev_signal_init(&d.sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&d.sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&d.sighup, on_hup, SIGHUP);
@@ -235,6 +254,9 @@ cmd_run(const char *path, const char *level)
 	http_server_free(d.http);
 	ev_timer_stop(d.loop, &d.status);
 	ev_timer_stop(d.loop, &d.watchdog);
+	ev_timer_stop(d.loop, &d.notify_retry);
+	(void)sd_notify_flush();	/* a last try for STOPPING=1 */
+	sd_notify_close();
 	ev_signal_stop(d.loop, &d.sigterm);
 	ev_signal_stop(d.loop, &d.sigint);
 	ev_signal_stop(d.loop, &d.sighup);

@@ -44,6 +44,7 @@ struct pg_source {
 	struct hmac_key key;
 	ev_timer probe;		/* sends a probe every health_interval */
 	ev_tstamp probe_sent;	/* 0: none outstanding */
+	double queue_usage;	/* read by the probe; -1: not yet */
 };
 
 static const char *const pg_state_names[] = {
@@ -128,6 +129,29 @@ pg_source_key_result(struct pg_source *src, const PGresult *res)
 	}
 }
 
+/* The probe's second column: pg_notification_queue_usage(). */
+static void
+pg_source_queue_result(struct pg_source *src, const PGresult *res)
+{
+	char *end;
+	double u;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	    PQnfields(res) != 2 || PQgetisnull(res, 0, 1))
+		return;
+	u = strtod(PQgetvalue(res, 0, 1), &end);
+	if (*end != '\0' || !(u >= 0))
+		return;
+	src->queue_usage = u;
+	src->cb(src->arg, PG_EVENT_QUEUE_USAGE, NULL, 0);
+}
+
+double
+pg_source_queue_usage(const struct pg_source *src)
+{
+	return src->queue_usage;
+}
+
 static void
 pg_source_result(struct pg_source *src, const PGresult *res)
 {
@@ -147,7 +171,8 @@ pg_source_result(struct pg_source *src, const PGresult *res)
 		pg_source_key_result(src, res);
 		break;
 	default:
-		break;	/* a probe's result: nothing to do */
+		pg_source_queue_result(src, res);	/* a probe's result */
+		break;
 	}
 }
 
@@ -256,7 +281,8 @@ pg_source_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (!pg_conn_ready(src->conn))
 		return;	/* busy: try at the next tick */
-	if (pg_conn_query(src->conn, "SELECT pg_notify($1, $2)", 2, params) == 0)
+	if (pg_conn_query(src->conn, "SELECT pg_notify($1, $2), "
+	    "pg_catalog.pg_notification_queue_usage()", 2, params) == 0)
 		src->probe_sent = ev_now(loop);
 }
 
@@ -281,6 +307,7 @@ pg_source_new(struct ev_loop *loop, const struct pg_source_opts *opts,
 	src->health_interval = opts->health_interval;
 	src->stopped = true;
 	src->lossy = true;
+	src->queue_usage = -1;
 	src->conn = pg_conn_new(loop, &co, pg_source_conn_cb, src);
 	ev_timer_init(&src->probe, pg_source_probe_cb, 0, 0);
 	src->probe.data = src;

@@ -34,6 +34,8 @@ enum pg_event {
 	PG_EVENT_WAKE,
 	/* The connection was lost; a reconnect is scheduled. */
 	PG_EVENT_LOST,
+	/* A health probe read pg_notification_queue_usage() again. */
+	PG_EVENT_QUEUE_USAGE,
 };
 
 typedef void pg_source_cb(void *arg, enum pg_event ev, const char *payload,
@@ -64,5 +66,10 @@ bool pg_source_lossy(const struct pg_source *src);
 /* The key of the payloads' authenticator, read after LISTEN at every
  * connect (PG_EVENT_LISTENING comes after it); NULL before the first. */
 const struct hmac_key *pg_source_key(const struct pg_source *src);
+/* The share of PostgreSQL's NOTIFY queue in use (0 to 1) at the last
+ * health probe, or -1 before the first. A session that LISTENs and stays
+ * in a transaction holds the queue back; when it is full, every commit
+ * that NOTIFYs fails. */
+double pg_source_queue_usage(const struct pg_source *src);
 
 #endif

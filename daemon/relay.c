@@ -44,6 +44,11 @@ struct relay {
 	ev_tstamp status_at;	/* the previous relay_status() */
 	unsigned long status_events, status_published;
 
+	/* The NOTIFY queue over notify_queue_warn: since when, and when it
+	 * was last said. */
+	bool queue_high;
+	ev_tstamp queue_said;
+
 	/* Rate limit for complaints about bad payloads. */
 	ev_tstamp complain_window;
 	unsigned complaints, suppressed;
@@ -295,6 +300,37 @@ relay_outbox_gate(struct relay *r)
 		    redis_sink_state(r->sink) == REDIS_STATE_READY);
 }
 
+/*
+ * The NOTIFY queue is shared by the whole cluster, and a listener that
+ * stops reading (idle in a transaction) holds it back until it fills and
+ * writers' commits fail. Said when it crosses notify_queue_warn, again
+ * every minute while it stays there, and when it is back under.
+ */
+static void
+relay_queue_usage(struct relay *r)
+{
+	double u = pg_source_queue_usage(r->pg), warn = r->cfg->pg_notify_queue_warn;
+	ev_tstamp now = ev_now(r->loop);
+
+	if (u < warn) {
+		if (r->queue_high)
+			log_info("postgres: the NOTIFY queue is %.3g%% full, under "
+			    "notify_queue_warn again", 100 * u);
+		r->queue_high = false;
+		return;
+	}
+	if (r->queue_high && now - r->queue_said < 60)
+		return;
+	log_warnx("postgres: the NOTIFY queue is %.3g%% full (notify_queue_warn "
+	    "is %.3g%%); when it is full, every commit that NOTIFYs fails. A "
+	    "session that LISTENs and stays idle in a transaction holds it "
+	    "back: find it with SELECT pid, usename, xact_start FROM "
+	    "pg_stat_activity WHERE state = 'idle in transaction', and set "
+	    "idle_in_transaction_session_timeout", 100 * u, 100 * warn);
+	r->queue_high = true;
+	r->queue_said = now;
+}
+
 /* Tells the owner when both sides become ready, or stop being so. */
 static void
 relay_check_ready(struct relay *r)
@@ -350,6 +386,9 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 		break;
 	case PG_EVENT_LOST:
 		break;
+	case PG_EVENT_QUEUE_USAGE:
+		relay_queue_usage(r);
+		return;
 	}
 	if (ev != PG_EVENT_NOTIFY)
 		relay_check_ready(r);
@@ -597,6 +636,7 @@ relay_metrics(struct relay *r, struct buf *out)
 		.queued = redis_sink_queued(r->sink),
 		.inflight = redis_sink_inflight(r->sink),
 		.outbox_backlog = r->outbox ? outbox_backlog(r->outbox) : -1,
+		.notify_queue_usage = pg_source_queue_usage(r->pg),
 		.version = PGINVAL_VERSION,
 		.epoch = r->epoch,
 	};
@@ -617,6 +657,16 @@ relay_health(struct relay *r, struct buf *why)
 	if (r->outbox != NULL)
 		buf_adds(why, outbox_up(r->outbox) ? ", outbox: connected" :
 		    ", outbox: connecting");
+	/* Degraded, not down: restarting pginval would not empty the queue. */
+	if (pg_source_queue_usage(r->pg) >= r->cfg->pg_notify_queue_warn) {
+		char tmp[160];
+
+		snprintf(tmp, sizeof(tmp), "; degraded: the NOTIFY queue is "
+		    "%.3g%% full (notify_queue_warn is %.3g%%)",
+		    100 * pg_source_queue_usage(r->pg),
+		    100 * r->cfg->pg_notify_queue_warn);
+		buf_adds(why, tmp);
+	}
 	return ps == PG_STATE_LISTENING && rs == REDIS_STATE_READY &&
 	    (r->outbox == NULL || outbox_up(r->outbox));
 }

@@ -240,6 +240,14 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 		    (double)g->outbox_backlog);
 	}
 
+	if (g->notify_queue_usage >= 0) {
+		stats_prom_head(out, "pginval_notify_queue_usage", "gauge",
+		    "The share of PostgreSQL's NOTIFY queue in use (0 to 1), at "
+		    "the last health probe; at 1, commits that NOTIFY fail.");
+		stats_prom_sample(out, "pginval_notify_queue_usage", NULL,
+		    g->notify_queue_usage);
+	}
+
 	stats_prom_lag(out, "pginval_lag_seconds",
 	    "Time from the row change to Redis acknowledging its message.", s);
 }

@@ -53,6 +53,7 @@ struct stats_gauges {
 	const char *pg_state, *redis_state;
 	size_t queued, inflight;
 	long outbox_backlog;		/* -1: not in durable mode */
+	double notify_queue_usage;	/* 0 to 1; below 0: not known */
 	const char *version, *epoch;
 };
 

@@ -142,7 +142,8 @@ test_render(void **state)
 	struct stats_gauges g = {
 		.pg_up = 1, .redis_up = 0, .pg_state = "listening",
 		.redis_state = "backoff", .queued = 3, .inflight = 1,
-		.outbox_backlog = -1, .version = "0.1.0", .epoch = "e\"1",
+		.outbox_backlog = -1, .notify_queue_usage = 0.25,
+		.version = "0.1.0", .epoch = "e\"1",
 	};
 	struct buf out = { 0 };
 
@@ -156,6 +157,14 @@ test_render(void **state)
 	}
 	tcase = "no outbox backlog outside durable mode";
 	CHECK(strstr(out.data, "pginval_outbox_backlog") == NULL);
+	tcase = "NOTIFY queue usage";
+	CHECK(strstr(out.data, "\n# TYPE pginval_notify_queue_usage gauge\n"
+	    "pginval_notify_queue_usage 0.25\n") != NULL);
+	tcase = "no NOTIFY queue usage before the first probe";
+	buf_reset(&out);
+	g.notify_queue_usage = -1;
+	stats_render(&s, &g, &out);
+	CHECK(strstr(out.data, "pginval_notify_queue_usage") == NULL);
 	buf_free(&out);
 	stats_free(&s);
 	t_done();
