@@ -1887,19 +1887,24 @@ def test_uninstall():
     eq(sql("SELECT to_regclass('pginval.outbox') IS NULL").strip(), "t",
        "outbox gone")
     eq(capture("INSERT INTO users VALUES (2, 'e', 'n');"), [], "no events")
-    role = "SELECT count(*) FROM pg_roles WHERE rolname = 'pginval_trigger'"
-    eq(sql(role).strip(), "0", "role gone")
     PG.psql_file(UNINSTALL)  # twice: fine
     # On a database that never had it, too; and install works again after.
     PG.create_database("fresh")
     PG.psql_file(UNINSTALL, db="fresh")
     PG.psql_file(INSTALL)
     eq(sql("SELECT pginval.version()").strip(), "2", "reinstalled")
-    # The role stays while another database uses it.
+    # The role pginval_trigger stays while a database uses it, and goes
+    # with the last installation.
+    role = "SELECT count(*) FROM pg_roles WHERE rolname = 'pginval_trigger'"
     PG.psql_file(INSTALL, db="fresh")
     PG.psql_file(UNINSTALL, db="fresh")
     eq(sql(role).strip(), "1", "role kept for the other database")
     eq(sql("SELECT pginval.version()").strip(), "2", "still installed")
+    for db in sql("SELECT datname FROM pg_database "
+                  "WHERE datallowconn").split():
+        PG.psql_file(UNINSTALL, db=db)
+    eq(sql(role).strip(), "0", "role gone with the last installation")
+    PG.psql_file(INSTALL)
 
 
 # -- runner -------------------------------------------------------------------
