@@ -32,7 +32,11 @@ struct table_rule {
 	 * deleting them; NULL: delete. */
 	char *refresh;
 	double ttl;		/* seconds a refreshed key lives */
+	/* Templates may begin with a {column}, whose sweeps then reach
+	 * beyond the table's own keys (see rules_prefixed()). */
+	bool allow_wide_sweep;
 	int keys_line, refresh_line, ttl_line;	/* 0: not set */
+	int wide_line;
 };
 
 /* pginval apply: a Redis to invalidate, from a [target NAME] section. */
