@@ -72,6 +72,8 @@ static const struct opt config_opts[] = {
 	{ "outbox", "batch", OPT_INT, O(outbox_batch), "1000", 1, 100000, false },
 	{ "outbox", "poll_interval", OPT_SECONDS, O(outbox_poll_interval), "1", 0.001, 3600, false },
 	{ "outbox", "ack_timeout", OPT_SECONDS, O(outbox_ack_timeout), "30", 1, 3600, false },
+	{ "outbox", "max_payload", OPT_SIZE, O(outbox_max_payload), "1MB", 4096, 1073741824, false },
+	{ "outbox", "max_batch_bytes", OPT_SIZE, O(outbox_max_batch_bytes), "4MB", 65536, 1073741824, false },
 	{ "metrics", "listen", OPT_STRING, O(metrics_listen), "", 0, 0, false },
 	{ "apply", "reset", OPT_APPLY_RESET, O(apply_reset), "patterns", 0, 0, true },
 	{ "apply", "marker_ttl", OPT_SECONDS, O(apply_marker_ttl), "10", 0.1, 3600, true },

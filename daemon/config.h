@@ -100,6 +100,8 @@ struct config {
 	int outbox_batch;
 	double outbox_poll_interval;
 	double outbox_ack_timeout;
+	size_t outbox_max_payload;	/* bigger rows become resets, unread */
+	size_t outbox_max_batch_bytes;	/* payload bytes per drain */
 
 	/* [metrics] */
 	char *metrics_listen;		/* NULL: no HTTP listener */

@@ -254,6 +254,9 @@ redis_sink_sweep_cb(void *arg, enum redis_sweep_event ev,
 	case REDIS_SWEEP_EVENT_UNLINK_FAILED:
 		log_error("redis: UNLINK failed: %s", err);
 		break;
+	case REDIS_SWEEP_EVENT_STARTED:
+	case REDIS_SWEEP_EVENT_MERGED:
+		break;
 	case REDIS_SWEEP_EVENT_DONE:
 		log_debug("redis: removed keys matching \"%s\"", pattern);
 		break;
@@ -464,7 +467,7 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->channel = xstrdup(opts->channel);
 	redis_sink_set_stream(s, opts);
 	s->conn = redis_conn_new(loop, &co, redis_sink_conn_cb, s);
-	s->sweep = redis_sweep_new(s->conn, false, redis_sink_sweep_cb, s);
+	s->sweep = redis_sweep_new(loop, s->conn, redis_sink_sweep_cb, s);
 	ev_prepare_init(&s->kick, redis_sink_kick_cb);
 	s->kick.data = s;
 	ev_timer_init(&s->hold, redis_sink_hold_cb, 0, 0);

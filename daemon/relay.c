@@ -45,6 +45,7 @@ struct relay {
 	/* Rate limit for complaints about bad payloads. */
 	ev_tstamp complain_window;
 	unsigned complaints, suppressed;
+	struct log_limit oversized_lines;
 
 	bool draining;
 	relay_done_cb *done;
@@ -253,17 +254,47 @@ done:
 	return m;
 }
 
+/*
+ * An outbox row too big to read: a reset of the table it names, which
+ * covers whatever it described, or of everything when no plain table
+ * name was found at its start. Whoever wrote it, it is not read.
+ */
+static struct sink_msg *
+relay_oversized(struct relay *r, const struct outbox_row *row)
+{
+	bool named = row->table != NULL && row->table[0] != '\0' &&
+	    strchr(row->table, '\\') == NULL;
+	char reason[160];
+
+	r->stats.outbox_oversized++;
+	snprintf(reason, sizeof(reason), "an outbox row of %zu bytes, over "
+	    "[outbox] max_payload (%zu), was not read", row->len,
+	    r->cfg->outbox_max_payload);
+	if (log_limit(&r->oversized_lines, ev_now(r->loop),
+	    "oversized outbox rows"))
+		log_warnx("outbox: %s; queued a reset of %s%.*s instead (raise "
+		    "max_payload if such rows are expected)", reason,
+		    named ? "table " : "every table", named ? 128 : 0,
+		    named ? row->table : "");
+	if (named)
+		return relay_table_reset(r, row->table, reason, 0);
+	return relay_global_reset(r, reason);
+}
+
 /* An outbox row: its message is acknowledged back to the outbox, and is
  * never dropped for room (the batch size bounds how many there are). */
 static bool
-relay_outbox_row(void *arg, const char *payload, size_t len,
+relay_outbox_row(void *arg, const struct outbox_row *row,
     const struct outbox_ack *ack)
 {
 	struct relay *r = arg;
 	struct sink_msg *m;
 
 	r->stats.outbox_rows++;
-	m = relay_message(r, payload, len);
+	if (row->payload == NULL)
+		m = relay_oversized(r, row);
+	else
+		m = relay_message(r, row->payload, row->len);
 	if (m == NULL)
 		return false;
 	m->on_ack = ack->fn;
@@ -458,6 +489,8 @@ relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 			.conninfo = cfg->pg_conninfo, .channel = cfg->pg_channel,
 			.password = cfg->pg_password,
 			.batch = cfg->outbox_batch,
+			.max_batch_bytes = cfg->outbox_max_batch_bytes,
+			.max_payload = cfg->outbox_max_payload,
 			.poll_interval = cfg->outbox_poll_interval,
 			.ack_timeout = cfg->outbox_ack_timeout,
 			.connect_timeout = cfg->pg_connect_timeout,

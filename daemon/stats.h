@@ -22,6 +22,7 @@ struct stats_table {
 struct stats {
 	unsigned long notifications;	/* every NOTIFY received */
 	unsigned long outbox_rows;	/* rows taken from the outbox */
+	unsigned long outbox_oversized;	/* of those, over max_payload */
 	unsigned long foreign;		/* not pginval payloads: skipped */
 	unsigned long invalid;		/* pginval payloads that were unusable */
 	unsigned long table_resets;	/* changes that became a table reset */
