@@ -104,6 +104,7 @@ relay_global_reset(struct relay *r, const char *reason)
 	struct sink_msg *m = sink_msg_new();
 
 	m->ts = relay_now_us();
+	m->reset = true;
 	message_body_reset(&m->body, NULL, reason, m->ts);
 	for (size_t i = 0; i < r->cfg->ntables; i++)
 		relay_add_patterns(&m->patterns, &r->cfg->tables[i]);
@@ -166,6 +167,8 @@ relay_table_reset(struct relay *r, const char *table, const char *reason,
 	const struct table_rule *t = config_table(r->cfg, table);
 
 	m->ts = ts ? ts : relay_now_us();
+	m->reset = true;
+	m->table = table ? xstrdup(table) : NULL;
 	message_body_reset(&m->body, table, reason, m->ts);
 	if (t != NULL)
 		relay_add_patterns(&m->patterns, t);
@@ -231,6 +234,7 @@ relay_message(struct relay *r, const char *payload, size_t len)
 	if (ev.op == EVENT_TRUNCATE) {
 		m = sink_msg_new();
 		m->ts = ev.ts;
+		m->table = xstrdup(ev.table);
 		message_body_event(&m->body, &ev, NULL);
 		if (t != NULL && r->cfg->redis_action == REDIS_ACTION_DELETE)
 			relay_add_patterns(&m->patterns, t);
@@ -386,11 +390,50 @@ relay_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		relay_finish(r);
 }
 
+/*
+ * Redis refused m again and again (too big for its proto-max-bulk-len, a
+ * key too long to UNLINK): a reset of its table takes its place, and of
+ * everything when it was a reset of that table already. Whatever m was
+ * to acknowledge, the reset acknowledges. A reset of everything that is
+ * refused is dropped: nothing smaller could replace it.
+ */
 static void
-relay_sink_cb(void *arg, enum redis_event ev)
+relay_refused(struct relay *r, const struct sink_msg *m, const char *why)
+{
+	char reason[200];
+	struct sink_msg *repl;
+
+	if (m->reset && m->table == NULL) {
+		log_error("redis: a reset of every table was refused %d times "
+		    "(%s); dropped%s", REDIS_SINK_REFUSALS, why, m->on_ack ?
+		    ": its outbox rows are taken again after ack_timeout" :
+		    ": subscribers will not see it");
+		return;
+	}
+	snprintf(reason, sizeof(reason), "a message was refused by Redis "
+	    "(%.120s)", why);
+	if (m->reset || m->table == NULL)
+		repl = relay_global_reset(r, reason);
+	else
+		repl = relay_table_reset(r, m->table, reason, m->ts);
+	log_warnx("redis: a message about %s was refused %d times (%s); "
+	    "queued a reset of %s%s in its place", m->table ? m->table :
+	    "every table", REDIS_SINK_REFUSALS, why, repl->table ? "table " :
+	    "every table", repl->table ? repl->table : "");
+	repl->on_ack = m->on_ack;
+	repl->ack_arg = m->ack_arg;
+	repl->nacks = m->nacks;
+	relay_hand_over(r, repl);
+}
+
+static void
+relay_sink_cb(void *arg, enum redis_event ev, const struct sink_msg *m,
+    const char *why)
 {
 	struct relay *r = arg;
 
+	if (ev == REDIS_EVENT_REFUSED)
+		relay_refused(r, m, why);
 	if (ev == REDIS_EVENT_READY || ev == REDIS_EVENT_LOST) {
 		if (r->outbox != NULL && !r->draining)
 			outbox_set_deliverable(r->outbox,

@@ -200,6 +200,9 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 	    "Keys in messages acknowledged by Redis.", s->keys_published);
 	stats_prom_counter(out, "pginval_publish_errors_total",
 	    "PUBLISHes that Redis answered with an error.", s->refused);
+	stats_prom_counter(out, "pginval_messages_replaced_total",
+	    "Messages Redis refused 3 times (too big for it, say), replaced "
+	    "by a reset of their table, or of everything.", s->replaced);
 	stats_prom_counter(out, "pginval_stream_errors_total",
 	    "XADDs to [redis] stream that Redis answered with an error.",
 	    s->stream_refused);

@@ -32,6 +32,7 @@ struct stats {
 	unsigned long keys_published;	/* keys in acknowledged PUBLISHes */
 	unsigned long refused;		/* PUBLISHes answered with an error */
 	unsigned long stream_refused;	/* XADDs answered with an error */
+	unsigned long replaced;		/* refused too often: now a reset */
 	unsigned long requeued;		/* resent after a lost connection */
 	unsigned long unlinked;		/* keys removed (action = delete) */
 	unsigned long pg_reconnects, redis_reconnects;

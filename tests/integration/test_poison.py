@@ -288,4 +288,69 @@ def test_outbox_batch_is_bounded_in_bytes():
     drains = d.log_text().count("outbox: delivered and deleted 1 rows")
     assert drains >= 15, "%d batches of one row" % drains
 
+
+# -- messages that Redis refuses ----------------------------------------------
+
+def refused_then_reset(extra, tables):
+    """A durable change whose message is over Redis's proto-max-bulk-len:
+    sent 3 times, then replaced by a reset of its table, which is
+    acknowledged, so the outbox row goes. Returns the daemon's log."""
+    fresh()
+    port = free_port()
+    sub = REDIS.subscribe("pginval")
+    d = pginval_proc.Daemon(PG, REDIS, tables, extra=dict(OUTBOX, **dict({
+        "outbox.max_payload": "8MB", "outbox.ack_timeout": "2",
+        "metrics.listen": "127.0.0.1:%d" % port}, **extra)))
+    rc("CONFIG", "SET", "proto-max-bulk-len", "1mb")
+    d.start()
+    try:
+        d.wait_log("outbox: connected")
+        rc("SET", "big:1", "cached")
+        sql("INSERT INTO big VALUES (1, repeat('x', 1100000))")
+        m = next_msg(sub, 20)
+        assert m is not None, "nothing arrived"
+        eq((m["op"], m["table"]), ("reset", "public.big"),
+           "a reset of the table: %.300r" % m)
+        assert "refused by Redis" in m["reason"], m["reason"]
+        wait_for(lambda: outbox_count() == 0, "the row acknowledged")
+        sql("INSERT INTO small VALUES (3, 'c')")
+        m = next_msg(sub, 10)
+        eq((m["op"], m["keys"]), ("insert", ["small:3"]), "changes flow")
+        # Not sent forever: quiet once replaced.
+        time.sleep(3)
+        _, text = http_get(port, "/metrics")
+        eq(metric(text, "pginval_messages_replaced_total"), 1, "counted")
+        log = d.log_text()
+    except BaseException:
+        print(d.log_text()[-5000:])
+        raise
+    finally:
+        rc("CONFIG", "SET", "proto-max-bulk-len", "512mb")
+        d.stop()
+    eq(log.count("sending it again"), 2, "two more tries")
+    assert log.count("connected to") <= 5, log[-3000:]
+    assert log.count("\n") < 100, "%d log lines" % log.count("\n")
+    return log
+
+
+def test_a_message_redis_refuses_becomes_a_table_reset():
+    log = refused_then_reset({}, TABLES)
+    assert "a message about public.big was refused 3 times (PUBLISH: " \
+        "ERR Protocol error: invalid bulk length)" in log, log[-3000:]
+
+
+def test_a_key_redis_refuses_to_unlink_becomes_a_table_reset():
+    # The stream on, action = delete and a key made of the big value:
+    # the UNLINK is the first command Redis cannot read.
+    log = refused_then_reset({"redis.stream": "pginval:log",
+                              "redis.action": "delete"},
+                             dict(TABLES, **{"public.big":
+                                             "big:{id}, bigv:{v}"}))
+    assert "(UNLINK: ERR Protocol error" in log, log[-3000:]
+    # The reset swept the table's keys instead.
+    eq(rc("EXISTS", "big:1"), 0, "big:1 swept")
+    entries = rc("XRANGE", "pginval:log", "-", "+")
+    last = json.loads(entries[-2][1][1])
+    eq((last["op"], last["table"]), ("reset", "public.big"), "in the stream")
+
 pginval_proc.main(globals())
