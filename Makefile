@@ -54,7 +54,7 @@ daemon/apply_target.o: daemon/fill_lua.h
 
 # Each unit test links only the module it tests (plus log and buf, which
 # every module uses).
-UNIT_TESTS := backoff config decode message rules apply_key stats fifo
+UNIT_TESTS := backoff config decode message rules apply_key stats fifo log
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
@@ -64,6 +64,7 @@ UNIT_DEPS_backoff := daemon/backoff.o
 UNIT_DEPS_apply_key := daemon/apply_key.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_stats   := daemon/stats.o
 UNIT_DEPS_fifo    := daemon/fifo.o
+UNIT_DEPS_log     :=
 COMMON_OBJS := daemon/log.o daemon/buf.o
 
 .SECONDEXPANSION:
