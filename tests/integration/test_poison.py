@@ -12,7 +12,6 @@ is refused unless the table opts in.
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -260,8 +259,11 @@ def test_outbox_row_over_max_payload_is_a_table_reset_unread():
         raise
     finally:
         d.stop()
-    assert "outbox: an outbox row of 200000" in d.log_text() or \
-        "over [outbox] max_payload" in d.log_text()
+    log = d.log_text()
+    assert "over [outbox] max_payload (65536), was not read; queued a " \
+        "reset of table public.big instead" in log, log[-3000:]
+    assert "was not read; queued a reset of every table instead" in log, \
+        log[-3000:]
 
 
 def test_outbox_batch_is_bounded_in_bytes():
@@ -337,6 +339,13 @@ def test_a_message_redis_refuses_becomes_a_table_reset():
     log = refused_then_reset({}, TABLES)
     assert "a message about public.big was refused 3 times (PUBLISH: " \
         "ERR Protocol error: invalid bulk length)" in log, log[-3000:]
+
+
+def test_a_message_the_stream_refuses_becomes_a_table_reset():
+    # With the stream on, the XADD is the first command Redis cannot read.
+    log = refused_then_reset({"redis.stream": "pginval:log"}, TABLES)
+    assert "(XADD: ERR Protocol error: invalid bulk length)" in log, \
+        log[-3000:]
 
 
 def test_a_key_redis_refuses_to_unlink_becomes_a_table_reset():
