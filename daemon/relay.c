@@ -258,6 +258,19 @@ done:
 	return m;
 }
 
+/* A table name as the triggers write it, with no JSON escape and no
+ * control character: safe to log and to name in a reset. */
+static bool
+relay_plain_name(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '\\')
+			return false;
+	return true;
+}
+
 /*
  * An outbox row too big to read: a reset of the table it names, which
  * covers whatever it described, or of everything when no plain table
@@ -266,8 +279,7 @@ done:
 static struct sink_msg *
 relay_oversized(struct relay *r, const struct outbox_row *row)
 {
-	bool named = row->table != NULL && row->table[0] != '\0' &&
-	    strchr(row->table, '\\') == NULL;
+	bool named = relay_plain_name(row->table);
 	char reason[160];
 
 	r->stats.outbox_oversized++;

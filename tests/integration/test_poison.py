@@ -249,11 +249,18 @@ def test_outbox_row_over_max_payload_is_a_table_reset_unread():
             "VALUES ('pginval', repeat('y', 100000))")
         m = next_msg(sub, 10)
         eq((m["op"], m["table"]), ("reset", None), "a global reset")
+        # Nor does one whose name holds an escape (a control character,
+        # say): it is not logged, and the reset covers every table.
+        sql("INSERT INTO pginval.outbox (channel, payload) VALUES "
+            "('pginval', '{\"v\":1,\"t\":\"public.\\u001bbig\",' "
+            "|| repeat(' ', 100000) || '}')")
+        m = next_msg(sub, 10)
+        eq((m["op"], m["table"]), ("reset", None), "a global reset")
         sql("INSERT INTO small VALUES (2, 'b')")
         eq(next_msg(sub)["keys"], ["small:2"], "changes still flow")
         wait_for(lambda: outbox_count() == 0, "the outbox drained")
         _, text = http_get(port, "/metrics")
-        eq(metric(text, "pginval_outbox_oversized_total"), 2, "counted")
+        eq(metric(text, "pginval_outbox_oversized_total"), 3, "counted")
     except BaseException:
         print(d.log_text())
         raise
