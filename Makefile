@@ -55,7 +55,7 @@ daemon/apply_target.o: daemon/fill_lua.h
 # Each unit test links only the module it tests (plus log, buf and esc,
 # which every module uses: the log writer escapes every line).
 UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign \
-	http_head
+	http_head log
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o daemon/json_read.o
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
@@ -68,6 +68,7 @@ UNIT_DEPS_fifo    := daemon/fifo.o
 UNIT_DEPS_esc     :=
 UNIT_DEPS_sign    := daemon/sha256.o daemon/sign.o
 UNIT_DEPS_http_head := daemon/http_head.o
+UNIT_DEPS_log     :=
 COMMON_OBJS := daemon/log.o daemon/buf.o daemon/esc.o
 
 .SECONDEXPANSION:

@@ -45,6 +45,9 @@ struct apply {
 	struct apply_strs values;	/* scratch */
 	ev_tstamp complain_at;
 	unsigned complaints;
+	/* A flood of truncates is merged by the sweeps (redis_sweep.h),
+	 * and its lines are limited here. */
+	struct log_limit reset_lines;
 };
 
 /* -- resets ------------------------------------------------------------- */
@@ -65,9 +68,10 @@ static void
 apply_reset_all(struct apply *a, const char *why)
 {
 	a->stats.resets_all++;
-	log_info("reset of every table (%s): %s", why,
-	    a->cfg->apply_reset == APPLY_RESET_FLUSH ? "FLUSHDB ASYNC" :
-	    "sweeping every table's key patterns");
+	if (log_limit(&a->reset_lines, ev_now(a->loop), "resets"))
+		log_info("reset of every table (%s): %s", why,
+		    a->cfg->apply_reset == APPLY_RESET_FLUSH ? "FLUSHDB ASYNC" :
+		    "sweeping every table's key patterns");
 	for (size_t i = 0; i < a->ntargets; i++)
 		apply_reset_target(a, a->targets[i]);
 }
@@ -78,12 +82,15 @@ apply_reset_table(struct apply *a, const char *table, const char *why)
 	const struct apply_table *t = apply_tables_find(&a->tables, table);
 
 	if (t == NULL) {
-		log_debug("%s of %s: no [table] section, no keys to sweep", why,
-		    table);
+		if (log_enabled(LOG_LEVEL_DEBUG) &&
+		    log_limit(&a->reset_lines, ev_now(a->loop), "resets"))
+			log_debug("%s of %s: no [table] section, no keys to "
+			    "sweep", why, table);
 		return;
 	}
 	a->stats.resets_table++;
-	log_info("%s of %s: sweeping its key patterns", why, table);
+	if (log_limit(&a->reset_lines, ev_now(a->loop), "resets"))
+		log_info("%s of %s: sweeping its key patterns", why, table);
 	for (size_t i = 0; i < a->ntargets; i++)
 		for (size_t j = 0; j < t->n; j++)
 			apply_target_sweep(a->targets[i], t->patterns[j]);

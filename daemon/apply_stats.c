@@ -73,6 +73,12 @@ apply_stats_render(const struct apply_stats *s, const struct apply_gauges *g,
 	stats_prom_counter(out, "pginval_apply_keys_swept_total",
 	    "Keys removed by reset and truncate sweeps (SCAN + UNLINK).",
 	    s->swept);
+	stats_prom_counter(out, "pginval_apply_sweeps_total",
+	    "Passes of SCAN over a key pattern, counted once per target.",
+	    s->sweeps);
+	stats_prom_counter(out, "pginval_apply_sweeps_merged_total",
+	    "Sweeps asked for while one of the same pattern was under way or "
+	    "had just ended: merged into one more pass.", s->sweeps_merged);
 	stats_prom_counter(out, "pginval_apply_command_errors_total",
 	    "Commands that a target answered with an error.",
 	    s->command_errors);

@@ -17,6 +17,8 @@ struct apply_stats {
 	unsigned long keys_deleted;	/* keys invalidated, per target */
 	unsigned long keys_existed;	/* of those, the ones that were cached */
 	unsigned long swept;		/* keys removed by reset sweeps */
+	unsigned long sweeps;		/* passes of a pattern started */
+	unsigned long sweeps_merged;	/* sweeps asked for during another */
 	unsigned long command_errors;	/* error replies from targets */
 	unsigned long refresh_stored, refresh_missing, refresh_failed;
 	unsigned long resets_all, resets_table;

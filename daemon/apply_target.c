@@ -324,6 +324,12 @@ target_sweep_cb(void *arg, enum redis_sweep_event ev, const char *pattern,
 	case REDIS_SWEEP_EVENT_UNLINK_FAILED:
 		target_complain(t, "UNLINK (sweep)", err);
 		break;
+	case REDIS_SWEEP_EVENT_STARTED:
+		t->stats->sweeps++;
+		break;
+	case REDIS_SWEEP_EVENT_MERGED:
+		t->stats->sweeps_merged++;
+		break;
 	case REDIS_SWEEP_EVENT_DONE:
 		log_debug("target %s: swept keys matching \"%s\"", t->name,
 		    pattern);
@@ -410,7 +416,7 @@ apply_target_new(struct ev_loop *loop, const struct apply_target_opts *opts,
 	co.backlog_unit = "commands";
 	t->conn = redis_conn_new(loop, &co, target_conn_cb, t);
 	buf_free(&prefix);
-	t->sweep = redis_sweep_new(t->conn, true, target_sweep_cb, t);
+	t->sweep = redis_sweep_new(loop, t->conn, target_sweep_cb, t);
 	return t;
 }
 

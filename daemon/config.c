@@ -74,6 +74,8 @@ static const struct opt config_opts[] = {
 	{ "outbox", "batch", OPT_INT, O(outbox_batch), "1000", 1, 100000, false },
 	{ "outbox", "poll_interval", OPT_SECONDS, O(outbox_poll_interval), "1", 0.001, 3600, false },
 	{ "outbox", "ack_timeout", OPT_SECONDS, O(outbox_ack_timeout), "30", 1, 3600, false },
+	{ "outbox", "max_payload", OPT_SIZE, O(outbox_max_payload), "1MB", 4096, 1073741824, false },
+	{ "outbox", "max_batch_bytes", OPT_SIZE, O(outbox_max_batch_bytes), "4MB", 65536, 1073741824, false },
 	{ "metrics", "listen", OPT_STRING, O(metrics_listen), "", 0, 0, false },
 	{ "apply", "reset", OPT_APPLY_RESET, O(apply_reset), "patterns", 0, 0, true },
 	{ "apply", "marker_ttl", OPT_SECONDS, O(apply_marker_ttl), "10", 0.1, 3600, true },
@@ -411,13 +413,28 @@ config_table_key(struct parse_ctx *ctx, const char *section_rest,
 		goto fail;
 	}
 	if (strcmp(name, "keys") != 0 && strcmp(name, "refresh") != 0 &&
-	    strcmp(name, "ttl") != 0) {
+	    strcmp(name, "ttl") != 0 && strcmp(name, "allow_wide_sweep") != 0) {
 		config_error(ctx, ctx->line, "unknown setting \"%s\" in [table %s] "
-		    "(expected: keys, refresh, ttl)", name, table);
+		    "(expected: keys, refresh, ttl, allow_wide_sweep)", name,
+		    table);
 		goto fail;
 	}
 	t = config_table_entry(ctx, table);
 	table = NULL;
+	if (strcmp(name, "allow_wide_sweep") == 0) {
+		bool yes = strcmp(value, "yes") == 0 || strcmp(value, "on") == 0 ||
+		    strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
+
+		t->wide_line = ctx->line;
+		if (!yes && strcmp(value, "no") != 0 && strcmp(value, "off") != 0 &&
+		    strcmp(value, "false") != 0 && strcmp(value, "0") != 0) {
+			config_error(ctx, ctx->line, "allow_wide_sweep in [table "
+			    "%s]: \"%s\" is not yes or no", t->name, value);
+			return 0;
+		}
+		t->allow_wide_sweep = yes;
+		return 1;
+	}
 	if (strcmp(name, "keys") == 0) {
 		if (t->keys_line != 0) {
 			config_error(ctx, ctx->line, "[table %s] has keys already "
@@ -872,6 +889,33 @@ config_holds_secret(const struct config *cfg)
 	return secret;
 }
 
+/*
+ * A truncate or reset of a table removes the keys that match its
+ * templates' patterns. A template that begins with a {column} makes a
+ * pattern that begins with '*', which matches keys of other tables and
+ * other applications as well ("{id}" matches every key): refused unless
+ * the table says allow_wide_sweep.
+ */
+static void
+config_check_sweeps(struct parse_ctx *ctx, const struct table_rule *t)
+{
+	for (size_t i = 0; i < rules_count(t->rules); i++) {
+		char *p;
+
+		if (rules_prefixed(t->rules, i))
+			continue;
+		p = rules_pattern(t->rules, i);
+		config_error(ctx, t->keys_line, "[table %s] keys: template %zu "
+		    "begins with a {column}, so a truncate or reset of the table "
+		    "would remove every key matching \"%s\", other "
+		    "applications' keys too; begin each template with fixed "
+		    "text (as in \"%s:{id}\"), or set allow_wide_sweep = yes in "
+		    "[table %s] if this Redis holds nothing else that matches",
+		    t->name, i + 1, p, strchr(t->name, '.') + 1, t->name);
+		free(p);
+	}
+}
+
 static void
 config_check(struct parse_ctx *ctx)
 {
@@ -897,6 +941,8 @@ config_check(struct parse_ctx *ctx)
 		else if (t->ttl_line != 0 && t->refresh == NULL)
 			config_error(ctx, t->ttl_line, "[table %s] ttl is for "
 			    "refresh, which is not set", t->name);
+		else if (t->rules != NULL && !t->allow_wide_sweep)
+			config_check_sweeps(ctx, t);
 	}
 	config_secrets(ctx);
 }

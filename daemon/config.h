@@ -32,7 +32,11 @@ struct table_rule {
 	 * deleting them; NULL: delete. */
 	char *refresh;
 	double ttl;		/* seconds a refreshed key lives */
+	/* Templates may begin with a {column}, whose sweeps then reach
+	 * beyond the table's own keys (see rules_prefixed()). */
+	bool allow_wide_sweep;
 	int keys_line, refresh_line, ttl_line;	/* 0: not set */
+	int wide_line;
 };
 
 /* pginval apply: a Redis to invalidate, from a [target NAME] section. */
@@ -97,6 +101,8 @@ struct config {
 	int outbox_batch;
 	double outbox_poll_interval;
 	double outbox_ack_timeout;
+	size_t outbox_max_payload;	/* bigger rows become resets, unread */
+	size_t outbox_max_batch_bytes;	/* payload bytes per drain */
 
 	/* [metrics] */
 	char *metrics_listen;		/* NULL: no HTTP listener */

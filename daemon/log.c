@@ -136,3 +136,22 @@ log_fatal(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+bool
+log_limit(struct log_limit *l, double now, const char *what)
+{
+	if (now - l->window >= LOG_LIMIT_WINDOW || now < l->window) {
+		if (l->suppressed > 0)
+			log_warnx("%lu more %s in the last %.0fs were not logged",
+			    l->suppressed, what, LOG_LIMIT_WINDOW);
+		l->window = now;
+		l->lines = 0;
+		l->suppressed = 0;
+	}
+	if (l->lines >= LOG_LIMIT_LINES) {
+		l->suppressed++;
+		return false;
+	}
+	l->lines++;
+	return true;
+}

@@ -33,4 +33,25 @@ void log_error(const char *fmt, ...) LOG_PRINTF(1, 2);
 /* Start-up only: logs and exits with status 1. */
 void log_fatal(const char *fmt, ...) LOG_PRINTF(1, 2) __attribute__((noreturn));
 
+/*
+ * A rate limit for one kind of line that an outside party can make
+ * frequent (bad payloads, floods of resets): at most LOG_LIMIT_LINES per
+ * LOG_LIMIT_WINDOW seconds. Zero-initialised.
+ */
+#define LOG_LIMIT_LINES 10
+#define LOG_LIMIT_WINDOW 10.0
+
+struct log_limit {
+	double window;		/* start of the current window */
+	unsigned lines;		/* logged in it */
+	unsigned long suppressed;	/* not logged in it */
+};
+
+/*
+ * Whether a line may be logged at time now (any clock in seconds). When a
+ * window opens after lines were suppressed, says first (at warning level)
+ * how many "<what>" were not logged.
+ */
+bool log_limit(struct log_limit *l, double now, const char *what);
+
 #endif

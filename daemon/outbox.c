@@ -11,6 +11,12 @@
  * A batch outlives a lost connection: its rows are unlocked by the
  * server's rollback and will be taken again, while acknowledgements for
  * messages already queued still arrive and are simply counted down.
+ *
+ * What a batch brings into memory is bounded, whoever wrote the rows:
+ * the query locks up to batch rows, but returns only those whose payloads
+ * add up to max_batch_bytes (the first one always), and a payload over
+ * max_payload is left in the server: the row comes with its size and the
+ * table named at its start, and its rows are delivered as a reset.
  */
 #include "outbox.h"
 #include "buf.h"
@@ -23,6 +29,8 @@
 
 #define OUTBOX_COUNT_EVERY 10.0	/* seconds between backlog counts */
 #define OUTBOX_COUNT_CAP "1000000"
+/* Where the table of an oversized payload is looked for: its start. */
+#define OUTBOX_HEAD_CHARS "4096"
 
 enum outbox_phase {
 	OUTBOX_DOWN,
@@ -147,20 +155,34 @@ outbox_abandon(struct outbox *ob)
 	outbox_batch_check(b);
 }
 
+/* Columns: id, payload (NULL when oversized), its size, the table of an
+ * oversized one, and how many rows the query locked. */
 static void
 outbox_rows(struct outbox *ob, const PGresult *res)
 {
 	struct outbox_ack ack = { outbox_acked, ob->current };
 
 	for (int i = 0; i < PQntuples(res); i++) {
+		struct outbox_row row = {
+			.payload = PQgetisnull(res, i, 1) ? NULL :
+			    PQgetvalue(res, i, 1),
+			.len = strtoull(PQgetvalue(res, i, 2), NULL, 10),
+			.table = PQgetisnull(res, i, 3) ? NULL :
+			    PQgetvalue(res, i, 3),
+		};
+
+		if (row.payload != NULL)
+			row.len = (size_t)PQgetlength(res, i, 1);
 		buf_addc(&ob->ids, ob->rows++ == 0 ? '{' : ',');
 		buf_adds(&ob->ids, PQgetvalue(res, i, 0));
-		if (ob->cb(ob->arg, PQgetvalue(res, i, 1),
-		    (size_t)PQgetlength(res, i, 1), &ack))
+		if (ob->cb(ob->arg, &row, &ack))
 			ob->current->pending++;
 	}
 	if (ob->rows > 0 && PQntuples(res) > 0)
 		buf_addc(&ob->ids, '}');
+	/* Rows left out for the byte limit: drain again at once. */
+	if (PQntuples(res) > 0 && atol(PQgetvalue(res, 0, 4)) > PQntuples(res))
+		ob->again = true;
 }
 
 static void
@@ -349,7 +371,7 @@ outbox_new(struct ev_loop *loop, const struct outbox_opts *o,
 		.reconnect_max = o->reconnect_max,
 	};
 	struct buf q = { 0 };
-	char num[32];
+	char num[32], cap[32], bytes[32];
 	char *lit;
 
 	ob->loop = loop;
@@ -372,12 +394,32 @@ outbox_new(struct ev_loop *loop, const struct outbox_opts *o,
 	buf_addc(&q, '\'');
 	lit = buf_steal(&q);
 	snprintf(num, sizeof(num), "%d", o->batch);
-	buf_adds(&q, "BEGIN; SELECT id, payload FROM pginval.outbox WHERE "
-	    "channel = ");
+	snprintf(cap, sizeof(cap), "%zu", o->max_payload);
+	snprintf(bytes, sizeof(bytes), "%zu", o->max_batch_bytes);
+	/* octet_length() reads no TOASTed value, and substr() only the
+	 * slice it needs. */
+	buf_adds(&q, "BEGIN; SELECT id, CASE WHEN len <= ");
+	buf_adds(&q, cap);
+	buf_adds(&q, " THEN payload END, len, CASE WHEN len > ");
+	buf_adds(&q, cap);
+	buf_adds(&q, " THEN substring(substr(payload, 1, " OUTBOX_HEAD_CHARS
+	    ") FROM '\"t\":\"((?:[^\"\\\\]|\\\\.)*)\"') END, locked "
+	    "FROM (SELECT id, payload, len, count(*) OVER () AS locked, "
+	    "sum(least(len, ");
+	buf_adds(&q, cap);
+	buf_adds(&q, ")) OVER (ORDER BY id) - least(len, ");
+	buf_adds(&q, cap);
+	buf_adds(&q, ") AS before FROM (SELECT id, payload, "
+	    "octet_length(payload) AS len FROM pginval.outbox WHERE channel = ");
 	buf_adds(&q, lit);
 	buf_adds(&q, " ORDER BY id LIMIT ");
 	buf_adds(&q, num);
-	buf_adds(&q, " FOR UPDATE SKIP LOCKED");
+	buf_adds(&q, " FOR UPDATE SKIP LOCKED) l) w WHERE before = 0 OR "
+	    "before + least(len, ");
+	buf_adds(&q, cap);
+	buf_adds(&q, ") <= ");
+	buf_adds(&q, bytes);
+	buf_adds(&q, " ORDER BY id");
 	ob->select_sql = buf_steal(&q);
 	buf_adds(&q, "SELECT count(*) FROM (SELECT 1 FROM pginval.outbox WHERE "
 	    "channel = ");

@@ -24,10 +24,23 @@ struct outbox_ack {
 };
 
 /*
- * One row's payload (borrowed). Returns true if the owner took ack and
- * will call it, false if the row produced no message (it is then done).
+ * One row, borrowed for the length of the callback. A payload over
+ * max_payload is not read at all (it could be huge, and anyone may insert
+ * into the outbox): only its size, and the table it names, come.
  */
-typedef bool outbox_row_cb(void *arg, const char *payload, size_t len,
+struct outbox_row {
+	const char *payload;	/* NULL when over max_payload */
+	size_t len;		/* the payload's size in bytes, read or not */
+	/* Over max_payload: the "t" member found in the payload's first
+	 * 4 kB, as the JSON text has it (escapes included), or NULL. */
+	const char *table;
+};
+
+/*
+ * Returns true if the owner took ack and will call it, false if the row
+ * produced no message (it is then done).
+ */
+typedef bool outbox_row_cb(void *arg, const struct outbox_row *row,
     const struct outbox_ack *ack);
 
 struct outbox_opts {
@@ -35,6 +48,8 @@ struct outbox_opts {
 	const char *password;	/* may be NULL */
 	const char *channel;
 	int batch;		/* rows per drain */
+	size_t max_batch_bytes;	/* payload bytes per drain (one row at least) */
+	size_t max_payload;	/* bigger payloads are not read */
 	double poll_interval;	/* drain at least this often */
 	double ack_timeout;	/* give a batch back after this long */
 	double connect_timeout, query_timeout, reconnect_min, reconnect_max;

@@ -30,6 +30,8 @@ struct redis_sink {
 	char *stream;			/* NULL: none */
 	char maxlen[24];		/* its MAXLEN, in decimal */
 	double stream_complained;	/* ev_now() of the last complaint */
+	char refusal[160];		/* the last refusal of a message */
+	struct log_limit refusal_lines;
 	struct redis_conn *conn;
 	struct redis_sweep *sweep;	/* action = delete: patterns */
 
@@ -116,7 +118,53 @@ static void
 redis_sink_maybe_idle(struct redis_sink *s)
 {
 	if (s->queue.n == 0 && s->inflight.n == 0 && s->requeue.n == 0)
-		s->cb(s->arg, REDIS_EVENT_IDLE);
+		s->cb(s->arg, REDIS_EVENT_IDLE, NULL, NULL);
+}
+
+/* An error reply that Redis gives to a command it cannot read, after
+ * which it closes the link: the message itself is the cause. */
+static bool
+redis_sink_unreadable(const redisReply *reply)
+{
+	return reply->type == REDIS_REPLY_ERROR &&
+	    strncmp(reply->str, "ERR Protocol error", 18) == 0;
+}
+
+/* The message whose commands are being answered: the first in flight,
+ * since the replies to the messages sent before it came first. */
+static void
+redis_sink_refused(struct redis_sink *s, const char *what, const char *err)
+{
+	struct sink_msg *m = list_first(&s->inflight);
+
+	if (m == NULL)
+		return;
+	m->refused = true;
+	snprintf(s->refusal, sizeof(s->refusal), "%s: %s", what, err);
+}
+
+/*
+ * Counts a refusal of m, which is no longer in any list. True if m goes
+ * back to be sent again; false if it was given up (and freed): the owner
+ * has replaced it.
+ */
+static bool
+redis_sink_retry(struct redis_sink *s, struct sink_msg *m)
+{
+	m->refused = false;
+	if (++m->refusals < REDIS_SINK_REFUSALS) {
+		if (log_limit(&s->refusal_lines, ev_now(s->loop),
+		    "refused messages"))
+			log_error("redis: a message of %zu bytes was refused "
+			    "(%s); sending it again (%u of %d)", m->body.len +
+			    m->rows.len + m->keys.data.len, s->refusal,
+			    m->refusals, REDIS_SINK_REFUSALS);
+		return true;
+	}
+	s->stats->replaced++;
+	s->cb(s->arg, REDIS_EVENT_REFUSED, m, s->refusal);
+	redis_sink_release(s, m);
+	return false;
 }
 
 static void
@@ -126,22 +174,30 @@ redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 	struct sink_msg *m = list_pop(&s->inflight);
 
 	if (reply == NULL) {
-		/* The link dropped before the reply: send it again later. */
-		if (m != NULL)
+		/* The link dropped before the reply: send it again later,
+		 * unless it was refused once too often. */
+		if (m != NULL && (!m->refused || redis_sink_retry(s, m)))
 			fifo_push(&s->requeue, &m->node);
 		return;
 	}
-	/* A refused durable message is not acknowledged: its outbox row
-	 * stays, and is taken again after the ack timeout. */
 	if (m != NULL && m->on_ack != NULL && reply->type != REDIS_REPLY_ERROR)
 		for (unsigned i = 0; i < m->nacks; i++)
 			m->on_ack(m->ack_arg);
 	if (reply->type == REDIS_REPLY_ERROR) {
+		/* Sent again first, in its place; a durable message is
+		 * acknowledged only by what is delivered in the end. */
+		struct fifo again = { 0 };
+
 		s->stats->refused++;
-		log_error("redis: PUBLISH to \"%s\" refused: %s", s->channel,
-		    reply->str);
-		redis_sink_release(s, m);
-		s->cb(s->arg, REDIS_EVENT_REFUSED);
+		if (m != NULL) {
+			m->refused = true;
+			snprintf(s->refusal, sizeof(s->refusal), "PUBLISH: %s",
+			    reply->str);
+			if (redis_sink_retry(s, m)) {
+				fifo_push(&again, &m->node);
+				fifo_prepend(&s->queue, &again);
+			}
+		}
 	} else if (m != NULL) {
 		struct timespec now;
 
@@ -166,6 +222,8 @@ redis_sink_unlink_cb(void *arg, redisReply *reply, void *privdata)
 		return;
 	if (reply->type == REDIS_REPLY_INTEGER)
 		s->stats->unlinked += (unsigned long)reply->integer;
+	else if (redis_sink_unreadable(reply))
+		redis_sink_refused(s, "UNLINK", reply->str);
 	else if (reply->type == REDIS_REPLY_ERROR)
 		log_error("redis: UNLINK failed: %s", reply->str);
 }
@@ -199,6 +257,10 @@ redis_sink_xadd_cb(void *arg, redisReply *reply, void *privdata)
 	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
 		return;
 	s->stats->stream_refused++;
+	if (redis_sink_unreadable(reply)) {
+		redis_sink_refused(s, "XADD", reply->str);
+		return;
+	}
 	if (ev_now(s->loop) - s->stream_complained < 60 &&
 	    s->stream_complained > 0)
 		return;
@@ -253,6 +315,9 @@ redis_sink_sweep_cb(void *arg, enum redis_sweep_event ev,
 		break;
 	case REDIS_SWEEP_EVENT_UNLINK_FAILED:
 		log_error("redis: UNLINK failed: %s", err);
+		break;
+	case REDIS_SWEEP_EVENT_STARTED:
+	case REDIS_SWEEP_EVENT_MERGED:
 		break;
 	case REDIS_SWEEP_EVENT_DONE:
 		log_debug("redis: removed keys matching \"%s\"", pattern);
@@ -400,7 +465,7 @@ redis_sink_conn_cb(void *arg, enum redis_conn_event ev)
 		    redis_conn_where(s->conn), s->channel,
 		    s->stream ? " and appending to stream \"" : "",
 		    s->stream ? s->stream : "", s->stream ? "\"" : "");
-		s->cb(s->arg, REDIS_EVENT_READY);
+		s->cb(s->arg, REDIS_EVENT_READY, NULL, NULL);
 		redis_sweep_resume(s->sweep);
 		redis_sink_kick(s);
 		break;
@@ -413,7 +478,7 @@ redis_sink_conn_cb(void *arg, enum redis_conn_event ev)
 		redis_sweep_reset(s->sweep);
 		break;
 	case REDIS_CONN_EVENT_LOST:
-		s->cb(s->arg, REDIS_EVENT_LOST);
+		s->cb(s->arg, REDIS_EVENT_LOST, NULL, NULL);
 		break;
 	}
 }
@@ -464,7 +529,7 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->channel = xstrdup(opts->channel);
 	redis_sink_set_stream(s, opts);
 	s->conn = redis_conn_new(loop, &co, redis_sink_conn_cb, s);
-	s->sweep = redis_sweep_new(s->conn, false, redis_sink_sweep_cb, s);
+	s->sweep = redis_sweep_new(loop, s->conn, redis_sink_sweep_cb, s);
 	ev_prepare_init(&s->kick, redis_sink_kick_cb);
 	s->kick.data = s;
 	ev_timer_init(&s->hold, redis_sink_hold_cb, 0, 0);

@@ -10,6 +10,9 @@
  * in the same pipeline, so that a subscriber that missed messages can
  * read them back: whatever arrives on the channel is already in the
  * stream.
+ *
+ * A message that Redis refuses is not sent forever: after a few refusals
+ * it is handed back to the owner, which replaces it with a reset.
  */
 #ifndef PGINVAL_REDIS_SINK_H
 #define PGINVAL_REDIS_SINK_H
@@ -24,15 +27,24 @@
 #include "stats.h"
 
 struct ev_loop;
+struct sink_msg;
+
+/* How many times a message may be refused before it is given up. */
+#define REDIS_SINK_REFUSALS 3
 
 enum redis_event {
 	REDIS_EVENT_READY,	/* connected and ready for commands */
 	REDIS_EVENT_LOST,	/* connection lost; unacknowledged messages requeued */
-	REDIS_EVENT_REFUSED,	/* Redis refused a PUBLISH: a message is lost */
+	/* Redis refused the message m REDIS_SINK_REFUSALS times (why says
+	 * how, the last time): the sink drops it, unacknowledged, after the
+	 * callback, which queues what replaces it (a reset). */
+	REDIS_EVENT_REFUSED,
 	REDIS_EVENT_IDLE,	/* nothing queued and nothing in flight */
 };
 
-typedef void redis_sink_cb(void *arg, enum redis_event ev);
+/* m and why are NULL except for REDIS_EVENT_REFUSED, and borrowed. */
+typedef void redis_sink_cb(void *arg, enum redis_event ev,
+    const struct sink_msg *m, const char *why);
 
 /*
  * One message. The sink takes ownership in redis_sink_push(). Either body
@@ -45,7 +57,8 @@ struct sink_msg {
 	struct fifo_node node;	/* first: the sink's lists link through it */
 	struct buf body;
 	const char *op;		/* static; NULL unless about row changes */
-	char *table;		/* with op */
+	char *table;		/* with op, or the table a body is about */
+	bool reset;		/* the body is a reset (of table, or of all) */
 	struct keys keys;	/* with op: the message's keys */
 	struct buf rows;	/* with op: message_rows() objects, comma-separated */
 	size_t nrows;
@@ -59,6 +72,12 @@ struct sink_msg {
 	void (*on_ack)(void *arg);
 	void *ack_arg;
 	unsigned nacks;
+	/* A message Redis refuses (an error reply to its PUBLISH, or to any
+	 * of its commands one that Redis cannot even read, such as an
+	 * argument over proto-max-bulk-len: the link is then closed) is
+	 * sent again, REDIS_SINK_REFUSALS times at most. */
+	unsigned refusals;
+	bool refused;		/* in the current attempt */
 };
 
 struct redis_sink_opts {

@@ -4,11 +4,17 @@
  * the keys are removed in the order the server handed them out. An
  * UNLINK's reply may come after its sweep has ended, so it carries the
  * sweeps as privdata, not the sweep.
+ *
+ * A sweep is one pattern: a pass, then a rest (a timer) while a request
+ * for it would come too soon after the pass; a request during either
+ * marks it "again", and the next pass starts when the rest ends. A sweep
+ * whose rest ends with nothing asked is gone.
  */
 #include "redis_sweep.h"
 #include "buf.h"
 #include "redis_conn.h"
 
+#include <ev.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,12 +29,15 @@ struct sweep {
 	size_t len;
 	char cursor[24];
 	bool running;		/* a SCAN is awaiting its reply */
-	bool again;		/* asked for again while running */
+	bool again;		/* asked for since the pass started */
+	bool resting;		/* between passes: rest is armed */
+	ev_tstamp started;	/* when the pass started */
+	ev_timer rest;
 };
 
 struct redis_sweep {
+	struct ev_loop *loop;
 	struct redis_conn *conn;
-	bool merge;
 	redis_sweep_cb *cb;
 	void *arg;
 	struct sweep *head;
@@ -82,8 +91,48 @@ redis_sweep_done(struct sweep *s)
 			*pp = s->next;
 			break;
 		}
+	ev_timer_stop(s->sw->loop, &s->rest);
 	free(s->pattern);
 	free(s);
+}
+
+/* A pass from the first cursor. */
+static void
+redis_sweep_pass(struct sweep *s)
+{
+	s->again = false;
+	s->resting = false;
+	s->started = ev_now(s->sw->loop);
+	strcpy(s->cursor, "0");
+	s->sw->cb(s->sw->arg, REDIS_SWEEP_EVENT_STARTED, s->pattern, NULL, 0);
+	redis_sweep_scan(s);
+}
+
+/* The pass reached the end of the keyspace: rest, as long as it took and
+ * at least until REDIS_SWEEP_REST after its start. */
+static void
+redis_sweep_passed(struct sweep *s)
+{
+	ev_tstamp now = ev_now(s->sw->loop);
+	ev_tstamp until = s->started + REDIS_SWEEP_REST;
+
+	s->sw->cb(s->sw->arg, REDIS_SWEEP_EVENT_DONE, s->pattern, NULL, 0);
+	if (now + (now - s->started) > until)
+		until = now + (now - s->started);
+	s->resting = true;
+	ev_timer_set(&s->rest, until - now, 0);
+	ev_timer_start(s->sw->loop, &s->rest);
+}
+
+static void
+redis_sweep_rest_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sweep *s = w->data;
+
+	if (s->again)
+		redis_sweep_pass(s);
+	else
+		redis_sweep_done(s);
 }
 
 static void
@@ -107,17 +156,10 @@ redis_sweep_scan_cb(void *arg, redisReply *reply, void *privdata)
 	if (redis_sweep_unlink(sw, reply->element[1]) == -1)
 		return;	/* the link is closing: started again after it */
 	snprintf(s->cursor, sizeof(s->cursor), "%s", reply->element[0]->str);
-	if (strcmp(s->cursor, "0") == 0) {
-		if (!s->again) {
-			sw->cb(sw->arg, REDIS_SWEEP_EVENT_DONE, s->pattern, NULL,
-			    0);
-			redis_sweep_done(s);
-			return;
-		}
-		/* Keys it has passed may have been cached again since. */
-		s->again = false;
-	}
-	redis_sweep_scan(s);
+	if (strcmp(s->cursor, "0") == 0)
+		redis_sweep_passed(s);
+	else
+		redis_sweep_scan(s);
 }
 
 static void
@@ -135,13 +177,13 @@ redis_sweep_scan(struct sweep *s)
 }
 
 struct redis_sweep *
-redis_sweep_new(struct redis_conn *conn, bool merge, redis_sweep_cb *cb,
-    void *arg)
+redis_sweep_new(struct ev_loop *loop, struct redis_conn *conn,
+    redis_sweep_cb *cb, void *arg)
 {
 	struct redis_sweep *sw = xcalloc(1, sizeof(*sw));
 
+	sw->loop = loop;
 	sw->conn = conn;
-	sw->merge = merge;
 	sw->cb = cb;
 	sw->arg = arg;
 	return sw;
@@ -154,11 +196,8 @@ redis_sweep_free(struct redis_sweep *sw)
 
 	if (sw == NULL)
 		return;
-	while ((s = sw->head) != NULL) {
-		sw->head = s->next;
-		free(s->pattern);
-		free(s);
-	}
+	while ((s = sw->head) != NULL)
+		redis_sweep_done(s);
 	free(sw);
 }
 
@@ -167,28 +206,31 @@ redis_sweep_add(struct redis_sweep *sw, const char *pattern, size_t len)
 {
 	struct sweep *s;
 
-	for (s = sw->head; sw->merge && s != NULL; s = s->next)
+	for (s = sw->head; s != NULL; s = s->next)
 		if (s->len == len && memcmp(s->pattern, pattern, len) == 0) {
 			/* Keys it has passed may have been cached again
-			 * since: go round once more. */
+			 * since: one more pass, after this one. */
 			s->again = true;
+			sw->cb(sw->arg, REDIS_SWEEP_EVENT_MERGED, s->pattern, NULL,
+			    0);
 			return;
 		}
 	s = xcalloc(1, sizeof(*s));
 	s->sw = sw;
 	s->pattern = xstrndup(pattern, len);
 	s->len = len;
-	strcpy(s->cursor, "0");
+	ev_timer_init(&s->rest, redis_sweep_rest_cb, 0, 0);
+	s->rest.data = s;
 	s->next = sw->head;
 	sw->head = s;
-	redis_sweep_scan(s);
+	redis_sweep_pass(s);
 }
 
 void
 redis_sweep_resume(struct redis_sweep *sw)
 {
 	for (struct sweep *s = sw->head; s != NULL; s = s->next)
-		if (!s->running)
+		if (!s->running && !s->resting)
 			redis_sweep_scan(s);
 }
 
@@ -197,12 +239,16 @@ redis_sweep_reset(struct redis_sweep *sw)
 {
 	for (struct sweep *s = sw->head; s != NULL; s = s->next) {
 		s->running = false;
-		strcpy(s->cursor, "0");
+		if (!s->resting)
+			strcpy(s->cursor, "0");
 	}
 }
 
 bool
 redis_sweep_busy(const struct redis_sweep *sw)
 {
-	return sw->head != NULL;
+	for (const struct sweep *s = sw->head; s != NULL; s = s->next)
+		if (!s->resting || s->again)
+			return true;
+	return false;
 }

@@ -4,6 +4,14 @@
  * batch found. The Redis sink needs them for action = delete, the targets
  * of pginval apply for resets. A sweep whose link drops starts again from
  * the beginning after the reconnect: the server may be a new one.
+ *
+ * A sweep asked for while one of the same pattern is under way, or
+ * resting after one, merges with it: one more pass follows, which starts
+ * after the request (keys cached meanwhile are removed too), never
+ * sooner than REDIS_SWEEP_REST after the previous pass started, nor
+ * sooner after it ended than it took. However many truncates of a table
+ * arrive, its patterns are swept at most that often, and every one of
+ * them is followed by a pass that starts after it.
  */
 #ifndef PGINVAL_REDIS_SWEEP_H
 #define PGINVAL_REDIS_SWEEP_H
@@ -11,13 +19,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define REDIS_SWEEP_REST 0.1	/* seconds between the starts of passes */
+
+struct ev_loop;
 struct redis_conn;
 struct redis_sweep;
 
 enum redis_sweep_event {
 	REDIS_SWEEP_EVENT_UNLINKED,	/* an UNLINK removed n keys */
 	REDIS_SWEEP_EVENT_UNLINK_FAILED,	/* an UNLINK failed: err */
-	REDIS_SWEEP_EVENT_DONE,		/* every key matching pattern is gone */
+	REDIS_SWEEP_EVENT_STARTED,	/* a pass over pattern starts */
+	REDIS_SWEEP_EVENT_MERGED,	/* a request joined a pass to come */
+	REDIS_SWEEP_EVENT_DONE,		/* a pass ended: every key matching
+					 * pattern when it started is gone */
 	REDIS_SWEEP_EVENT_FAILED,	/* SCAN failed (err): keys matching
 					 * pattern may remain; sweep dropped */
 };
@@ -30,18 +44,18 @@ typedef void redis_sweep_cb(void *arg, enum redis_sweep_event ev,
 /*
  * conn is borrowed. Its owner frees conn before the sweeps, and passes on
  * two of its events: READY to redis_sweep_resume(), CLOSED to
- * redis_sweep_reset(). With merge, a pattern already being swept is not
- * added twice: that sweep goes round once more when it ends instead.
+ * redis_sweep_reset().
  */
-struct redis_sweep *redis_sweep_new(struct redis_conn *conn, bool merge,
-    redis_sweep_cb *cb, void *arg);
+struct redis_sweep *redis_sweep_new(struct ev_loop *loop,
+    struct redis_conn *conn, redis_sweep_cb *cb, void *arg);
 void redis_sweep_free(struct redis_sweep *sw);
-/* Starts a sweep of the pattern (binary-safe), now if the link is ready. */
+/* Sweeps the pattern (binary-safe): a pass starts now if the link is
+ * ready, or one is added to a sweep of the same pattern (see above). */
 void redis_sweep_add(struct redis_sweep *sw, const char *pattern,
     size_t len);
 void redis_sweep_resume(struct redis_sweep *sw);
 void redis_sweep_reset(struct redis_sweep *sw);
-/* Sweeps not finished. */
+/* Passes under way or to come. */
 bool redis_sweep_busy(const struct redis_sweep *sw);
 
 #endif

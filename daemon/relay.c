@@ -52,6 +52,7 @@ struct relay {
 	/* Rate limit for complaints about bad payloads. */
 	ev_tstamp complain_window;
 	unsigned complaints, suppressed;
+	struct log_limit oversized_lines;
 
 	bool draining;
 	relay_done_cb *done;
@@ -110,6 +111,7 @@ relay_global_reset(struct relay *r, const char *reason)
 	struct sink_msg *m = sink_msg_new();
 
 	m->ts = relay_now_us();
+	m->reset = true;
 	message_body_reset(&m->body, NULL, reason, m->ts);
 	for (size_t i = 0; i < r->cfg->ntables; i++)
 		relay_add_patterns(&m->patterns, &r->cfg->tables[i]);
@@ -172,6 +174,8 @@ relay_table_reset(struct relay *r, const char *table, const char *reason,
 	const struct table_rule *t = config_table(r->cfg, table);
 
 	m->ts = ts ? ts : relay_now_us();
+	m->reset = true;
+	m->table = table ? xstrdup(table) : NULL;
 	message_body_reset(&m->body, table, reason, m->ts);
 	if (t != NULL)
 		relay_add_patterns(&m->patterns, t);
@@ -248,6 +252,7 @@ relay_message(struct relay *r, const char *payload, size_t len,
 	if (ev.op == EVENT_TRUNCATE) {
 		m = sink_msg_new();
 		m->ts = ev.ts;
+		m->table = xstrdup(ev.table);
 		message_body_event(&m->body, &ev, NULL);
 		if (t != NULL && r->cfg->redis_action == REDIS_ACTION_DELETE)
 			relay_add_patterns(&m->patterns, t);
@@ -271,17 +276,60 @@ done:
 	return m;
 }
 
+/* A table name as the triggers write it, with no JSON escape and no
+ * control character: safe to log and to name in a reset. */
+static bool
+relay_plain_name(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '\\')
+			return false;
+	return true;
+}
+
+/*
+ * An outbox row too big to read: a reset of the table it names, which
+ * covers whatever it described, or of everything when no plain table
+ * name was found at its start. Whoever wrote it, it is not read.
+ */
+static struct sink_msg *
+relay_oversized(struct relay *r, const struct outbox_row *row)
+{
+	bool named = relay_plain_name(row->table);
+	char reason[160];
+
+	r->stats.outbox_oversized++;
+	snprintf(reason, sizeof(reason), "an outbox row of %zu bytes, over "
+	    "[outbox] max_payload (%zu), was not read", row->len,
+	    r->cfg->outbox_max_payload);
+	if (log_limit(&r->oversized_lines, ev_now(r->loop),
+	    "oversized outbox rows"))
+		log_warnx("outbox: %s; queued a reset of %s%.*s instead (raise "
+		    "max_payload if such rows are expected)", reason,
+		    named ? "table " : "every table", named ? 128 : 0,
+		    named ? row->table : "");
+	if (named)
+		return relay_table_reset(r, row->table, reason, 0);
+	return relay_global_reset(r, reason);
+}
+
 /* An outbox row: its message is acknowledged back to the outbox, and is
  * never dropped for room (the batch size bounds how many there are). */
 static bool
-relay_outbox_row(void *arg, const char *payload, size_t len,
+relay_outbox_row(void *arg, const struct outbox_row *row,
     const struct outbox_ack *ack)
 {
 	struct relay *r = arg;
 	struct sink_msg *m;
 
 	r->stats.outbox_rows++;
-	m = relay_message(r, payload, len, &r->stats.forged_outbox);
+	if (row->payload == NULL)
+		m = relay_oversized(r, row);
+	else
+		m = relay_message(r, row->payload, row->len,
+		    &r->stats.forged_outbox);
 	if (m == NULL)
 		return false;
 	m->on_ack = ack->fn;
@@ -419,11 +467,50 @@ relay_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		relay_finish(r);
 }
 
+/*
+ * Redis refused m again and again (too big for its proto-max-bulk-len, a
+ * key too long to UNLINK): a reset of its table takes its place, and of
+ * everything when it was a reset of that table already. Whatever m was
+ * to acknowledge, the reset acknowledges. A reset of everything that is
+ * refused is dropped: nothing smaller could replace it.
+ */
 static void
-relay_sink_cb(void *arg, enum redis_event ev)
+relay_refused(struct relay *r, const struct sink_msg *m, const char *why)
+{
+	char reason[200];
+	struct sink_msg *repl;
+
+	if (m->reset && m->table == NULL) {
+		log_error("redis: a reset of every table was refused %d times "
+		    "(%s); dropped%s", REDIS_SINK_REFUSALS, why, m->on_ack ?
+		    ": its outbox rows are taken again after ack_timeout" :
+		    ": subscribers will not see it");
+		return;
+	}
+	snprintf(reason, sizeof(reason), "a message was refused by Redis "
+	    "(%.120s)", why);
+	if (m->reset || m->table == NULL)
+		repl = relay_global_reset(r, reason);
+	else
+		repl = relay_table_reset(r, m->table, reason, m->ts);
+	log_warnx("redis: a message about %s was refused %d times (%s); "
+	    "queued a reset of %s%s in its place", m->table ? m->table :
+	    "every table", REDIS_SINK_REFUSALS, why, repl->table ? "table " :
+	    "every table", repl->table ? repl->table : "");
+	repl->on_ack = m->on_ack;
+	repl->ack_arg = m->ack_arg;
+	repl->nacks = m->nacks;
+	relay_hand_over(r, repl);
+}
+
+static void
+relay_sink_cb(void *arg, enum redis_event ev, const struct sink_msg *m,
+    const char *why)
 {
 	struct relay *r = arg;
 
+	if (ev == REDIS_EVENT_REFUSED)
+		relay_refused(r, m, why);
 	if (ev == REDIS_EVENT_READY || ev == REDIS_EVENT_LOST) {
 		relay_outbox_gate(r);
 		relay_check_ready(r);
@@ -520,6 +607,8 @@ relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 			.conninfo = cfg->pg_conninfo, .channel = cfg->pg_channel,
 			.password = cfg->pg_password,
 			.batch = cfg->outbox_batch,
+			.max_batch_bytes = cfg->outbox_max_batch_bytes,
+			.max_payload = cfg->outbox_max_payload,
 			.poll_interval = cfg->outbox_poll_interval,
 			.ack_timeout = cfg->outbox_ack_timeout,
 			.connect_timeout = cfg->pg_connect_timeout,

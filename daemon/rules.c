@@ -375,3 +375,11 @@ rules_pattern(const struct rule_set *rs, size_t i)
 	}
 	return buf_steal(&p);
 }
+
+bool
+rules_prefixed(const struct rule_set *rs, size_t i)
+{
+	const struct template *t = &rs->tpls[i];
+
+	return t->nsegs > 0 && !t->segs[0].is_column && t->segs[0].len > 0;
+}

@@ -7,6 +7,7 @@
 #ifndef PGINVAL_RULES_H
 #define PGINVAL_RULES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,13 @@ int rules_render(const struct rule_set *rs, const struct event *ev,
  * columns become '*', glob characters in the literal text are escaped.
  * The caller frees the result. */
 char *rules_pattern(const struct rule_set *rs, size_t i);
+/*
+ * Whether template i begins with literal text. Only then does its pattern
+ * stay within the keys that begin with that text: "user:{id}" sweeps
+ * "user:*", while "{id}" sweeps "*" (every key of the database) and
+ * "{tenant}:user:{id}" sweeps "*:user:*" (any key holding ":user:").
+ */
+bool rules_prefixed(const struct rule_set *rs, size_t i);
 
 void keys_add(struct keys *k, const char *key, size_t len);
 const char *keys_get(const struct keys *k, size_t i, size_t *len);

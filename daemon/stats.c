@@ -169,6 +169,9 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 	stats_prom_counter(out, "pginval_outbox_rows_total",
 	    "Rows taken from the outbox (again after a failed delivery).",
 	    s->outbox_rows);
+	stats_prom_counter(out, "pginval_outbox_oversized_total",
+	    "Outbox rows over [outbox] max_payload: not read, delivered as a "
+	    "reset of their table.", s->outbox_oversized);
 	stats_prom_head(out, "pginval_events_total", "counter",
 	    "Row changes and truncates received, per table.");
 	for (size_t i = 0; s->tables != NULL && i < STATS_SLOTS; i++) {
@@ -204,6 +207,9 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 	    "Keys in messages acknowledged by Redis.", s->keys_published);
 	stats_prom_counter(out, "pginval_publish_errors_total",
 	    "PUBLISHes that Redis answered with an error.", s->refused);
+	stats_prom_counter(out, "pginval_messages_replaced_total",
+	    "Messages Redis refused 3 times (too big for it, say), replaced "
+	    "by a reset of their table, or of everything.", s->replaced);
 	stats_prom_counter(out, "pginval_stream_errors_total",
 	    "XADDs to [redis] stream that Redis answered with an error.",
 	    s->stream_refused);

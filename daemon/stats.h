@@ -22,6 +22,7 @@ struct stats_table {
 struct stats {
 	unsigned long notifications;	/* every NOTIFY received */
 	unsigned long outbox_rows;	/* rows taken from the outbox */
+	unsigned long outbox_oversized;	/* of those, over max_payload */
 	unsigned long forged_notify;	/* without a valid authenticator: */
 	unsigned long forged_outbox;	/*   dropped */
 	unsigned long foreign;		/* signed, yet not pginval payloads */
@@ -33,6 +34,7 @@ struct stats {
 	unsigned long keys_published;	/* keys in acknowledged PUBLISHes */
 	unsigned long refused;		/* PUBLISHes answered with an error */
 	unsigned long stream_refused;	/* XADDs answered with an error */
+	unsigned long replaced;		/* refused too often: now a reset */
 	unsigned long requeued;		/* resent after a lost connection */
 	unsigned long unlinked;		/* keys removed (action = delete) */
 	unsigned long pg_reconnects, redis_reconnects;

@@ -1,6 +1,6 @@
 /*
- * Fuzzing of key templates: rules_compile(), rules_render() and
- * rules_pattern().
+ * Fuzzing of key templates: rules_compile(), rules_render(),
+ * rules_pattern() and rules_prefixed().
  *
  * The input is a template spec, a newline, then a value (any bytes). When
  * the spec compiles, every column it names is given that value and the
@@ -188,6 +188,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		tok[i] = xcalloc(strlen(pat) + 1, sizeof(**tok));
 		ntok[i] = tokenize(pat, tok[i], spec);
 		free(pat);
+		/* A template begins with literal text exactly when its
+		 * pattern begins with a literal byte. */
+		if (rules_prefixed(rs, i) != (ntok[i] > 0 && !tok[i][0].star))
+			fail("rules_prefixed disagrees with the pattern", spec);
 	}
 	names = xstrdup(rules_columns(rs));
 

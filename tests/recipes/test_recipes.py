@@ -41,7 +41,7 @@ PG = REDIS = DAEMON = APPLY = None
 FILL = open(harness.FILL_LUA).read()
 FILL_SHA = hashlib.sha1(FILL.encode()).hexdigest()
 TABLES = {"public.users": "user:{id}, user:email:{email}",
-          "public.kv": "{id}"}
+          "public.kv": {"keys": "{id}", "allow_wide_sweep": "yes"}}
 # Keys with and without hash tags, braces that make no tag, binary bytes.
 ODD_KEYS = ["user:42", "{user:42}:profile", "a{b}c", "{a}{b}", "{{a}", "{}x",
             "a}b", "{}x}", "}", "{", "x{", "caf\u00e9:{\u00e9}", "sp ace",

@@ -323,6 +323,12 @@ static const struct good_case good_cases[] = {
 	{ "quoted identifiers in a table name",
 	    PG "[table My Schema.\"Odd\" table]\nkeys = k:{Id}\n",
 	    { HOSTX, { "tables", "My Schema.\"Odd\" table@3[Id]" } } },
+	{ "a template that begins with a column, allowed",
+	    PG "[table public.kv]\nallow_wide_sweep = yes\nkeys = {id}, {a}:{b}\n",
+	    { HOSTX, { "tables", "public.kv@3[id, a, b]" } } },
+	{ "allow_wide_sweep after the keys", PG "[table public.kv]\n"
+	    "keys = {id}\nallow_wide_sweep = on\n",
+	    { HOSTX, { "tables", "public.kv@3[id]" } } },
 	{ "a table section without keys is ignored",
 	    PG "[table public.users]\n# nothing yet\n",
 	    { HOSTX } },
@@ -371,6 +377,15 @@ struct bad_config {
 #define NO_CONNINFO NAME ": conninfo is missing from [postgres]"
 #define BAD_CONNINFO "is not a valid libpq connection string: "
 #define NOT_SHOWN "; the value is not shown, as it may hold a password"
+
+/* The report for template n of table t that begins with a column. */
+#define WIDE_AT(at, t, n, pattern, name) NAME at "[table " t "] keys: " \
+	"template " #n " begins with a {column}, so a truncate or reset of " \
+	"the table would remove every key matching \"" pattern "\", other " \
+	"applications' keys too; begin each template with fixed text (as in " \
+	"\"" name ":{id}\"), or set allow_wide_sweep = yes in [table " t "] " \
+	"if this Redis holds nothing else that matches"
+#define WIDE(t, n, pattern, name) WIDE_AT(":4: ", t, n, pattern, name)
 
 static const struct bad_config bad_configs[] = {
 	{ "unknown section", PG "[foo]\nbar = 1\n",
@@ -462,7 +477,21 @@ static const struct bad_config bad_configs[] = {
 	    { NAME ":4: [table] needs a name, such as [table public.users]" } },
 	{ "unknown key in a table", PG "[table public.users]\nkey = user:{id}\n",
 	    { NAME ":4: unknown setting \"key\" in [table public.users] "
-		"(expected: keys, refresh, ttl)" } },
+		"(expected: keys, refresh, ttl, allow_wide_sweep)" } },
+	{ "a template that begins with a column", PG "[table public.kv]\n"
+	    "keys = {id}\n", { WIDE("public.kv", 1, "*", "kv") } },
+	{ "a template that begins with two columns",
+	    PG "[table s.t]\n\nkeys = t:{id}, {a}:{b}\n",
+	    { WIDE_AT(":5: ", "s.t", 2, "*:*", "t") } },
+	{ "every wide template is reported",
+	    PG "[table s.t]\nkeys = {tenant}:user:{id}, {x}\n",
+	    { WIDE("s.t", 1, "*:user:*", "t"), WIDE("s.t", 2, "*", "t") } },
+	{ "allow_wide_sweep = no", PG "[table s.t]\nkeys = {id}\n"
+	    "allow_wide_sweep = no\n", { WIDE("s.t", 1, "*", "t") } },
+	{ "allow_wide_sweep is yes or no", PG "[table s.t]\nkeys = t:{id}\n"
+	    "allow_wide_sweep = maybe\n",
+	    { NAME ":5: allow_wide_sweep in [table s.t]: \"maybe\" is not yes "
+		"or no" } },
 	{ "keys twice in a table",
 	    PG "[table public.users]\nkeys = a:{id}\nkeys = b:{id}\n",
 	    { NAME ":5: [table public.users] has keys already (line 3); list "

@@ -84,6 +84,51 @@ test_compile_good(void **state)
 	t_done();
 }
 
+/* rules_prefixed: one letter per template, y when it begins with literal
+ * text (its sweep pattern then begins with that text too). */
+struct prefixed_case {
+	const char *spec;
+	const char *want;
+};
+
+static const struct prefixed_case prefixed_cases[] = {
+	{ "user:{id}", "y" },
+	{ "u{id}", "y" },
+	{ "all-users", "y" },
+	{ "{id}", "n" },
+	{ "{a}:{b}", "n" },
+	{ "{tenant}:user:{id}", "n" },
+	{ "{a}{b}", "n" },
+	{ "{{lit}}:{id}", "y" },	/* a literal brace is text */
+	{ "{{{id}}}", "y" },
+	{ "  {id}", "n" },		/* blanks are trimmed, not text */
+	{ "user:{id}, {id}:x, {{x", "yny" },
+	{ "*{id}", "y" },		/* escaped in the pattern: "\**" */
+};
+
+static void
+test_prefixed(void **state)
+{
+	for (size_t i = 0; i < sizeof(prefixed_cases) /
+	    sizeof(prefixed_cases[0]); i++) {
+		const struct prefixed_case *c = &prefixed_cases[i];
+		struct rule_set *rs = NULL;
+		char err[256] = "", got[8] = "";
+
+		tcase = c->spec;
+		if (rules_compile(c->spec, &rs, err, sizeof(err)) != 0) {
+			t_fail(__LINE__, "rules_compile failed: %s", err);
+			continue;
+		}
+		for (size_t t = 0; t < rules_count(rs) && t + 1 < sizeof(got);
+		    t++)
+			got[t] = rules_prefixed(rs, t) ? 'y' : 'n';
+		CHECK_STR(got, c->want);
+		rules_free(rs);
+	}
+	t_done();
+}
+
 struct bad_case {
 	const char *name;
 	const char *spec;
@@ -505,6 +550,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_compile_good),
 		cmocka_unit_test(test_compile_bad),
+		cmocka_unit_test(test_prefixed),
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_render_decoded),
 		cmocka_unit_test(test_err_truncated),

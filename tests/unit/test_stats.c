@@ -135,6 +135,8 @@ test_render(void **state)
 		"\npginval_connection_state{side=\"redis\",state=\"backoff\"} 1\n",
 		"\npginval_events_total{table=\"public.users\"} 2\n",
 		"\npginval_messages_published_total 5\n",
+		"\npginval_messages_replaced_total 2\n",
+		"\npginval_outbox_oversized_total 4\n",
 		"\npginval_queue_depth 3\n",
 		"\npginval_lag_seconds_count 0\n",
 	};
@@ -148,6 +150,8 @@ test_render(void **state)
 	struct buf out = { 0 };
 
 	s.published = 5;
+	s.replaced = 2;
+	s.outbox_oversized = 4;
 	stats_count_event(&s, "public.users");
 	stats_count_event(&s, "public.users");
 	stats_render(&s, &g, &out);
