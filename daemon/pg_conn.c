@@ -40,10 +40,13 @@ struct pg_conn {
 	enum pg_conn_state state;
 	PGconn *conn;
 	bool busy;		/* a query is in progress */
+	ev_tstamp up_at;	/* when it last connected */
 	unsigned gen;		/* bumped whenever conn is closed */
 	ev_io io;
 	ev_timer timer;		/* connect timeout, or backoff */
 };
+
+#define PG_CONN_STABLE 10.0	/* seconds up that count as a good link */
 
 static void pg_conn_connect(struct pg_conn *c);
 
@@ -111,6 +114,11 @@ pg_conn_fail(struct pg_conn *c, const char *why)
 		return;
 	pg_conn_error(c, msg, sizeof(msg));
 	pg_conn_close(c);
+	/* Only a link that lasted starts the backoff afresh: one that fails
+	 * right after connecting (a missing grant, a LISTEN refused) is
+	 * retried ever more slowly, not ten times a second. */
+	if (was_up && ev_now(c->loop) - c->up_at >= PG_CONN_STABLE)
+		backoff_reset(&c->backoff);
 	delay = backoff_next(&c->backoff);
 	log_warnx("%s: %s: %s; retrying in %.1fs", c->name, why, msg, delay);
 	c->state = PG_CONN_BACKOFF;
@@ -163,7 +171,7 @@ pg_conn_poll(struct pg_conn *c)
 			return;
 		}
 		c->state = PG_CONN_READY;
-		backoff_reset(&c->backoff);
+		c->up_at = ev_now(c->loop);
 		pg_conn_watch(c, EV_READ);
 		c->cb(c->arg, PG_CONN_EVENT_UP, NULL, NULL);
 		break;

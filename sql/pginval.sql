@@ -151,6 +151,16 @@ DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pginval_trigger')
     THEN
+        IF NOT (SELECT rolsuper OR rolcreaterole FROM pg_roles
+                 WHERE rolname = current_user) THEN
+            RAISE EXCEPTION 'pginval.sql: role pginval_trigger does not exist, '
+                            'and % may not create it', current_user
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Run pginval.sql as a superuser or a role with '
+                          || 'CREATEROLE, or have one run: CREATE ROLE '
+                          || 'pginval_trigger NOLOGIN; GRANT pginval_trigger '
+                          || format('TO %I;', current_user);
+        END IF;
         CREATE ROLE pginval_trigger NOLOGIN;
     END IF;
     -- A CREATEROLE installer that is not a superuser must be a member to

@@ -315,6 +315,7 @@ from servers import Postgres, Redis
 binary, port, tmp, health = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 argv = [a.replace("9187", port) for a in json.loads(health)]
 with Postgres() as pg, Redis() as redis:
+    pg.psql_file("sql/pginval.sql")
     conf = "%s/up.conf" % tmp
     with open(conf, "w") as f:
         f.write("[postgres]\nconninfo = %s\n[redis]\nurl = %s/0\n"

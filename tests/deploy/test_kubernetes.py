@@ -305,9 +305,11 @@ def test_end_to_end():
         pg_env = env_of(container("postgres"))
         db, user = pg_env["POSTGRES_DB"]["value"], pg_env["POSTGRES_USER"]["value"]
 
-        # What the postgres image does with POSTGRES_*: the role, with a
-        # password it must use over TCP, and its database.
-        pg.psql("CREATE ROLE %s LOGIN PASSWORD '%s'; CREATE DATABASE %s OWNER %s"
+        # What the postgres image does with POSTGRES_*: the role (a
+        # superuser, which runs the /docker-entrypoint-initdb.d scripts),
+        # with a password it must use over TCP, and its database.
+        pg.psql("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'; "
+                "CREATE DATABASE %s OWNER %s"
                 % (user, box.pg_password, db, user))
         hba = os.path.join(pg.datadir, "pg_hba.conf")
         with open(hba) as f:

@@ -405,5 +405,42 @@ def test_daemon_role_needs_the_key():
     sql("TRUNCATE users")
 
 
+def test_install_without_superuser():
+    """A role with CREATEROLE installs pginval (in a database of its own);
+    one without is told what to ask for; the triggers then work the same."""
+    sql("CREATE ROLE installer LOGIN CREATEROLE; CREATE ROLE plain LOGIN;"
+        "CREATE DATABASE ni OWNER installer; CREATE DATABASE np OWNER plain;")
+    path = os.path.join(ROOT, "sql", "pginval.sql")
+    if sql("SELECT count(*) FROM pg_roles "
+           "WHERE rolname = 'pginval_trigger'").strip() == "1":
+        # As if this were the cluster's first installation.
+        sql("REASSIGN OWNED BY pginval_trigger TO postgres;"
+            "DROP OWNED BY pginval_trigger;")
+        for db in ("ni", "np"):
+            PG.psql("DROP OWNED BY pginval_trigger", db=db)
+        sql("DROP ROLE pginval_trigger")
+    r = PG.run_psql(["-q", "-v", "ON_ERROR_STOP=1", "-d",
+                     PG.dsn("np", user="plain"), "-f", path], check=False)
+    assert r.returncode != 0, r.stdout
+    assert "may not create it" in r.stderr and "CREATE ROLE pginval_trigger " \
+        "NOLOGIN; GRANT pginval_trigger TO plain;" in r.stderr, r.stderr
+    as_installer = ["-d", PG.dsn("ni", user="installer")]
+    PG.run_psql(["-q", "-v", "ON_ERROR_STOP=1", "-f", path] + as_installer)
+    out = PG.run_psql(["-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"] +
+                      as_installer, input="""
+        CREATE TABLE t (id int PRIMARY KEY);
+        SELECT pginval.watch('t');
+        LISTEN pginval;
+        INSERT INTO t VALUES (1);
+        SELECT proowner::regrole FROM pg_proc
+         WHERE oid = 'pginval.on_statement()'::regprocedure;
+    """).stdout
+    assert "pginval_trigger" in out, out
+    # The superuser's installation in the first database is whole again.
+    PG.psql_file(path)
+    eq(sql("SELECT proowner::regrole FROM pg_proc WHERE oid = "
+           "'pginval.on_row()'::regprocedure").strip(), "pginval_trigger")
+
+
 if __name__ == "__main__":
     sys.exit(pginval_proc.main(globals()))
