@@ -233,7 +233,7 @@ check_partitions(PGconn *conn, FILE *out)
 		    PQgetvalue(res, i, 3));
 	PQclear(res);
 	res = PQexec(conn, "SELECT string_agg(n.nspname::text || '.' || "
-	    "c.relname::text, ', ' ORDER BY 1) FROM pginval.watched w JOIN "
+	    "c.relname::text, ', ' ORDER BY n.nspname, c.relname) FROM pginval.watched w JOIN "
 	    "pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = "
 	    "c.relnamespace WHERE c.relkind = 'p' AND EXISTS (SELECT FROM "
 	    "pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'pginval_ins') "

@@ -551,7 +551,9 @@ def test_watch_without_primary_key_fails_with_hint():
 def test_watch_argument_errors():
     sql("CREATE TABLE errs (id int PRIMARY KEY, v text);"
         "CREATE VIEW errs_view AS SELECT * FROM errs;"
-        "CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);")
+        "CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);"
+        "CREATE TABLE parted_mid PARTITION OF parted FOR VALUES FROM (0) "
+        "TO (10) PARTITION BY RANGE (id);")
     err = sql_error("SELECT pginval.watch('errs', '{id,nope}');")
     contains(err, 'column "nope" of table public.errs does not exist', "msg")
     err = sql_error("SELECT pginval.watch('errs', '{}');")
@@ -568,8 +570,12 @@ def test_watch_argument_errors():
     contains(err, "invalid channel", "long channel")
     err = sql_error("SELECT pginval.watch('errs_view');")
     contains(err, "is not a table", "view")
-    err = sql_error("SELECT pginval.watch('parted');")
-    contains(err, "partitioned", "partitioned table")
+    # A partitioned table below the root would miss the statements aimed
+    # at the root.
+    err = sql_error("SELECT pginval.watch('parted_mid');")
+    contains(err, "public.parted_mid is a partition of public.parted",
+             "partitioned partition")
+    contains(err, "Watch public.parted, the root", "hint")
     err = sql_error("SELECT pginval.watch('no_such_table');")
     contains(err, 'relation "no_such_table" does not exist', "missing table")
     # A system column is not a watchable column.
@@ -1625,13 +1631,16 @@ DROP TRIGGER pginval_trunc ON {t};
 # only. Run after DROP_TRIGGERS on every watched table.
 OLD_LAYOUT = r"""
 DROP FUNCTION pginval.on_statement();
-DROP FUNCTION pginval._triggers(regclass, text[], text, text);
+DROP FUNCTION pginval._triggers(regclass, text[], text, text, boolean) CASCADE;
 DROP FUNCTION pginval.watch(regclass, text[], text, text);
-DROP FUNCTION pginval._install_triggers(regclass, text[], text, text);
+DROP FUNCTION pginval._install_triggers(regclass, text[], text, text, boolean);
 CREATE FUNCTION pginval.watch(tbl regclass, columns text[] DEFAULT NULL,
                               channel text DEFAULT 'pginval')
 RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
 DROP VIEW pginval.watched_tables;
+DROP VIEW pginval.uncovered_partitions;
+DROP EVENT TRIGGER pginval_partitions;
+DROP FUNCTION pginval._on_ddl();
 CREATE VIEW pginval.watched_tables AS
 SELECT n.nspname::text || '.' || c.relname::text AS table_name,
        w.columns, w.channel, w.watched_at
@@ -1707,6 +1716,9 @@ def test_upgrade_recreates_old_triggers():
     eq(sql("SELECT count(*) FROM pg_constraint "
            "WHERE conname = 'watched_mode_check'", db=db).strip(), "1",
        "constraint")
+    eq(sql("SELECT evtfoid::regproc FROM pg_event_trigger "
+           "WHERE evtname = 'pginval_partitions'", db=db).strip(),
+       "pginval._on_ddl", "the event trigger")
 
     since = now_us()
     notes = capture("""
@@ -1745,7 +1757,7 @@ def test_upgrade_recreates_old_triggers():
 # mode, columns...), and no on_statement() or _triggers(). Run after
 # DROP_TRIGGERS on every watched table.
 PREVIOUS_LAYOUT = r"""
-DROP FUNCTION pginval._triggers(regclass, text[], text, text);
+DROP FUNCTION pginval._triggers(regclass, text[], text, text, boolean) CASCADE;
 DROP FUNCTION pginval.on_statement();
 CREATE OR REPLACE VIEW pginval.watched_tables AS
 SELECT n.nspname::text || '.' || c.relname::text AS table_name,
