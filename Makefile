@@ -148,6 +148,7 @@ valgrind: deps pginval $(UNIT_BINS)
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_durable.py
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_apply.py
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_trust.py
+	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_partitions.py
 
 demo: deps pginval
 	@scripts/demo

@@ -59,6 +59,59 @@ check_in_array(PGconn *conn, const char *arr, const char *column)
 	return found;
 }
 
+/*
+ * The watched root whose tree holds the table spelled name ("schema.table",
+ * unquoted), into root; 0 if there is one, -1 if not. A [table] section
+ * naming such a partition never matches: its changes come as the root's.
+ */
+static int
+check_covering_root(PGconn *conn, const char *name, char *root, size_t size)
+{
+	const char *params[1] = { name };
+	PGresult *res = PQexecParams(conn, "SELECT r.name FROM pg_class c "
+	    "JOIN pg_namespace n ON n.oid = c.relnamespace, "
+	    "LATERAL (SELECT rn.nspname::text || '.' || rc.relname::text AS name "
+	    "FROM pg_class rc JOIN pg_namespace rn ON rn.oid = rc.relnamespace "
+	    "WHERE rc.oid = pg_partition_root(c.oid) AND rc.oid <> c.oid) r "
+	    "WHERE n.nspname::text || '.' || c.relname::text = $1 "
+	    "AND r.name IN (SELECT table_name FROM pginval.watched_tables)",
+	    1, NULL, params, NULL, NULL, 0);
+	int rc = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		snprintf(root, size, "%s", PQgetvalue(res, 0, 0));
+		rc = 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Are the pginval triggers of a watched table all there, as watch() made
+ * them? A trigger dropped by hand silences that kind of change. */
+static int
+check_triggers(PGconn *conn, const struct table_rule *t, FILE *out)
+{
+	const char *params[1] = { t->name };
+	PGresult *res = PQexecParams(conn, "SELECT format('SELECT pginval.watch("
+	    "%L, %L, %L, %L);', $1::text, w.columns, w.channel, w.mode) FROM "
+	    "pginval.watched w JOIN pg_class c ON c.oid = w.relid JOIN "
+	    "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname::text || "
+	    "'.' || c.relname::text = $1 AND pginval._stale(w.relid, w.columns, "
+	    "w.channel, w.mode)", 1, NULL, params, NULL, NULL, 0);
+	int problems = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		problems += check_problem(out, "[table %s]: cannot check its "
+		    "triggers: %s; fix: re-run pginval.sql", t->name,
+		    check_pgerr(conn));
+	else if (PQntuples(res) > 0)
+		problems += check_problem(out, "[table %s] lacks some of its "
+		    "pginval triggers (dropped by hand?), so some of its changes "
+		    "are not sent; fix: %s", t->name, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return problems;
+}
+
 static int
 check_table(PGconn *conn, const struct config *cfg, const struct table_rule *t,
     FILE *out)
@@ -99,6 +152,16 @@ check_table(PGconn *conn, const struct config *cfg, const struct table_rule *t,
 	}
 	free(copy);
 	if (PQntuples(res) == 0) {
+		char root[256];
+
+		if (check_covering_root(conn, t->name, root, sizeof(root)) == 0) {
+			problems += check_problem(out, "[table %s] (line %d) is a "
+			    "partition of %s, which is watched: its changes come "
+			    "as %s's, so this section never matches; fix: name "
+			    "the section [table %s]", t->name, t->line, root, root,
+			    root);
+			goto done;
+		}
 		problems += check_problem(out, "[table %s] (line %d) is not "
 		    "watched; fix: SELECT pginval.watch('%s'%s%s%s);", t->name,
 		    t->line, t->name, all.len ? ", ARRAY[" : "",
@@ -133,12 +196,65 @@ check_table(PGconn *conn, const struct config *cfg, const struct table_rule *t,
 		    "...");
 		PQclear(u);
 	}
+	problems += check_triggers(conn, t, out);
 	if (problems == 0)
 		fprintf(out, "ok: %s is watched with %s\n", t->name,
 		    PQgetvalue(res, 0, 0));
 done:
 	buf_free(&missing);
 	buf_free(&all);
+	PQclear(res);
+	return problems;
+}
+
+/*
+ * Partitions of watched roots left uncovered (pginval.uncovered_partitions),
+ * and watched roots whose future partitions nothing will cover, for want of
+ * the event trigger: their changes would go unseen, in silence.
+ */
+static int
+check_partitions(PGconn *conn, FILE *out)
+{
+	PGresult *res = PQexec(conn, "SELECT partition, root, reason, fix FROM "
+	    "pginval.uncovered_partitions ORDER BY root, partition");
+	int problems = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		problems += check_problem(out, "postgres: cannot read "
+		    "pginval.uncovered_partitions: %s; fix: re-run pginval.sql, "
+		    "and GRANT SELECT ON pginval.uncovered_partitions to the "
+		    "daemon's role", check_pgerr(conn));
+		goto done;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		problems += check_problem(out, "partition %s of watched table %s "
+		    "is not covered (%s); fix: %s", PQgetvalue(res, i, 0),
+		    PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+		    PQgetvalue(res, i, 3));
+	PQclear(res);
+	res = PQexec(conn, "SELECT string_agg(n.nspname::text || '.' || "
+	    "c.relname::text, ', ' ORDER BY n.nspname, c.relname) FROM pginval.watched w JOIN "
+	    "pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = "
+	    "c.relnamespace WHERE c.relkind = 'p' AND EXISTS (SELECT FROM "
+	    "pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'pginval_ins') "
+	    "HAVING NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = "
+	    "'pginval_partitions' AND evtenabled <> 'D')");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		problems += check_problem(out, "postgres: cannot look for the "
+		    "event trigger pginval_partitions: %s", check_pgerr(conn));
+		goto done;
+	}
+	if (PQntuples(res) > 0)
+		problems += check_problem(out, "postgres: the partitioned "
+		    "table(s) %s are watched, but the event trigger "
+		    "pginval_partitions is missing or disabled: partitions "
+		    "created or attached from now on will not be covered; fix: "
+		    "run pginval.sql as a superuser (or ALTER EVENT TRIGGER "
+		    "pginval_partitions ENABLE)", PQgetvalue(res, 0, 0));
+	else if (problems == 0)
+		fprintf(out, "ok: every partition of a watched table is "
+		    "covered\n");
+done:
 	PQclear(res);
 	return problems;
 }
@@ -222,6 +338,7 @@ check_postgres(const struct config *cfg, FILE *out)
 		fprintf(out, "ok: the payloads' key is readable\n");
 	for (size_t i = 0; i < cfg->ntables; i++)
 		problems += check_table(conn, cfg, &cfg->tables[i], out);
+	problems += check_partitions(conn, out);
 done:
 	PQclear(res);
 	PQfinish(conn);

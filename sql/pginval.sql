@@ -25,6 +25,17 @@
 --     SELECT pginval.watch('public.users', NULL, 'pginval', 'durable');
 --     SELECT pginval.unwatch('public.users');
 --     SELECT * FROM pginval.watched_tables;
+--     SELECT pginval.watch('public.events');  -- a partitioned table: all of it
+--     SELECT * FROM pginval.uncovered_partitions;
+--
+-- A partitioned table is watched as the root of its tree: every partition,
+-- at any depth, created or attached before or after watch(), is covered,
+-- and its changes are sent under the root's name ("t"), whether the
+-- statement named the root or the partition. Partitions created or
+-- attached later are covered by the event trigger pginval_partitions,
+-- which only a superuser can install (see below); uncovered_partitions
+-- lists those left without triggers. A partition can instead be watched on
+-- its own, under its own name, while its root is not watched.
 --
 -- Delivery modes, the fourth argument of watch():
 --
@@ -111,7 +122,9 @@
 --     {"v":1,"t":"public.users","op":"update","ts":1764240000123456,"x":1234,"big":true}
 --
 -- The consumer must then treat the whole table as changed. A truncate
--- carries no images either.
+-- carries no images either. A TRUNCATE in a watched partition tree, of
+-- the root or of any partition, sends one truncate of the root per
+-- transaction.
 
 BEGIN;
 
@@ -433,6 +446,35 @@ BEGIN
 END;
 $$;
 
+-- The watched partitioned table whose tree holds relid (relid itself, for
+-- the root), and its name as "t" spells it; both NULL when the root of
+-- relid's tree is not watched (relid detached since, or the root
+-- unwatched). The
+-- triggers of a covered partition (see _triggers()) send the root's name,
+-- looked up at each statement that changed rows, so that renaming the
+-- root or its schema, or a dump and restore, needs no trigger rewritten.
+-- A watched root is the top of its tree (watch() refuses the others), and
+-- is watched as long as it has pginval_ins.
+--
+-- plpgsql rather than sql: a SQL function with a SET clause is planned
+-- again at every call, which cost a statement on a partition 60% of its
+-- throughput; plpgsql keeps the plan for the session.
+CREATE OR REPLACE FUNCTION pginval._root(relid oid, OUT root oid,
+                                         OUT name text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT c.oid, n.nspname::text || '.' || c.relname::text
+      INTO root, name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = pg_partition_root(relid)
+       AND c.relkind = 'p'
+       AND EXISTS (SELECT FROM pg_trigger t
+                    WHERE t.tgrelid = c.oid AND t.tgname = 'pginval_ins');
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION pginval.on_row()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -496,6 +538,7 @@ DECLARE
     nestloop text;
     ik      bytea;       -- the key (see pginval.secret)
     ok      bytea;
+    tbl     text;        -- "t": this table, or the watched root it is in
 BEGIN
     -- Where the rows of a transition table are in scope, the queries name
     -- no variable, and refer to whole rows as alias.*: a watched table may
@@ -527,15 +570,23 @@ BEGIN
         RETURN NULL;
     END IF;
 
+    -- A partition covered by its watched root (the pginval_part_ triggers,
+    -- see _triggers()) speaks for the root; a statement aimed at the root
+    -- fires the root's triggers only, so no row is described twice.
+    tbl := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+    IF left(TG_NAME, 13) = 'pginval_part_' THEN
+        SELECT coalesce(r.name, tbl) INTO tbl
+          FROM pginval._root(TG_RELID) r;
+    END IF;
+
     IF NOT several THEN
         PERFORM pginval._send_row(TG_ARGV[0], TG_ARGV[1], TG_ARGV[2:],
-            TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, lower(TG_OP),
-            old_img, new_img);
+            tbl, lower(TG_OP), old_img, new_img);
         RETURN NULL;
     END IF;
 
     head := '{"v":1,"t":'
-         || to_json(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME)::text
+         || to_json(tbl)::text
          || ',"op":"' || lower(TG_OP)
          || '","ts":'
          || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
@@ -734,6 +785,16 @@ $$;
 -- Statement trigger for TRUNCATE: there are no rows to describe, the
 -- consumer drops everything it holds for the table. TG_ARGV[0] is the
 -- channel, TG_ARGV[1] the mode.
+--
+-- TRUNCATE of a partitioned table fires the TRUNCATE triggers of every
+-- table of its tree, its own first. In the tree of a watched root, the
+-- first one sends the root's truncate and the others of the transaction
+-- send nothing: every payload of a transaction arrives after its commit,
+-- so one truncate of the root stands for all. The mark is a
+-- transaction-local setting whose value is an HMAC of the transaction id
+-- and the root's OID: a writer may set the setting, but cannot set it to
+-- that value, and so cannot silence a truncate. A savepoint rolled back
+-- takes the mark with the payload.
 CREATE OR REPLACE FUNCTION pginval.on_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -744,10 +805,29 @@ DECLARE
     payload text;
     ik      bytea;
     ok      bytea;
+    tbl     text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+    root    oid;
+    mark    text;
 BEGIN
     SELECT s.ik, s.ok INTO ik, ok FROM pginval.secret s;
+    SELECT r.root, r.name INTO root, tbl
+      FROM pginval._root(TG_RELID) r
+     WHERE TG_NAME = 'pginval_part_trunc' OR r.root = TG_RELID;
+    IF root IS NULL THEN
+        tbl := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+    ELSE
+        mark := encode(sha256(ok || sha256(ik || convert_to(
+                    pg_current_xact_id()::text || '/' || root::text,
+                    'UTF8'))), 'hex');
+        IF current_setting('pginval.truncated_' || root, true) = mark THEN
+            RETURN NULL;
+        END IF;
+        IF mark IS NOT NULL THEN
+            PERFORM set_config('pginval.truncated_' || root, mark, true);
+        END IF;
+    END IF;
     payload := '{"v":1,"t":'
-        || to_json(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME)::text
+        || to_json(tbl)::text
         || ',"op":"truncate","ts":'
         || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
         || ',"x":' || pg_current_xact_id()::text || '}';
@@ -784,20 +864,40 @@ $$;
 --              row, but only the parent's statement triggers, so statement
 --              triggers on the child would miss those changes.
 --
--- Both have pginval_trunc. Watching a table and then attaching it as a
--- partition, or making it inherit, calls for watch() again (or a re-run of
--- this file) to switch it to the row layout. A statement on an inheritance
--- parent describes the children's rows that it changes as the parent's,
--- as they are part of what a query on the parent returns.
+-- Both have pginval_trunc. Watching a table and then making it inherit
+-- calls for watch() again (or a re-run of this file) to switch it to the
+-- row layout; attaching it as a partition does too, where the event
+-- trigger (below) is not installed. A statement on an inheritance parent
+-- describes the children's rows that it changes as the parent's, as they
+-- are part of what a query on the parent returns.
+--
+-- A watched partitioned table (a root) has the statement layout, which
+-- PostgreSQL fires for the statements aimed at the root, whatever
+-- partitions they change, with the rows of all of them (an UPDATE that
+-- moves a row to another partition included) in its transition tables.
+-- Statement triggers are not cloned to partitions, and a statement aimed
+-- at a partition fires that partition's own statement triggers only. So
+-- every other table of the tree, at any depth, is covered (covered =>
+-- true) by a third layout:
+--
+--   part       pginval_part_ins, pginval_part_upd, pginval_part_del and
+--              pginval_part_trunc: the statement layout under other names,
+--              with the root's arguments. The trigger functions tell them
+--              by name, and send the root's name in "t" (see _root()).
+--
+-- Each trigger fires only for the statements aimed at its own table, so a
+-- change is described once, by the table the statement named.
 --
 -- tgtype bits: 1 row, 4 insert, 8 delete, 16 update, 32 truncate (AFTER
 -- sets none). tgargs: the arguments, each NUL-terminated, in the database
 -- encoding.
+DROP FUNCTION IF EXISTS pginval._triggers(regclass, text[], text, text);
 CREATE OR REPLACE FUNCTION pginval._triggers(
     relid   regclass,
     columns text[],
     channel text,
-    mode    text)
+    mode    text,
+    covered boolean DEFAULT false)
 RETURNS TABLE (name       name,
                type       int2,
                func       oid,
@@ -810,9 +910,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     WITH tbl AS (
         SELECT format('%I.%I', n.nspname, c.relname) AS target,
-               c.relispartition
-               OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)
-                   AS by_row
+               CASE WHEN covered THEN 'part'
+                    WHEN c.relkind <> 'p' AND (c.relispartition
+                         OR EXISTS (SELECT FROM pg_inherits i
+                                     WHERE i.inhrelid = c.oid))
+                    THEN 'row'
+                    ELSE 'statement' END AS layout
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = relid),
     arg AS (
@@ -831,25 +934,25 @@ AS $$
            format(t.ddl, tbl.target, t.list)
       FROM tbl, arg,
            LATERAL (VALUES
-        (false, 'pginval_ins'::name, 4,
+        ('statement', 'pginval_ins'::name, 4,
          'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
          NULL::name, 'pginval_rows'::name,
          'CREATE OR REPLACE TRIGGER pginval_ins AFTER INSERT ON %s'
          ' REFERENCING NEW TABLE AS pginval_rows'
          ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
-        (false, 'pginval_upd', 16,
+        ('statement', 'pginval_upd', 16,
          'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
          'pginval_old', 'pginval_new',
          'CREATE OR REPLACE TRIGGER pginval_upd AFTER UPDATE ON %s'
          ' REFERENCING OLD TABLE AS pginval_old NEW TABLE AS pginval_new'
          ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
-        (false, 'pginval_del', 8,
+        ('statement', 'pginval_del', 8,
          'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
          'pginval_rows', NULL,
          'CREATE OR REPLACE TRIGGER pginval_del AFTER DELETE ON %s'
          ' REFERENCING OLD TABLE AS pginval_rows'
          ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
-        (true, 'pginval_ins_del', 13,
+        ('row', 'pginval_ins_del', 13,
          'pginval.on_row()'::regprocedure, arg.bytes, arg.list, NULL, NULL,
          'CREATE OR REPLACE TRIGGER pginval_ins_del'
          ' AFTER INSERT OR DELETE ON %s'
@@ -862,7 +965,7 @@ AS $$
         -- differs. The whole-row reference also puts no dependency on
         -- single columns, so a watched column can still be dropped.
         -- on_statement() compares the same way.
-        (true, 'pginval_upd', 17,
+        ('row', 'pginval_upd', 17,
          'pginval.on_row()'::regprocedure, arg.bytes, arg.list, NULL, NULL,
          'CREATE OR REPLACE TRIGGER pginval_upd AFTER UPDATE ON %s'
          ' FOR EACH ROW WHEN (NOT (OLD *= NEW))'
@@ -871,21 +974,47 @@ AS $$
          'pginval.on_truncate()'::regprocedure, arg.bytes2, arg.list2,
          NULL, NULL,
          'CREATE OR REPLACE TRIGGER pginval_trunc AFTER TRUNCATE ON %s'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_truncate(%s)'),
+        ('part', 'pginval_part_ins', 4,
+         'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
+         NULL, 'pginval_rows',
+         'CREATE OR REPLACE TRIGGER pginval_part_ins AFTER INSERT ON %s'
+         ' REFERENCING NEW TABLE AS pginval_rows'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
+        ('part', 'pginval_part_upd', 16,
+         'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
+         'pginval_old', 'pginval_new',
+         'CREATE OR REPLACE TRIGGER pginval_part_upd AFTER UPDATE ON %s'
+         ' REFERENCING OLD TABLE AS pginval_old NEW TABLE AS pginval_new'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
+        ('part', 'pginval_part_del', 8,
+         'pginval.on_statement()'::regprocedure, arg.bytes, arg.list,
+         'pginval_rows', NULL,
+         'CREATE OR REPLACE TRIGGER pginval_part_del AFTER DELETE ON %s'
+         ' REFERENCING OLD TABLE AS pginval_rows'
+         ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_statement(%s)'),
+        ('part', 'pginval_part_trunc', 32,
+         'pginval.on_truncate()'::regprocedure, arg.bytes2, arg.list2,
+         NULL, NULL,
+         'CREATE OR REPLACE TRIGGER pginval_part_trunc AFTER TRUNCATE ON %s'
          ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_truncate(%s)'))
-           AS t(by_row, name, type, func, args, list, oldtable, newtable, ddl)
-     WHERE t.by_row IS NULL OR t.by_row = tbl.by_row
+           AS t(layout, name, type, func, args, list, oldtable, newtable, ddl)
+     WHERE t.layout = tbl.layout
+        OR (t.layout IS NULL AND tbl.layout <> 'part')
      ORDER BY t.name
 $$;
 
 -- Internal: create, or replace, the triggers of a table, with the arguments
 -- taken as they are (watch() validates them first), and drop those of the
--- other layout. Also used at the end of this file to rewrite the triggers
+-- other layouts. Also used at the end of this file to rewrite the triggers
 -- of an older installation, whose registry may name columns dropped since.
+DROP FUNCTION IF EXISTS pginval._install_triggers(regclass, text[], text, text);
 CREATE OR REPLACE FUNCTION pginval._install_triggers(
     relid   regclass,
     columns text[],
     channel text,
-    mode    text)
+    mode    text,
+    covered boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -897,7 +1026,8 @@ BEGIN
     -- DROP TRIGGER takes ACCESS EXCLUSIVE and blocks readers of a busy
     -- table: triggers are only dropped when there are some to drop, which
     -- re-watching a table never needs (unless it changes layouts).
-    FOR t IN SELECT * FROM pginval._triggers(relid, columns, channel, mode)
+    FOR t IN SELECT * FROM pginval._triggers(relid, columns, channel, mode,
+                                             covered)
     LOOP
         EXECUTE t.ddl;
     END LOOP;
@@ -906,11 +1036,114 @@ BEGIN
           FROM pg_trigger tg
          WHERE tg.tgrelid = relid
            AND tg.tgname IN ('pginval_ins_del', 'pginval_ins', 'pginval_upd',
-                             'pginval_del', 'pginval_trunc')
+                             'pginval_del', 'pginval_trunc',
+                             'pginval_part_ins', 'pginval_part_upd',
+                             'pginval_part_del', 'pginval_part_trunc')
            AND tg.tgname NOT IN (SELECT e.name FROM pginval._triggers(
-                                     relid, columns, channel, mode) e)
+                                     relid, columns, channel, mode, covered) e)
     LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, relid);
+    END LOOP;
+END;
+$$;
+
+-- Internal: whether the pginval triggers of a table differ from those that
+-- _triggers() describes for these arguments (one missing, one too many,
+-- or one with other arguments, events or transition tables).
+CREATE OR REPLACE FUNCTION pginval._stale(
+    relid   regclass,
+    columns text[],
+    channel text,
+    mode    text,
+    covered boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        (SELECT t.tgname, t.tgtype, t.tgfoid, t.tgargs, t.tgoldtable,
+                t.tgnewtable
+           FROM pg_trigger t
+          WHERE t.tgrelid = relid
+            AND t.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
+                             'pginval_ins_del', 'pginval_trunc',
+                             'pginval_part_ins', 'pginval_part_upd',
+                             'pginval_part_del', 'pginval_part_trunc')
+         EXCEPT
+         SELECT e.name, e.type, e.func, e.args, e.oldtable, e.newtable
+           FROM pginval._triggers(relid, columns, channel, mode, covered) e)
+        UNION ALL
+        (SELECT e.name, e.type, e.func, e.args, e.oldtable, e.newtable
+           FROM pginval._triggers(relid, columns, channel, mode, covered) e
+         EXCEPT
+         SELECT t.tgname, t.tgtype, t.tgfoid, t.tgargs, t.tgoldtable,
+                t.tgnewtable
+           FROM pg_trigger t
+          WHERE t.tgrelid = relid))
+$$;
+
+-- Internal: cover every other table of a watched root's partition tree
+-- (see _triggers()), at any depth, with the root's arguments. A table of
+-- the tree watched on its own is taken over: its registry row goes, and
+-- its changes are sent as the root's from then on. Only tables whose
+-- triggers differ are touched, so a call with nothing to do takes no lock.
+-- Then drops the pginval_part_ triggers of tables that left a watched tree
+-- (detached, or whose root was unwatched): they would speak for a table
+-- they are no longer part of. Called by watch(), at the end of this file,
+-- and by the event trigger below, in the context of each.
+CREATE OR REPLACE FUNCTION pginval._sync_partitions(
+    root    regclass,
+    columns text[],
+    channel text,
+    mode    text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    trg name;
+BEGIN
+    FOR d IN
+        SELECT t.relid, c.relkind,
+               EXISTS (SELECT FROM pginval.watched w
+                        WHERE w.relid = t.relid) AS own
+          FROM pg_partition_tree(root) t
+          JOIN pg_class c ON c.oid = t.relid
+         WHERE t.relid <> root
+         ORDER BY t.level, t.relid
+    LOOP
+        IF d.own THEN
+            DELETE FROM pginval.watched w WHERE w.relid = d.relid;
+            RAISE NOTICE 'pginval: % is a partition of %, which covers it: '
+                'its changes are now sent as %''s', d.relid, root, root;
+        END IF;
+        IF d.relkind NOT IN ('r', 'p') THEN
+            -- A foreign table takes no trigger with transition tables.
+            RAISE WARNING 'pginval: partition % of % is not a table: '
+                'changes made to it directly are not seen', d.relid, root;
+        ELSIF pginval._stale(d.relid, columns, channel, mode, true) THEN
+            PERFORM pginval._install_triggers(d.relid, columns, channel,
+                                              mode, true);
+        END IF;
+    END LOOP;
+    FOR d IN
+        SELECT DISTINCT tg.tgrelid AS relid
+          FROM pg_trigger tg
+         WHERE tg.tgname IN ('pginval_part_ins', 'pginval_part_upd',
+                             'pginval_part_del', 'pginval_part_trunc')
+           AND NOT EXISTS (SELECT FROM pginval._root(tg.tgrelid) r
+                            WHERE r.root <> tg.tgrelid)
+    LOOP
+        FOR trg IN
+            SELECT tg.tgname FROM pg_trigger tg
+             WHERE tg.tgrelid = d.relid
+               AND tg.tgname IN ('pginval_part_ins', 'pginval_part_upd',
+                                 'pginval_part_del', 'pginval_part_trunc')
+        LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trg,
+                           d.relid::regclass);
+        END LOOP;
     END LOOP;
 END;
 $$;
@@ -928,7 +1161,8 @@ BEGIN
     FOREACH f IN ARRAY ARRAY[
         'pginval.on_row()', 'pginval.on_statement()', 'pginval.on_truncate()',
         'pginval._send_row(text, text, text[], text, text, jsonb, jsonb)',
-        'pginval._signed(text, bytea, bytea)']::regprocedure[]
+        'pginval._signed(text, bytea, bytea)',
+        'pginval._root(oid)']::regprocedure[]
     LOOP
         EXECUTE format('ALTER FUNCTION %s OWNER TO pginval_trigger', f);
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
@@ -950,6 +1184,12 @@ DROP FUNCTION IF EXISTS pginval.watch(regclass, text[], text);
 -- Columns are given by exact attribute name (as in pg_attribute, so
 -- "UserId" is not userid). The UPDATE trigger fires on any real change to
 -- the row, watched column or not: the consumer may cache whole rows.
+--
+-- A partitioned table is watched as the root of its tree: every partition,
+-- at any depth, present or future, is covered (see _triggers() and the
+-- event trigger below), and its changes are sent under the root's name.
+-- A partition may instead be watched on its own (row layout), as long as
+-- its root is not watched; watching the root takes such partitions over.
 CREATE OR REPLACE FUNCTION pginval.watch(
     tbl     regclass,
     columns text[] DEFAULT NULL,
@@ -962,24 +1202,39 @@ AS $$
 DECLARE
     kind    char;
     nsp     name;
+    part    boolean;
     col     text;
+    root    regclass;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'pginval.watch: table must not be NULL';
     END IF;
 
-    SELECT c.relkind, n.nspname
-      INTO kind, nsp
+    SELECT c.relkind, n.nspname, c.relispartition
+      INTO kind, nsp, part
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = tbl;
-    -- Partitioned tables are refused: their row triggers run on the
-    -- partitions, so "t" would name a partition, and TRUNCATE of a single
-    -- partition would go unnoticed. Watching each partition works.
-    IF kind = 'p' THEN
-        RAISE EXCEPTION 'pginval.watch: % is a partitioned table', tbl
+    -- A statement aimed at the root of the tree fires the root's statement
+    -- triggers only: a partitioned table below the root would miss them.
+    IF kind = 'p' AND part THEN
+        root := pg_partition_root(tbl);
+        RAISE EXCEPTION 'pginval.watch: % is a partition of %', tbl, root
             USING ERRCODE = 'wrong_object_type',
-                  HINT = 'Watch each of its partitions instead.';
-    ELSIF kind IS DISTINCT FROM 'r' THEN
+                  HINT = format('Watch %s, the root of its partition tree: '
+                                'that covers all its partitions.', root);
+    END IF;
+    IF kind = 'r' AND part THEN
+        SELECT r.root INTO root FROM pginval._root(tbl) r;
+        IF root IS NOT NULL THEN
+            RAISE EXCEPTION 'pginval.watch: % is a partition of %, which is '
+                'watched and covers it', tbl, root
+                USING ERRCODE = 'object_in_use',
+                      HINT = format('Its changes are sent as %s''s. To watch '
+                                    'partitions one by one, unwatch %s first.',
+                                    root, root);
+        END IF;
+    END IF;
+    IF kind IS DISTINCT FROM 'r' AND kind IS DISTINCT FROM 'p' THEN
         RAISE EXCEPTION 'pginval.watch: % is not a table', tbl
             USING ERRCODE = 'wrong_object_type';
     END IF;
@@ -1067,33 +1322,205 @@ BEGIN
            channel = EXCLUDED.channel,
            mode = EXCLUDED.mode,
            watched_at = now();
+
+    IF kind = 'p' THEN
+        PERFORM pginval._sync_partitions(tbl, columns, channel, mode);
+        IF NOT EXISTS (SELECT FROM pg_event_trigger
+                        WHERE evtname = 'pginval_partitions'
+                          AND evtenabled <> 'D') THEN
+            RAISE WARNING 'pginval.watch: the event trigger '
+                'pginval_partitions is not installed: partitions created or '
+                'attached from now on are not covered until watch() is '
+                'called again'
+                USING HINT = 'Run pginval.sql as a superuser to install it; '
+                    'until then, pginval check --connect lists the '
+                    'partitions left uncovered.';
+        END IF;
+    END IF;
 END;
 $$;
 
 -- Stop watching a table. Safe to call on a table that is not watched.
+-- Unwatching a partitioned table uncovers all its partitions; a partition
+-- covered by its watched root cannot be unwatched alone.
 CREATE OR REPLACE FUNCTION pginval.unwatch(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    trg name;
+    t   record;
+    root regclass;
 BEGIN
-    -- Those of both layouts (see _triggers()) that the table has.
-    FOR trg IN
-        SELECT tg.tgname
+    SELECT r.root INTO root FROM pginval._root(tbl) r WHERE r.root <> tbl;
+    IF root IS NOT NULL THEN
+        RAISE EXCEPTION 'pginval.unwatch: % is a partition of %, which is '
+            'watched and covers it', tbl, root
+            USING ERRCODE = 'object_in_use',
+                  HINT = format('Unwatch %s to stop watching all of it.',
+                                root);
+    END IF;
+    -- Those of every layout (see _triggers()) that the table, and the
+    -- other tables of its tree when it is partitioned, have.
+    FOR t IN
+        SELECT tg.tgrelid::regclass AS rel, tg.tgname
           FROM pg_trigger tg
-         WHERE tg.tgrelid = tbl
-           AND tg.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
-                             'pginval_ins_del', 'pginval_trunc')
-         ORDER BY tg.tgname
+         WHERE (tg.tgrelid = tbl
+                AND tg.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
+                                  'pginval_ins_del', 'pginval_trunc',
+                                  'pginval_part_ins', 'pginval_part_upd',
+                                  'pginval_part_del', 'pginval_part_trunc'))
+            OR (tg.tgrelid IN (SELECT p.relid FROM pg_partition_tree(tbl) p
+                                WHERE p.relid <> tbl)
+                AND tg.tgname IN ('pginval_part_ins', 'pginval_part_upd',
+                                  'pginval_part_del', 'pginval_part_trunc'))
+         ORDER BY tg.tgrelid, tg.tgname
     LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trg, tbl);
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, t.rel);
     END LOOP;
     -- Also purge rows of tables dropped since they were watched.
     DELETE FROM pginval.watched w
      WHERE w.relid = tbl
         OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = w.relid);
+END;
+$$;
+
+-- The partitions of watched roots that are not covered (see _triggers()):
+-- created or attached while the event trigger below was missing or
+-- disabled, a foreign table, or triggers dropped by hand. Their changes,
+-- made by statements aimed at them, are not seen. fix is the watch() call
+-- that covers them again. pginval check --connect reads this view.
+CREATE OR REPLACE VIEW pginval.uncovered_partitions AS
+SELECT n.nspname::text || '.' || c.relname::text AS partition,
+       rn.nspname::text || '.' || r.relname::text AS root,
+       CASE WHEN c.relkind NOT IN ('r', 'p')
+            THEN 'not a table: changes made to it directly are not seen'
+            WHEN EXISTS (SELECT FROM pginval.watched o WHERE o.relid = c.oid)
+            THEN 'watched on its own: sent under its own name, and twice'
+            WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                              WHERE tg.tgrelid = c.oid
+                                AND tg.tgname = 'pginval_part_ins')
+            THEN 'no pginval trigger: changes made to it directly are not seen'
+            ELSE 'its pginval triggers differ from the root''s' END AS reason,
+       format('SELECT pginval.watch(%L, %L, %L, %L);',
+              rn.nspname::text || '.' || r.relname::text,
+              w.columns, w.channel, w.mode) AS fix
+  FROM pginval.watched w
+  JOIN pg_catalog.pg_class r ON r.oid = w.relid AND r.relkind = 'p'
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+ CROSS JOIN LATERAL pg_catalog.pg_partition_tree(w.relid) t
+  JOIN pg_catalog.pg_class c ON c.oid = t.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE t.relid <> w.relid
+   AND EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                WHERE tg.tgrelid = w.relid AND tg.tgname = 'pginval_ins')
+   AND pginval._stale(t.relid, w.columns, w.channel, w.mode, true);
+
+-- The event trigger: after every CREATE TABLE and ALTER TABLE (which is
+-- how partitions are created, attached and detached), covers the
+-- partitions of the watched roots whose trees the command touched, takes
+-- over the tables of those trees watched on their own, and gives a table
+-- watched on its own that has become a partition the row layout. A table
+-- outside any partition tree costs one lookup.
+--
+-- Only a superuser may create an event trigger; installed by anyone else,
+-- this file leaves it out and says so, and watch() warns about the
+-- partitions that will be missed. The function runs on every role's DDL,
+-- as its owner, a superuser (SECURITY DEFINER): the DDL's author owns the
+-- new partition, but may not execute the trigger functions that
+-- CREATE TRIGGER needs. It reads only catalogs and pginval.watched, which
+-- no other role may write, creates and drops only pginval's triggers, and
+-- calls no function outside pg_catalog and pginval; search_path is pinned,
+-- and PUBLIC may not execute it. It never makes the DDL fail: any error
+-- becomes a WARNING, and the partitions stay uncovered (listed in
+-- uncovered_partitions) until watch() is called again.
+DO $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+             WHERE r.rolname = current_user) THEN
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+                        WHERE evtname = 'pginval_partitions') THEN
+            RAISE WARNING 'pginval: installed without the event trigger '
+                'pginval_partitions, as only a superuser can create it: a '
+                'partition created or attached after pginval.watch() of its '
+                'partitioned table is not covered until watch() is called '
+                'again or this file is run again'
+                USING HINT = 'Run pginval.sql as a superuser; until then, '
+                    'pginval check --connect lists the uncovered partitions.';
+        END IF;
+        RETURN;
+    END IF;
+
+    CREATE OR REPLACE FUNCTION pginval._on_ddl()
+    RETURNS event_trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    DECLARE
+        top regclass;
+        w   record;
+    BEGIN
+        FOR top IN
+            SELECT DISTINCT pg_partition_root(e.objid)
+              FROM pg_event_trigger_ddl_commands() e
+             WHERE e.classid = 'pg_class'::regclass
+               AND e.object_type = 'table'
+               AND pg_partition_root(e.objid) IS NOT NULL
+        LOOP
+            BEGIN
+                SELECT r.relid, r.columns, r.channel, r.mode INTO w
+                  FROM pginval.watched r
+                 WHERE r.relid = top
+                   AND EXISTS (SELECT FROM pg_trigger tg
+                                WHERE tg.tgrelid = r.relid
+                                  AND tg.tgname = 'pginval_ins');
+                IF FOUND THEN
+                    PERFORM pginval._sync_partitions(top, w.columns,
+                                                     w.channel, w.mode);
+                    CONTINUE;
+                END IF;
+                FOR w IN
+                    SELECT r.relid, r.columns, r.channel, r.mode, c.relkind
+                      FROM pg_partition_tree(top) t
+                      JOIN pginval.watched r ON r.relid = t.relid
+                      JOIN pg_class c ON c.oid = r.relid
+                     WHERE EXISTS (SELECT FROM pg_trigger tg
+                                    WHERE tg.tgrelid = r.relid
+                                      AND tg.tgname IN ('pginval_ins',
+                                                        'pginval_ins_del'))
+                LOOP
+                    IF w.relkind = 'p' AND w.relid <> top THEN
+                        RAISE WARNING 'pginval: % is watched, but is now a '
+                            'partition of %, whose statements it does not '
+                            'see', w.relid, top
+                            USING HINT = format('SELECT pginval.unwatch(%L); '
+                                'SELECT pginval.watch(%L, ...);',
+                                w.relid::text, top::text);
+                    ELSIF pginval._stale(w.relid, w.columns, w.channel,
+                                         w.mode) THEN
+                        PERFORM pginval._install_triggers(w.relid, w.columns,
+                                                          w.channel, w.mode);
+                    END IF;
+                END LOOP;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'pginval: could not update the triggers of the '
+                    'partition tree of %: %', top, SQLERRM
+                    USING HINT = 'Call pginval.watch() again on the watched '
+                        'table; pginval check --connect lists the partitions '
+                        'left uncovered.';
+            END;
+        END LOOP;
+    END;
+    $fn$;
+    REVOKE ALL ON FUNCTION pginval._on_ddl() FROM PUBLIC;
+
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+                    WHERE evtname = 'pginval_partitions') THEN
+        CREATE EVENT TRIGGER pginval_partitions ON ddl_command_end
+            WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+            EXECUTE FUNCTION pginval._on_ddl();
+    END IF;
 END;
 $$;
 
@@ -1105,7 +1532,8 @@ $$;
 -- triggers are already as described is left alone, so that re-running this
 -- file takes no lock on it. Replacing row triggers by statement triggers
 -- drops pginval_ins_del, which takes an ACCESS EXCLUSIVE lock on the table
--- until this file's transaction commits.
+-- until this file's transaction commits. Then the partitions of every
+-- watched root are covered, as watch() does.
 DO $$
 DECLARE
     w record;
@@ -1116,30 +1544,24 @@ BEGIN
          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                         WHERE t.tgrelid = r.relid
                           AND t.tgname IN ('pginval_ins', 'pginval_ins_del'))
-           AND EXISTS (
-               (SELECT t.tgname, t.tgtype, t.tgfoid, t.tgargs, t.tgoldtable,
-                       t.tgnewtable
-                  FROM pg_catalog.pg_trigger t
-                 WHERE t.tgrelid = r.relid
-                   AND t.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
-                                    'pginval_ins_del', 'pginval_trunc')
-                EXCEPT
-                SELECT e.name, e.type, e.func, e.args, e.oldtable, e.newtable
-                  FROM pginval._triggers(r.relid, r.columns, r.channel,
-                                         r.mode) e)
-               UNION ALL
-               (SELECT e.name, e.type, e.func, e.args, e.oldtable, e.newtable
-                  FROM pginval._triggers(r.relid, r.columns, r.channel,
-                                         r.mode) e
-                EXCEPT
-                SELECT t.tgname, t.tgtype, t.tgfoid, t.tgargs, t.tgoldtable,
-                       t.tgnewtable
-                  FROM pg_catalog.pg_trigger t
-                 WHERE t.tgrelid = r.relid))
+           AND pginval._stale(r.relid, r.columns, r.channel, r.mode)
          ORDER BY r.relid::oid
     LOOP
         PERFORM pginval._install_triggers(w.relid, w.columns, w.channel,
                                           w.mode);
+    END LOOP;
+    FOR w IN
+        SELECT r.relid, r.columns, r.channel, r.mode
+          FROM pginval.watched r
+          JOIN pg_catalog.pg_class c ON c.oid = r.relid
+         WHERE c.relkind = 'p' AND NOT c.relispartition
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                        WHERE t.tgrelid = r.relid
+                          AND t.tgname = 'pginval_ins')
+         ORDER BY r.relid::oid
+    LOOP
+        PERFORM pginval._sync_partitions(w.relid, w.columns, w.channel,
+                                         w.mode);
     END LOOP;
 END;
 $$;

@@ -2,10 +2,12 @@
 --
 --     psql -v ON_ERROR_STOP=1 -f sql/uninstall.sql
 --
--- Unwatches every watched table (dropping its pginval_* triggers), then
--- drops the schema "pginval" with everything in it, the outbox table
--- included: payloads still queued there are discarded, and the role
--- pginval_trigger unless another database still uses it. Safe to run when
+-- Unwatches every watched table (dropping its pginval_* triggers, and those
+-- of the partitions of a watched partitioned table), then drops the event
+-- trigger pginval_partitions and the schema "pginval" with everything in
+-- it, the outbox table included: payloads still queued there are
+-- discarded, and the role pginval_trigger unless another database still
+-- uses it. Safe to run when
 -- pginval is not installed, or twice. Stop the daemon first: it would
 -- otherwise keep waiting for notifications that no longer come.
 
@@ -29,6 +31,10 @@ BEGIN
 END;
 $$;
 
+-- The event trigger that covers new partitions goes with its function,
+-- pginval._on_ddl(); dropped first, by name, so that no DDL between here
+-- and the end of the schema runs it.
+DROP EVENT TRIGGER IF EXISTS pginval_partitions;
 DROP SCHEMA IF EXISTS pginval CASCADE;
 
 -- pginval_trigger owned the trigger functions. Roles belong to the whole

@@ -551,7 +551,9 @@ def test_watch_without_primary_key_fails_with_hint():
 def test_watch_argument_errors():
     sql("CREATE TABLE errs (id int PRIMARY KEY, v text);"
         "CREATE VIEW errs_view AS SELECT * FROM errs;"
-        "CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);")
+        "CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);"
+        "CREATE TABLE parted_mid PARTITION OF parted FOR VALUES FROM (0) "
+        "TO (10) PARTITION BY RANGE (id);")
     err = sql_error("SELECT pginval.watch('errs', '{id,nope}');")
     contains(err, 'column "nope" of table public.errs does not exist', "msg")
     err = sql_error("SELECT pginval.watch('errs', '{}');")
@@ -568,8 +570,12 @@ def test_watch_argument_errors():
     contains(err, "invalid channel", "long channel")
     err = sql_error("SELECT pginval.watch('errs_view');")
     contains(err, "is not a table", "view")
-    err = sql_error("SELECT pginval.watch('parted');")
-    contains(err, "partitioned", "partitioned table")
+    # A partitioned table below the root would miss the statements aimed
+    # at the root.
+    err = sql_error("SELECT pginval.watch('parted_mid');")
+    contains(err, "public.parted_mid is a partition of public.parted",
+             "partitioned partition")
+    contains(err, "Watch public.parted, the root", "hint")
     err = sql_error("SELECT pginval.watch('no_such_table');")
     contains(err, 'relation "no_such_table" does not exist', "missing table")
     # A system column is not a watchable column.
@@ -1146,6 +1152,147 @@ def test_partitions_and_inheritance_children_use_row_triggers():
        ]), "events")
 
 
+PART_LAYOUT = {
+    "pginval_part_del": ("statement", "pginval.on_statement", "pginval_rows",
+                         "-"),
+    "pginval_part_ins": ("statement", "pginval.on_statement", "-",
+                         "pginval_rows"),
+    "pginval_part_trunc": ("statement", "pginval.on_truncate", "-", "-"),
+    "pginval_part_upd": ("statement", "pginval.on_statement", "pginval_old",
+                         "pginval_new"),
+}
+
+
+def test_partitioned_root_covers_its_tree():
+    sql("CREATE TABLE pr (id int, r text, v text, PRIMARY KEY (id, r)) "
+        "PARTITION BY LIST (r);"
+        "CREATE TABLE pr_a PARTITION OF pr FOR VALUES IN ('a');"
+        "SELECT pginval.watch('pr', '{id,r}');"
+        "CREATE TABLE pr_b PARTITION OF pr FOR VALUES IN ('b', 'c') "
+        "PARTITION BY LIST (r);"
+        "CREATE TABLE pr_b1 PARTITION OF pr_b FOR VALUES IN ('b');"
+        "CREATE TABLE pr_c (LIKE pr);"
+        "ALTER TABLE pr_b ATTACH PARTITION pr_c FOR VALUES IN ('c');")
+    eq(triggers("pr"), STATEMENT_LAYOUT, "the root")
+    for t in ("pr_a", "pr_b", "pr_b1", "pr_c"):
+        eq(triggers(t), PART_LAYOUT, t)
+        eq(trigger_args(t)["pginval_part_upd"], ["pginval", "notify", "id", "r"],
+           t + " has the root's arguments")
+    eq(sql("SELECT count(*) FROM pginval.uncovered_partitions").strip(), "0",
+       "nothing uncovered")
+
+    def seen(text):
+        return [(n.obj["t"], n.obj["op"], rows_of(n)) for n in capture(text)]
+
+    # The write patterns of real applications, through the root and
+    # straight into partitions: packed payloads, the root's name.
+    eq(seen("COPY pr FROM stdin;\n1\ta\tx\n2\tb\tx\n3\tc\tx\n\\.\n"
+            "INSERT INTO pr_b1 VALUES (4, 'b', 'x'), (5, 'b', 'x');"), [
+        ("public.pr", "insert", [{"n": {"id": "1", "r": "a"}},
+                                 {"n": {"id": "2", "r": "b"}},
+                                 {"n": {"id": "3", "r": "c"}}]),
+        ("public.pr", "insert", [{"n": {"id": "4", "r": "b"}},
+                                 {"n": {"id": "5", "r": "b"}}]),
+    ], "COPY through the root, INSERT into a sub-partition")
+    eq(seen("INSERT INTO pr VALUES (1, 'a', 'y') "
+            "ON CONFLICT (id, r) DO UPDATE SET v = excluded.v;"
+            "MERGE INTO pr_c t USING (VALUES (3, 'c')) s(id, r) "
+            "ON t.id = s.id AND t.r = s.r WHEN MATCHED THEN DELETE;"
+            "WITH d AS (DELETE FROM pr_b WHERE id = 4 RETURNING *) "
+            "SELECT count(*) FROM d;"), [
+        ("public.pr", "update", [{"o": {"id": "1", "r": "a"},
+                                  "n": {"id": "1", "r": "a"}}]),
+        ("public.pr", "delete", [{"o": {"id": "3", "r": "c"}}]),
+        ("public.pr", "delete", [{"o": {"id": "4", "r": "b"}}]),
+    ], "upsert, MERGE into a partition, writable CTE on a sub-tree")
+    # Rows moved to another partition and rows left in place, in one
+    # statement: each old row paired with its new version.
+    notes = capture("UPDATE pr SET r = CASE id WHEN 1 THEN 'b' ELSE r END, "
+                    "v = 'z';")
+    eq(sorted((r["o"]["id"], r["o"]["r"], r["n"]["id"], r["n"]["r"])
+              for r in all_rows(notes)),
+       [("1", "a", "1", "b"), ("2", "b", "2", "b"), ("5", "b", "5", "b")],
+       "pairs")
+    eq({n.obj["t"] for n in notes}, {"public.pr"}, "the root's name")
+
+    # A foreign-key cascade into a partitioned table.
+    sql("CREATE TABLE owners (id int PRIMARY KEY);"
+        "CREATE TABLE pets (id int, owner int REFERENCES owners "
+        "ON DELETE CASCADE, kind text, PRIMARY KEY (id, kind)) "
+        "PARTITION BY LIST (kind);"
+        "CREATE TABLE pets_cat PARTITION OF pets FOR VALUES IN ('cat');"
+        "SELECT pginval.watch('pets', '{id,owner}');"
+        "INSERT INTO owners VALUES (1);"
+        "INSERT INTO pets VALUES (7, 1, 'cat');")
+    eq(seen("DELETE FROM owners;"),
+       [("public.pets", "delete", [{"o": {"id": "7", "owner": "1"}}])],
+       "cascade")
+
+    # Renaming the root: the partitions send the new name, untouched.
+    before = sql("SELECT tgrelid::regclass, tgname, xmin FROM pg_trigger "
+                 "WHERE tgname LIKE 'pginval\\_part%' ORDER BY 1, 2")
+    sql("ALTER TABLE pr RENAME TO pr2")
+    eq(seen("INSERT INTO pr_a VALUES (9, 'a', 'x');"),
+       [("public.pr2", "insert", [{"n": {"id": "9", "r": "a"}}])], "renamed")
+    eq(sql("SELECT tgrelid::regclass, tgname, xmin FROM pg_trigger "
+           "WHERE tgname LIKE 'pginval\\_part%' ORDER BY 1, 2"), before,
+       "no trigger rewritten")
+
+    # TRUNCATE of the root fires every table's trigger: one payload.
+    eq(seen("TRUNCATE pr2;"), [("public.pr2", "truncate", [{}])], "truncate")
+
+    # Who may run what: the event trigger's function runs as its owner on
+    # every role's DDL, so it is pinned and closed to PUBLIC, like _root().
+    for f in ("pginval._on_ddl()", "pginval._root(oid)"):
+        eq(sql("SELECT has_function_privilege('public', %s, 'EXECUTE'), "
+               "prosecdef OR prorettype <> 'event_trigger'::regtype, "
+               "proconfig::text FROM pg_proc WHERE oid = %s::regprocedure"
+               % (literal(f), literal(f))).strip(),
+           "f|t|{\"search_path=pg_catalog, pg_temp\"}", f)
+    eq(sql("SELECT proowner::regrole FROM pg_proc "
+           "WHERE oid = 'pginval._root(oid)'::regprocedure").strip(),
+       "pginval_trigger", "_root's owner")
+
+    sql("SELECT pginval.unwatch('pr2')")
+    eq(sql("SELECT string_agg(t.tgrelid::regclass || '.' || t.tgname, ' ') "
+           "FROM pg_trigger t WHERE t.tgrelid IN (SELECT relid FROM "
+           "pg_partition_tree('pr2')) AND t.tgname LIKE 'pginval%'").strip(),
+       "", "unwatched, all of it")
+
+
+def test_install_without_superuser_leaves_out_the_event_trigger():
+    db = PG.create_database("nosuper")
+    sql("CREATE ROLE pginval_test_inst CREATEROLE;"
+        "GRANT CREATE ON DATABASE nosuper TO pginval_test_inst;")
+    sql("GRANT CREATE ON SCHEMA public TO pginval_test_inst;", db=db)
+    as_inst = ["-q", "-v", "ON_ERROR_STOP=1", "-c",
+               "SET ROLE pginval_test_inst"]
+    out = PG.run_psql(as_inst + ["-f", INSTALL], db=db).stderr
+    contains(out, "WARNING:  pginval: installed without the event trigger "
+             "pginval_partitions", "install")
+    eq(sql("SELECT count(*) FROM pg_event_trigger", db=db).strip(), "0",
+       "no event trigger")
+    out = PG.run_psql(as_inst + [
+        "-c", "CREATE TABLE np (id int PRIMARY KEY) PARTITION BY RANGE (id);"
+        "CREATE TABLE np_1 PARTITION OF np FOR VALUES FROM (0) TO (10);"
+        "SELECT pginval.watch('np');"
+        "CREATE TABLE np_2 PARTITION OF np FOR VALUES FROM (10) TO (20);"],
+        db=db).stderr
+    contains(out, "WARNING:  pginval.watch: the event trigger "
+             "pginval_partitions is not installed", "watch")
+    eq(sql("SELECT partition, root, fix FROM pginval.uncovered_partitions",
+           db=db).strip(),
+       "public.np_2|public.np|SELECT pginval.watch('public.np', '{id}', "
+       "'pginval', 'notify');", "listed")
+    eq(len(capture("INSERT INTO np_1 VALUES (1);", db=db)), 1, "covered")
+    eq(capture("INSERT INTO np_2 VALUES (11);", db=db), [], "not covered")
+    # Running the file again covers it.
+    PG.run_psql(as_inst + ["-f", INSTALL], db=db)
+    eq(sql("SELECT count(*) FROM pginval.uncovered_partitions",
+           db=db).strip(), "0", "re-run")
+    eq([n.obj["t"] for n in capture("INSERT INTO np_2 VALUES (12);", db=db)],
+       ["public.np"], "covered after the re-run")
+
 # -- delivery modes ---------------------------------------------------------
 
 def test_durable_mode_queues_exact_payloads():
@@ -1625,13 +1772,16 @@ DROP TRIGGER pginval_trunc ON {t};
 # only. Run after DROP_TRIGGERS on every watched table.
 OLD_LAYOUT = r"""
 DROP FUNCTION pginval.on_statement();
-DROP FUNCTION pginval._triggers(regclass, text[], text, text);
+DROP FUNCTION pginval._triggers(regclass, text[], text, text, boolean) CASCADE;
 DROP FUNCTION pginval.watch(regclass, text[], text, text);
-DROP FUNCTION pginval._install_triggers(regclass, text[], text, text);
+DROP FUNCTION pginval._install_triggers(regclass, text[], text, text, boolean);
 CREATE FUNCTION pginval.watch(tbl regclass, columns text[] DEFAULT NULL,
                               channel text DEFAULT 'pginval')
 RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
 DROP VIEW pginval.watched_tables;
+DROP VIEW pginval.uncovered_partitions;
+DROP EVENT TRIGGER pginval_partitions;
+DROP FUNCTION pginval._on_ddl();
 CREATE VIEW pginval.watched_tables AS
 SELECT n.nspname::text || '.' || c.relname::text AS table_name,
        w.columns, w.channel, w.watched_at
@@ -1707,6 +1857,9 @@ def test_upgrade_recreates_old_triggers():
     eq(sql("SELECT count(*) FROM pg_constraint "
            "WHERE conname = 'watched_mode_check'", db=db).strip(), "1",
        "constraint")
+    eq(sql("SELECT evtfoid::regproc FROM pg_event_trigger "
+           "WHERE evtname = 'pginval_partitions'", db=db).strip(),
+       "pginval._on_ddl", "the event trigger")
 
     since = now_us()
     notes = capture("""
@@ -1745,7 +1898,7 @@ def test_upgrade_recreates_old_triggers():
 # mode, columns...), and no on_statement() or _triggers(). Run after
 # DROP_TRIGGERS on every watched table.
 PREVIOUS_LAYOUT = r"""
-DROP FUNCTION pginval._triggers(regclass, text[], text, text);
+DROP FUNCTION pginval._triggers(regclass, text[], text, text, boolean) CASCADE;
 DROP FUNCTION pginval.on_statement();
 CREATE OR REPLACE VIEW pginval.watched_tables AS
 SELECT n.nspname::text || '.' || c.relname::text AS table_name,
