@@ -403,16 +403,21 @@ def main():
     for mode, faults, dur in runs:
         sub = argparse.Namespace(**vars(args))
         sub.duration = dur
-        res = Run(sub, mode, faults).run()
-        report(mode, faults, res)
-        if mode == "guard":
-            ok = res["stale"] == 0
-            what = "guarded fills leave no stale entry"
-        else:
-            # Stale entries at the end, or stale hits that outlived any
-            # pipeline lag: the race happened.
-            ok = res["stale"] > 0 or any(w > 1.0 for w in res["windows"])
-            what = "plain fills do leave stale entries (the race is real)"
+        # The race that plain fills lose shows up in most runs of a few
+        # seconds, not in every one: the control gets three tries.
+        for attempt in range(1 if mode == "guard" else 3):
+            res = Run(sub, mode, faults).run()
+            report(mode, faults, res)
+            if mode == "guard":
+                ok = res["stale"] == 0
+                what = "guarded fills leave no stale entry"
+            else:
+                # Stale entries at the end, or stale hits that outlived any
+                # pipeline lag: the race happened.
+                ok = res["stale"] > 0 or any(w > 1.0 for w in res["windows"])
+                what = "plain fills do leave stale entries (the race is real)"
+            if ok:
+                break
         print("%s %s" % ("ok  " if ok else "FAIL", what))
         passed, failed = passed + ok, failed + (not ok)
     print("%d passed, %d failed" % (passed, failed))
