@@ -567,7 +567,9 @@ apply_free(struct apply *a)
 {
 	if (a == NULL)
 		return;
+	a->cb = NULL;		/* the owner hears nothing from here on */
 	apply_sub_free(a->sub);
+	a->sub = NULL;
 	apply_replay_free(a->replay);
 	for (size_t i = 0; i < a->ntargets; i++)
 		apply_target_free(a->targets[i]);

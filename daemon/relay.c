@@ -635,6 +635,7 @@ relay_free(struct relay *r)
 {
 	if (r == NULL)
 		return;
+	r->cb = NULL;		/* the owner hears nothing from here on */
 	if (r->complaints.suppressed > 0)
 		log_warnx("postgres: %lu more bad payloads were not logged",
 		    r->complaints.suppressed);
