@@ -13,6 +13,7 @@
  */
 #include "apply.h"
 #include "apply_key.h"
+#include "apply_opts.h"
 #include "apply_refresh.h"
 #include "apply_replay.h"
 #include "apply_stats.h"
@@ -439,79 +440,10 @@ apply_target_event(void *arg, struct apply_target *t,
 
 /* -- construction ------------------------------------------------------- */
 
-/* The channel's Redis, for the subscription, the stream and the default
- * target; a [target] names a server of its own. */
-static struct redis_conn_opts
-apply_redis(const struct config *cfg)
-{
-	struct redis_conn_opts co = {
-		.host = cfg->redis_host, .port = cfg->redis_port,
-		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-		.password = cfg->redis_password, .db = cfg->redis_db,
-		.where = cfg->redis_where, .client_name = "pginval-apply",
-		.connect_timeout = cfg->redis_connect_timeout,
-		.command_timeout = cfg->redis_command_timeout,
-		.health_interval = cfg->health_interval,
-		.keepalive = cfg->health_interval > 0 ? cfg->health_interval : 30,
-		.reconnect_min = cfg->reconnect_min,
-		.reconnect_max = cfg->reconnect_max,
-	};
-
-	return co;
-}
-
-static struct apply_target_opts
-apply_target_opts(struct apply *a, size_t i)
-{
-	const struct config *cfg = a->cfg;
-	struct apply_target_opts o = {
-		.name = "default",
-		.conn = apply_redis(cfg),
-		.max_inflight = cfg->max_inflight,
-		.max_queue = cfg->apply_max_queue,
-		.marker_ttl = cfg->apply_marker_ttl,
-		.marker_margin = cfg->apply_marker_margin,
-		.stats = &a->stats,
-	};
-
-	if (i < cfg->ntargets) {
-		const struct apply_target_cfg *t = &cfg->targets[i];
-
-		o.name = t->name;
-		o.conn.host = t->host;
-		o.conn.port = t->port;
-		o.conn.unix_path = t->unix_path;
-		o.conn.user = t->user;
-		o.conn.password = t->password;
-		o.conn.db = t->db;
-		o.conn.where = t->where;
-	}
-	return o;
-}
-
-static bool
-apply_wants_refresh(const struct config *cfg)
-{
-	for (size_t i = 0; i < cfg->ntables; i++)
-		if (cfg->tables[i].refresh != NULL)
-			return true;
-	return false;
-}
-
 static void
 apply_new_refresh(struct apply *a)
 {
-	const struct config *cfg = a->cfg;
-	struct pg_conn_opts po = {
-		.name = "refresh",
-		.conninfo = cfg->apply_conninfo ? cfg->apply_conninfo :
-		    cfg->pg_conninfo,
-		.password = cfg->apply_conninfo ? NULL : cfg->pg_password,
-		.connect_timeout = cfg->pg_connect_timeout,
-		.query_timeout = cfg->apply_refresh_timeout,
-		.reconnect_min = cfg->reconnect_min,
-		.reconnect_max = cfg->reconnect_max,
-	};
+	struct pg_conn_opts po = apply_opts_refresh(a->cfg);
 
 	a->refresh = apply_refresh_new(a->loop, &po, REFRESH_MAX_QUEUE,
 	    apply_refresh_event, a);
@@ -521,7 +453,7 @@ struct apply *
 apply_new(struct ev_loop *loop, struct config *cfg, apply_cb *cb, void *arg)
 {
 	struct apply *a = xcalloc(1, sizeof(*a));
-	struct redis_conn_opts chan = apply_redis(cfg);
+	struct redis_conn_opts chan = apply_opts_channel(cfg);
 
 	a->loop = loop;
 	a->cfg = cfg;
@@ -535,12 +467,13 @@ apply_new(struct ev_loop *loop, struct config *cfg, apply_cb *cb, void *arg)
 	a->ntargets = cfg->ntargets > 0 ? cfg->ntargets : 1;
 	a->targets = xcalloc(a->ntargets, sizeof(*a->targets));
 	for (size_t i = 0; i < a->ntargets; i++) {
-		struct apply_target_opts to = apply_target_opts(a, i);
+		struct apply_target_opts to = apply_opts_target(a->cfg, i,
+		    &a->stats);
 
 		a->targets[i] = apply_target_new(a->loop, &to, apply_target_event,
 		    a);
 	}
-	if (apply_wants_refresh(cfg))
+	if (apply_opts_refresh_wanted(cfg))
 		apply_new_refresh(a);
 	if (cfg->redis_stream != NULL)
 		a->replay = apply_replay_new(a->loop, &chan, cfg->redis_stream,
@@ -598,18 +531,6 @@ apply_stop(struct apply *a)
 	    "(up to %.1fs)", a->cfg->shutdown_timeout);
 }
 
-static bool
-apply_same_targets(const struct config *x, const struct config *y)
-{
-	if (x->ntargets != y->ntargets)
-		return false;
-	for (size_t i = 0; i < x->ntargets; i++)
-		if (strcmp(x->targets[i].name, y->targets[i].name) != 0 ||
-		    strcmp(x->targets[i].url, y->targets[i].url) != 0)
-			return false;
-	return true;
-}
-
 void
 apply_reload(struct apply *a, struct config *cfg)
 {
@@ -619,7 +540,7 @@ apply_reload(struct apply *a, struct config *cfg)
 	    str_differs(old->redis_password, cfg->redis_password) ||
 	    str_differs(old->redis_channel, cfg->redis_channel) ||
 	    str_differs(old->redis_stream, cfg->redis_stream) ||
-	    !apply_same_targets(old, cfg) ||
+	    !apply_opts_same_targets(old, cfg) ||
 	    str_differs(old->apply_conninfo, cfg->apply_conninfo) ||
 	    str_differs(old->pg_conninfo, cfg->pg_conninfo))
 		log_warnx("reload: [redis], [target] and connection settings "
@@ -628,11 +549,12 @@ apply_reload(struct apply *a, struct config *cfg)
 	/* They point into the configuration: built again from the new one. */
 	apply_tables_build(&a->tables, cfg);
 	for (size_t i = 0; i < a->ntargets; i++) {
-		struct apply_target_opts to = apply_target_opts(a, i);
+		struct apply_target_opts to = apply_opts_target(a->cfg, i,
+		    &a->stats);
 
 		apply_target_tune(a->targets[i], &to);
 	}
-	if (a->refresh == NULL && apply_wants_refresh(cfg)) {
+	if (a->refresh == NULL && apply_opts_refresh_wanted(cfg)) {
 		apply_new_refresh(a);
 		apply_refresh_start(a->refresh);
 	}
