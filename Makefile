@@ -169,9 +169,11 @@ $(BENCH_BINS): %: %.c
 bench: deps pginval $(BENCH_BINS)
 	@python3 tests/bench/run.py
 
-# The unit's ExecStart= (and the paths in its comments) follow BINDIR and
+# The units' ExecStart= (and the paths in their comments) follow BINDIR and
 # DATADIR. The example configuration goes to SYSCONFDIR/pginval/ as well as
 # DATADIR; uninstall leaves a real pginval.conf there alone.
+UNITS := pginval.service pginval-apply.service
+
 install: pginval
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(SYSCONFDIR)/pginval \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
@@ -180,15 +182,18 @@ install: pginval
 	install -m 644 deploy/pginval.conf.example $(DESTDIR)$(DATADIR)/
 	install -m 644 deploy/pginval.conf.example $(DESTDIR)$(SYSCONFDIR)/pginval/
 	install -m 644 docs/pginval.8 $(DESTDIR)$(MANDIR)/man8/pginval.8
-	sed -e 's|^\(#* *ExecStart=\)/usr/local/bin/pginval |\1$(BINDIR)/pginval |' \
-	    -e 's|/usr/local/share/pginval/|$(DATADIR)/|g' \
-	    deploy/pginval.service >$(DESTDIR)$(UNITDIR)/pginval.service
-	chmod 644 $(DESTDIR)$(UNITDIR)/pginval.service
+	for u in $(UNITS); do \
+		sed -e 's|^\(#* *ExecStart=\)/usr/local/bin/pginval |\1$(BINDIR)/pginval |' \
+		    -e 's|/usr/local/share/pginval/|$(DATADIR)/|g' \
+		    deploy/$$u >$(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/pginval
 	rm -rf $(DESTDIR)$(DATADIR)
-	rm -f $(DESTDIR)$(MANDIR)/man8/pginval.8 $(DESTDIR)$(UNITDIR)/pginval.service
+	rm -f $(DESTDIR)$(MANDIR)/man8/pginval.8
+	rm -f $(UNITS:%=$(DESTDIR)$(UNITDIR)/%)
 	rm -f $(DESTDIR)$(SYSCONFDIR)/pginval/pginval.conf.example
 	rmdir $(DESTDIR)$(SYSCONFDIR)/pginval 2>/dev/null || true
 

@@ -13,14 +13,15 @@
  */
 #include "apply.h"
 #include "apply_key.h"
+#include "apply_opts.h"
 #include "apply_refresh.h"
 #include "apply_replay.h"
 #include "apply_stats.h"
 #include "apply_sub.h"
 #include "apply_tables.h"
 #include "apply_target.h"
+#include "buf.h"
 #include "config.h"
-#include "http.h"
 #include "log.h"
 #include "redis_conn.h"
 
@@ -43,8 +44,12 @@ struct apply {
 	struct apply_seq seq;
 	struct apply_stats stats;
 	struct apply_strs values;	/* scratch */
-	ev_tstamp complain_at;
-	unsigned complaints;
+	apply_cb *cb;
+	void *cb_arg;
+	bool ready;		/* subscribed, and every target connected */
+	ev_tstamp status_at;	/* the previous apply_status() */
+	unsigned long status_messages, status_keys;
+	struct log_limit complaints;	/* about bad messages */
 	/* A flood of truncates is merged by the sweeps (redis_sweep.h),
 	 * and its lines are limited here. */
 	struct log_limit reset_lines;
@@ -98,18 +103,12 @@ apply_reset_table(struct apply *a, const char *table, const char *why)
 
 /* -- messages ----------------------------------------------------------- */
 
-/* At most 10 complaints per 10 s about bad messages. */
+/* Rate-limited (log.h); the rest are counted and summarised. */
 static void
 apply_complain(struct apply *a, const char *why, const char *payload,
     size_t len)
 {
-	ev_tstamp now = ev_now(a->loop);
-
-	if (now - a->complain_at >= 10) {
-		a->complain_at = now;
-		a->complaints = 0;
-	}
-	if (a->complaints++ < 10)
+	if (log_limit(&a->complaints, ev_now(a->loop), "bad messages"))
 		log_warnx("channel: skipping a message: %s (%.*s%s)", why,
 		    (int)(len > 120 ? 120 : len), payload, len > 120 ? "..." : "");
 }
@@ -242,6 +241,46 @@ done:
 	return res;
 }
 
+/* -- readiness ---------------------------------------------------------- */
+
+/* Up: subscribed, and every target connected. why (may be NULL) gets
+ * each one's state. */
+static bool
+apply_up(const struct apply *a, struct buf *why)
+{
+	bool up = a->sub != NULL && apply_sub_subscribed(a->sub);
+
+	if (why != NULL) {
+		buf_adds(why, "channel: ");
+		buf_adds(why, a->sub ? apply_sub_state_name(a->sub) : "closed");
+	}
+	for (size_t i = 0; i < a->ntargets; i++) {
+		enum redis_state st = apply_target_state(a->targets[i]);
+
+		up = up && st == REDIS_STATE_READY;
+		if (why == NULL)
+			continue;
+		buf_adds(why, i == 0 ? ", targets: " : ", ");
+		buf_adds(why, apply_target_name(a->targets[i]));
+		buf_addc(why, ' ');
+		buf_adds(why, redis_state_name(st));
+	}
+	return up;
+}
+
+/* Tells the owner when apply becomes ready, or stops being so. */
+static void
+apply_check_ready(struct apply *a)
+{
+	bool ready = apply_up(a, NULL);
+
+	if (ready == a->ready)
+		return;
+	a->ready = ready;
+	if (a->cb != NULL)
+		a->cb(a->cb_arg, ready ? APPLY_EVENT_READY : APPLY_EVENT_DEGRADED);
+}
+
 /* -- replays ------------------------------------------------------------ */
 
 /* Hands the messages held during a replay to apply_message(). */
@@ -353,10 +392,11 @@ apply_sub_event(void *arg, enum apply_sub_event ev, const char *payload,
 		break;
 	case SUB_EVENT_MESSAGE:
 		apply_live(a, payload, len);
-		break;
+		return;
 	case SUB_EVENT_LOST:
 		break;
 	}
+	apply_check_ready(a);
 }
 
 static void
@@ -393,98 +433,32 @@ apply_target_event(void *arg, struct apply_target *t,
 		log_warnx("target %s: queue overflowed; resetting it",
 		    apply_target_name(t));
 		apply_reset_target(a, t);
+		return;
 	}
+	apply_check_ready(a);
 }
 
 /* -- construction ------------------------------------------------------- */
 
-/* The channel's Redis, for the subscription, the stream and the default
- * target; a [target] names a server of its own. */
-static struct redis_conn_opts
-apply_redis(const struct config *cfg)
-{
-	struct redis_conn_opts co = {
-		.host = cfg->redis_host, .port = cfg->redis_port,
-		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-		.password = cfg->redis_password, .db = cfg->redis_db,
-		.where = cfg->redis_where, .client_name = "pginval-apply",
-		.connect_timeout = cfg->redis_connect_timeout,
-		.command_timeout = cfg->redis_command_timeout,
-		.health_interval = cfg->health_interval,
-		.keepalive = cfg->health_interval > 0 ? cfg->health_interval : 30,
-		.reconnect_min = cfg->reconnect_min,
-		.reconnect_max = cfg->reconnect_max,
-	};
-
-	return co;
-}
-
-static struct apply_target_opts
-apply_target_opts(struct apply *a, size_t i)
-{
-	const struct config *cfg = a->cfg;
-	struct apply_target_opts o = {
-		.name = "default",
-		.conn = apply_redis(cfg),
-		.max_inflight = cfg->max_inflight,
-		.max_queue = cfg->apply_max_queue,
-		.marker_ttl = cfg->apply_marker_ttl,
-		.marker_margin = cfg->apply_marker_margin,
-		.stats = &a->stats,
-	};
-
-	if (i < cfg->ntargets) {
-		const struct apply_target_cfg *t = &cfg->targets[i];
-
-		o.name = t->name;
-		o.conn.host = t->host;
-		o.conn.port = t->port;
-		o.conn.unix_path = t->unix_path;
-		o.conn.user = t->user;
-		o.conn.password = t->password;
-		o.conn.db = t->db;
-		o.conn.where = t->where;
-	}
-	return o;
-}
-
-static bool
-apply_wants_refresh(const struct config *cfg)
-{
-	for (size_t i = 0; i < cfg->ntables; i++)
-		if (cfg->tables[i].refresh != NULL)
-			return true;
-	return false;
-}
-
 static void
 apply_new_refresh(struct apply *a)
 {
-	const struct config *cfg = a->cfg;
-	struct pg_conn_opts po = {
-		.name = "refresh",
-		.conninfo = cfg->apply_conninfo ? cfg->apply_conninfo :
-		    cfg->pg_conninfo,
-		.password = cfg->apply_conninfo ? NULL : cfg->pg_password,
-		.connect_timeout = cfg->pg_connect_timeout,
-		.query_timeout = cfg->apply_refresh_timeout,
-		.reconnect_min = cfg->reconnect_min,
-		.reconnect_max = cfg->reconnect_max,
-	};
+	struct pg_conn_opts po = apply_opts_refresh(a->cfg);
 
 	a->refresh = apply_refresh_new(a->loop, &po, REFRESH_MAX_QUEUE,
 	    apply_refresh_event, a);
-	apply_refresh_start(a->refresh);
 }
 
 struct apply *
-apply_new(struct ev_loop *loop, struct config *cfg)
+apply_new(struct ev_loop *loop, struct config *cfg, apply_cb *cb, void *arg)
 {
 	struct apply *a = xcalloc(1, sizeof(*a));
-	struct redis_conn_opts chan = apply_redis(cfg);
+	struct redis_conn_opts chan = apply_opts_channel(cfg);
 
 	a->loop = loop;
 	a->cfg = cfg;
+	a->cb = cb;
+	a->cb_arg = arg;
 	log_info("apply: channel \"%s\" on %s, %zu target%s, %zu table rules",
 	    cfg->redis_channel, cfg->redis_where,
 	    cfg->ntargets > 0 ? cfg->ntargets : 1,
@@ -493,23 +467,32 @@ apply_new(struct ev_loop *loop, struct config *cfg)
 	a->ntargets = cfg->ntargets > 0 ? cfg->ntargets : 1;
 	a->targets = xcalloc(a->ntargets, sizeof(*a->targets));
 	for (size_t i = 0; i < a->ntargets; i++) {
-		struct apply_target_opts to = apply_target_opts(a, i);
+		struct apply_target_opts to = apply_opts_target(a->cfg, i,
+		    &a->stats);
 
 		a->targets[i] = apply_target_new(a->loop, &to, apply_target_event,
 		    a);
-		apply_target_start(a->targets[i]);
 	}
-	if (apply_wants_refresh(cfg))
+	if (apply_opts_refresh_wanted(cfg))
 		apply_new_refresh(a);
-	if (cfg->redis_stream != NULL) {
+	if (cfg->redis_stream != NULL)
 		a->replay = apply_replay_new(a->loop, &chan, cfg->redis_stream,
 		    apply_replay_busy, apply_replay_event, a);
-		apply_replay_start(a->replay);
-	}
 	a->sub = apply_sub_new(a->loop, &chan, cfg->redis_channel,
 	    apply_sub_event, a);
-	apply_sub_start(a->sub);
 	return a;
+}
+
+void
+apply_start(struct apply *a)
+{
+	for (size_t i = 0; i < a->ntargets; i++)
+		apply_target_start(a->targets[i]);
+	if (a->refresh != NULL)
+		apply_refresh_start(a->refresh);
+	if (a->replay != NULL)
+		apply_replay_start(a->replay);
+	apply_sub_start(a->sub);
 }
 
 void
@@ -517,7 +500,9 @@ apply_free(struct apply *a)
 {
 	if (a == NULL)
 		return;
+	a->cb = NULL;		/* the owner hears nothing from here on */
 	apply_sub_free(a->sub);
+	a->sub = NULL;
 	apply_replay_free(a->replay);
 	for (size_t i = 0; i < a->ntargets; i++)
 		apply_target_free(a->targets[i]);
@@ -526,7 +511,7 @@ apply_free(struct apply *a)
 	apply_tables_free(&a->tables);
 	apply_strs_free(&a->values);
 	stats_free(&a->stats.lag);
-	log_info("stopped: %lu messages, %lu keys invalidated (%lu were "
+	log_info("totals: %lu messages, %lu keys invalidated (%lu were "
 	    "cached), %lu resets", a->stats.messages, a->stats.keys_deleted,
 	    a->stats.keys_existed, a->stats.resets_all + a->stats.resets_table);
 	config_free(a->cfg);
@@ -534,30 +519,16 @@ apply_free(struct apply *a)
 }
 
 void
-apply_unsubscribe(struct apply *a)
+apply_stop(struct apply *a)
 {
+	if (a->sub == NULL)
+		return;
 	apply_sub_free(a->sub);
 	a->sub = NULL;
 	apply_replay_free(a->replay);	/* what it holds: the next start resets */
 	a->replay = NULL;
-}
-
-const struct config *
-apply_config(const struct apply *a)
-{
-	return a->cfg;
-}
-
-static bool
-apply_same_targets(const struct config *x, const struct config *y)
-{
-	if (x->ntargets != y->ntargets)
-		return false;
-	for (size_t i = 0; i < x->ntargets; i++)
-		if (strcmp(x->targets[i].name, y->targets[i].name) != 0 ||
-		    strcmp(x->targets[i].url, y->targets[i].url) != 0)
-			return false;
-	return true;
+	log_info("shutdown: unsubscribed; delivering the commands in flight "
+	    "(up to %.1fs)", a->cfg->shutdown_timeout);
 }
 
 void
@@ -569,7 +540,7 @@ apply_reload(struct apply *a, struct config *cfg)
 	    str_differs(old->redis_password, cfg->redis_password) ||
 	    str_differs(old->redis_channel, cfg->redis_channel) ||
 	    str_differs(old->redis_stream, cfg->redis_stream) ||
-	    !apply_same_targets(old, cfg) ||
+	    !apply_opts_same_targets(old, cfg) ||
 	    str_differs(old->apply_conninfo, cfg->apply_conninfo) ||
 	    str_differs(old->pg_conninfo, cfg->pg_conninfo))
 		log_warnx("reload: [redis], [target] and connection settings "
@@ -578,12 +549,15 @@ apply_reload(struct apply *a, struct config *cfg)
 	/* They point into the configuration: built again from the new one. */
 	apply_tables_build(&a->tables, cfg);
 	for (size_t i = 0; i < a->ntargets; i++) {
-		struct apply_target_opts to = apply_target_opts(a, i);
+		struct apply_target_opts to = apply_opts_target(a->cfg, i,
+		    &a->stats);
 
 		apply_target_tune(a->targets[i], &to);
 	}
-	if (a->refresh == NULL && apply_wants_refresh(cfg))
+	if (a->refresh == NULL && apply_opts_refresh_wanted(cfg)) {
 		apply_new_refresh(a);
+		apply_refresh_start(a->refresh);
+	}
 	config_free(old);
 	log_info("reload: %zu table rules, %zu targets", cfg->ntables,
 	    a->ntargets);
@@ -592,10 +566,16 @@ apply_reload(struct apply *a, struct config *cfg)
 /* -- the owner's side -------------------------------------------------- */
 
 void
-apply_http(struct apply *a, const char *path, struct http_response *res)
+apply_metrics(struct apply *a, struct buf *out)
 {
 	struct apply_target_gauge *tg = xcalloc(a->ntargets, sizeof(*tg));
-	bool up = a->sub != NULL && apply_sub_subscribed(a->sub);
+	struct apply_gauges g = {
+		.version = PGINVAL_VERSION,
+		.channel_up = a->sub != NULL && apply_sub_subscribed(a->sub),
+		.refresh_pending = a->refresh ?
+		    apply_refresh_pending(a->refresh) : 0,
+		.targets = tg, .ntargets = a->ntargets,
+	};
 
 	for (size_t i = 0; i < a->ntargets; i++) {
 		struct apply_target *t = a->targets[i];
@@ -606,34 +586,39 @@ apply_http(struct apply *a, const char *path, struct http_response *res)
 		tg[i].queued = apply_target_queued(t);
 		tg[i].inflight = apply_target_inflight(t);
 	}
-	if (strcmp(path, "/metrics") == 0) {
-		struct apply_gauges g = {
-			.version = PGINVAL_VERSION, .channel_up = up,
-			.refresh_pending = a->refresh ?
-			    apply_refresh_pending(a->refresh) : 0,
-			.targets = tg, .ntargets = a->ntargets,
-		};
-
-		res->content_type = "text/plain; version=0.0.4; charset=utf-8";
-		apply_stats_render(&a->stats, &g, &res->body);
-	} else if (strcmp(path, "/healthz") == 0) {
-		buf_adds(&res->body, "channel: ");
-		buf_adds(&res->body, a->sub ? apply_sub_state_name(a->sub) :
-		    "closed");
-		for (size_t i = 0; i < a->ntargets; i++) {
-			buf_adds(&res->body, i == 0 ? ", targets: " : ", ");
-			buf_adds(&res->body, tg[i].name);
-			buf_addc(&res->body, ' ');
-			buf_adds(&res->body, tg[i].state);
-			up = up && tg[i].up;
-		}
-		buf_addc(&res->body, '\n');
-		res->status = up ? 200 : 503;
-	} else {
-		res->status = 404;
-		buf_adds(&res->body, "not found: try /metrics or /healthz\n");
-	}
+	apply_stats_render(&a->stats, &g, out);
 	free(tg);
+}
+
+bool
+apply_health(struct apply *a, struct buf *why)
+{
+	return apply_up(a, why);
+}
+
+void
+apply_status(struct apply *a, struct buf *out)
+{
+	ev_tstamp now = ev_now(a->loop);
+	double secs = now - a->status_at;
+	size_t queued = 0;
+	char tmp[200];
+
+	apply_up(a, out);
+	for (size_t i = 0; i < a->ntargets; i++)
+		queued += apply_target_queued(a->targets[i]) +
+		    apply_target_inflight(a->targets[i]);
+	/* Rates over the time since the previous status line. */
+	snprintf(tmp, sizeof(tmp), "; %.0f messages/s, %.0f keys/s, %lu "
+	    "messages, %zu queued, %lu resets",
+	    secs > 0 ? (double)(a->stats.messages - a->status_messages) / secs :
+	    0, secs > 0 ? (double)(a->stats.keys_deleted - a->status_keys) /
+	    secs : 0, a->stats.messages, queued,
+	    a->stats.resets_all + a->stats.resets_table);
+	buf_adds(out, tmp);
+	a->status_at = now;
+	a->status_messages = a->stats.messages;
+	a->status_keys = a->stats.keys_deleted;
 }
 
 bool

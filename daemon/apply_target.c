@@ -84,8 +84,7 @@ struct apply_target {
 	char inval_sha[41], fill_sha[41];
 	struct buf marker;		/* scratch */
 	struct apply_stats *stats;
-	ev_tstamp complain_at;
-	unsigned complaints;
+	struct log_limit complaints;	/* about error replies */
 };
 
 static void target_pump(struct apply_target *t);
@@ -113,18 +112,12 @@ cmd_list_free(struct fifo *l)
 		cmd_free(c);
 }
 
-/* Error replies are logged at most 10 times per 10 s, and all counted. */
+/* Error replies are all counted, and logged rate-limited (log.h). */
 static void
 target_complain(struct apply_target *t, const char *what, const char *err)
 {
-	ev_tstamp now = ev_now(t->loop);
-
 	t->stats->command_errors++;
-	if (now - t->complain_at >= 10) {
-		t->complain_at = now;
-		t->complaints = 0;
-	}
-	if (t->complaints++ < 10)
+	if (log_limit(&t->complaints, ev_now(t->loop), "error replies"))
 		log_error("target %s: %s failed: %s", t->name, what, err);
 }
 

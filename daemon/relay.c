@@ -49,16 +49,11 @@ struct relay {
 	bool queue_high;
 	ev_tstamp queue_said;
 
-	/* Rate limit for complaints about bad payloads. */
-	ev_tstamp complain_window;
-	unsigned complaints, suppressed;
+	/* Complaints about bad payloads, and oversized outbox rows. */
+	struct log_limit complaints;
 	struct log_limit oversized_lines;
 
-	bool draining;
-	relay_done_cb *done;
-	void *done_arg;
-	ev_timer deadline;
-	ev_timer drained;	/* checks, while draining, whether all is done */
+	bool draining;		/* relay_stop() was called */
 };
 
 static int64_t
@@ -70,24 +65,13 @@ relay_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* At most 10 complaints per 10 s; the rest are counted and summarised. */
+/* Rate-limited (log.h); the rest are counted and summarised. */
 static void
 relay_complain(struct relay *r, const char *what, const char *why,
     const char *payload, size_t len)
 {
-	ev_tstamp now = ev_now(r->loop);
-
-	if (now - r->complain_window >= 10) {
-		if (r->suppressed > 0)
-			log_warnx("postgres: %u more bad notifications in the "
-			    "last 10s were not logged", r->suppressed);
-		r->complain_window = now;
-		r->complaints = r->suppressed = 0;
-	}
-	if (r->complaints++ >= 10) {
-		r->suppressed++;
+	if (!log_limit(&r->complaints, ev_now(r->loop), "bad payloads"))
 		return;
-	}
 	log_warnx("postgres: %s on channel \"%s\": %s (payload: %.*s%s)", what,
 	    r->cfg->pg_channel, why, (int)(len > 120 ? 120 : len), payload,
 	    len > 120 ? "..." : "");
@@ -442,31 +426,6 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 		relay_check_ready(r);
 }
 
-static void
-relay_finish(struct relay *r)
-{
-	relay_done_cb *done = r->done;
-
-	if (done == NULL)
-		return;
-	r->done = NULL;
-	ev_timer_stop(r->loop, &r->deadline);
-	ev_timer_stop(r->loop, &r->drained);
-	done(r->done_arg);
-}
-
-/* While draining: done once Redis has acknowledged everything and the
- * outbox has deleted what was delivered. */
-static void
-relay_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct relay *r = w->data;
-
-	if (redis_sink_queued(r->sink) + redis_sink_inflight(r->sink) == 0 &&
-	    (r->outbox == NULL || outbox_idle(r->outbox)))
-		relay_finish(r);
-}
-
 /*
  * Redis refused m again and again (too big for its proto-max-bulk-len, a
  * key too long to UNLINK): a reset of its table takes its place, and of
@@ -515,17 +474,6 @@ relay_sink_cb(void *arg, enum redis_event ev, const struct sink_msg *m,
 		relay_outbox_gate(r);
 		relay_check_ready(r);
 	}
-}
-
-static void
-relay_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct relay *r = w->data;
-
-	log_warnx("shutdown: %zu messages not delivered before "
-	    "shutdown_timeout; the next start sends a reset",
-	    redis_sink_queued(r->sink) + redis_sink_inflight(r->sink));
-	relay_finish(r);
 }
 
 /* How long a PostgreSQL query may go unanswered before the link counts as
@@ -619,10 +567,6 @@ relay_new(struct ev_loop *loop, struct config *cfg, relay_cb *cb, void *arg)
 
 		r->outbox = outbox_new(loop, &oo, relay_outbox_row, r);
 	}
-	ev_timer_init(&r->deadline, relay_deadline_cb, 0, 0);
-	r->deadline.data = r;
-	ev_timer_init(&r->drained, relay_drained_cb, 0.02, 0.02);
-	r->drained.data = r;
 	return r;
 }
 
@@ -650,7 +594,6 @@ relay_reload(struct relay *r, struct config *cfg)
 	if (redis_sink_configure(r->sink, &so))
 		log_info("reload: Redis settings changed; reconnecting to %s",
 		    cfg->redis_where);
-	log_set_level((enum log_level)cfg->log_level);
 	r->cfg = cfg;
 	if (pg_changed && !r->draining) {
 		log_info("reload: PostgreSQL settings changed; reconnecting");
@@ -665,23 +608,26 @@ relay_reload(struct relay *r, struct config *cfg)
 }
 
 void
-relay_drain(struct relay *r, relay_done_cb *done, void *arg)
+relay_stop(struct relay *r)
 {
 	if (r->draining)
 		return;
 	r->draining = true;
-	r->done = done;
-	r->done_arg = arg;
 	pg_source_stop(r->pg);
 	if (r->outbox != NULL)
 		outbox_set_deliverable(r->outbox, false);	/* no new batch */
 	log_info("shutdown: delivering %zu queued messages (up to %.1fs)",
 	    redis_sink_queued(r->sink) + redis_sink_inflight(r->sink),
 	    r->cfg->shutdown_timeout);
-	ev_timer_set(&r->deadline, r->cfg->shutdown_timeout, 0);
-	ev_timer_start(r->loop, &r->deadline);
-	ev_timer_start(r->loop, &r->drained);
-	relay_drained_cb(r->loop, &r->drained, 0);
+}
+
+/* Done once Redis has acknowledged everything and the outbox has deleted
+ * what was delivered. */
+bool
+relay_busy(const struct relay *r)
+{
+	return redis_sink_queued(r->sink) + redis_sink_inflight(r->sink) > 0 ||
+	    (r->outbox != NULL && !outbox_idle(r->outbox));
 }
 
 void
@@ -689,9 +635,10 @@ relay_free(struct relay *r)
 {
 	if (r == NULL)
 		return;
-	if (r->suppressed > 0)
-		log_warnx("postgres: %u more bad notifications were not logged",
-		    r->suppressed);
+	r->cb = NULL;		/* the owner hears nothing from here on */
+	if (r->complaints.suppressed > 0)
+		log_warnx("postgres: %lu more bad payloads were not logged",
+		    r->complaints.suppressed);
 	log_info("totals: %lu notifications, %lu forged, %lu foreign, "
 	    "%lu invalid, %lu table resets, %lu resets, %lu dropped by a full "
 	    "queue, %lu published, %lu refused, %lu resent, %lu keys unlinked",
@@ -700,8 +647,6 @@ relay_free(struct relay *r)
 	    r->stats.table_resets, r->stats.resets, r->stats.dropped,
 	    r->stats.published, r->stats.refused, r->stats.requeued,
 	    r->stats.unlinked);
-	ev_timer_stop(r->loop, &r->deadline);
-	ev_timer_stop(r->loop, &r->drained);
 	pg_source_free(r->pg);
 	/* The sink first: its messages hold the outbox's acks. */
 	redis_sink_free(r->sink);

@@ -23,18 +23,20 @@ enum relay_event {
 };
 
 typedef void relay_cb(void *arg, enum relay_event ev);
-typedef void relay_done_cb(void *arg);
 
 /* Takes ownership of cfg. cb (may be NULL) hears of readiness changes. */
 struct relay *relay_new(struct ev_loop *loop, struct config *cfg,
     relay_cb *cb, void *arg);
 void relay_start(struct relay *r);
 /* Takes ownership of cfg; keeps both connections when their settings are
- * unchanged. */
+ * unchanged. The log level is the caller's to set. */
 void relay_reload(struct relay *r, struct config *cfg);
-/* Stops reading PostgreSQL and calls done once every queued message is
- * acknowledged by Redis, or when shutdown_timeout passes. */
-void relay_drain(struct relay *r, relay_done_cb *done, void *arg);
+/* A shutdown: stops reading PostgreSQL and taking outbox batches; what is
+ * queued is still sent. The caller waits while relay_busy(), for up to
+ * shutdown_timeout. */
+void relay_stop(struct relay *r);
+/* Messages not yet acknowledged by Redis, or outbox rows not yet deleted. */
+bool relay_busy(const struct relay *r);
 void relay_free(struct relay *r);
 
 /* Appends the Prometheus exposition of the counters and gauges. */

@@ -28,10 +28,12 @@ FILL_LUA = os.path.join(ROOT, "daemon", "fill.lua")
 
 
 class Proc:
-    """One `pginval run` or `pginval apply` process with its own config."""
+    """One `pginval run` or `pginval apply` process with its own config;
+    env adds to the environment it starts with."""
 
-    def __init__(self, command, pg, redis, tables, **kw):
+    def __init__(self, command, pg, redis, tables, env=None, **kw):
         self.command = command
+        self.env = env
         self.dir = tempfile.mkdtemp(prefix="pginval-%s-" % command)
         atexit.register(shutil.rmtree, self.dir, True)
         self.config = os.path.join(self.dir, "pginval.conf")
@@ -58,7 +60,8 @@ class Proc:
         self.log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
             WRAPPER + [BIN, self.command, "-c", self.config],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            env=dict(os.environ, **self.env) if self.env else None)
         atexit.register(self.kill)
         if wait:
             self.wait_log(wait, count=before + 1)

@@ -4,10 +4,12 @@
     check_manpage.py ROOT
 
 Reads the setting table (config_opts in daemon/config.c), the command line
-options (getopt_long calls in daemon/main.c and daemon/tail.c) and the
-environment variables the daemon reads (getenv calls in daemon/*.c), and
-checks that the man page names each of them in the right place, with the
-setting's default and range. Prints one line per check, "PASS what" or
+options (getopt_long calls in daemon/shell.c, the shell of run, check and
+apply, and in daemon/tail.c), the commands that run on the shell (their
+struct shell_ops tables in daemon/*_main.c) and the environment variables
+the daemon reads (getenv calls in daemon/*.c), and checks that the man
+page names each of them in the right place, with the setting's default and
+range, and each shell command's options in its SYNOPSIS. Prints one line per check, "PASS what" or
 "FAIL what: why"; tests/deploy/test_install.sh counts them.
 """
 
@@ -127,7 +129,7 @@ check("[table schema.name] keys documented", ("table", "keys") in items)
 
 # -- Command line ----------------------------------------------------------------
 all_text = plain("\n".join(man))
-for src in ("daemon/main.c", "daemon/tail.c"):
+for src in ("daemon/shell.c", "daemon/tail.c"):
     code = read(src)
     for name in re.findall(r'\{\s*"([\w-]+)",\s*\w+_argument', code):
         check("--%s (%s) documented" % (name, src),
@@ -140,9 +142,53 @@ for src in ("daemon/main.c", "daemon/tail.c"):
                   if ch in "hV" else
                   re.search(r"\bFl %s\b" % ch, all_text),
                   "no 'Fl %s'" % ch)
-for cmd in ("run", "check", "tail"):
+for cmd in ("run", "check", "tail", "apply"):
     check("command %s in SYNOPSIS" % cmd,
           re.search(r"^\.Cm %s$" % cmd, text_of("SYNOPSIS"), re.M))
+
+# The SYNOPSIS of each command: from its ".Cm name" line to the next ".Nm".
+synopsis = {}
+name = None
+for line in sections.get("SYNOPSIS", []):
+    if line.startswith(".Nm"):
+        name = None
+    elif line.startswith(".Cm ") and name is None:
+        name = line[4:].strip()
+        synopsis[name] = ""
+    elif name is not None:
+        synopsis[name] += plain(line) + "\n"
+
+# The commands on the shell take its options (but -h and -V, which every
+# command takes and the synopsis gives once); --connect only where their
+# table says so.
+shell_c = read("daemon/shell.c")
+m = re.search(r'getopt_long\([^"]*"([^"]+)"', shell_c)
+shell_letters = m.group(1).replace(":", "").replace("h", "").replace(
+    "V", "") if m else ""
+check("the shell's options parsed from daemon/shell.c", shell_letters,
+      "no getopt_long call found")
+shell_cmds = []
+for path in sorted(glob.glob(os.path.join(ROOT, "daemon", "*_main.c"))):
+    with open(path, encoding="utf-8") as f:
+        code = f.read()
+    for body in re.findall(r"struct shell_ops \w+ = \{(.*?)\};", code, re.S):
+        m = re.search(r'\.name = "(\w+)"', body)
+        if m:
+            shell_cmds.append((m.group(1), os.path.basename(path),
+                               ".connect_option = true" in body))
+check("shell commands found in daemon/*_main.c",
+      {"run", "apply"} <= {c for c, _, _ in shell_cmds},
+      "found %r" % shell_cmds)
+for cmd, src, connect in shell_cmds:
+    block = synopsis.get(cmd, "")
+    for ch in shell_letters:
+        check("-%s of %s (%s) in its SYNOPSIS" % (ch, cmd, src),
+              re.search(r"\bFl %s\b" % ch, block), "no 'Fl %s'" % ch)
+    if not connect:
+        check("%s (%s) has no --connect in its SYNOPSIS" % (cmd, src),
+              "Fl -connect" not in block)
+check("--connect of check in its SYNOPSIS",
+      "Fl -connect" in synopsis.get("check", ""))
 
 # -- Environment and signals -----------------------------------------------------
 env_text = text_of("ENVIRONMENT")
@@ -157,14 +203,25 @@ for sig in ("SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE"):
 
 # -- Files ------------------------------------------------------------------------
 files_text = text_of("FILES")
-for path in ("/etc/pginval/pginval.conf", "share/pginval/pginval.sql",
-             "share/pginval/uninstall.sql"):
+units = ["lib/systemd/system/" + os.path.basename(u) for u in
+         sorted(glob.glob(os.path.join(ROOT, "deploy", "*.service")))]
+for path in ["/etc/pginval/pginval.conf", "share/pginval/pginval.sql",
+             "share/pginval/uninstall.sql"] + units:
     check("%s in FILES" % path, path in files_text)
 # The default configuration path in the man page is the binary's.
-m = re.search(r'#define DEFAULT_CONFIG "([^"]+)"', read("daemon/main.c"))
-check("default config path matches daemon/main.c",
+m = re.search(r'#define SHELL_DEFAULT_CONFIG "([^"]+)"', read("daemon/shell.h"))
+check("default config path matches daemon/shell.h",
       m and ("The default is\n.Pa %s" % m.group(1)) in text_of("OPTIONS"),
-      m.group(1) if m else "DEFAULT_CONFIG not found")
+      m.group(1) if m else "SHELL_DEFAULT_CONFIG not found")
+# Nothing else spells it out: there is one definition.
+others = []
+for path in sorted(glob.glob(os.path.join(ROOT, "daemon", "*.[ch]"))):
+    with open(path, encoding="utf-8") as f:
+        if (os.path.basename(path) != "shell.h" and
+                '"/etc/pginval/pginval.conf"' in f.read()):
+            others.append(os.path.basename(path))
+check("the default config path is defined once (SHELL_DEFAULT_CONFIG)",
+      not others, "also written out in %s" % ", ".join(others))
 
 for what, ok, why in results:
     print(("PASS %s" % what) if ok else ("FAIL %s: %s" % (what, why)))

@@ -3,7 +3,8 @@
 sweeps for truncate and reset, flush, the gap rules, refresh instead of
 delete (and its fallbacks), replays from the stream instead of resets,
 metrics and health, a dead target link,
-SIGTERM and SIGHUP, and `pginval check` on apply's settings.
+SIGTERM and SIGHUP, the systemd notify protocol over a socket of the
+test's own, and `pginval check` on apply's settings.
 
     python3 tests/integration/test_apply.py [-v] [name-substring ...]
 """
@@ -24,7 +25,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import harness  # noqa: E402
 import runner  # noqa: E402
-from pginval_proc import http_get, metric, wait_for  # noqa: E402
+from pginval_proc import (NotifySocket, SLOW, http_get, metric,  # noqa: E402
+                          wait_for)
 from proxy import Proxy  # noqa: E402
 from runner import eq  # noqa: E402
 from servers import Postgres, Redis, free_port  # noqa: E402
@@ -570,6 +572,39 @@ def test_sigterm_drains_and_sighup_reloads():
         s.a.signal(signal.SIGHUP)
         s.a.wait_log("reload: keeping the running configuration")
     assert "shutdown: everything acknowledged" in s.a.log_text()
+
+
+def test_systemd_notify_protocol():
+    """READY=1 once subscribed with every target connected, STATUS= lines,
+    WATCHDOG=1, RELOADING=1 and READY=1 around a reload, STOPPING=1."""
+    ns = NotifySocket()
+    with Redis() as t:
+        t._kill()  # READY=1 must wait for the target
+        a = harness.Apply(PG, REDIS, TABLES, targets={"cache": t.url},
+                          env={"NOTIFY_SOCKET": ns.path,
+                               "WATCHDOG_USEC": "400000"})
+        try:
+            a.start()           # subscribed, the target still down
+            ns.wait("WATCHDOG=1")  # fed from the loop every 0.2 s
+            ns.wait("WATCHDOG=1")
+            assert not any("READY=1" in m for m in ns.seen), ns.seen
+            t.restart()
+            ns.wait("READY=1")
+            # States, rates and counts, every 5 s.
+            ns.wait(re.compile(r"STATUS=channel: subscribed, targets: cache "
+                               r"ready; \d+ messages/s, \d+ keys/s, 0 "
+                               r"messages, \d+ queued, 1 resets"), 15)
+            a.signal(signal.SIGHUP)
+            ns.wait("RELOADING=1")
+            ns.wait("READY=1")
+            ns.wait("WATCHDOG=1")
+            a.signal(signal.SIGTERM)
+            ns.wait("STOPPING=1")
+            a.proc.wait(timeout=10 * SLOW)
+            a.stop()            # checks the exit status: 0
+        finally:
+            a.kill()
+            ns.close()
 
 
 def test_help_and_version():

@@ -13,10 +13,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,8 +23,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import (BIN, SLOW, http_get, metric, msgs,  # noqa: E402
-                          next_msg, run_bin, wait_for)
+from pginval_proc import (BIN, SLOW, NotifySocket, http_get,  # noqa: E402
+                          metric, msgs, next_msg, run_bin, wait_for)
 from runner import eq  # noqa: E402
 from servers import Postgres, Redis, free_port  # noqa: E402
 
@@ -105,38 +103,6 @@ def test_healthz_follows_both_servers():
             pg.restart()
             wait_for(lambda: http_get(port, "/healthz")[0] == 200,
                      "200 after PostgreSQL is back", 20)
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="pginval-notify-")
-        self.path = os.path.join(self.dir, "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.seen = []
-
-    def wait(self, field, timeout=10):
-        """The next datagram with a line equal to `field`, or matching it
-        when it is a compiled regular expression."""
-        match = field.fullmatch if hasattr(field, "fullmatch") else \
-            (lambda line: line == field)
-        deadline = time.monotonic() + timeout * SLOW
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                msg = self.sock.recv(4096).decode()
-            except socket.timeout:
-                break
-            self.seen.append(msg)
-            if any(match(line) for line in msg.split("\n")):
-                return msg
-        raise AssertionError("%r not received; got %r" % (field, self.seen))
-
-    def close(self):
-        self.sock.close()
-        subprocess.run(["rm", "-rf", self.dir])
 
 
 def test_systemd_notify_protocol():

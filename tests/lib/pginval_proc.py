@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import re
 import tempfile
@@ -134,6 +135,38 @@ class Daemon:
                 return
             time.sleep(0.05)
         raise AssertionError("%r not logged:\n%s" % (needle, self.log_text()))
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="pginval-notify-")
+        self.path = os.path.join(self.dir, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.seen = []
+
+    def wait(self, field, timeout=10):
+        """The next datagram with a line equal to `field`, or matching it
+        when it is a compiled regular expression."""
+        match = field.fullmatch if hasattr(field, "fullmatch") else \
+            (lambda line: line == field)
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                msg = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            self.seen.append(msg)
+            if any(match(line) for line in msg.split("\n")):
+                return msg
+        raise AssertionError("%r not received; got %r" % (field, self.seen))
+
+    def close(self):
+        self.sock.close()
+        subprocess.run(["rm", "-rf", self.dir])
 
 
 @contextlib.contextmanager
