@@ -20,7 +20,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION := 0.1.0
 
 CC      ?= cc
-PKGS    := libpq hiredis libcjson inih
+PKGS    := libpq hiredis inih
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wpointer-arith -Wcast-qual -Wwrite-strings -Wundef \
 	-Wno-unused-parameter
@@ -87,12 +87,12 @@ unit: $(UNIT_BINS)
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
-FUZZ_TARGETS := decode rules config esc sign http
+FUZZ_TARGETS := decode message rules config esc sign http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
 FUZZ_MODULES := log buf esc json_read decode rules message config sha256 sign \
 	http_head
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
-FUZZ_PKGS    := libcjson inih libpq
+FUZZ_PKGS    := inih libpq
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS  := -O1 -g -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \

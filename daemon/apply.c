@@ -23,9 +23,9 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "message.h"
 #include "redis_conn.h"
 
-#include <cjson/cJSON.h>
 #include <ev.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +41,7 @@ struct apply {
 	struct apply_refresh *refresh;	/* NULL: no table refreshes */
 	struct apply_replay *replay;	/* NULL: no [redis] stream */
 	struct apply_tables tables;	/* from cfg */
-	struct apply_seq seq;
+	struct message_seq seq;
 	struct apply_stats stats;
 	struct apply_strs values;	/* scratch */
 	apply_cb *cb;
@@ -154,50 +154,45 @@ static enum apply_result
 apply_message(struct apply *a, const char *payload, size_t len,
     enum apply_from from)
 {
-	cJSON *m = cJSON_ParseWithLength(payload, len);
-	const cJSON *seq, *epoch, *op, *table, *keys, *ts, *reason, *k;
+	/* One per call: a replay that fails at once hands the held messages
+	 * to this function again, from within it. */
+	struct message m = { 0 };
 	enum apply_result res = APPLY_DONE;
-	struct apply_seq before = a->seq;
-	const char *tname;
-	enum apply_gap gap;
-	char why[160];
-	int64_t when;
+	struct message_seq before = a->seq;
+	enum message_gap gap;
+	char why[160], err[64];
 
-	seq = cJSON_GetObjectItemCaseSensitive(m, "seq");
-	epoch = cJSON_GetObjectItemCaseSensitive(m, "epoch");
-	op = cJSON_GetObjectItemCaseSensitive(m, "op");
-	table = cJSON_GetObjectItemCaseSensitive(m, "table");
-	keys = cJSON_GetObjectItemCaseSensitive(m, "keys");
-	ts = cJSON_GetObjectItemCaseSensitive(m, "ts");
-	reason = cJSON_GetObjectItemCaseSensitive(m, "reason");
-	/* Numbers out of range (or inf) would not even convert. */
-	if (!cJSON_IsNumber(seq) || !(seq->valuedouble >= 1 &&
-	    seq->valuedouble <= 9e15) || !cJSON_IsString(epoch)) {
+	if (message_parse(&m, payload, len, err, sizeof(err)) == -1) {
+		a->stats.invalid++;
+		snprintf(why, sizeof(why), "no epoch and seq (%s)", err);
+		apply_complain(a, why, payload, len);
+		goto done;
+	}
+	if (!message_has_seq(&m)) {
 		a->stats.invalid++;
 		apply_complain(a, "no epoch and seq", payload, len);
 		goto done;
 	}
-	gap = apply_seq_check(&a->seq, epoch->valuestring,
-	    (uint64_t)seq->valuedouble);
-	if (gap == APPLY_GAP_REPEAT && a->replay != NULL) {
+	gap = message_seq_check(&a->seq, m.epoch, m.seq);
+	if (gap == MESSAGE_GAP_REPEAT && a->replay != NULL) {
 		a->seq = before;
 		a->stats.repeats++;
 		goto done;
 	}
-	if (gap != APPLY_GAP_NONE && from == FROM_STREAM) {
+	if (gap != MESSAGE_GAP_NONE && from == FROM_STREAM) {
 		a->seq = before;
 		res = APPLY_GAP;
 		goto done;
 	}
-	if (gap != APPLY_GAP_NONE) {
-		if (gap == APPLY_GAP_EPOCH)
+	if (gap != MESSAGE_GAP_NONE) {
+		if (gap == MESSAGE_GAP_EPOCH)
 			a->stats.gaps_epoch++;
 		else
 			a->stats.gaps_seq++;
-		snprintf(why, sizeof(why), gap == APPLY_GAP_EPOCH ?
-		    "gap: seq %.0f opens epoch %.40s, not 1" :
-		    "gap: seq %.0f in epoch %.40s does not follow the last one",
-		    seq->valuedouble, epoch->valuestring);
+		snprintf(why, sizeof(why), gap == MESSAGE_GAP_EPOCH ?
+		    "gap: seq %llu opens epoch %.40s, not 1" :
+		    "gap: seq %llu in epoch %.40s does not follow the last one",
+		    (unsigned long long)m.seq, m.epoch);
 		if (a->replay != NULL && from == FROM_CHANNEL) {
 			log_info("%s; replaying the missed messages", why);
 			a->seq = before;
@@ -210,34 +205,25 @@ apply_message(struct apply *a, const char *payload, size_t len,
 		apply_reset_all(a, why);
 		goto done;
 	}
-	tname = cJSON_IsString(table) ? table->valuestring : NULL;
-	when = cJSON_IsNumber(ts) && ts->valuedouble >= 0 &&
-	    ts->valuedouble <= 9.2e18 ? (int64_t)ts->valuedouble : 0;
-	if (!cJSON_IsString(op) || !cJSON_IsArray(keys)) {
+	if (m.op == NULL || !m.keys_array) {
 		a->stats.invalid++;
 		apply_complain(a, "no op or keys", payload, len);
 		apply_reset_all(a, "a message could not be understood");
 		goto done;
 	}
-	if (strcmp(op->valuestring, "reset") == 0 ||
-	    strcmp(op->valuestring, "truncate") == 0) {
-		snprintf(why, sizeof(why), "%s%s%.100s", op->valuestring,
-		    cJSON_IsString(reason) ? ": " : "", cJSON_IsString(reason) ?
-		    reason->valuestring : "");
-		if (tname == NULL)
+	if (strcmp(m.op, "reset") == 0 || strcmp(m.op, "truncate") == 0) {
+		snprintf(why, sizeof(why), "%s%s%.100s", m.op,
+		    m.reason ? ": " : "", m.reason ? m.reason : "");
+		if (m.table == NULL)
 			apply_reset_all(a, why);
 		else
-			apply_reset_table(a, tname, why);
+			apply_reset_table(a, m.table, why);
 		goto done;
 	}
-	cJSON_ArrayForEach(k, keys) {
-		if (!cJSON_IsString(k))
-			continue;
-		apply_invalidate(a, tname, k->valuestring,
-		    strlen(k->valuestring), when);
-	}
+	for (size_t i = 0; i < m.nkeys; i++)
+		apply_invalidate(a, m.table, m.keys[i].s, m.keys[i].len, m.ts);
 done:
-	cJSON_Delete(m);
+	message_free(&m);
 	return res;
 }
 
@@ -302,7 +288,7 @@ apply_replay_failed(struct apply *a, const char *why)
 {
 	a->stats.replays_failed++;
 	log_warnx("replay: %s; resetting instead", why);
-	apply_seq_forget(&a->seq);
+	message_seq_forget(&a->seq);
 	apply_reset_all(a, "missed messages could not be replayed");
 }
 
@@ -374,7 +360,7 @@ apply_sub_event(void *arg, enum apply_sub_event ev, const char *payload,
 		/* Pub/sub kept nothing while we were away. */
 		a->stats.channel_reconnects = apply_sub_reconnects(a->sub);
 		if (a->stats.channel_reconnects == 0) {
-			apply_seq_forget(&a->seq);
+			message_seq_forget(&a->seq);
 			apply_reset_all(a, "start: changes made while apply was "
 			    "not subscribed are unknown");
 			break;
@@ -386,7 +372,7 @@ apply_sub_event(void *arg, enum apply_sub_event ev, const char *payload,
 			apply_replay_from(a->replay, a->seq.epoch, a->seq.last);
 			break;
 		}
-		apply_seq_forget(&a->seq);
+		message_seq_forget(&a->seq);
 		apply_reset_all(a, "resubscribed: messages sent meanwhile were "
 		    "missed");
 		break;

@@ -223,30 +223,3 @@ apply_tpl_match(const struct apply_tpl *t, const char *key, size_t len,
 	free(m.best);
 	return m.found;
 }
-
-enum apply_gap
-apply_seq_check(struct apply_seq *s, const char *epoch, uint64_t seq)
-{
-	enum apply_gap gap = APPLY_GAP_NONE;
-
-	if (s->epoch[0] != '\0') {
-		if (strcmp(s->epoch, epoch) == 0) {
-			if (seq <= s->last)
-				gap = APPLY_GAP_REPEAT;
-			else if (seq != s->last + 1)
-				gap = APPLY_GAP_SEQ;
-		} else if (seq != 1) {
-			gap = APPLY_GAP_EPOCH;
-		}
-	}
-	snprintf(s->epoch, sizeof(s->epoch), "%s", epoch);
-	s->last = seq;
-	return gap;
-}
-
-void
-apply_seq_forget(struct apply_seq *s)
-{
-	s->epoch[0] = '\0';
-	s->last = 0;
-}

@@ -65,24 +65,4 @@ void apply_tpl_free(struct apply_tpl *t);
 int apply_tpl_match(const struct apply_tpl *t, const char *key, size_t len,
     struct apply_strs *values);
 
-/* Sequence checking: the gap rules of the message contract. */
-struct apply_seq {
-	char epoch[64];		/* "" before the first message */
-	uint64_t last;
-};
-
-enum apply_gap {
-	APPLY_GAP_NONE,
-	APPLY_GAP_SEQ,		/* same epoch, seq is past last + 1 */
-	APPLY_GAP_REPEAT,	/* same epoch, seq is last or before it */
-	APPLY_GAP_EPOCH,	/* new epoch, first seq seen is not 1 */
-};
-
-/* Checks (epoch, seq) against s and records it. A first message after
- * apply_seq_forget() is never a gap by these rules (the caller treats its
- * own (re)subscription as one). */
-enum apply_gap apply_seq_check(struct apply_seq *s, const char *epoch,
-    uint64_t seq);
-void apply_seq_forget(struct apply_seq *s);
-
 #endif

@@ -8,9 +8,9 @@
 #include "buf.h"
 #include "fifo.h"
 #include "log.h"
+#include "message.h"
 #include "redis_conn.h"
 
-#include <cjson/cJSON.h>
 #include <ev.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -45,8 +45,8 @@ struct apply_replay {
 	struct redis_conn *conn;
 	double wait;		/* for the connection, at most */
 	enum replay_state state;
-	char epoch[64];		/* of the last handled message */
-	uint64_t seq;
+	struct message_seq from;	/* the last handled message */
+	struct message msg;	/* the entry read last */
 	char cursor[64];	/* ID of the last entry read; "" at first */
 	bool again;		/* read the end again: it moved since */
 	uintptr_t gen;		/* of the replay; its requests carry it */
@@ -108,25 +108,19 @@ replay_entry(struct apply_replay *r, const redisReply *e,
 }
 
 /* -1: the entry is older than the one searched for; 1: it is that one;
- * 0: neither (newer, another epoch, or not a message). */
+ * 0: neither (newer, another epoch, or not a message). By the gap rules,
+ * the first two are repeats of the last handled message. */
 static int
-replay_compare(const struct apply_replay *r, const redisReply *msg)
+replay_compare(struct apply_replay *r, const redisReply *msg)
 {
-	cJSON *m = cJSON_ParseWithLength(msg->str, msg->len);
-	const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(m, "epoch");
-	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(m, "seq");
-	int c = 0;
+	struct message *m = &r->msg;
+	char err[64];
 
-	if (cJSON_IsString(epoch) && cJSON_IsNumber(seq) &&
-	    seq->valuedouble >= 1 && seq->valuedouble <= 9e15 &&
-	    strcmp(epoch->valuestring, r->epoch) == 0) {
-		if ((uint64_t)seq->valuedouble == r->seq)
-			c = 1;
-		else if (seq->valuedouble < (double)r->seq)
-			c = -1;
-	}
-	cJSON_Delete(m);
-	return c;
+	if (message_parse(m, msg->str, msg->len, err, sizeof(err)) == -1 ||
+	    !message_has_seq(m) ||
+	    message_seq_test(&r->from, m->epoch, m->seq) != MESSAGE_GAP_REPEAT)
+		return 0;
+	return m->seq == r->from.last ? 1 : -1;
 }
 
 static void
@@ -147,15 +141,15 @@ replay_search_page(struct apply_replay *r, const redisReply *reply)
 		if (c == -1) {
 			replay_fail(r, "stream \"%s\" lacks message %llu of epoch "
 			    "%s (an XADD failed?)", r->stream,
-			    (unsigned long long)r->seq, r->epoch);
+			    (unsigned long long)r->from.last, r->from.epoch);
 			return;
 		}
 	}
 	if (reply->elements < REPLAY_PAGE) {
 		replay_fail(r, "message %llu of epoch %s is older than stream "
 		    "\"%s\" holds (raise [redis] stream_maxlen to replay "
-		    "longer gaps)", (unsigned long long)r->seq, r->epoch,
-		    r->stream);
+		    "longer gaps)", (unsigned long long)r->from.last,
+		    r->from.epoch, r->stream);
 		return;
 	}
 	replay_next(r);
@@ -312,6 +306,7 @@ apply_replay_free(struct apply_replay *r)
 	redis_conn_free(r->conn);
 	ev_timer_stop(r->loop, &r->timer);
 	apply_replay_drop_held(r);
+	message_free(&r->msg);
 	free(r->stream);
 	free(r);
 }
@@ -323,8 +318,8 @@ apply_replay_from(struct apply_replay *r, const char *epoch, uint64_t seq)
 		r->again = true;
 		return;
 	}
-	snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
-	r->seq = seq;
+	snprintf(r->from.epoch, sizeof(r->from.epoch), "%s", epoch);
+	r->from.last = seq;
 	r->cursor[0] = '\0';
 	r->again = false;
 	r->gen++;

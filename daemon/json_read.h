@@ -1,10 +1,12 @@
 /*
- * A one-pass reader of JSON text, for parsers made for one format (the
- * triggers' payloads, in decode.c): the caller walks the structure it
- * expects with json_next_member() and json_value(), and skips the rest.
- * It reads JSON as cJSON does (the same blanks, numbers, escapes and
- * nesting limit), so that a payload means what it meant to cJSON. Values
- * are checked and skipped without recursion. Pure: no I/O, no allocation.
+ * A one-pass reader of JSON text, the only one in pginval, for parsers
+ * made for one format (the triggers' payloads, in decode.c; the channel's
+ * messages, in message.c): the caller walks the structure it expects
+ * with json_next_member() and json_value(), and skips the rest. It reads
+ * JSON as cJSON, the library it replaced, did (the same blanks, numbers,
+ * escapes and nesting limit), so that a payload or a message means what
+ * it meant before. Values are checked and skipped without recursion.
+ * Pure: no I/O, no allocation.
  */
 #ifndef PGINVAL_JSON_READ_H
 #define PGINVAL_JSON_READ_H
@@ -12,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define JSON_MAX_DEPTH 1000	/* open arrays and objects, as in cJSON */
+#define JSON_MAX_DEPTH 1000	/* open arrays and objects, as cJSON had */
 
 /* A value as read; of an array or an object, only its type. */
 struct json_val {
@@ -37,7 +39,7 @@ struct json_reader {
 
 /* The next byte, or -1 at the end. */
 int json_peek(const struct json_reader *rd);
-/* To cJSON, every byte up to the space is a blank, NUL included. */
+/* Every byte up to the space is a blank, NUL included, as to cJSON. */
 void json_skip_blanks(struct json_reader *rd);
 /* Past the [ or { at rd->p; false when that nests too deep. */
 bool json_open(struct json_reader *rd);

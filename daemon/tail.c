@@ -10,12 +10,11 @@
  * sequence reaches the operator's terminal.
  */
 #include "tail.h"
-#include "apply_key.h"
 #include "config.h"
 #include "esc.h"
 #include "log.h"
+#include "message.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <getopt.h>
@@ -34,7 +33,8 @@ struct tail {
 	bool json, color;
 	bool connected;		/* subscribed once already */
 	const char *table, *key;
-	struct apply_seq seq;	/* the gap rules, as apply keeps them */
+	struct message_seq seq;	/* the gap rules, as apply keeps them */
+	struct message msg;	/* the last one read */
 	unsigned long messages, shown, resets, gaps;
 };
 
@@ -136,19 +136,15 @@ tail_json_line(struct buf *b, const char *text, size_t len)
 }
 
 static bool
-tail_wanted(const struct tail *t, const cJSON *msg)
+tail_wanted(const struct tail *t, const struct message *m)
 {
-	const cJSON *table = cJSON_GetObjectItemCaseSensitive(msg, "table");
-	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(msg, "keys");
-	const cJSON *k;
-
-	if (t->table != NULL && cJSON_IsString(table) &&
-	    strcmp(table->valuestring, t->table) != 0)
+	if (t->table != NULL && m->table != NULL &&
+	    strcmp(m->table, t->table) != 0)
 		return false;
 	if (t->key == NULL)
 		return true;
-	cJSON_ArrayForEach(k, keys)
-		if (cJSON_IsString(k) && fnmatch(t->key, k->valuestring, 0) == 0)
+	for (size_t i = 0; i < m->nkeys; i++)
+		if (fnmatch(t->key, m->keys[i].s, 0) == 0)
 			return true;
 	return false;
 }
@@ -156,50 +152,42 @@ tail_wanted(const struct tail *t, const cJSON *msg)
 static void
 tail_print(struct tail *t, const char *text, size_t len)
 {
-	cJSON *msg = cJSON_ParseWithLength(text, len);
-	const cJSON *seq, *epoch, *op, *table, *keys, *ts, *reason, *k;
+	struct message *m = &t->msg;
 	struct buf line = { 0 };
 	struct timeval now;
 	struct tm tm;
-	char clock[16];
+	char clock[16], err[64];
 	bool reset;
 
 	t->messages++;
-	if (msg == NULL || (t->json && tail_json_line(&line, text, len) == -1)) {
+	if (message_parse(m, text, len, err, sizeof(err)) == -1 ||
+	    (t->json && tail_json_line(&line, text, len) == -1)) {
 		printf("%s(not JSON) ", tail_paint(t, "\033[31m"));
 		tail_field(text, len, 0);
 		printf("%s\n", tail_paint(t, "\033[0m"));
 		goto done;
 	}
-	seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
-	epoch = cJSON_GetObjectItemCaseSensitive(msg, "epoch");
-	op = cJSON_GetObjectItemCaseSensitive(msg, "op");
-	table = cJSON_GetObjectItemCaseSensitive(msg, "table");
-	keys = cJSON_GetObjectItemCaseSensitive(msg, "keys");
-	ts = cJSON_GetObjectItemCaseSensitive(msg, "ts");
-	reason = cJSON_GetObjectItemCaseSensitive(msg, "reason");
-	reset = cJSON_IsString(op) && (strcmp(op->valuestring, "reset") == 0 ||
-	    strcmp(op->valuestring, "truncate") == 0);
+	reset = m->op != NULL && (strcmp(m->op, "reset") == 0 ||
+	    strcmp(m->op, "truncate") == 0);
 	if (reset)
 		t->resets++;
 
-	if (cJSON_IsNumber(seq) && seq->valuedouble >= 1 &&
-	    seq->valuedouble <= 9e15 && cJSON_IsString(epoch)) {
+	if (message_has_seq(m)) {
 		uint64_t expected = t->seq.last + 1;
-		enum apply_gap gap = apply_seq_check(&t->seq,
-		    epoch->valuestring, (uint64_t)seq->valuedouble);
+		enum message_gap gap = message_seq_check(&t->seq, m->epoch,
+		    m->seq);
 
-		if (gap != APPLY_GAP_NONE) {
+		if (gap != MESSAGE_GAP_NONE) {
 			t->gaps++;
 			if (!t->json)
-				printf("%s!! gap: expected seq %llu, got %.0f%s\n",
+				printf("%s!! gap: expected seq %llu, got %llu%s\n",
 				    tail_paint(t, "\033[1;31m"),
-				    (unsigned long long)(gap == APPLY_GAP_EPOCH ?
-				    1 : expected), seq->valuedouble,
+				    (unsigned long long)(gap == MESSAGE_GAP_EPOCH ?
+				    1 : expected), (unsigned long long)m->seq,
 				    tail_paint(t, "\033[0m"));
 		}
 	}
-	if (!tail_wanted(t, msg))
+	if (!tail_wanted(t, m))
 		goto done;
 	t->shown++;
 	if (t->json) {
@@ -211,33 +199,30 @@ tail_print(struct tail *t, const char *text, size_t len)
 	localtime_r(&now.tv_sec, &tm);
 	strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
 	printf("%s.%03ld ", clock, (long)now.tv_usec / 1000);
-	if (cJSON_IsNumber(ts)) {
+	if (m->has_ts) {
 		double lag = ((double)now.tv_sec * 1e6 + now.tv_usec -
-		    ts->valuedouble) / 1000.0;
+		    (double)m->ts) / 1000.0;
 		printf("%8.1fms ", lag);
 	} else {
 		printf("%10s ", "-");
 	}
 	printf("%s", tail_paint(t, reset ? "\033[1;33m" : "\033[36m"));
-	tail_str(cJSON_IsString(op) ? op->valuestring : "?", 8);
+	tail_str(m->op ? m->op : "?", 8);
 	printf("%s ", tail_paint(t, "\033[0m"));
-	tail_str(cJSON_IsString(table) ? table->valuestring : "(all tables)",
-	    24);
-	cJSON_ArrayForEach(k, keys)
-		if (cJSON_IsString(k)) {
-			putchar(' ');
-			tail_str(k->valuestring, 0);
-		}
-	if (cJSON_IsString(reason)) {
+	tail_str(m->table ? m->table : "(all tables)", 24);
+	for (size_t i = 0; i < m->nkeys; i++) {
+		putchar(' ');
+		tail_field(m->keys[i].s, m->keys[i].len, 0);
+	}
+	if (m->reason != NULL) {
 		printf(" %s(", tail_paint(t, "\033[33m"));
-		tail_str(reason->valuestring, 0);
+		tail_str(m->reason, 0);
 		printf(")%s", tail_paint(t, "\033[0m"));
 	}
 	printf("\n");
 done:
 	fflush(stdout);
 	buf_free(&line);
-	cJSON_Delete(msg);
 }
 
 /* A server's error text, escaped for stderr (into a static buffer). */
@@ -321,7 +306,7 @@ tail_loop(struct tail *t, const struct config *cfg, const char *channel)
 					    tail_paint(t, "\033[0m"));
 			}
 			t->connected = true;
-			apply_seq_forget(&t->seq);
+			message_seq_forget(&t->seq);
 		}
 		/* hiredis retries reads interrupted by a signal, so wait for
 		 * input here, where Ctrl-C can stop the wait. */
@@ -430,6 +415,7 @@ tail_main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rc = tail_loop(&t, cfg, channel);
+	message_free(&t.msg);
 done:
 	if (cfg == &dflt) {
 		free(dflt.redis_host);

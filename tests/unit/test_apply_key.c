@@ -1,7 +1,7 @@
 /*
  * Unit tests for daemon/apply_key.c: hash slots, marker names (every
- * marker must land in its key's slot), key template matching for
- * refreshes, and the sequence gap rules.
+ * marker must land in its key's slot) and key template matching for
+ * refreshes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -149,46 +149,6 @@ test_template_match(void **state)
 	t_done();
 }
 
-static void
-test_seq_gaps(void **state)
-{
-	static const struct {
-		const char *epoch;
-		uint64_t seq;
-		enum apply_gap want;
-	} steps[] = {
-		{ "e1", 5, APPLY_GAP_NONE },	/* first after subscribing */
-		{ "e1", 6, APPLY_GAP_NONE },
-		{ "e1", 8, APPLY_GAP_SEQ },
-		{ "e1", 9, APPLY_GAP_NONE },
-		{ "e1", 9, APPLY_GAP_REPEAT },	/* a repeat is not last + 1 */
-		{ "e1", 3, APPLY_GAP_REPEAT },
-		{ "e1", 4, APPLY_GAP_NONE },	/* it was recorded */
-		{ "e2", 1, APPLY_GAP_NONE },	/* a new run starts at 1 */
-		{ "e2", 2, APPLY_GAP_NONE },
-		{ "e3", 4, APPLY_GAP_EPOCH },
-		{ "e3", 5, APPLY_GAP_NONE },
-	};
-	struct apply_seq s = { { 0 }, 0 };
-
-	(void)state;
-	tfails = 0;
-	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-		enum apply_gap got = apply_seq_check(&s, steps[i].epoch,
-		    steps[i].seq);
-
-		tcase = steps[i].epoch;
-		if (got != steps[i].want)
-			t_fail(__LINE__, "step %zu (seq %llu): gap %d, want %d", i,
-			    (unsigned long long)steps[i].seq, got, steps[i].want);
-	}
-	apply_seq_forget(&s);
-	tcase = "after forget";
-	if (apply_seq_check(&s, "e9", 7) != APPLY_GAP_NONE)
-		t_fail(__LINE__, "a first message is never a gap");
-	t_done();
-}
-
 int
 main(void)
 {
@@ -196,7 +156,6 @@ main(void)
 		cmocka_unit_test(test_slots),
 		cmocka_unit_test(test_marker_names),
 		cmocka_unit_test(test_template_match),
-		cmocka_unit_test(test_seq_gaps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
