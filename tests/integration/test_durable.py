@@ -63,7 +63,7 @@ def wait_empty(timeout=10):
     eq(outbox_rows(), 0, "outbox drained")
 
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
         "SELECT pginval.watch('users', ARRAY['id', 'email'], 'pginval', "

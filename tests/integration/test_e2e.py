@@ -54,7 +54,7 @@ def redis_keys():
 # -- tests --------------------------------------------------------------------
 
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
         "SELECT pginval.watch('users', ARRAY['id', 'email']);"

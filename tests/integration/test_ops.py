@@ -44,7 +44,7 @@ def setup_db(pg):
 
 # -- tests --------------------------------------------------------------------
 
-def test_setup():
+def setup():
     setup_db(PG)
 
 

@@ -52,7 +52,7 @@ def summary(rows):
     return [(r["table"], r["op"], r.get("old"), r.get("new")) for r in rows]
 
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("""
         CREATE TABLE meas (id int, day date, v text, PRIMARY KEY (id, day))

@@ -57,7 +57,7 @@ def daemon(sub=None, extra=None, **kw):
                                 extra=dict(OUTBOX, **(extra or {})), **kw)
 
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("""
         CREATE ROLE mallory LOGIN;

@@ -57,7 +57,7 @@ def wait_marker_change(client, key, before, timeout=5):
                             "apply to invalidate %r" % key, timeout)
 
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     PG.psql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
             "SELECT pginval.watch('users', ARRAY['id', 'email']);"
