@@ -99,6 +99,10 @@ def setup():
         "SELECT pginval.watch('orders', ARRAY['id', 'customer_id']);")
 
 
+def before_each():
+    rc("FLUSHALL")        # no test counts or sweeps another's keys
+
+
 def test_check_accepts_apply_settings():
     d = harness.Apply(PG, REDIS, REFRESH, extra={
         "apply.reset": "flush", "apply.marker_ttl": "30s",

@@ -19,8 +19,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import (http_get, metric, msgs, next_msg, quiet,  # noqa: E402
-                          run_bin, signed, strip, wait_for)
+from pginval_proc import (http_get, metric, msgs, next_msg,  # noqa: E402
+                          run_bin, settle, signed, strip, wait_for)
 from runner import eq  # noqa: E402
 from servers import PsqlError, free_port  # noqa: E402
 
@@ -109,7 +109,7 @@ def test_forged_notifications_are_dropped():
                       "keys": ["user:1", "user:email:a@x"],
                       "new": {"id": "1", "email": "a@x"}},
            "the real change is the first message after the start")
-        quiet(sub)
+        eq(settle(sub, PG), [], "the forged payloads send nothing")
         text = http_get(port, "/metrics")[1]
         eq(metric(text, 'pginval_forged_payloads_total{source="notify"}'),
            len(forged) + 20000)
@@ -136,7 +136,7 @@ def test_outbox_is_closed_to_other_roles():
         as_role("app", "INSERT INTO orders VALUES (7, 'x')")
         m = next_msg(sub)
         eq((m["op"], m["keys"]), ("insert", ["order:7"]), "the real change")
-        quiet(sub)
+        eq(settle(sub, PG, "durable"), [], "the forged row sends nothing")
         wait_for(lambda: sql("SELECT count(*) FROM pginval.outbox").strip()
                  == "0", "the outbox emptied")
         eq(metric(http_get(port, "/metrics")[1],

@@ -6,7 +6,9 @@ line per failure (and per test with -v), then exactly one summary line
 
 A module's function named ``setup``, if any, is a fixture: it runs once
 before the tests and is not counted as a test. If it fails, no test runs
-and the run counts one failure. Tests do not depend on each other: each
+and the run counts one failure. A function named ``before_each`` is a
+fixture too: it runs before every test (a fresh database, an empty Redis)
+and its failure is that test's. Tests do not depend on each other: each
 builds what it needs itself, so any one of them runs alone and in any
 order.
 
@@ -71,6 +73,7 @@ def run(module_globals, argv, around=None):
             print(name)
         return 0
     setup = module_globals.get("setup")
+    before_each = module_globals.get("before_each")
     passed = failed = 0
     started = time.monotonic()
 
@@ -96,6 +99,8 @@ def run(module_globals, argv, around=None):
             failed += 1
             return
         for name, fn in tests:
+            if callable(before_each):
+                fn = (lambda f: lambda: (before_each(), f()))(fn)
             if one(name, fn):
                 passed += 1
             else:
