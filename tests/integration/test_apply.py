@@ -90,13 +90,17 @@ def sql(text):
 
 # -- tests --------------------------------------------------------------------
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
         "SELECT pginval.watch('users', ARRAY['id', 'email']);"
         "CREATE TABLE orders (id int PRIMARY KEY, customer_id int, "
         "total numeric);"
         "SELECT pginval.watch('orders', ARRAY['id', 'customer_id']);")
+
+
+def before_each():
+    rc("FLUSHALL")        # no test counts or sweeps another's keys
 
 
 def test_check_accepts_apply_settings():
@@ -214,28 +218,45 @@ def publish(body):
     return rc("PUBLISH", "pginval", json.dumps(body))
 
 
+SENTINELS = iter(range(1, 1000000))
+
+
+def handled(s, body, send=None):
+    """Publishes ``body`` with a key of its own, and waits until apply has
+    deleted that key: every message published before it has then been
+    handled. What must NOT have happened is checked after this positive
+    signal, never after a pause (which passes when apply is merely slow).
+    Returns the number of resets of every table logged so far."""
+    key = "user:sentinel%d" % next(SENTINELS)
+    rc("SET", key, "x")
+    (send or publish)(dict(body, keys=list(body.get("keys", [])) + [key]))
+    wait_for(lambda: rc("EXISTS", key) == 0, "the sentinel " + key)
+    return s.a.log_text().count("reset of every table")
+
+
 def test_gaps_reset_everything():
     with Stack(daemon=False) as s:
         msg = {"v": 1, "epoch": "e1", "op": "update",
                "table": "public.users", "keys": ["user:70"], "ts": 1}
         rc("SET", "user:71", "x")
+        resets = s.a.log_text().count("reset of every table")
         publish(dict(msg, seq=1))
-        publish(dict(msg, seq=2))
-        time.sleep(0.2)
+        eq(handled(s, dict(msg, seq=2)), resets, "no gap yet: resets")
         eq(rc("EXISTS", "user:71"), 1, "no gap yet")
         publish(dict(msg, seq=4))
         s.a.wait_log("gap: seq 4 in epoch e1 does not follow the last one")
         wait_for(lambda: rc("EXISTS", "user:71") == 0, "gap reset")
         rc("SET", "user:72", "x")
-        publish(dict(msg, seq=5))
-        time.sleep(0.2)
+        resets = s.a.log_text().count("reset of every table")
+        eq(handled(s, dict(msg, seq=5)), resets, "back in step: resets")
         eq(rc("EXISTS", "user:72"), 1, "back in step")
         publish(dict(msg, epoch="e2", seq=3))
         s.a.wait_log("gap: seq 3 opens epoch e2, not 1")
         wait_for(lambda: rc("EXISTS", "user:72") == 0, "epoch gap reset")
         rc("SET", "user:73", "x")
-        publish(dict(msg, epoch="e3", seq=1))
-        time.sleep(0.2)
+        resets = s.a.log_text().count("reset of every table")
+        eq(handled(s, dict(msg, epoch="e3", seq=1)), resets,
+           "a new epoch from 1 is no gap: resets")
         eq(rc("EXISTS", "user:73"), 1, "a new epoch from 1 is no gap")
         eq(rc("PUBLISH", "pginval", "not json"), 1, "junk is received")
         s.a.wait_log("skipping a message: no epoch and seq")
@@ -362,8 +383,8 @@ def test_stream_too_short_or_broken_means_a_reset():
                      '"pginval:log" holds')
         wait_for(lambda: rc("EXISTS", "user:96") == 0, "reset instead")
         rc("SET", "user:97", "x")
-        publish(dict(msg, seq=4))
-        time.sleep(0.2)
+        resets = s.a.log_text().count("reset of every table")
+        eq(handled(s, dict(msg, seq=4)), resets, "in step again: resets")
         eq(rc("GET", "user:97"), b"x", "in step again after the reset")
         rc("DEL", "pginval:log")
         rc("SET", "pginval:log", "not a stream")

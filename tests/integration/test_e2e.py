@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
 from pginval_proc import (BIN, SLOW, changes, check_envelope, msgs,  # noqa: E402
-                          next_msg, quiet, rows_of, signed, strip)
+                          next_msg, rows_of, settle, signed, strip)
 from runner import eq  # noqa: E402
 
 
@@ -54,13 +54,18 @@ def redis_keys():
 # -- tests --------------------------------------------------------------------
 
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
         "SELECT pginval.watch('users', ARRAY['id', 'email']);"
         "CREATE TABLE orders (a int, b text, total numeric, "
         "PRIMARY KEY (a, b));"
         "SELECT pginval.watch('orders');")
+
+
+def before_each():
+    # No daemon runs between tests: this sends nothing anywhere.
+    sql("TRUNCATE users, orders")
 
 
 def test_insert_update_delete():
@@ -71,7 +76,7 @@ def test_insert_update_delete():
         sql("UPDATE users SET email = 'new@x.io' WHERE id = 42")
         sql("DELETE FROM users WHERE id = 42")
         ms = msgs(sub, 4)
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
     check_envelope(ms)
     eq(ms[0]["seq"], 2, "seq after the start reset")
     eq([strip(m) for m in ms], [
@@ -99,7 +104,7 @@ def test_noop_update_and_truncate():
         sql("INSERT INTO users VALUES (1, 'a@x', 'A')")
         eq(strip(next_msg(sub))["op"], "insert")
         sql("UPDATE users SET name = name, email = email")
-        quiet(sub)
+        eq(settle(sub, PG), [], "a no-op update sends nothing")
         sql("TRUNCATE users")
         m = next_msg(sub)
         eq(strip(m), {"op": "truncate", "table": "public.users", "keys": []})
@@ -208,7 +213,7 @@ def test_10000_junk_mixed_with_real():
             "  INSERT INTO users VALUES (10000 + i, 'm' || i, 'n'); "
             "END LOOP; END $$")
         rows = changes(sub, 1000, timeout=60)
-        quiet(sub)
+        eq(settle(sub, PG), [], "the junk sends nothing")
         assert d.alive()
     # Unsigned: dropped before any parsing, logged with a rate limit, and
     # all counted.
@@ -298,10 +303,8 @@ def test_queue_overflow_becomes_reset():
             d.wait_log("queue full")
         finally:
             os.kill(REDIS.proc.pid, signal.SIGCONT)
-        got = sub.drain(1.0 * SLOW)
-        ms = [json.loads(g) for g in got]
-        sql("DELETE FROM users")
-        sub.drain(1.0 * SLOW)
+        # Everything the relay kept comes before a sentinel sent now.
+        ms = settle(sub, PG)
     check_envelope(ms)
     resets = [m for m in ms if m["op"] == "reset"]
     assert resets and "queue full" in resets[0]["reason"], ms
@@ -319,7 +322,7 @@ def test_coalesce_publishes_a_key_once():
         sql(";".join("UPDATE users SET name = 'v%d' WHERE id = 70" % i
                      for i in range(5)))
         m = next_msg(sub)
-        quiet(sub)
+        eq(settle(sub, PG), [], "one message for the five")
     eq(m["op"], "update")
     eq(m["keys"], ["user:70", "user:email:c@x"], "each key once")
     eq(len(m["rows"]), 5, "every change is still described")
@@ -336,7 +339,7 @@ def test_sigterm_drains_queued_messages():
             "FROM generate_series(1, 50) g")
         time.sleep(0.5)
         d.signal(signal.SIGTERM)
-        time.sleep(0.5)
+        d.wait_log("shutdown: delivering")
         assert d.alive(), "waits for Redis to take the messages"
     finally:
         os.kill(REDIS.proc.pid, signal.SIGCONT)
@@ -357,7 +360,7 @@ def test_second_sigterm_exits_at_once():
         sql("INSERT INTO users VALUES (31, 'x@x', 'n')")
         time.sleep(0.3)
         d.signal(signal.SIGTERM)
-        time.sleep(0.3)
+        d.wait_log("shutdown: delivering")
         assert d.alive(), "still draining"
         d.signal(signal.SIGTERM)
         d.proc.wait(timeout=5 * SLOW)
@@ -390,17 +393,19 @@ def test_latency_commit_to_subscriber():
     lat = []
     with daemon(sub):
         for i in range(200):
-            t0 = time.time()
             sql("INSERT INTO users VALUES (%d, NULL, 'n')" % (500 + i))
             m = next_msg(sub)
+            eq(m["new"]["id"], str(500 + i), "the message of this commit")
             lat.append(time.time() * 1e6 - m["ts"])
         sql("DELETE FROM users")
         changes(sub, 200)
     lat.sort()
-    # Reported, not asserted: timings are noisy on shared machines.
+    p50, p99 = statistics.median(lat) / 1000, lat[int(len(lat) * 0.99)] / 1000
     print("latency row change -> subscriber: p50 %.2f ms, p99 %.2f ms "
-          "(200 single-row commits, psql per commit)"
-          % (statistics.median(lat) / 1000, lat[int(len(lat) * 0.99)] / 1000))
+          "(200 single-row commits, psql per commit)" % (p50, p99))
+    # A bound that only a stuck relay misses: timings on a shared machine
+    # are noisy, and the numbers above are for reading, not asserting.
+    assert p99 < 2000 * SLOW, "p99 %.0f ms: not under 2 s" % p99
 
 
 def test_check_command():

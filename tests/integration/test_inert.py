@@ -73,7 +73,7 @@ def inert(data, what):
 
 # -- tests --------------------------------------------------------------------
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
         "SELECT pginval.watch('users', ARRAY['id', 'email']);")

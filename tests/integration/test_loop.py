@@ -169,7 +169,7 @@ def insert_flows(sub, uid, keys=None):
 
 # -- tests --------------------------------------------------------------------
 
-def test_setup():
+def setup():
     setup_db(PG)
 
 

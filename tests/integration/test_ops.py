@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,7 +45,7 @@ def setup_db(pg):
 
 # -- tests --------------------------------------------------------------------
 
-def test_setup():
+def setup():
     setup_db(PG)
 
 
@@ -181,7 +182,21 @@ def test_tail_in_a_terminal():
             tmux("kill-server")
 
 
+def lines_of(p):
+    """The lines p prints, as a list that a thread fills until EOF."""
+    lines = []
+
+    def read():
+        for line in p.stdout:
+            lines.append(line)
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 def test_tail_filters():
+    # public.other: what the table filter lets through, as a sentinel.
+    sql("CREATE TABLE IF NOT EXISTS other (id int PRIMARY KEY);"
+        "SELECT pginval.watch('other');")
     sub = REDIS.subscribe("pginval")
     with pginval_proc.running(PG, REDIS, sub) as d:
         procs = {
@@ -192,19 +207,26 @@ def test_tail_filters():
                                      "--json", "--key", "user:email:*@keep"],
                                     stdout=subprocess.PIPE, text=True),
         }
-        time.sleep(0.5)
+        out = {name: lines_of(p) for name, p in procs.items()}
+        wait_for(lambda: REDIS.command("PUBSUB", "NUMSUB", "pginval")[1]
+                 >= 3, "both tails subscribed")
         sql("INSERT INTO users VALUES (1, 'a@drop', 'n')")
         sql("INSERT INTO users VALUES (2, 'b@keep', 'n')")
-        msgs(sub, 2)
-        time.sleep(0.3)
-        out = {}
+        # Sentinels, one that each filter lets through: once a tail has
+        # printed its own, it has seen every message before it.
+        sql("INSERT INTO other VALUES (1)")
+        sql("INSERT INTO users VALUES (3, 'z@keep', 'n')")
+        msgs(sub, 4)
+        wait_for(lambda: out["table"] and out["key"] and
+                 '"user:3"' in out["key"][-1], "each tail's sentinel")
         for name, p in procs.items():
             p.send_signal(signal.SIGINT)
-            out[name] = p.communicate(timeout=5)[0]
-        sql("DELETE FROM users")
-    eq(out["table"], "", "no message is about public.other")
-    eq([json.loads(line)["keys"] for line in out["key"].splitlines()],
-       [["user:2", "user:email:b@keep"]])
+            p.wait(timeout=5)
+        sql("DELETE FROM users; DELETE FROM other")
+    eq([json.loads(line)["table"] for line in out["table"]],
+       ["public.other"], "only messages about public.other")
+    eq([json.loads(line)["keys"] for line in out["key"]],
+       [["user:2", "user:email:b@keep"], ["user:3", "user:email:z@keep"]])
 
 
 def test_reload_keeps_connections():

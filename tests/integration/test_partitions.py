@@ -24,8 +24,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import (changes, msgs, quiet, run_bin, strip,  # noqa: E402
-                          wait_for)
+from pginval_proc import (changes, msgs, run_bin, settle,  # noqa: E402
+                          strip, wait_for)
 from runner import eq  # noqa: E402
 from servers import PsqlError  # noqa: E402
 
@@ -52,7 +52,8 @@ def summary(rows):
     return [(r["table"], r["op"], r.get("old"), r.get("new")) for r in rows]
 
 
-def test_setup():
+def setup():
+    pginval_proc.template_database(PG)
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("""
         CREATE TABLE meas (id int, day date, v text, PRIMARY KEY (id, day))
@@ -61,6 +62,32 @@ def test_setup():
             FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
         SELECT pginval.watch('meas', ARRAY['id', 'day']);
     """)
+
+
+def before_each():
+    pginval_proc.fresh_database(PG)
+
+
+PARTITIONS = {
+    "meas_2024_02": "CREATE TABLE meas_2024_02 PARTITION OF meas "
+                    "FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');",
+    "meas_2025": "CREATE TABLE meas_2025 PARTITION OF meas "
+                 "FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') "
+                 "PARTITION BY RANGE (day);"
+                 "CREATE TABLE meas_2025_h1 PARTITION OF meas_2025 "
+                 "FOR VALUES FROM ('2025-01-01') TO ('2025-07-01');"
+                 "CREATE TABLE meas_2025_h2 PARTITION OF meas_2025 "
+                 "FOR VALUES FROM ('2025-07-01') TO ('2026-01-01') "
+                 "PARTITION BY RANGE (day);"
+                 "CREATE TABLE meas_2025_q4 PARTITION OF meas_2025_h2 "
+                 "FOR VALUES FROM ('2025-10-01') TO ('2026-01-01');",
+}
+
+
+def partitions(*names):
+    """Adds partitions of meas that a test needs (before its daemon
+    starts: nothing is sent)."""
+    sql("".join(PARTITIONS[n] for n in names))
 
 
 def test_partition_created_after_watch():
@@ -83,7 +110,7 @@ def test_partition_created_after_watch():
             ("public.meas", "delete", {"id": "1", "day": "2024-02-03"}, None),
         ], "through the root and straight into the new partition")
         eq(rows[2]["msg"]["keys"], ["meas:3:2024-02-04"], "the root's keys")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
     sql("TRUNCATE meas")
 
 
@@ -105,17 +132,18 @@ def test_partition_attached_after_watch():
             ("public.meas", "delete", {"id": "10", "day": "2024-03-01"}, None),
             ("public.meas", "delete", {"id": "11", "day": "2024-03-02"}, None),
         ], "the attached partition speaks for the root")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
         # Detached, it no longer does: its triggers go with it.
         sql("ALTER TABLE meas DETACH PARTITION meas_2024_03;"
             "INSERT INTO meas_2024_03 VALUES (12, '2024-03-03', 'gone')")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
         eq(sql("SELECT count(*) FROM pg_trigger WHERE tgrelid = "
                "'meas_2024_03'::regclass AND tgname LIKE 'pginval%'").strip(),
            "0", "no pginval trigger left on the detached table")
 
 
 def test_partition_key_update_invalidates_both_keys():
+    partitions("meas_2024_02")
     sub = REDIS.subscribe("pginval")
     with daemon(sub):
         sql("INSERT INTO meas VALUES (20, '2024-01-10', 'a'), "
@@ -136,7 +164,7 @@ def test_partition_key_update_invalidates_both_keys():
         eq(keys, ["meas:20:2024-01-10", "meas:20:2024-02-09",
                   "meas:21:2024-01-11", "meas:21:2024-01-12"],
            "the old keys and the new ones")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
     sql("TRUNCATE meas")
 
 
@@ -167,27 +195,28 @@ def test_sub_partitioned_root():
             ("public.meas", "update", {"id": "31", "day": "2025-03-01"},
              {"id": "31", "day": "2025-12-01"}),
         ], "every level, under the root's name")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
     sql("TRUNCATE meas")
 
 
 def test_truncate_of_root_or_partition():
+    partitions("meas_2024_02", "meas_2025")
     sub = REDIS.subscribe("pginval")
     with daemon(sub):
         sql("TRUNCATE meas_2024_01")
         m = msgs(sub, 1)[0]
         eq((m["op"], m["table"]), ("truncate", "public.meas"), "a partition")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
         sql("TRUNCATE meas_2025")  # a partitioned partition, 3 below it
         m = msgs(sub, 1)[0]
         eq((m["op"], m["table"]), ("truncate", "public.meas"), "a sub-tree")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
         # The root's TRUNCATE fires the trigger of every table of the tree:
         # one message all the same.
         sql("TRUNCATE meas")
         m = msgs(sub, 1)[0]
         eq((m["op"], m["table"]), ("truncate", "public.meas"), "the root")
-        quiet(sub, 1)
+        eq(settle(sub, PG), [], "nothing more")
         # A truncate rolled back to a savepoint takes its mark along: the
         # next one is sent.
         sql("BEGIN; SAVEPOINT s; TRUNCATE meas; ROLLBACK TO s;"
@@ -195,7 +224,7 @@ def test_truncate_of_root_or_partition():
         m = msgs(sub, 1)[0]
         eq((m["op"], m["table"]), ("truncate", "public.meas"),
            "after a rolled back savepoint")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
 
 
 def test_durable_and_poll_roots():
@@ -219,12 +248,12 @@ def test_durable_and_poll_roots():
             eq(sorted(r["new"]["id"] for r in changes(sub, 5)
                       if r["table"] == "public.jobs"),
                ["1", "2", "3", "4", "5"], mode)
-            quiet(sub)
+            eq(settle(sub, PG, mode), [], mode + ": nothing more")
             wait_for(lambda: sql("SELECT count(*) FROM pginval.outbox")
                      .strip() == "0", "the outbox drained")
             sql("TRUNCATE jobs")
             eq(msgs(sub, 1)[0]["op"], "truncate", mode)
-            quiet(sub)
+            eq(settle(sub, PG, mode), [], mode + ": one truncate")
 
 
 def test_partition_watched_on_its_own():
@@ -242,7 +271,7 @@ def test_partition_watched_on_its_own():
             ("public.alone_1", "insert", None, {"id": "1"}),
             ("public.alone_1", "insert", None, {"id": "2"}),
         ], "under its own name; the unwatched partition sends nothing")
-        quiet(sub)
+        eq(settle(sub, PG), [], "nothing more")
     # Watching the root takes it over.
     out = PG.run_psql(["-q", "-c", "SELECT pginval.watch('alone')"]).stderr
     assert "alone_1 is a partition of public.alone, which covers it" in out, \
@@ -271,6 +300,12 @@ def check_connect(config):
 
 
 def test_check_connect_names_what_is_left_uncovered():
+    sql("""
+        CREATE TABLE jobs (id int, queue text, PRIMARY KEY (id, queue))
+            PARTITION BY LIST (queue);
+        CREATE TABLE jobs_a PARTITION OF jobs FOR VALUES IN ('a');
+        SELECT pginval.watch('jobs');
+    """)
     d = pginval_proc.Daemon(PG, REDIS, tables={
         "public.meas": "meas:{id}:{day}"})
     code, out = check_connect(d.config)

@@ -64,7 +64,7 @@ def log_lines(proc):
 
 # -- tests --------------------------------------------------------------------
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("CREATE TABLE big (id int PRIMARY KEY, v text);"
         "SELECT pginval.watch('big', ARRAY['id', 'v'], 'pginval', "

@@ -19,8 +19,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import (http_get, metric, msgs, next_msg, quiet,  # noqa: E402
-                          run_bin, signed, strip, wait_for)
+from pginval_proc import (http_get, metric, msgs, next_msg,  # noqa: E402
+                          run_bin, settle, signed, strip, wait_for)
 from runner import eq  # noqa: E402
 from servers import PsqlError, free_port  # noqa: E402
 
@@ -57,7 +57,8 @@ def daemon(sub=None, extra=None, **kw):
                                 extra=dict(OUTBOX, **(extra or {})), **kw)
 
 
-def test_setup():
+def setup():
+    pginval_proc.template_database(PG)
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     sql("""
         CREATE ROLE mallory LOGIN;
@@ -78,6 +79,10 @@ def test_setup():
         GRANT INSERT ON pwned TO PUBLIC;
         GRANT CREATE ON SCHEMA public TO mallory;
     """)
+
+
+def before_each():
+    pginval_proc.fresh_database(PG)
 
 
 def test_forged_notifications_are_dropped():
@@ -109,7 +114,7 @@ def test_forged_notifications_are_dropped():
                       "keys": ["user:1", "user:email:a@x"],
                       "new": {"id": "1", "email": "a@x"}},
            "the real change is the first message after the start")
-        quiet(sub)
+        eq(settle(sub, PG), [], "the forged payloads send nothing")
         text = http_get(port, "/metrics")[1]
         eq(metric(text, 'pginval_forged_payloads_total{source="notify"}'),
            len(forged) + 20000)
@@ -136,7 +141,7 @@ def test_outbox_is_closed_to_other_roles():
         as_role("app", "INSERT INTO orders VALUES (7, 'x')")
         m = next_msg(sub)
         eq((m["op"], m["keys"]), ("insert", ["order:7"]), "the real change")
-        quiet(sub)
+        eq(settle(sub, PG, "durable"), [], "the forged row sends nothing")
         wait_for(lambda: sql("SELECT count(*) FROM pginval.outbox").strip()
                  == "0", "the outbox emptied")
         eq(metric(http_get(port, "/metrics")[1],
@@ -411,13 +416,13 @@ def test_install_without_superuser():
     sql("CREATE ROLE installer LOGIN CREATEROLE; CREATE ROLE plain LOGIN;"
         "CREATE DATABASE ni OWNER installer; CREATE DATABASE np OWNER plain;")
     path = os.path.join(ROOT, "sql", "pginval.sql")
+    dbs = sql("SELECT datname FROM pg_database WHERE datallowconn").split()
     if sql("SELECT count(*) FROM pg_roles "
            "WHERE rolname = 'pginval_trigger'").strip() == "1":
         # As if this were the cluster's first installation.
-        sql("REASSIGN OWNED BY pginval_trigger TO postgres;"
-            "DROP OWNED BY pginval_trigger;")
-        for db in ("ni", "np"):
-            PG.psql("DROP OWNED BY pginval_trigger", db=db)
+        for db in dbs:
+            PG.psql("REASSIGN OWNED BY pginval_trigger TO postgres;"
+                    "DROP OWNED BY pginval_trigger;", db=db)
         sql("DROP ROLE pginval_trigger")
     r = PG.run_psql(["-q", "-v", "ON_ERROR_STOP=1", "-d",
                      PG.dsn("np", user="plain"), "-f", path], check=False)
@@ -436,8 +441,10 @@ def test_install_without_superuser():
          WHERE oid = 'pginval.on_statement()'::regprocedure;
     """).stdout
     assert "pginval_trigger" in out, out
-    # The superuser's installation in the first database is whole again.
-    PG.psql_file(path)
+    # The superuser's installations (this test's database, and the one
+    # the next tests' databases are copied from) are whole again.
+    for db in (PG.dbname, pginval_proc.TEMPLATE):
+        PG.psql_file(path, db=db)
     eq(sql("SELECT proowner::regrole FROM pg_proc WHERE oid = "
            "'pginval.on_row()'::regprocedure").strip(), "pginval_trigger")
 

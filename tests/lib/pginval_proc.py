@@ -223,9 +223,34 @@ def changes(sub, n, timeout=5):
 
 
 def quiet(sub, timeout=0.3):
-    """Asserts that nothing more arrives."""
+    """Asserts that nothing arrives within timeout. Alone, this passes when
+    the sender is merely slow: use it only after a positive signal, or use
+    settle()."""
     m = sub.get(timeout)
     assert m is None, "unexpected message: %r" % m
+
+
+def settle(sub, pg, mode="notify", timeout=10):
+    """The messages that arrive before a sentinel: a row inserted into a
+    table of its own, watched in ``mode`` on channel pginval, whose message
+    the relay publishes after everything it took in earlier (by the same
+    path). ``eq(settle(sub, PG), [])`` checks that nothing more came,
+    without a pause that passes when the relay is merely slow."""
+    table = "pginval_sentinel_" + mode
+    pg.psql("CREATE TABLE IF NOT EXISTS %s (id serial PRIMARY KEY);"
+            "SELECT pginval.watch('%s', NULL, 'pginval', '%s') "
+            "WHERE NOT EXISTS (SELECT FROM pginval.watched_tables "
+            "WHERE table_name = 'public.%s');"
+            "INSERT INTO %s DEFAULT VALUES;" % (table, table, mode, table,
+                                                table))
+    before = []
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
+        assert m is not None, "no sentinel; before it: %r" % before
+        if m.get("table") == "public." + table:
+            return before
+        before.append(m)
 
 
 def strip(m):
@@ -256,6 +281,31 @@ def servers(module_globals):
     with Postgres() as pg, Redis() as redis:
         module_globals["PG"], module_globals["REDIS"] = pg, redis
         yield
+
+
+TEMPLATE = "pginval_template"
+_COPIES = iter(range(1, 1000000))
+
+
+def template_database(pg):
+    """Creates the database that a file's setup fills and fresh_database
+    copies, and points pg at it."""
+    pg.psql('CREATE DATABASE "%s"' % TEMPLATE, db="postgres")
+    pg.dbname = TEMPLATE
+
+
+def fresh_database(pg):
+    """Points pg (and every Daemon made after) at a new copy of the
+    template: each test starts from what setup made, whatever the tests
+    before it did. The previous copy is dropped."""
+    old = pg.dbname
+    name = "test_%d" % next(_COPIES)
+    pg.psql('CREATE DATABASE "%s" TEMPLATE "%s"' % (name, TEMPLATE),
+            db="postgres")
+    pg.dbname = name
+    if old != TEMPLATE:
+        pg.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % old,
+                db="postgres")
 
 
 def main(module_globals):

@@ -57,7 +57,7 @@ def wait_marker_change(client, key, before, timeout=5):
                             "apply to invalidate %r" % key, timeout)
 
 
-def test_setup():
+def setup():
     PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
     PG.psql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
             "SELECT pginval.watch('users', ARRAY['id', 'email']);"
@@ -204,8 +204,16 @@ def test_node_recipe_refuses_a_racing_fill():
 
 
 def test_apply_stops_cleanly():
-    APPLY.stop()
-    DAEMON.stop()
+    # A pair of its own, on a Redis of its own: the pair of setup serves
+    # the other tests.
+    with Redis() as rd:
+        d = harness.Daemon(PG, rd, TABLES).start()
+        a = harness.Apply(PG, rd, TABLES).start()
+        try:
+            a.wait_log("swept keys matching", count=3)
+        finally:
+            a.stop()        # exit status 0, or this fails
+            d.stop()
 
 
 def around():
@@ -221,8 +229,13 @@ def around():
             finally:
                 for p in (APPLY, DAEMON):
                     if p is not None and p.alive():
-                        print("--- %s log ---\n%s" % (p.command, p.log_text()))
-                        p.kill()
+                        try:
+                            p.stop()
+                        except Exception:
+                            print("--- %s log ---\n%s" % (p.command,
+                                                          p.log_text()))
+                            p.kill()
+                            raise
     return servers()
 
 
