@@ -5,6 +5,7 @@
  */
 #include "check.h"
 #include "buf.h"
+#include "esc.h"
 #include "pg_conn.h"
 #include "sign.h"
 
@@ -15,16 +16,23 @@
 #include <string.h>
 #include <sys/time.h>
 
+/* Problems quote server messages, names and values: escaped, like every
+ * log line, before they reach a terminal. */
 static int
 check_problem(FILE *out, const char *fmt, ...)
 {
 	va_list ap;
+	char text[2048], shown[ESC_MAX_RATIO * sizeof(text)];
+	int n;
 
-	fputs("problem: ", out);
 	va_start(ap, fmt);
-	vfprintf(out, fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fputc('\n', out);
+	if (n < 0)
+		n = 0;
+	esc_str(shown, sizeof(shown), text, strlen(text), NULL);
+	fprintf(out, "problem: %s%s\n", shown,
+	    (size_t)n >= sizeof(text) ? "..." : "");
 	return 1;
 }
 

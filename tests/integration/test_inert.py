@@ -137,6 +137,24 @@ class Tail:
         return out
 
 
+def test_check_connect_escapes_what_it_prints():
+    """check --connect quotes table names and server messages in its
+    problem lines: a control character in them reaches the terminal
+    escaped."""
+    d = tempfile.mkdtemp(prefix="pginval-inert-")
+    conf = os.path.join(d, "c.conf")
+    with open(conf, "wb") as f:
+        f.write(("[postgres]\nconninfo = %s\n[redis]\nurl = %s/0\n"
+                 "[table public.x\x1b]0;pwned\x07y]\nkeys = x:{id}\n"
+                 % (PG.conninfo, REDIS.url)).encode())
+    r = subprocess.run([BIN, "check", "--connect", "-c", conf],
+                       capture_output=True, timeout=60)
+    shutil.rmtree(d, True)
+    out = inert(r.stdout, "check --connect output")
+    assert "problem: [table public.x\\x1b] (line 5) is not watched" in out, out
+    eq(r.returncode, 1, out)
+
+
 def subscribers(redis, password=None):
     with redis.connect() as c:
         if password is not None:
