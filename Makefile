@@ -20,7 +20,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION := 0.1.0
 
 CC      ?= cc
-PKGS    := libpq hiredis inih
+PKGS    := libpq hiredis inih libcrypto
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wpointer-arith -Wcast-qual -Wwrite-strings -Wundef \
 	-Wno-unused-parameter
@@ -66,7 +66,7 @@ UNIT_DEPS_apply_key := daemon/apply_key.o daemon/rules.o daemon/decode.o daemon/
 UNIT_DEPS_stats   := daemon/stats.o
 UNIT_DEPS_fifo    := daemon/fifo.o
 UNIT_DEPS_esc     :=
-UNIT_DEPS_sign    := daemon/sha256.o daemon/sign.o
+UNIT_DEPS_sign    := daemon/sign.o
 UNIT_DEPS_http_head := daemon/http_head.o
 UNIT_DEPS_log     :=
 COMMON_OBJS := daemon/log.o daemon/buf.o daemon/esc.o
@@ -89,10 +89,10 @@ FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
 FUZZ_TARGETS := decode message rules config esc sign http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
-FUZZ_MODULES := log buf esc json_read decode rules message config sha256 sign \
+FUZZ_MODULES := log buf esc json_read decode rules message config sign \
 	http_head
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
-FUZZ_PKGS    := inih libpq
+FUZZ_PKGS    := inih libpq libcrypto
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS  := -O1 -g -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \

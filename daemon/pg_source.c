@@ -40,8 +40,7 @@ struct pg_source {
 
 	enum pg_phase phase;
 	bool lossy;
-	bool have_key;		/* read once; kept through reconnects */
-	struct hmac_key key;
+	struct sign_key *key;	/* read at each connect; NULL before */
 	ev_timer probe;		/* sends a probe every health_interval */
 	ev_tstamp probe_sent;	/* 0: none outstanding */
 	double queue_usage;	/* read by the probe; -1: not yet */
@@ -78,10 +77,10 @@ pg_source_lossy(const struct pg_source *src)
 	return src->lossy;
 }
 
-const struct hmac_key *
+struct sign_key *
 pg_source_key(const struct pg_source *src)
 {
-	return src->have_key ? &src->key : NULL;
+	return src->key;
 }
 
 static void
@@ -110,6 +109,7 @@ pg_source_send_listen(struct pg_source *src)
 static void
 pg_source_key_result(struct pg_source *src, const PGresult *res)
 {
+	struct sign_key *key;
 	char why[512];
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -120,12 +120,13 @@ pg_source_key_result(struct pg_source *src, const PGresult *res)
 		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "error");
 		pg_conn_fail(src->conn, why);
 	} else if (PQntuples(res) != 1 || PQnfields(res) != 2 ||
-	    sign_key_parse(&src->key, PQgetvalue(res, 0, 0),
-	    PQgetvalue(res, 0, 1)) == -1) {
+	    (key = sign_key_new(PQgetvalue(res, 0, 0),
+	    PQgetvalue(res, 0, 1))) == NULL) {
 		pg_conn_fail(src->conn, "pginval.secret holds no usable key; "
 		    "fix: re-run pginval.sql, which makes one");
 	} else {
-		src->have_key = true;
+		sign_key_free(src->key);
+		src->key = key;
 	}
 }
 
@@ -337,6 +338,7 @@ pg_source_free(struct pg_source *src)
 		return;
 	ev_timer_stop(src->loop, &src->probe);
 	pg_conn_free(src->conn);
+	sign_key_free(src->key);
 	free(src->channel);
 	free(src);
 }

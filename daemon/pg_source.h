@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 struct ev_loop;
-struct hmac_key;
+struct sign_key;
 
 enum pg_state {
 	PG_STATE_STOPPED,
@@ -65,7 +65,7 @@ const char *pg_state_name(enum pg_state st);
 bool pg_source_lossy(const struct pg_source *src);
 /* The key of the payloads' authenticator, read after LISTEN at every
  * connect (PG_EVENT_LISTENING comes after it); NULL before the first. */
-const struct hmac_key *pg_source_key(const struct pg_source *src);
+struct sign_key *pg_source_key(const struct pg_source *src);
 /* The share of PostgreSQL's NOTIFY queue in use (0 to 1) at the last
  * health probe, or -1 before the first. A session that LISTENs and stays
  * in a transaction holds the queue back; when it is full, every commit

@@ -198,7 +198,7 @@ static struct sink_msg *
 relay_message(struct relay *r, const char *payload, size_t len,
     unsigned long *forged)
 {
-	const struct hmac_key *key = pg_source_key(r->pg);
+	struct sign_key *key = pg_source_key(r->pg);
 	struct event ev;
 	const struct table_rule *t;
 	struct sink_msg *m = NULL;

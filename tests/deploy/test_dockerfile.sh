@@ -2,7 +2,7 @@
 # Tests deploy/Dockerfile without Docker, on a Debian 12 machine like the
 # image's base:
 #   - both stages are debian:12-slim, the runtime stage installs exactly the
-#     four runtime libraries, copies the build stage's /out, runs as a
+#     five runtime libraries, copies the build stage's /out, runs as a
 #     non-root user and has the documented ENTRYPOINT;
 #   - every package either stage installs exists in the configured apt
 #     repositories (apt-cache madison: a Packages index has it);
@@ -135,8 +135,8 @@ pass "parse $DOCKERFILE"
 same "two stages" "$NSTAGES" 2
 same "build stage: FROM debian:12-slim AS build" "$BUILD_FROM $BUILD_NAME" "debian:12-slim build"
 same "runtime stage: FROM debian:12-slim" "$RUNTIME_FROM" "debian:12-slim"
-same "runtime stage installs exactly the four runtime libraries" \
-	"$(words "$RUNTIME_PKGS")" "$(words "libpq5 libev4 libhiredis0.14 libinih1")"
+same "runtime stage installs exactly the five runtime libraries" \
+	"$(words "$RUNTIME_PKGS")" "$(words "libpq5 libev4 libhiredis0.14 libinih1 libssl3")"
 same "runtime stage copies the build stage's /out to /" "$RUNTIME_COPIES" "--from=build /out/ /"
 same "ENTRYPOINT" "$ENTRYPOINT" '["pginval", "run", "-c", "/etc/pginval/pginval.conf"]'
 
