@@ -57,12 +57,14 @@ daemon/apply_target.o: daemon/fill_lua.h
 UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign \
 	http_head log
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
-UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o daemon/json_read.o
+RULES_OBJS := daemon/rules.o daemon/keys.o daemon/strs.o daemon/decode.o \
+	daemon/json_read.o
+UNIT_DEPS_config  := daemon/config.o $(RULES_OBJS)
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
-UNIT_DEPS_message := daemon/message.o daemon/decode.o daemon/json_read.o daemon/rules.o
-UNIT_DEPS_rules   := daemon/rules.o daemon/decode.o daemon/json_read.o
+UNIT_DEPS_message := daemon/message.o $(RULES_OBJS)
+UNIT_DEPS_rules   := $(RULES_OBJS)
 UNIT_DEPS_backoff := daemon/backoff.o
-UNIT_DEPS_apply_key := daemon/apply_key.o daemon/rules.o daemon/decode.o daemon/json_read.o
+UNIT_DEPS_apply_key := daemon/apply_key.o
 UNIT_DEPS_stats   := daemon/stats.o
 UNIT_DEPS_fifo    := daemon/fifo.o
 UNIT_DEPS_esc     :=
@@ -89,8 +91,8 @@ FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
 FUZZ_TARGETS := decode message rules config esc sign http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
-FUZZ_MODULES := log buf esc json_read decode rules message config sha256 sign \
-	http_head
+FUZZ_MODULES := log buf esc json_read decode keys strs rules message config sha256 \
+	sign http_head
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := inih libpq
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

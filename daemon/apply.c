@@ -12,7 +12,7 @@
  * fails leaves it deleted, never stale.
  */
 #include "apply.h"
-#include "apply_key.h"
+#include "strs.h"
 #include "apply_opts.h"
 #include "apply_refresh.h"
 #include "apply_replay.h"
@@ -43,7 +43,7 @@ struct apply {
 	struct apply_tables tables;	/* from cfg */
 	struct message_seq seq;
 	struct apply_stats stats;
-	struct apply_strs values;	/* scratch */
+	struct strs values;	/* scratch */
 	apply_cb *cb;
 	void *cb_arg;
 	bool ready;		/* subscribed, and every target connected */
@@ -495,7 +495,7 @@ apply_free(struct apply *a)
 	free(a->targets);
 	apply_refresh_free(a->refresh);
 	apply_tables_free(&a->tables);
-	apply_strs_free(&a->values);
+	strs_free(&a->values);
 	stats_free(&a->stats.lag);
 	log_info("totals: %lu messages, %lu keys invalidated (%lu were "
 	    "cached), %lu resets", a->stats.messages, a->stats.keys_deleted,

@@ -17,7 +17,7 @@
 struct job {
 	struct job *next;
 	char *sql;
-	struct apply_strs params;
+	struct strs params;
 	struct buf key;
 	long ttl_ms;
 	int64_t ts;
@@ -41,7 +41,7 @@ static void
 job_free(struct job *j)
 {
 	free(j->sql);
-	apply_strs_free(&j->params);
+	strs_free(&j->params);
 	buf_free(&j->key);
 	buf_free(&j->value);
 	free(j);
@@ -81,7 +81,7 @@ refresh_next(struct apply_refresh *r)
 		return;
 	params = xcalloc(j->params.n + 1, sizeof(*params));
 	for (size_t i = 0; i < j->params.n; i++)
-		params[i] = apply_strs_get(&j->params, i, NULL);
+		params[i] = strs_get(&j->params, i, NULL);
 	j->res = REFRESH_MISSING;
 	r->running = true;
 	if (pg_conn_query(r->pg, j->sql, (int)j->params.n,
@@ -189,7 +189,7 @@ apply_refresh_free(struct apply_refresh *r)
 
 void
 apply_refresh_push(struct apply_refresh *r, const char *sql,
-    const struct apply_strs *params, const char *key, size_t klen,
+    const struct strs *params, const char *key, size_t klen,
     long ttl_ms, int64_t ts)
 {
 	struct job *j = xcalloc(1, sizeof(*j)), **pp;
@@ -197,9 +197,9 @@ apply_refresh_push(struct apply_refresh *r, const char *sql,
 	j->sql = xstrdup(sql);
 	for (size_t i = 0; i < params->n; i++) {
 		size_t len;
-		const char *p = apply_strs_get(params, i, &len);
+		const char *p = strs_get(params, i, &len);
 
-		apply_strs_add(&j->params, p, len);
+		strs_add(&j->params, p, len);
 	}
 	buf_add(&j->key, key, klen);
 	j->ttl_ms = ttl_ms;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "apply_key.h"
+#include "strs.h"
 #include "pg_conn.h"
 
 struct ev_loop;
@@ -42,7 +42,7 @@ void apply_refresh_set_max_queue(struct apply_refresh *r, int max_queue);
  * wait for the reconnect. When the queue is full, the callback reports
  * REFRESH_FAILED at once. */
 void apply_refresh_push(struct apply_refresh *r, const char *sql,
-    const struct apply_strs *params, const char *key, size_t klen,
+    const struct strs *params, const char *key, size_t klen,
     long ttl_ms, int64_t ts);
 size_t apply_refresh_pending(const struct apply_refresh *r);
 bool apply_refresh_up(const struct apply_refresh *r);

@@ -16,13 +16,9 @@ apply_tables_free(struct apply_tables *ts)
 	for (size_t i = 0; i < ts->n; i++) {
 		struct apply_table *t = &ts->v[i];
 
-		for (size_t j = 0; j < t->n; j++) {
+		for (size_t j = 0; j < t->n; j++)
 			free(t->patterns[j]);
-			if (t->tpls != NULL)
-				apply_tpl_free(&t->tpls[j]);
-		}
 		free(t->patterns);
-		free(t->tpls);
 	}
 	free(ts->v);
 	ts->v = NULL;
@@ -41,13 +37,8 @@ apply_tables_build(struct apply_tables *ts, const struct config *cfg)
 		t->rule = &cfg->tables[i];
 		t->n = rules_count(t->rule->rules);
 		t->patterns = xcalloc(t->n, sizeof(*t->patterns));
-		if (t->rule->refresh != NULL)
-			t->tpls = xcalloc(t->n, sizeof(*t->tpls));
-		for (size_t j = 0; j < t->n; j++) {
+		for (size_t j = 0; j < t->n; j++)
 			t->patterns[j] = rules_pattern(t->rule->rules, j);
-			if (t->tpls != NULL)
-				apply_tpl_init(&t->tpls[j], t->rule->rules, j);
-		}
 	}
 }
 
@@ -62,16 +53,18 @@ apply_tables_find(const struct apply_tables *ts, const char *name)
 
 bool
 apply_table_refreshable(const struct apply_table *t, const char *key,
-    size_t len, struct apply_strs *values)
+    size_t len, struct strs *values)
 {
-	if (t->tpls == NULL || apply_tpl_match(&t->tpls[0], key, len,
+	const struct rule_set *rs = t->rule->rules;
+
+	if (t->rule->refresh == NULL || rules_match(rs, 0, key, len,
 	    values) != 1)
 		return false;
 	for (size_t j = 1; j < t->n; j++) {
-		struct apply_strs other = { 0 };
-		int n = apply_tpl_match(&t->tpls[j], key, len, &other);
+		struct strs other = { 0 };
+		int n = rules_match(rs, j, key, len, &other);
 
-		apply_strs_free(&other);
+		strs_free(&other);
 		if (n > 0)
 			return false;
 	}

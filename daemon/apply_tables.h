@@ -1,8 +1,7 @@
 /*
  * What pginval apply derives from the [table] sections of its
  * configuration: for each table, the SCAN glob of each key template (for
- * sweeps) and, when the table has a refresh query, a matcher per
- * template. Built again from each configuration a reload brings. No I/O.
+ * sweeps); its rule's templates match keys for refreshes. Built again from each configuration a reload brings. No I/O.
  */
 #ifndef PGINVAL_APPLY_TABLES_H
 #define PGINVAL_APPLY_TABLES_H
@@ -10,13 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "apply_key.h"
 #include "config.h"
+#include "strs.h"
 
 struct apply_table {
 	const struct table_rule *rule;	/* borrowed from the config */
 	char **patterns;		/* one SCAN glob per template */
-	struct apply_tpl *tpls;		/* matchers, when it refreshes */
 	size_t n;
 };
 
@@ -40,6 +38,6 @@ const struct apply_table *apply_tables_find(const struct apply_tables *ts,
  * query. Fills values (reset first) when it returns true.
  */
 bool apply_table_refreshable(const struct apply_table *t, const char *key,
-    size_t len, struct apply_strs *values);
+    size_t len, struct strs *values);
 
 #endif

@@ -24,7 +24,7 @@
 
 #include "buf.h"
 #include "decode.h"
-#include "rules.h"
+#include "keys.h"
 
 #define MESSAGE_EPOCH_LEN 32	/* hex characters */
 

@@ -23,7 +23,7 @@
 
 #include "fifo.h"
 #include "redis_conn.h"
-#include "rules.h"
+#include "keys.h"
 #include "stats.h"
 
 struct ev_loop;

@@ -23,6 +23,8 @@ struct template {
 	size_t nsegs;
 };
 
+#define MATCH_BUDGET 100000	/* steps before a match counts as ambiguous */
+
 struct rule_set {
 	struct template *tpls;
 	size_t ntpls;
@@ -188,108 +190,6 @@ rules_columns(const struct rule_set *rs)
 	return rs->columns;
 }
 
-#define KEYS_INDEX_FROM 16	/* a linear scan is cheaper below this */
-
-static uint32_t
-keys_hash(const char *s, size_t len)
-{
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
-}
-
-static bool
-keys_equal(const struct keys *k, size_t i, const char *key, size_t len)
-{
-	return k->len[i] == len && memcmp(k->data.data + k->off[i], key, len) == 0;
-}
-
-/* Puts key number i in the index, which has room. */
-static void
-keys_index_put(struct keys *k, size_t i)
-{
-	size_t mask = k->nindex - 1;
-	size_t h = keys_hash(k->data.data + k->off[i], k->len[i]) & mask;
-
-	while (k->index[h] != 0)
-		h = (h + 1) & mask;
-	k->index[h] = (uint32_t)(i + 1);
-}
-
-/* Rebuilds the index at twice the keys' number, or more. */
-static void
-keys_reindex(struct keys *k)
-{
-	size_t want = 64;
-
-	while (want < 2 * (k->n + 1))
-		want *= 2;
-	free(k->index);
-	k->index = xcalloc(want, sizeof(*k->index));
-	k->nindex = want;
-	for (size_t i = 0; i < k->n; i++)
-		keys_index_put(k, i);
-}
-
-void
-keys_add(struct keys *k, const char *key, size_t len)
-{
-	if (k->n >= KEYS_INDEX_FROM) {
-		size_t mask, h;
-
-		if (k->nindex < 2 * (k->n + 1))
-			keys_reindex(k);
-		mask = k->nindex - 1;
-		for (h = keys_hash(key, len) & mask; k->index[h] != 0;
-		    h = (h + 1) & mask)
-			if (keys_equal(k, k->index[h] - 1, key, len))
-				return;
-	} else {
-		for (size_t i = 0; i < k->n; i++)
-			if (keys_equal(k, i, key, len))
-				return;
-	}
-	if (k->n == k->cap) {
-		k->cap = k->cap ? k->cap * 2 : 8;
-		k->off = xrealloc(k->off, k->cap * sizeof(*k->off));
-		k->len = xrealloc(k->len, k->cap * sizeof(*k->len));
-	}
-	k->off[k->n] = k->data.len;
-	k->len[k->n] = len;
-	k->n++;
-	buf_add(&k->data, key, len);
-	if (k->nindex > 0)
-		keys_index_put(k, k->n - 1);
-}
-
-const char *
-keys_get(const struct keys *k, size_t i, size_t *len)
-{
-	*len = k->len[i];
-	return k->data.data + k->off[i];
-}
-
-void
-keys_reset(struct keys *k)
-{
-	k->n = 0;
-	buf_reset(&k->data);
-	if (k->index != NULL)
-		memset(k->index, 0, k->nindex * sizeof(*k->index));
-}
-
-void
-keys_free(struct keys *k)
-{
-	buf_free(&k->data);
-	free(k->off);
-	free(k->len);
-	free(k->index);
-	memset(k, 0, sizeof(*k));
-}
-
 /* Renders every template for one row image into out. */
 static int
 rules_render_image(const struct rule_set *rs, const struct row_image *img,
@@ -382,4 +282,94 @@ rules_prefixed(const struct rule_set *rs, size_t i)
 	const struct template *t = &rs->tpls[i];
 
 	return t->nsegs > 0 && !t->segs[0].is_column && t->segs[0].len > 0;
+}
+
+/* A template seen as a matcher: ncols + 1 literal pieces (before each
+ * column, and after the last), some of them empty. */
+struct match {
+	const struct segment **lits;	/* NULL: an empty piece */
+	size_t ncols;
+	const char *key;
+	size_t len;
+	size_t *ends;		/* where each column's value ends */
+	size_t *best;		/* the first complete split found */
+	int found;
+	unsigned long steps;
+};
+
+static const char *
+match_lit(const struct match *m, size_t i, size_t *len)
+{
+	*len = m->lits[i] ? m->lits[i]->len : 0;
+	return m->lits[i] ? m->lits[i]->text : "";
+}
+
+/* Counts the splits of key[pos..) where column col starts at pos. */
+static void
+match_split(struct match *m, size_t col, size_t pos)
+{
+	size_t litlen;
+	const char *lit = match_lit(m, col + 1, &litlen);
+	bool last = col + 1 == m->ncols;
+
+	for (size_t end = pos; end <= m->len && m->found < 2; end++) {
+		if (++m->steps > MATCH_BUDGET) {
+			m->found = 2;
+			return;
+		}
+		if (m->len - end < litlen || memcmp(m->key + end, lit, litlen) != 0)
+			continue;
+		m->ends[col] = end;
+		if (last) {
+			if (end + litlen != m->len)
+				continue;
+			if (m->found++ == 0)
+				memcpy(m->best, m->ends, m->ncols * sizeof(size_t));
+		} else {
+			match_split(m, col + 1, end + litlen);
+		}
+	}
+}
+
+int
+rules_match(const struct rule_set *rs, size_t i, const char *key, size_t len,
+    struct strs *values)
+{
+	const struct template *t = &rs->tpls[i];
+	struct match m = { .key = key, .len = len };
+	size_t litlen, pos;
+	const char *lit;
+
+	strs_reset(values);
+	/* Literal segments are never adjacent: template_compile() merges
+	 * them, so each piece is one segment or none. */
+	m.lits = xcalloc(t->nsegs + 1, sizeof(*m.lits));
+	for (size_t j = 0; j < t->nsegs; j++) {
+		if (t->segs[j].is_column)
+			m.ncols++;
+		else
+			m.lits[m.ncols] = &t->segs[j];
+	}
+	lit = match_lit(&m, 0, &litlen);
+	if (len < litlen || memcmp(key, lit, litlen) != 0) {
+		m.found = 0;
+	} else if (m.ncols == 0) {
+		m.found = len == litlen ? 1 : 0;
+	} else {
+		m.ends = xcalloc(m.ncols, sizeof(size_t));
+		m.best = xcalloc(m.ncols, sizeof(size_t));
+		match_split(&m, 0, litlen);
+	}
+	if (m.found == 1 && m.ncols > 0) {
+		pos = litlen;
+		for (size_t c = 0; c < m.ncols; c++) {
+			strs_add(values, key + pos, m.best[c] - pos);
+			match_lit(&m, c + 1, &litlen);
+			pos = m.best[c] + litlen;
+		}
+	}
+	free(m.lits);
+	free(m.ends);
+	free(m.best);
+	return m.found;
 }

@@ -11,21 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
 #include "decode.h"
+#include "keys.h"
+#include "strs.h"
 
 struct rule_set;
-
-/* A list of rendered keys. Keys are binary-safe: use the lengths. */
-struct keys {
-	struct buf data;	/* the keys, back to back */
-	size_t n, cap;
-	size_t *off, *len;
-	/* Once a list grows, a hash index (key number + 1, 0 for empty)
-	 * keeps the duplicate check from scanning the whole list. */
-	uint32_t *index;
-	size_t nindex;		/* slots: a power of two, or 0 */
-};
 
 /* Compiles spec into *out (owned by the caller, rules_free()). On error,
  * returns -1 and err says what is wrong. */
@@ -61,9 +51,14 @@ char *rules_pattern(const struct rule_set *rs, size_t i);
  */
 bool rules_prefixed(const struct rule_set *rs, size_t i);
 
-void keys_add(struct keys *k, const char *key, size_t len);
-const char *keys_get(const struct keys *k, size_t i, size_t *len);
-void keys_reset(struct keys *k);
-void keys_free(struct keys *k);
+/*
+ * Matches key against template i, the way back from rules_render():
+ * returns how many ways the key splits into the template's literal text
+ * and column values, capped at 2 (2: ambiguous, or too costly to tell).
+ * When exactly 1, values receives the column values in template order
+ * (values is reset first).
+ */
+int rules_match(const struct rule_set *rs, size_t i, const char *key,
+    size_t len, struct strs *values);
 
 #endif
