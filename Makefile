@@ -52,7 +52,7 @@ daemon/fill_lua.h: daemon/fill.lua
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
 daemon/apply_target.o: daemon/fill_lua.h
 
-# Each unit test links only the module it tests (plus log, buf and esc,
+# Each unit test links only the module it tests (plus log, buf, xalloc and esc,
 # which every module uses: the log writer escapes every line).
 UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign \
 	http_head log
@@ -61,7 +61,7 @@ RULES_OBJS := daemon/rules.o daemon/keys.o daemon/strs.o daemon/decode.o \
 	daemon/json_read.o
 UNIT_DEPS_config  := daemon/config.o $(RULES_OBJS)
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
-UNIT_DEPS_message := daemon/message.o $(RULES_OBJS)
+UNIT_DEPS_message := daemon/message.o daemon/json_write.o $(RULES_OBJS)
 UNIT_DEPS_rules   := $(RULES_OBJS)
 UNIT_DEPS_backoff := daemon/backoff.o
 UNIT_DEPS_apply_key := daemon/apply_key.o
@@ -71,7 +71,7 @@ UNIT_DEPS_esc     :=
 UNIT_DEPS_sign    := daemon/sha256.o daemon/sign.o
 UNIT_DEPS_http_head := daemon/http_head.o
 UNIT_DEPS_log     :=
-COMMON_OBJS := daemon/log.o daemon/buf.o daemon/esc.o
+COMMON_OBJS := daemon/log.o daemon/buf.o daemon/xalloc.o daemon/esc.o
 
 .SECONDEXPANSION:
 tests/unit/test_%: tests/unit/test_%.o $$(UNIT_DEPS_$$*) $(COMMON_OBJS)
@@ -91,7 +91,7 @@ FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
 FUZZ_TARGETS := decode message rules config esc sign http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
-FUZZ_MODULES := log buf esc json_read decode keys strs rules message config sha256 \
+FUZZ_MODULES := log buf xalloc esc json_read json_write decode keys strs rules message config sha256 \
 	sign http_head
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := inih libpq

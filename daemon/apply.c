@@ -25,6 +25,7 @@
 #include "log.h"
 #include "message.h"
 #include "redis_conn.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

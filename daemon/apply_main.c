@@ -6,6 +6,7 @@
 #include "apply.h"
 #include "buf.h"
 #include "shell.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

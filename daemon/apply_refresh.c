@@ -10,6 +10,7 @@
 #include "apply_refresh.h"
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "message.h"
 #include "redis_conn.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>

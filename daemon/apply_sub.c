@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "log.h"
 #include "redis_conn.h"
+#include "xalloc.h"
 
 #include <hiredis/hiredis.h>
 #include <stdlib.h>

@@ -6,6 +6,7 @@
 #include "apply_tables.h"
 #include "buf.h"
 #include "rules.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>

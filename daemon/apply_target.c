@@ -21,6 +21,7 @@
 #include "log.h"
 #include "redis_conn.h"
 #include "redis_sweep.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>

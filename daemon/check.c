@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "pg_conn.h"
 #include "sign.h"
+#include "xalloc.h"
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>

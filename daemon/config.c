@@ -7,6 +7,7 @@
 #include "config.h"
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -13,6 +13,7 @@
 #include "decode.h"
 #include "buf.h"
 #include "json_read.h"
+#include "xalloc.h"
 
 #include <math.h>
 #include <stdarg.h>

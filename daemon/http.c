@@ -14,6 +14,7 @@
 #include "http.h"
 #include "http_head.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <ev.h>

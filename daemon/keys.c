@@ -5,6 +5,7 @@
  * pginval.
  */
 #include "keys.h"
+#include "xalloc.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

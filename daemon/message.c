@@ -9,6 +9,8 @@
  */
 #include "message.h"
 #include "json_read.h"
+#include "json_write.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +27,12 @@ message_image(struct buf *out, const char *name, const struct row_image *img)
 
 		if (i > 0)
 			buf_addc(out, ',');
-		buf_add_json_str(out, c->name, strlen(c->name));
+		json_write_str(out, c->name, strlen(c->name));
 		buf_addc(out, ':');
 		if (c->val == NULL)
 			buf_adds(out, "null");
 		else
-			buf_add_json_str(out, c->val, c->len);
+			json_write_str(out, c->val, c->len);
 	}
 	buf_addc(out, '}');
 }
@@ -44,7 +46,7 @@ message_head(struct buf *out, const char *op, const char *table)
 	if (table == NULL)
 		buf_adds(out, "null");
 	else
-		buf_add_json_str(out, table, strlen(table));
+		json_write_str(out, table, strlen(table));
 	buf_adds(out, ",\"keys\":[");
 }
 
@@ -57,7 +59,7 @@ message_keys(struct buf *out, const struct keys *keys)
 
 		if (i > 0)
 			buf_addc(out, ',');
-		buf_add_json_str(out, k, len);
+		json_write_str(out, k, len);
 	}
 }
 
@@ -159,7 +161,7 @@ message_body_reset(struct buf *out, const char *table, const char *reason,
 	buf_adds(out, "],\"ts\":");
 	buf_add_i64(out, ts);
 	buf_adds(out, ",\"reason\":");
-	buf_add_json_str(out, reason, message_utf8_uncut(reason, strlen(reason)));
+	json_write_str(out, reason, message_utf8_uncut(reason, strlen(reason)));
 	buf_addc(out, '}');
 }
 

@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

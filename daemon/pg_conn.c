@@ -14,6 +14,7 @@
 #include "backoff.h"
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pg_conn.h"
 #include "sign.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

@@ -20,6 +20,7 @@
 #include "backoff.h"
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <hiredis/async.h>

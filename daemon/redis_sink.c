@@ -13,6 +13,7 @@
 #include "log.h"
 #include "message.h"
 #include "redis_sweep.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>

@@ -13,6 +13,7 @@
 #include "redis_sweep.h"
 #include "buf.h"
 #include "redis_conn.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>

@@ -16,6 +16,7 @@
 #include "rules.h"
 #include "sign.h"
 #include "stats.h"
+#include "xalloc.h"
 
 #include <ev.h>
 #include <stdio.h>

@@ -5,6 +5,7 @@
  * newlines, UTF-8) makes the same key the application would build.
  */
 #include "rules.h"
+#include "xalloc.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

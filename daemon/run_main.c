@@ -10,6 +10,7 @@
 #include "http.h"
 #include "relay.h"
 #include "shell.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

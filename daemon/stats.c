@@ -5,6 +5,7 @@
  * text helpers are exported: apply_stats renders with them too.
  */
 #include "stats.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,6 +3,7 @@
  * stored with a trailing NUL. Knows nothing of pginval.
  */
 #include "strs.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -14,6 +14,7 @@
 #include "esc.h"
 #include "log.h"
 #include "message.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <fnmatch.h>

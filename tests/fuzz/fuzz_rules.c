@@ -20,6 +20,7 @@
 #include "../../daemon/buf.h"
 #include "../../daemon/decode.h"
 #include "../../daemon/rules.h"
+#include "../../daemon/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
