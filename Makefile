@@ -54,8 +54,8 @@ daemon/apply_target.o: daemon/fill_lua.h
 
 # Each unit test links only the module it tests (plus log, buf, xalloc and esc,
 # which every module uses: the log writer escapes every line).
-UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign \
-	http_head log
+UNIT_TESTS := backoff config decode message rules apply_key stats prom fifo esc \
+	sign http_head log
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 RULES_OBJS := daemon/rules.o daemon/keys.o daemon/strs.o daemon/decode.o \
 	daemon/json_read.o
@@ -65,7 +65,8 @@ UNIT_DEPS_message := daemon/message.o daemon/json_write.o $(RULES_OBJS)
 UNIT_DEPS_rules   := $(RULES_OBJS)
 UNIT_DEPS_backoff := daemon/backoff.o
 UNIT_DEPS_apply_key := daemon/apply_key.o
-UNIT_DEPS_stats   := daemon/stats.o
+UNIT_DEPS_stats   := daemon/stats.o daemon/prom.o daemon/hist.o
+UNIT_DEPS_prom    := daemon/prom.o daemon/hist.o
 UNIT_DEPS_fifo    := daemon/fifo.o
 UNIT_DEPS_esc     :=
 UNIT_DEPS_sign    := daemon/sha256.o daemon/sign.o

@@ -497,7 +497,6 @@ apply_free(struct apply *a)
 	apply_refresh_free(a->refresh);
 	apply_tables_free(&a->tables);
 	strs_free(&a->values);
-	stats_free(&a->stats.lag);
 	log_info("totals: %lu messages, %lu keys invalidated (%lu were "
 	    "cached), %lu resets", a->stats.messages, a->stats.keys_deleted,
 	    a->stats.keys_existed, a->stats.resets_all + a->stats.resets_table);

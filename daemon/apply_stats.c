@@ -4,6 +4,7 @@
  * The hit share of invalidations is keys_existed / keys_deleted.
  */
 #include "apply_stats.h"
+#include "prom.h"
 
 #include <stdio.h>
 
@@ -18,10 +19,10 @@ per_target(struct buf *out, const char *name, const struct apply_gauges *g,
 
 		buf_adds(out, name);
 		buf_adds(out, "{target=\"");
-		stats_prom_label(out, t->name);
+		prom_label(out, t->name);
 		if (which == 3) {
 			buf_adds(out, "\",state=\"");
-			stats_prom_label(out, t->state);
+			prom_label(out, t->state);
 		}
 		snprintf(num, sizeof(num), "\"} %.17g\n", which == 0 ?
 		    (double)t->up : which == 1 ? (double)t->queued :
@@ -34,102 +35,102 @@ void
 apply_stats_render(const struct apply_stats *s, const struct apply_gauges *g,
     struct buf *out)
 {
-	stats_prom_head(out, "pginval_apply_info",
+	prom_head(out, "pginval_apply_info",
 	    "gauge", "Version of pginval apply.");
 	buf_adds(out, "pginval_apply_info{version=\"");
-	stats_prom_label(out, g->version);
+	prom_label(out, g->version);
 	buf_adds(out, "\"} 1\n");
-	stats_prom_head(out, "pginval_apply_channel_up", "gauge",
+	prom_head(out, "pginval_apply_channel_up", "gauge",
 	    "1 while subscribed to the channel.");
-	stats_prom_sample(out, "pginval_apply_channel_up", NULL, g->channel_up);
-	stats_prom_head(out, "pginval_apply_target_up", "gauge",
+	prom_sample(out, "pginval_apply_channel_up", NULL, g->channel_up);
+	prom_head(out, "pginval_apply_target_up", "gauge",
 	    "1 while the target Redis is connected and ready.");
 	per_target(out, "pginval_apply_target_up", g, 0);
-	stats_prom_head(out, "pginval_apply_target_state", "gauge",
+	prom_head(out, "pginval_apply_target_state", "gauge",
 	    "The state of each target connection, as a label.");
 	per_target(out, "pginval_apply_target_state", g, 3);
-	stats_prom_head(out, "pginval_apply_queue_depth", "gauge",
+	prom_head(out, "pginval_apply_queue_depth", "gauge",
 	    "Commands waiting to be sent to each target.");
 	per_target(out, "pginval_apply_queue_depth", g, 1);
-	stats_prom_head(out, "pginval_apply_inflight", "gauge",
+	prom_head(out, "pginval_apply_inflight", "gauge",
 	    "Commands sent to each target and not yet answered.");
 	per_target(out, "pginval_apply_inflight", g, 2);
-	stats_prom_head(out, "pginval_apply_refresh_pending", "gauge",
+	prom_head(out, "pginval_apply_refresh_pending", "gauge",
 	    "Refresh queries waiting for PostgreSQL.");
-	stats_prom_sample(out, "pginval_apply_refresh_pending", NULL,
+	prom_sample(out, "pginval_apply_refresh_pending", NULL,
 	    (double)g->refresh_pending);
 
-	stats_prom_counter(out, "pginval_apply_messages_total",
+	prom_counter(out, "pginval_apply_messages_total",
 	    "Messages received on the channel.", s->messages);
-	stats_prom_counter(out, "pginval_apply_invalid_messages_total",
+	prom_counter(out, "pginval_apply_invalid_messages_total",
 	    "Messages on the channel that were not pginval messages.",
 	    s->invalid);
-	stats_prom_counter(out, "pginval_apply_keys_deleted_total",
+	prom_counter(out, "pginval_apply_keys_deleted_total",
 	    "Keys invalidated (UNLINK and marker), counted once per target.",
 	    s->keys_deleted);
-	stats_prom_counter(out, "pginval_apply_keys_existed_total",
+	prom_counter(out, "pginval_apply_keys_existed_total",
 	    "Invalidated keys that were cached (the sum of UNLINK replies); "
 	    "divided by keys_deleted, the hit share.", s->keys_existed);
-	stats_prom_counter(out, "pginval_apply_keys_swept_total",
+	prom_counter(out, "pginval_apply_keys_swept_total",
 	    "Keys removed by reset and truncate sweeps (SCAN + UNLINK).",
 	    s->swept);
-	stats_prom_counter(out, "pginval_apply_sweeps_total",
+	prom_counter(out, "pginval_apply_sweeps_total",
 	    "Passes of SCAN over a key pattern, counted once per target.",
 	    s->sweeps);
-	stats_prom_counter(out, "pginval_apply_sweeps_merged_total",
+	prom_counter(out, "pginval_apply_sweeps_merged_total",
 	    "Sweeps asked for while one of the same pattern was under way or "
 	    "had just ended: merged into one more pass.", s->sweeps_merged);
-	stats_prom_counter(out, "pginval_apply_command_errors_total",
+	prom_counter(out, "pginval_apply_command_errors_total",
 	    "Commands that a target answered with an error.",
 	    s->command_errors);
-	stats_prom_head(out, "pginval_apply_refreshes_total", "counter",
+	prom_head(out, "pginval_apply_refreshes_total", "counter",
 	    "Refresh queries: stored (SET), missing (no row: deleted) or "
 	    "failed (error or timeout: deleted).");
-	stats_prom_sample(out, "pginval_apply_refreshes_total",
+	prom_sample(out, "pginval_apply_refreshes_total",
 	    "result=\"stored\"", (double)s->refresh_stored);
-	stats_prom_sample(out, "pginval_apply_refreshes_total",
+	prom_sample(out, "pginval_apply_refreshes_total",
 	    "result=\"missing\"", (double)s->refresh_missing);
-	stats_prom_sample(out, "pginval_apply_refreshes_total",
+	prom_sample(out, "pginval_apply_refreshes_total",
 	    "result=\"failed\"", (double)s->refresh_failed);
-	stats_prom_head(out, "pginval_apply_resets_total", "counter",
+	prom_head(out, "pginval_apply_resets_total", "counter",
 	    "Resets carried out: of everything, or of one table.");
-	stats_prom_sample(out, "pginval_apply_resets_total", "scope=\"all\"",
+	prom_sample(out, "pginval_apply_resets_total", "scope=\"all\"",
 	    (double)s->resets_all);
-	stats_prom_sample(out, "pginval_apply_resets_total", "scope=\"table\"",
+	prom_sample(out, "pginval_apply_resets_total", "scope=\"table\"",
 	    (double)s->resets_table);
-	stats_prom_head(out, "pginval_apply_gaps_total", "counter",
+	prom_head(out, "pginval_apply_gaps_total", "counter",
 	    "Missed messages, by the rule that found them; each became a "
 	    "replay from [redis] stream, or a reset of everything.");
-	stats_prom_sample(out, "pginval_apply_gaps_total", "reason=\"seq\"",
+	prom_sample(out, "pginval_apply_gaps_total", "reason=\"seq\"",
 	    (double)s->gaps_seq);
-	stats_prom_sample(out, "pginval_apply_gaps_total", "reason=\"epoch\"",
+	prom_sample(out, "pginval_apply_gaps_total", "reason=\"epoch\"",
 	    (double)s->gaps_epoch);
-	stats_prom_sample(out, "pginval_apply_gaps_total",
+	prom_sample(out, "pginval_apply_gaps_total",
 	    "reason=\"resubscribed\"", (double)s->gaps_resubscribed);
-	stats_prom_head(out, "pginval_apply_replays_total", "counter",
+	prom_head(out, "pginval_apply_replays_total", "counter",
 	    "Replays of missed messages from [redis] stream, by result "
 	    "(failed: a reset of everything instead).");
-	stats_prom_sample(out, "pginval_apply_replays_total",
+	prom_sample(out, "pginval_apply_replays_total",
 	    "result=\"done\"", (double)s->replays_done);
-	stats_prom_sample(out, "pginval_apply_replays_total",
+	prom_sample(out, "pginval_apply_replays_total",
 	    "result=\"failed\"", (double)s->replays_failed);
-	stats_prom_counter(out, "pginval_apply_replayed_messages_total",
+	prom_counter(out, "pginval_apply_replayed_messages_total",
 	    "Messages read back from [redis] stream by replays.",
 	    s->replayed);
-	stats_prom_counter(out, "pginval_apply_repeated_messages_total",
+	prom_counter(out, "pginval_apply_repeated_messages_total",
 	    "Messages that arrived on the channel after a replay had "
 	    "brought them: skipped.", s->repeats);
-	stats_prom_counter(out, "pginval_apply_overflows_total",
+	prom_counter(out, "pginval_apply_overflows_total",
 	    "Target queues that overflowed and were replaced by a reset.",
 	    s->overflows);
-	stats_prom_head(out, "pginval_apply_reconnects_total", "counter",
+	prom_head(out, "pginval_apply_reconnects_total", "counter",
 	    "Successful reconnections after a lost connection.");
-	stats_prom_sample(out, "pginval_apply_reconnects_total",
+	prom_sample(out, "pginval_apply_reconnects_total",
 	    "side=\"channel\"", (double)s->channel_reconnects);
-	stats_prom_sample(out, "pginval_apply_reconnects_total",
+	prom_sample(out, "pginval_apply_reconnects_total",
 	    "side=\"target\"", (double)s->target_reconnects);
 
-	stats_prom_lag(out, "pginval_apply_lag_seconds",
+	prom_hist(out, "pginval_apply_lag_seconds",
 	    "Row change (ts) to the target's acknowledgement of the "
 	    "invalidation.", &s->lag);
 }

@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "buf.h"
-#include "stats.h"
+#include "hist.h"
 
 struct apply_stats {
 	unsigned long messages;		/* messages received on the channel */
@@ -28,7 +28,7 @@ struct apply_stats {
 	unsigned long repeats;		/* live ones a replay had brought */
 	unsigned long overflows;	/* target queues replaced by a reset */
 	unsigned long channel_reconnects, target_reconnects;
-	struct stats lag;		/* only its lag histogram is used */
+	struct hist lag;		/* change to deletion */
 };
 
 struct apply_target_gauge {

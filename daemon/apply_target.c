@@ -225,7 +225,7 @@ target_cmd_cb(void *arg, redisReply *reply, void *privdata)
 		if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
 			t->stats->keys_existed += (unsigned long)reply->integer;
 		if (c->ts > 0)
-			stats_observe_lag(&t->stats->lag,
+			hist_observe(&t->stats->lag,
 			    (target_now_us() - (double)c->ts) / 1e6);
 	}
 	cmd_free(c);

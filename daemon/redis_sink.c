@@ -206,7 +206,7 @@ redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 		s->stats->published++;
 		s->stats->keys_published += m->keys.n;
 		if (m->ts > 0)
-			stats_observe_lag(s->stats, ((double)now.tv_sec * 1e6 +
+			hist_observe(&s->stats->lag, ((double)now.tv_sec * 1e6 +
 			    now.tv_nsec / 1e3 - (double)m->ts) / 1e6);
 		redis_sink_release(s, m);
 	}

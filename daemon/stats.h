@@ -1,7 +1,8 @@
 /*
- * Counters and the lag histogram, shared by the modules of one daemon and
- * rendered in the Prometheus text format for /metrics. Rendering is pure,
- * so it is unit-tested; the modules only increment fields.
+ * The relay's counters and lag histogram, shared by the modules of
+ * pginval run and rendered in the Prometheus text format for /metrics.
+ * Rendering is pure, so it is unit-tested; the modules only increment
+ * fields.
  */
 #ifndef PGINVAL_STATS_H
 #define PGINVAL_STATS_H
@@ -10,9 +11,9 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "hist.h"
 
 #define STATS_MAX_TABLES 256	/* more distinct tables count as "(other)" */
-#define STATS_LAG_BUCKETS 14
 
 struct stats_table {
 	char *name;
@@ -39,10 +40,7 @@ struct stats {
 	unsigned long unlinked;		/* keys removed (action = delete) */
 	unsigned long pg_reconnects, redis_reconnects;
 
-	/* Row change to Redis acknowledgement, in seconds. */
-	unsigned long lag_buckets[STATS_LAG_BUCKETS];	/* not cumulative */
-	unsigned long lag_count;
-	double lag_sum;
+	struct hist lag;	/* row change to Redis acknowledgement */
 
 	struct stats_table *tables;	/* open addressing, 2x capacity */
 	size_t ntables;
@@ -59,33 +57,10 @@ struct stats_gauges {
 	const char *version, *epoch;
 };
 
-extern const double stats_lag_bounds[STATS_LAG_BUCKETS];
-
 void stats_count_event(struct stats *s, const char *table);
-void stats_observe_lag(struct stats *s, double seconds);
 /* Appends the Prometheus text exposition (version 0.0.4). */
 void stats_render(const struct stats *s, const struct stats_gauges *g,
     struct buf *out);
 void stats_free(struct stats *s);
-
-/*
- * Pieces of that format, for every /metrics of the binary. Names and
- * labels are written as given: labels is the text between the braces,
- * already escaped (NULL or "": none).
- */
-/* "# HELP name help" and "# TYPE name type". */
-void stats_prom_head(struct buf *out, const char *name, const char *type,
-    const char *help);
-/* "name{labels} v". */
-void stats_prom_sample(struct buf *out, const char *name, const char *labels,
-    double v);
-/* A label's value: backslash, quote and newline are escaped. */
-void stats_prom_label(struct buf *out, const char *v);
-/* A counter: its head and its one sample. */
-void stats_prom_counter(struct buf *out, const char *name, const char *help,
-    unsigned long v);
-/* The lag histogram of s: name_bucket{le=...}, name_sum, name_count. */
-void stats_prom_lag(struct buf *out, const char *name, const char *help,
-    const struct stats *s);
 
 #endif
