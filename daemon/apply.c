@@ -447,7 +447,7 @@ apply_new(struct ev_loop *loop, struct config *cfg, apply_cb *cb, void *arg)
 	a->cb = cb;
 	a->cb_arg = arg;
 	log_info("apply: channel \"%s\" on %s, %zu target%s, %zu table rules",
-	    cfg->redis_channel, cfg->redis_where,
+	    cfg->redis_channel, cfg->redis.where,
 	    cfg->ntargets > 0 ? cfg->ntargets : 1,
 	    cfg->ntargets == 1 || cfg->ntargets == 0 ? "" : "s", cfg->ntables);
 	apply_tables_build(&a->tables, cfg);
@@ -523,7 +523,7 @@ apply_reload(struct apply *a, struct config *cfg)
 	struct config *old = a->cfg;
 
 	if (str_differs(old->redis_url, cfg->redis_url) ||
-	    str_differs(old->redis_password, cfg->redis_password) ||
+	    str_differs(old->redis.password, cfg->redis.password) ||
 	    str_differs(old->redis_channel, cfg->redis_channel) ||
 	    str_differs(old->redis_stream, cfg->redis_stream) ||
 	    !apply_opts_same_targets(old, cfg) ||

@@ -10,10 +10,7 @@ struct redis_conn_opts
 apply_opts_channel(const struct config *cfg)
 {
 	struct redis_conn_opts co = {
-		.host = cfg->redis_host, .port = cfg->redis_port,
-		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-		.password = cfg->redis_password, .db = cfg->redis_db,
-		.where = cfg->redis_where, .client_name = "pginval-apply",
+		.addr = &cfg->redis, .client_name = "pginval-apply",
 		.connect_timeout = cfg->redis_connect_timeout,
 		.command_timeout = cfg->redis_command_timeout,
 		.health_interval = cfg->health_interval,
@@ -44,13 +41,7 @@ apply_opts_target(const struct config *cfg, size_t i,
 		const struct apply_target_cfg *t = &cfg->targets[i];
 
 		o.name = t->name;
-		o.conn.host = t->host;
-		o.conn.port = t->port;
-		o.conn.unix_path = t->unix_path;
-		o.conn.user = t->user;
-		o.conn.password = t->password;
-		o.conn.db = t->db;
-		o.conn.where = t->where;
+		o.conn.addr = &t->addr;
 	}
 	return o;
 }

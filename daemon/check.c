@@ -354,38 +354,38 @@ check_redis(const struct config *cfg, FILE *out)
 	redisReply *r = NULL;
 	int problems = 0;
 
-	c = cfg->redis_host ? redisConnectWithTimeout(cfg->redis_host,
-	    cfg->redis_port, tv) : redisConnectUnixWithTimeout(cfg->redis_unix, tv);
+	c = cfg->redis.host ? redisConnectWithTimeout(cfg->redis.host,
+	    cfg->redis.port, tv) : redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
 	if (c == NULL || c->err) {
 		problems += check_problem(out, "redis: cannot connect to %s: %s; "
-		    "fix [redis] url in %s", cfg->redis_where,
+		    "fix [redis] url in %s", cfg->redis.where,
 		    c ? c->errstr : "out of memory", cfg->path);
 		goto done;
 	}
 	redisSetTimeout(c, tv);
-	if (cfg->redis_password != NULL) {
-		r = cfg->redis_user ? redisCommand(c, "AUTH %s %s", cfg->redis_user,
-		    cfg->redis_password) : redisCommand(c, "AUTH %s",
-		    cfg->redis_password);
+	if (cfg->redis.password != NULL) {
+		r = cfg->redis.user ? redisCommand(c, "AUTH %s %s", cfg->redis.user,
+		    cfg->redis.password) : redisCommand(c, "AUTH %s",
+		    cfg->redis.password);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			problems += check_problem(out, "redis: AUTH failed on %s: "
 			    "%s; fix the user and password in [redis] url",
-			    cfg->redis_where, r ? r->str : c->errstr);
+			    cfg->redis.where, r ? r->str : c->errstr);
 			goto done;
 		}
 		freeReplyObject(r);
 	}
-	r = redisCommand(c, "SELECT %d", cfg->redis_db);
+	r = redisCommand(c, "SELECT %d", cfg->redis.db);
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		problems += check_problem(out, "redis: SELECT %d failed on %s: %s",
-		    cfg->redis_db, cfg->redis_where, r ? r->str : c->errstr);
+		    cfg->redis.db, cfg->redis.where, r ? r->str : c->errstr);
 		goto done;
 	}
 	freeReplyObject(r);
 	r = redisCommand(c, "PUBLISH %s %s", "pginval-check", "ping");
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		problems += check_problem(out, "redis: cannot PUBLISH on %s: %s; "
-		    "fix the user's ACL", cfg->redis_where, r ? r->str : c->errstr);
+		    "fix the user's ACL", cfg->redis.where, r ? r->str : c->errstr);
 		goto done;
 	}
 	if (cfg->redis_stream != NULL) {
@@ -397,12 +397,12 @@ check_redis(const struct config *cfg, FILE *out)
 			problems += check_problem(out, "redis: [redis] stream "
 			    "\"%s\" is %s on %s, not a stream; choose another "
 			    "key, or delete it", cfg->redis_stream,
-			    r && r->str ? r->str : c->errstr, cfg->redis_where);
+			    r && r->str ? r->str : c->errstr, cfg->redis.where);
 			goto done;
 		}
 	}
 	fprintf(out, "ok: connected to redis %s, database %d\n",
-	    cfg->redis_where, cfg->redis_db);
+	    cfg->redis.where, cfg->redis.db);
 done:
 	freeReplyObject(r);
 	redisFree(c);

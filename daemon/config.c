@@ -485,7 +485,8 @@ static int
 config_target_key(struct parse_ctx *ctx, const char *section_rest,
     const char *name, const char *value)
 {
-	struct config *cfg = ctx->cfg, tmp = { 0 };
+	struct config *cfg = ctx->cfg;
+	struct redis_addr addr = { 0 };
 	struct apply_target_cfg *t = NULL;
 	char err[256];
 	char *target = config_section_arg(section_rest);
@@ -506,7 +507,7 @@ config_target_key(struct parse_ctx *ctx, const char *section_rest,
 			    "(line %d)", target, cfg->targets[i].line);
 			goto done;
 		}
-	if (config_parse_redis_url(&tmp, value, err, sizeof(err)) == -1) {
+	if (redis_addr_parse(&addr, value, NULL, err, sizeof(err)) == -1) {
 		config_error(ctx, ctx->line, "[target %s] %s", target, err);
 		goto done;
 	}
@@ -516,21 +517,11 @@ config_target_key(struct parse_ctx *ctx, const char *section_rest,
 	t->name = target;
 	target = NULL;
 	t->url = xstrdup(value);
-	t->host = tmp.redis_host;
-	t->port = tmp.redis_port;
-	t->unix_path = tmp.redis_unix;
-	t->db = tmp.redis_db;
-	t->user = tmp.redis_user;
-	t->password = tmp.redis_password;
-	t->where = tmp.redis_where;
+	t->addr = addr;
 	t->line = ctx->section_line;
-	memset(&tmp, 0, sizeof(tmp));
+	memset(&addr, 0, sizeof(addr));
 done:
-	free(tmp.redis_host);
-	free(tmp.redis_unix);
-	free(tmp.redis_user);
-	free(tmp.redis_password);
-	free(tmp.redis_where);
+	redis_addr_free(&addr);
 	free(target);
 	return 1;
 }
@@ -663,155 +654,6 @@ config_handler(void *user, const char *inih_section, const char *name,
 	return 1;
 }
 
-static int
-config_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Copies s[0..n) with %XX sequences decoded. */
-static char *
-config_unescape(const char *s, size_t n)
-{
-	char *out = xmalloc(n + 1), *o = out;
-
-	for (size_t i = 0; i < n; i++) {
-		int hi, lo;
-
-		if (s[i] == '%' && i + 2 < n &&
-		    (hi = config_hexval(s[i + 1])) >= 0 &&
-		    (lo = config_hexval(s[i + 2])) >= 0) {
-			*o++ = (char)(hi * 16 + lo);
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
-int
-config_parse_redis_url(struct config *cfg, const char *url, char *err,
-    size_t errlen)
-{
-	const char *p, *at, *slash, *colon, *hostend;
-	char *end;
-	long v;
-
-	free(cfg->redis_host);
-	free(cfg->redis_unix);
-	free(cfg->redis_user);
-	free(cfg->redis_password);
-	free(cfg->redis_where);
-	cfg->redis_host = cfg->redis_unix = cfg->redis_user = NULL;
-	cfg->redis_password = cfg->redis_where = NULL;
-	cfg->redis_port = 6379;
-	cfg->redis_db = 0;
-	cfg->redis_url_password = false;
-
-	if (strncmp(url, "unix:", 5) == 0) {
-		p = url + 5;
-		if (strncmp(p, "//", 2) == 0)
-			p += 2;
-		if (*p != '/') {
-			snprintf(err, errlen, "url: a unix socket needs an absolute "
-			    "path, as in unix:/run/redis/redis.sock");
-			return -1;
-		}
-		cfg->redis_unix = xstrdup(p);
-		cfg->redis_where = xstrdup(p);
-		return 0;
-	}
-	if (strncmp(url, "redis://", 8) != 0) {
-		snprintf(err, errlen, "url: expected redis://[user:password@]host"
-		    "[:port][/db] or unix:/path (rediss:// needs a TLS proxy, see "
-		    "the README)");
-		return -1;
-	}
-	p = url + 8;
-	slash = strchr(p, '/');
-	if (slash == NULL)
-		slash = p + strlen(p);
-	/* A '/' in the password would cut the URL there and put the rest
-	 * of the password in the host, port or database number. */
-	if (strchr(slash, '@') != NULL) {
-		snprintf(err, errlen, "url: an '@' after the first '/': "
-		    "percent-encode a '/' in the user name or password as %%2F");
-		return -1;
-	}
-	/* The last '@' before the path ends the credentials. */
-	at = NULL;
-	for (const char *q = p; q < slash; q++)
-		if (*q == '@')
-			at = q;
-	if (at != NULL) {
-		colon = memchr(p, ':', (size_t)(at - p));
-		if (colon != NULL) {
-			if (colon > p)
-				cfg->redis_user = config_unescape(p, (size_t)(colon - p));
-			cfg->redis_password = config_unescape(colon + 1,
-			    (size_t)(at - colon - 1));
-		} else {
-			cfg->redis_password = config_unescape(p, (size_t)(at - p));
-		}
-		p = at + 1;
-		cfg->redis_url_password = cfg->redis_password[0] != '\0';
-	}
-	if (*p == '[') {
-		hostend = memchr(p, ']', (size_t)(slash - p));
-		if (hostend == NULL) {
-			snprintf(err, errlen, "url: unclosed '[' in the host");
-			return -1;
-		}
-		/* Only a port may follow: "[::1]6380" is a typo, not port 6379. */
-		if (hostend + 1 < slash && hostend[1] != ':') {
-			snprintf(err, errlen, "url: unexpected text after ']' in "
-			    "the host");
-			return -1;
-		}
-		cfg->redis_host = xstrndup(p + 1, (size_t)(hostend - p - 1));
-		colon = hostend + 1 < slash ? hostend + 1 : NULL;
-	} else {
-		colon = memchr(p, ':', (size_t)(slash - p));
-		hostend = colon ? colon : slash;
-		cfg->redis_host = xstrndup(p, (size_t)(hostend - p));
-	}
-	if (cfg->redis_host[0] == '\0') {
-		snprintf(err, errlen, "url: no host name");
-		return -1;
-	}
-	if (colon != NULL) {
-		errno = 0;
-		v = strtol(colon + 1, &end, 10);
-		if (errno != 0 || end != slash || v < 1 || v > 65535) {
-			snprintf(err, errlen, "url: bad port");
-			return -1;
-		}
-		cfg->redis_port = (int)v;
-	}
-	if (*slash == '/' && slash[1] != '\0') {
-		errno = 0;
-		v = strtol(slash + 1, &end, 10);
-		if (errno != 0 || *end != '\0' || v < 0 || v > INT_MAX) {
-			snprintf(err, errlen, "url: the database number after "
-			    "the '/' is not a whole number from 0");
-			return -1;
-		}
-		cfg->redis_db = (int)v;
-	}
-	{
-		char where[300];
-		snprintf(where, sizeof(where), strchr(cfg->redis_host, ':') ?
-		    "[%s]:%d" : "%s:%d", cfg->redis_host, cfg->redis_port);
-		cfg->redis_where = xstrdup(where);
-	}
-	return 0;
-}
-
 /* Reads a password: the file's first line, without its line end. NULL
  * with err on error. */
 static char *
@@ -854,10 +696,18 @@ config_redis_password(struct config *cfg, char *err, size_t errlen)
 		pw = xstrdup(env);
 	}
 	if (pw != NULL) {
-		free(cfg->redis_password);
-		cfg->redis_password = pw;
+		free(cfg->redis.password);
+		cfg->redis.password = pw;
 	}
 	return 0;
+}
+
+int
+config_parse_redis_url(struct config *cfg, const char *url, char *err,
+    size_t errlen)
+{
+	return redis_addr_parse(&cfg->redis, url, &cfg->redis_url_password,
+	    err, errlen);
 }
 
 static void
@@ -1075,18 +925,10 @@ config_free(struct config *cfg)
 
 		free(t->name);
 		free(t->url);
-		free(t->host);
-		free(t->unix_path);
-		free(t->user);
-		free(t->password);
-		free(t->where);
+		redis_addr_free(&t->addr);
 	}
 	free(cfg->targets);
-	free(cfg->redis_host);
-	free(cfg->redis_unix);
-	free(cfg->redis_user);
-	free(cfg->redis_password);
-	free(cfg->redis_where);
+	redis_addr_free(&cfg->redis);
 	free(cfg->pg_password);
 	free(cfg->path);
 	free(cfg);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "redis_addr.h"
 #include "rules.h"
 
 enum redis_action {
@@ -43,12 +44,7 @@ struct table_rule {
 struct apply_target_cfg {
 	char *name;
 	char *url;		/* may hold a password: never log it */
-	char *host;		/* NULL for a unix socket */
-	int port;
-	char *unix_path;
-	int db;
-	char *user, *password;
-	char *where;		/* "host:port" or socket path, for logs */
+	struct redis_addr addr;	/* parsed from url */
 	int line;		/* of the section header */
 };
 
@@ -73,15 +69,10 @@ struct config {
 	int redis_action;		/* enum redis_action */
 	double redis_connect_timeout;
 	double redis_command_timeout;
-	/* parsed from redis_url */
-	char *redis_host;		/* NULL for a unix socket */
-	int redis_port;
-	char *redis_unix;
-	int redis_db;
-	char *redis_user;
-	char *redis_password;
+	/* parsed from redis_url; its password as config_redis_password()
+	 * chose it */
+	struct redis_addr redis;
 	bool redis_url_password;	/* the URL itself holds one */
-	char *redis_where;		/* "host:port" or socket path, for logs */
 
 	/* [daemon] */
 	int log_level;			/* enum log_level */
@@ -151,12 +142,12 @@ const struct table_rule *config_table(const struct config *cfg,
  * password), so that its permissions matter. */
 bool config_holds_secret(const struct config *cfg);
 
-/* Parses a Redis URL into cfg's redis_* fields; -1 with err on error.
- * err never holds a part of the URL, which may hold a password. */
+/* Parses a Redis URL into cfg->redis and cfg->redis_url_password; -1
+ * with err on error (see redis_addr_parse()). */
 int config_parse_redis_url(struct config *cfg, const char *url, char *err,
     size_t errlen) __attribute__((warn_unused_result));
 /*
- * Sets cfg->redis_password from where a Redis password comes from,
+ * Sets cfg->redis.password from where a Redis password comes from,
  * strongest first: redis_password_file, redis_password_opt, the
  * environment (PGINVAL_REDIS_PASSWORD); otherwise the URL's (parsed
  * before) stays. -1 with err when the file cannot be read.

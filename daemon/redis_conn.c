@@ -37,7 +37,8 @@ struct redis_conn {
 	redis_conn_cb *cb;
 	void *arg;
 	struct redis_conn_opts o;	/* numbers; strings are below */
-	char *name, *host, *unix_path, *user, *password, *where;
+	char *name;
+	struct redis_addr addr;
 	char *client_name;
 	struct backoff backoff;
 
@@ -111,11 +112,11 @@ redis_conn_lost(struct redis_conn *c, const char *why)
 	delay = backoff_next(&c->backoff);
 	if (c->o.backlog != NULL)
 		log_warnx("%s: %s (%s); %zu %s queued, retrying in %.1fs",
-		    c->name, why, c->where, *c->o.backlog, c->o.backlog_unit,
+		    c->name, why, c->addr.where, *c->o.backlog, c->o.backlog_unit,
 		    delay);
 	else
 		log_warnx("%s: %s (%s); retrying in %.1fs", c->name, why,
-		    c->where, delay);
+		    c->addr.where, delay);
 	redis_conn_set_state(c, REDIS_STATE_BACKOFF);
 	ev_timer_set(&c->timer, delay, 0);
 	ev_timer_start(c->loop, &c->timer);
@@ -167,7 +168,7 @@ redis_conn_step_reply(struct redis_conn *c, redisAsyncContext *ac,
 		log_debug("%s: %s refused: %s", c->name, cmd->step, reply->str);
 	} else if (reply->type == REDIS_REPLY_ERROR) {
 		log_error("%s: %s failed on %s: %s", c->name, cmd->step,
-		    c->where, reply->str);
+		    c->addr.where, reply->str);
 		/* Allowed from a reply callback; the disconnect callback
 		 * then schedules the retry. */
 		c->handshake = 0;
@@ -312,17 +313,17 @@ redis_conn_steps(struct redis_conn *c)
 	const char *argv[3];
 	char db[16];
 
-	if (c->password != NULL) {
+	if (c->addr.password != NULL) {
 		int argc = 0;
 
 		argv[argc++] = "AUTH";
-		if (c->user != NULL)
-			argv[argc++] = c->user;
-		argv[argc++] = c->password;
+		if (c->addr.user != NULL)
+			argv[argc++] = c->addr.user;
+		argv[argc++] = c->addr.password;
 		redis_conn_step(c, "AUTH", false, NULL, NULL, argc, argv, NULL);
 	}
-	if (c->o.db != 0) {
-		snprintf(db, sizeof(db), "%d", c->o.db);
+	if (c->addr.db != 0) {
+		snprintf(db, sizeof(db), "%d", c->addr.db);
 		argv[0] = "SELECT";
 		argv[1] = db;
 		redis_conn_step(c, "SELECT", false, NULL, NULL, 2, argv, NULL);
@@ -356,7 +357,7 @@ redis_conn_connect_cb(const redisAsyncContext *ac, int status)
 	 * subscription's confirmation. */
 	if (!c->o.subscriber)
 		ev_timer_stop(c->loop, &c->timer);
-	if (c->host != NULL && c->o.keepalive > 0)
+	if (c->addr.host != NULL && c->o.keepalive > 0)
 		redis_conn_keepalive(ac->c.fd, c->o.keepalive);
 	c->handshake = 0;
 	c->established = false;
@@ -427,8 +428,8 @@ redis_conn_connect(struct redis_conn *c)
 
 	redis_conn_set_state(c, REDIS_STATE_CONNECTING);
 	/* Note: a host name is resolved with a blocking getaddrinfo. */
-	ac = c->host != NULL ? redisAsyncConnect(c->host, c->o.port) :
-	    redisAsyncConnectUnix(c->unix_path);
+	ac = c->addr.host != NULL ? redisAsyncConnect(c->addr.host,
+	    c->addr.port) : redisAsyncConnectUnix(c->addr.unix_path);
 	if (ac == NULL || ac->err) {
 		char why[256];
 
@@ -457,13 +458,6 @@ dup_or_null(const char *s)
 	return s != NULL ? xstrdup(s) : NULL;
 }
 
-static void
-replace_str(char **field, const char *v)
-{
-	free(*field);
-	*field = dup_or_null(v);
-}
-
 struct redis_conn *
 redis_conn_new(struct ev_loop *loop, const struct redis_conn_opts *opts,
     redis_conn_cb *cb, void *arg)
@@ -474,14 +468,10 @@ redis_conn_new(struct ev_loop *loop, const struct redis_conn_opts *opts,
 	c->cb = cb;
 	c->arg = arg;
 	c->o = *opts;
-	c->o.name = c->o.host = c->o.unix_path = c->o.user = NULL;
-	c->o.password = c->o.where = c->o.client_name = NULL;
+	c->o.name = c->o.client_name = NULL;
+	c->o.addr = NULL;
 	c->name = xstrdup(opts->name);
-	c->host = dup_or_null(opts->host);
-	c->unix_path = dup_or_null(opts->unix_path);
-	c->user = dup_or_null(opts->user);
-	c->password = dup_or_null(opts->password);
-	c->where = xstrdup(opts->where);
+	redis_addr_copy(&c->addr, opts->addr);
 	c->client_name = dup_or_null(opts->client_name);
 	c->backoff.min = opts->reconnect_min;
 	c->backoff.max = opts->reconnect_max;
@@ -514,11 +504,7 @@ redis_conn_free(struct redis_conn *c)
 		redisAsyncFree(ac);	/* pending replies come back NULL */
 	}
 	free(c->name);
-	free(c->host);
-	free(c->unix_path);
-	free(c->user);
-	free(c->password);
-	free(c->where);
+	redis_addr_free(&c->addr);
 	free(c->client_name);
 	free(c);
 }
@@ -536,18 +522,10 @@ redis_conn_tune(struct redis_conn *c, const struct redis_conn_opts *o)
 bool
 redis_conn_configure(struct redis_conn *c, const struct redis_conn_opts *o)
 {
-	bool moved = str_differs(c->host, o->host) ||
-	    str_differs(c->unix_path, o->unix_path) || c->o.port != o->port ||
-	    str_differs(c->user, o->user) ||
-	    str_differs(c->password, o->password) || c->o.db != o->db;
+	bool moved = !redis_addr_same(&c->addr, o->addr);
 
-	replace_str(&c->host, o->host);
-	replace_str(&c->unix_path, o->unix_path);
-	replace_str(&c->user, o->user);
-	replace_str(&c->password, o->password);
-	replace_str(&c->where, o->where);
-	c->o.port = o->port;
-	c->o.db = o->db;
+	redis_addr_free(&c->addr);
+	redis_addr_copy(&c->addr, o->addr);
 	redis_conn_tune(c, o);
 	if (!moved || c->state == REDIS_STATE_STOPPED)
 		return false;
@@ -573,7 +551,7 @@ redis_conn_state(const struct redis_conn *c)
 const char *
 redis_conn_where(const struct redis_conn *c)
 {
-	return c->where;
+	return c->addr.where;
 }
 
 unsigned long

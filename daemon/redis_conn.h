@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "redis_addr.h"
+
 struct ev_loop;
 struct redis_conn;
 struct redisReply;
@@ -54,12 +56,7 @@ typedef void redis_conn_reply_cb(void *arg, struct redisReply *reply,
 
 struct redis_conn_opts {
 	const char *name;	/* log prefix: "redis", "target NAME"... */
-	const char *host;	/* NULL: use unix_path */
-	int port;
-	const char *unix_path;
-	const char *user, *password;	/* may be NULL; never logged */
-	int db;			/* SELECTed when not 0 */
-	const char *where;	/* for log lines */
+	const struct redis_addr *addr;	/* borrowed; copied by _new() */
 	const char *client_name;	/* CLIENT SETNAME; NULL: none */
 	double connect_timeout;
 	double command_timeout;	/* the oldest reply awaited this long: dead */
@@ -81,7 +78,7 @@ struct redis_conn_opts {
 	const char *backlog_unit;
 };
 
-/* Strings in opts are copied, except backlog. */
+/* Strings in opts, and addr, are copied; backlog is not. */
 struct redis_conn *redis_conn_new(struct ev_loop *loop,
     const struct redis_conn_opts *opts, redis_conn_cb *cb, void *arg);
 void redis_conn_start(struct redis_conn *c);
@@ -112,8 +109,8 @@ void redis_conn_disconnect(struct redis_conn *c);
 /* Applies the timeouts, the health interval and the backoff limits of
  * opts; the server, credentials and names stay as they are. */
 void redis_conn_tune(struct redis_conn *c, const struct redis_conn_opts *opts);
-/* redis_conn_tune(), and also the server, credentials, database and
- * where. When the first four changed, the link is dropped and made again
+/* redis_conn_tune(), and also the address (server, credentials,
+ * database and where). When the first three changed, the link is dropped and made again
  * with them; returns true then. */
 bool redis_conn_configure(struct redis_conn *c,
     const struct redis_conn_opts *opts);

@@ -497,9 +497,7 @@ redis_sink_conn_opts(struct redis_sink *s, const struct redis_sink_opts *o)
 {
 	struct redis_conn_opts co = {
 		.name = "redis",
-		.host = o->host, .port = o->port, .unix_path = o->unix_path,
-		.user = o->user, .password = o->password, .db = o->db,
-		.where = o->where, .client_name = "pginval",
+		.addr = o->addr, .client_name = "pginval",
 		.connect_timeout = o->connect_timeout,
 		.command_timeout = o->command_timeout,
 		.health_interval = o->health_interval,
@@ -522,8 +520,8 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->cb = cb;
 	s->arg = arg;
 	s->o = *opts;
-	s->o.host = s->o.unix_path = s->o.user = s->o.password = NULL;
-	s->o.where = s->o.epoch = s->o.channel = s->o.stream = NULL;
+	s->o.addr = NULL;
+	s->o.epoch = s->o.channel = s->o.stream = NULL;
 	s->o.stats = NULL;
 	s->stats = opts->stats;
 	s->epoch = xstrdup(opts->epoch);

@@ -22,8 +22,8 @@
 #include <stdint.h>
 
 #include "fifo.h"
-#include "redis_conn.h"
 #include "keys.h"
+#include "redis_conn.h"
 #include "stats.h"
 
 struct ev_loop;
@@ -81,12 +81,7 @@ struct sink_msg {
 };
 
 struct redis_sink_opts {
-	const char *host;	/* NULL: use unix_path */
-	int port;
-	const char *unix_path;
-	const char *user, *password;	/* may be NULL; never logged */
-	int db;
-	const char *where;	/* for log lines */
+	const struct redis_addr *addr;	/* borrowed; the link copies it */
 	const char *channel;
 	const char *stream;	/* NULL: none; else each message is XADDed too */
 	int stream_maxlen;	/* MAXLEN ~ of the stream */

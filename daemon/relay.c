@@ -506,10 +506,7 @@ static struct redis_sink_opts
 relay_sink_opts(struct relay *r, const struct config *cfg)
 {
 	struct redis_sink_opts so = {
-		.host = cfg->redis_host, .port = cfg->redis_port,
-		.unix_path = cfg->redis_unix, .user = cfg->redis_user,
-		.password = cfg->redis_password, .db = cfg->redis_db,
-		.where = cfg->redis_where, .channel = cfg->redis_channel,
+		.addr = &cfg->redis, .channel = cfg->redis_channel,
 		.stream = cfg->redis_stream,
 		.stream_maxlen = cfg->redis_stream_maxlen,
 		.epoch = r->epoch,
@@ -594,7 +591,7 @@ relay_reload(struct relay *r, struct config *cfg)
 
 	if (redis_sink_configure(r->sink, &so))
 		log_info("reload: Redis settings changed; reconnecting to %s",
-		    cfg->redis_where);
+		    cfg->redis.where);
 	r->cfg = cfg;
 	if (pg_changed && !r->draining) {
 		log_info("reload: PostgreSQL settings changed; reconnecting");

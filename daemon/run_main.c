@@ -140,7 +140,7 @@ check_main(int argc, char **argv)
 		}
 	}
 	printf("%s: OK (redis %s, channel \"%s\"%s%s%s; %zu table rules)\n",
-	    path, cfg->redis_where, cfg->redis_channel,
+	    path, cfg->redis.where, cfg->redis_channel,
 	    cfg->redis_stream ? ", stream \"" : "",
 	    cfg->redis_stream ? cfg->redis_stream : "",
 	    cfg->redis_stream ? "\"" : "", cfg->ntables);
