@@ -41,49 +41,48 @@ struct opt {
 	size_t off;
 	const char *def;	/* NULL: required */
 	double min, max;	/* for numbers */
-	bool reloadable;	/* applied by SIGHUP without a reconnect */
 };
 
 #define O(f) offsetof(struct config, f)
 
 static const struct opt config_opts[] = {
-	{ "postgres", "conninfo", OPT_STRING, O(pg_conninfo), NULL, 0, 0, false },
-	{ "postgres", "channel", OPT_STRING, O(pg_channel), "pginval", 0, 0, false },
-	{ "postgres", "password_file", OPT_STRING, O(pg_password_file), "", 0, 0, false },
-	{ "postgres", "connect_timeout", OPT_SECONDS, O(pg_connect_timeout), "10", 0.1, 3600, false },
-	{ "postgres", "notify_queue_warn", OPT_RATIO, O(pg_notify_queue_warn), "0.5", 1e-9, 1, true },
-	{ "redis", "url", OPT_STRING, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0, false },
-	{ "redis", "channel", OPT_STRING, O(redis_channel), "pginval", 0, 0, true },
-	{ "redis", "stream", OPT_STRING, O(redis_stream), "", 0, 0, true },
-	{ "redis", "stream_maxlen", OPT_INT, O(redis_stream_maxlen), "10000", 1, 100000000, true },
-	{ "redis", "password", OPT_STRING, O(redis_password_opt), "", 0, 0, false },
-	{ "redis", "password_file", OPT_STRING, O(redis_password_file), "", 0, 0, false },
-	{ "redis", "action", OPT_ACTION, O(redis_action), "publish", 0, 0, true },
-	{ "redis", "connect_timeout", OPT_SECONDS, O(redis_connect_timeout), "5", 0.1, 3600, false },
-	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600, true },
-	{ "daemon", "log_level", OPT_LOG_LEVEL, O(log_level), "info", 0, 0, true },
-	{ "daemon", "max_queue", OPT_INT, O(max_queue), "100000", 1, 100000000, true },
-	{ "daemon", "max_queue_bytes", OPT_SIZE, O(max_queue_bytes), "4MB", 65536, 1e12, true },
-	{ "daemon", "max_inflight", OPT_INT, O(max_inflight), "1000", 1, 1000000, true },
-	{ "daemon", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout), "10", 0, 3600, true },
-	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600, true },
-	{ "daemon", "reconnect_max", OPT_SECONDS, O(reconnect_max), "30", 0.001, 86400, true },
-	{ "daemon", "health_interval", OPT_SECONDS, O(health_interval), "10", 0, 3600, false },
-	{ "daemon", "max_keys", OPT_INT, O(max_keys), "1000", 1, 1000000, true },
-	{ "daemon", "coalesce", OPT_SECONDS, O(coalesce), "0", 0, 10, true },
-	{ "outbox", "enabled", OPT_BOOL, O(outbox_enabled), "off", 0, 0, false },
-	{ "outbox", "batch", OPT_INT, O(outbox_batch), "1000", 1, 100000, false },
-	{ "outbox", "poll_interval", OPT_SECONDS, O(outbox_poll_interval), "1", 0.001, 3600, false },
-	{ "outbox", "ack_timeout", OPT_SECONDS, O(outbox_ack_timeout), "30", 1, 3600, false },
-	{ "outbox", "max_payload", OPT_SIZE, O(outbox_max_payload), "1MB", 4096, 1073741824, false },
-	{ "outbox", "max_batch_bytes", OPT_SIZE, O(outbox_max_batch_bytes), "4MB", 65536, 1073741824, false },
-	{ "metrics", "listen", OPT_STRING, O(metrics_listen), "", 0, 0, false },
-	{ "apply", "reset", OPT_APPLY_RESET, O(apply_reset), "patterns", 0, 0, true },
-	{ "apply", "marker_ttl", OPT_SECONDS, O(apply_marker_ttl), "10", 0.1, 3600, true },
-	{ "apply", "marker_margin", OPT_SECONDS, O(apply_marker_margin), "50ms", 0, 60, true },
-	{ "apply", "conninfo", OPT_STRING, O(apply_conninfo), "", 0, 0, false },
-	{ "apply", "refresh_timeout", OPT_SECONDS, O(apply_refresh_timeout), "5", 0.1, 3600, true },
-	{ "apply", "max_queue", OPT_INT, O(apply_max_queue), "100000", 1, 100000000, true },
+	{ "postgres", "conninfo", OPT_STRING, O(pg_conninfo), NULL, 0, 0 },
+	{ "postgres", "channel", OPT_STRING, O(pg_channel), "pginval", 0, 0 },
+	{ "postgres", "password_file", OPT_STRING, O(pg_password_file), "", 0, 0 },
+	{ "postgres", "connect_timeout", OPT_SECONDS, O(pg_connect_timeout), "10", 0.1, 3600 },
+	{ "postgres", "notify_queue_warn", OPT_RATIO, O(pg_notify_queue_warn), "0.5", 1e-9, 1 },
+	{ "redis", "url", OPT_STRING, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0 },
+	{ "redis", "channel", OPT_STRING, O(redis_channel), "pginval", 0, 0 },
+	{ "redis", "stream", OPT_STRING, O(redis_stream), "", 0, 0 },
+	{ "redis", "stream_maxlen", OPT_INT, O(redis_stream_maxlen), "10000", 1, 100000000 },
+	{ "redis", "password", OPT_STRING, O(redis_password_opt), "", 0, 0 },
+	{ "redis", "password_file", OPT_STRING, O(redis_password_file), "", 0, 0 },
+	{ "redis", "action", OPT_ACTION, O(redis_action), "publish", 0, 0 },
+	{ "redis", "connect_timeout", OPT_SECONDS, O(redis_connect_timeout), "5", 0.1, 3600 },
+	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600 },
+	{ "daemon", "log_level", OPT_LOG_LEVEL, O(log_level), "info", 0, 0 },
+	{ "daemon", "max_queue", OPT_INT, O(max_queue), "100000", 1, 100000000 },
+	{ "daemon", "max_queue_bytes", OPT_SIZE, O(max_queue_bytes), "4MB", 65536, 1e12 },
+	{ "daemon", "max_inflight", OPT_INT, O(max_inflight), "1000", 1, 1000000 },
+	{ "daemon", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout), "10", 0, 3600 },
+	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600 },
+	{ "daemon", "reconnect_max", OPT_SECONDS, O(reconnect_max), "30", 0.001, 86400 },
+	{ "daemon", "health_interval", OPT_SECONDS, O(health_interval), "10", 0, 3600 },
+	{ "daemon", "max_keys", OPT_INT, O(max_keys), "1000", 1, 1000000 },
+	{ "daemon", "coalesce", OPT_SECONDS, O(coalesce), "0", 0, 10 },
+	{ "outbox", "enabled", OPT_BOOL, O(outbox_enabled), "off", 0, 0 },
+	{ "outbox", "batch", OPT_INT, O(outbox_batch), "1000", 1, 100000 },
+	{ "outbox", "poll_interval", OPT_SECONDS, O(outbox_poll_interval), "1", 0.001, 3600 },
+	{ "outbox", "ack_timeout", OPT_SECONDS, O(outbox_ack_timeout), "30", 1, 3600 },
+	{ "outbox", "max_payload", OPT_SIZE, O(outbox_max_payload), "1MB", 4096, 1073741824 },
+	{ "outbox", "max_batch_bytes", OPT_SIZE, O(outbox_max_batch_bytes), "4MB", 65536, 1073741824 },
+	{ "metrics", "listen", OPT_STRING, O(metrics_listen), "", 0, 0 },
+	{ "apply", "reset", OPT_APPLY_RESET, O(apply_reset), "patterns", 0, 0 },
+	{ "apply", "marker_ttl", OPT_SECONDS, O(apply_marker_ttl), "10", 0.1, 3600 },
+	{ "apply", "marker_margin", OPT_SECONDS, O(apply_marker_margin), "50ms", 0, 60 },
+	{ "apply", "conninfo", OPT_STRING, O(apply_conninfo), "", 0, 0 },
+	{ "apply", "refresh_timeout", OPT_SECONDS, O(apply_refresh_timeout), "5", 0.1, 3600 },
+	{ "apply", "max_queue", OPT_INT, O(apply_max_queue), "100000", 1, 100000000 },
 };
 
 #define NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
@@ -262,7 +261,7 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 			    "error, warn, info, debug", value);
 			return -1;
 		}
-		*(int *)field = (int)lvl;
+		*(enum log_level *)field = lvl;
 		return 0;
 	}
 	case OPT_SIZE: {
@@ -298,10 +297,10 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 	case OPT_BOOL:
 		if (strcmp(value, "on") == 0 || strcmp(value, "true") == 0 ||
 		    strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
-			*(int *)field = 1;
+			*(bool *)field = true;
 		else if (strcmp(value, "off") == 0 || strcmp(value, "false") == 0 ||
 		    strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
-			*(int *)field = 0;
+			*(bool *)field = false;
 		else {
 			config_error(ctx, line, "%s in [%s]: \"%s\" is not on or "
 			    "off", o->name, o->section, value);
@@ -334,9 +333,9 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 	}
 	case OPT_APPLY_RESET:
 		if (strcmp(value, "patterns") == 0)
-			*(int *)field = APPLY_RESET_PATTERNS;
+			*(enum apply_reset *)field = APPLY_RESET_PATTERNS;
 		else if (strcmp(value, "flush") == 0)
-			*(int *)field = APPLY_RESET_FLUSH;
+			*(enum apply_reset *)field = APPLY_RESET_FLUSH;
 		else {
 			config_error(ctx, line, "reset in [apply]: \"%s\" is not "
 			    "\"patterns\" or \"flush\"", value);
@@ -345,9 +344,9 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 		return 0;
 	case OPT_ACTION:
 		if (strcmp(value, "publish") == 0)
-			*(int *)field = REDIS_ACTION_PUBLISH;
+			*(enum redis_action *)field = REDIS_ACTION_PUBLISH;
 		else if (strcmp(value, "delete") == 0)
-			*(int *)field = REDIS_ACTION_DELETE;
+			*(enum redis_action *)field = REDIS_ACTION_DELETE;
 		else {
 			config_error(ctx, line, "action: \"%s\" is not \"publish\" "
 			    "or \"delete\"", value);

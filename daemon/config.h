@@ -66,7 +66,7 @@ struct config {
 	char *redis_channel;
 	char *redis_stream;		/* NULL: no replayable copy */
 	int redis_stream_maxlen;
-	int redis_action;		/* enum redis_action */
+	enum redis_action redis_action;
 	double redis_connect_timeout;
 	double redis_command_timeout;
 	/* parsed from redis_url; its password as config_redis_password()
@@ -75,7 +75,7 @@ struct config {
 	bool redis_url_password;	/* the URL itself holds one */
 
 	/* [daemon] */
-	int log_level;			/* enum log_level */
+	enum log_level log_level;
 	int max_queue;			/* messages waiting for Redis */
 	size_t max_queue_bytes;		/* and their memory */
 	int max_inflight;		/* PUBLISHes awaiting a reply */
@@ -88,7 +88,7 @@ struct config {
 	double coalesce;		/* seconds a change waits for others */
 
 	/* [outbox] */
-	int outbox_enabled;		/* bool */
+	bool outbox_enabled;
 	int outbox_batch;
 	double outbox_poll_interval;
 	double outbox_ack_timeout;
@@ -99,7 +99,7 @@ struct config {
 	char *metrics_listen;		/* NULL: no HTTP listener */
 
 	/* [apply] */
-	int apply_reset;		/* enum apply_reset */
+	enum apply_reset apply_reset;
 	double apply_marker_ttl;
 	double apply_marker_margin;
 	char *apply_conninfo;		/* NULL: [postgres] conninfo */

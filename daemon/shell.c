@@ -134,7 +134,7 @@ shell_config(const struct shell_args *args, int *status)
 			*status = 2;
 			return NULL;
 		}
-		cfg->log_level = (int)lvl;
+		cfg->log_level = lvl;
 	}
 	return cfg;
 }
@@ -311,7 +311,7 @@ shell_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	log_info("SIGHUP: reloading %s", sh->config_path);
 	shell_notify_reloading(sh);
 	if ((cfg = config_reload(sh->config_path)) != NULL) {
-		log_set_level((enum log_level)cfg->log_level);
+		log_set_level(cfg->log_level);
 		sh->shutdown_timeout = cfg->shutdown_timeout;
 		sh->ops->reload(sh->cmd, cfg);
 	}
@@ -382,7 +382,7 @@ shell_main(const struct shell_ops *ops, int argc, char **argv)
 		return status;
 	if ((cfg = shell_config(&args, &status)) == NULL)
 		return status;
-	log_init((enum log_level)cfg->log_level);
+	log_init(cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	sh.loop = EV_DEFAULT;

@@ -66,9 +66,9 @@ def text_of(section):
 
 
 # -- Settings ------------------------------------------------------------------
-# config_opts rows: { "section", "name", TYPE, O(field), default, min, max, reload },
+# config_opts rows: { "section", "name", TYPE, O(field), default, min, max },
 opt_re = re.compile(r'\{\s*"(\w+)",\s*"(\w+)",\s*(OPT_\w+),\s*O\(\w+\),\s*'
-                    r'(NULL|"[^"]*"),\s*([-\d.e]+),\s*([-\d.e]+),\s*\w+\s*\}')
+                    r'(NULL|"[^"]*"),\s*([-\d.e]+),\s*([-\d.e]+)\s*\}')
 config_c = read("daemon/config.c")
 table = config_c[config_c.index("config_opts[]"):]
 table = table[:table.index("};")]
