@@ -59,7 +59,8 @@ UNIT_TESTS := backoff config decode message rules apply_key stats prom fifo esc 
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 RULES_OBJS := daemon/rules.o daemon/keys.o daemon/strs.o daemon/decode.o \
 	daemon/json_read.o
-UNIT_DEPS_config  := daemon/config.o daemon/redis_addr.o $(RULES_OBJS)
+UNIT_DEPS_config  := daemon/config.o daemon/config_sections.o \
+	daemon/config_secret.o daemon/redis_addr.o $(RULES_OBJS)
 UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
 UNIT_DEPS_message := daemon/message.o daemon/json_write.o $(RULES_OBJS)
 UNIT_DEPS_rules   := $(RULES_OBJS)
@@ -93,7 +94,7 @@ FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
 FUZZ_TARGETS := decode message rules config esc sign http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
 FUZZ_MODULES := log buf xalloc esc json_read json_write decode keys strs rules message \
-	redis_addr config sha256 sign http_head
+	redis_addr config config_sections config_secret sha256 sign http_head
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := inih libpq
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -1,10 +1,12 @@
 /*
  * Configuration parsing. Every setting is described once, in config_opts:
- * its section, name, type, default and whether SIGHUP can change it
- * without a reconnect. inih does the lexing; a line-counting reader gives
- * each error its line number, since Debian's inih does not pass it on.
+ * its section, name, type, default and range. inih does the lexing; a
+ * line-counting reader gives each error its line number, since Debian's
+ * inih does not pass it on. The [table] and [target] sections are read in
+ * config_sections.c, the secrets and conninfo checks in config_secret.c.
  */
 #include "config.h"
+#include "config_parse.h"
 #include "buf.h"
 #include "log.h"
 #include "xalloc.h"
@@ -12,8 +14,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
-#include <libpq-fe.h>
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,29 +87,7 @@ static const struct opt config_opts[] = {
 
 #define NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
 
-struct parse_ctx {
-	struct config *cfg;
-	const char *name;
-	FILE *f;
-	int line;		/* of the line inih is handling */
-	bool at_line_start;
-	struct buf raw;		/* that line, which inih may read in parts */
-	bool raw_checked;	/* raw has been through config_check_line() */
-	bool syntax_errors;	/* config_check_line() reported some */
-	char *section;		/* the current section's name, in full */
-	int section_line;	/* of its header */
-	int read_errno;		/* reading the stream failed */
-	bool seen[NOPTS];
-	int redis_url_line;	/* 0: the default */
-	struct buf errors;
-	int nerrors;
-};
-
-static void
-config_error(struct parse_ctx *ctx, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
+void
 config_error(struct parse_ctx *ctx, int line, const char *fmt, ...)
 {
 	char msg[512];
@@ -200,7 +178,7 @@ config_reader(char *str, int num, void *stream)
 	return r;
 }
 
-static int
+int
 config_number(const char *value, double *out)
 {
 	char *end;
@@ -357,252 +335,6 @@ config_set(struct parse_ctx *ctx, const struct opt *o, const char *value,
 	return -1;
 }
 
-/* The name in a "[table NAME]" or "[target NAME]" header, trimmed. */
-static char *
-config_section_arg(const char *rest)
-{
-	size_t len;
-
-	while (*rest == ' ' || *rest == '\t')
-		rest++;
-	len = strlen(rest);
-	while (len > 0 && (rest[len - 1] == ' ' || rest[len - 1] == '\t'))
-		len--;
-	return xstrndup(rest, len);
-}
-
-/* The [table] entry named table, created on its first setting. */
-static struct table_rule *
-config_table_entry(struct parse_ctx *ctx, char *table)
-{
-	struct config *cfg = ctx->cfg;
-	struct table_rule *t;
-
-	for (size_t i = 0; i < cfg->ntables; i++)
-		if (strcmp(cfg->tables[i].name, table) == 0) {
-			free(table);
-			return &cfg->tables[i];
-		}
-	cfg->tables = xrealloc(cfg->tables, (cfg->ntables + 1) * sizeof(*t));
-	t = &cfg->tables[cfg->ntables++];
-	memset(t, 0, sizeof(*t));
-	t->name = table;
-	t->line = ctx->section_line;
-	t->ttl = 60;
-	return t;
-}
-
-static int
-config_table_key(struct parse_ctx *ctx, const char *section_rest,
-    const char *name, const char *value)
-{
-	struct table_rule *t;
-	char err[256];
-	char *table;
-	double d;
-
-	table = config_section_arg(section_rest);
-	if (*table == '\0') {
-		config_error(ctx, ctx->line, "[table] needs a name, such as "
-		    "[table public.users]");
-		goto fail;
-	}
-	if (strchr(table, '.') == NULL) {
-		config_error(ctx, ctx->line, "[table %s]: name the schema too, "
-		    "as in [table public.%s]", table, table);
-		goto fail;
-	}
-	if (strcmp(name, "keys") != 0 && strcmp(name, "refresh") != 0 &&
-	    strcmp(name, "ttl") != 0 && strcmp(name, "allow_wide_sweep") != 0) {
-		config_error(ctx, ctx->line, "unknown setting \"%s\" in [table %s] "
-		    "(expected: keys, refresh, ttl, allow_wide_sweep)", name,
-		    table);
-		goto fail;
-	}
-	t = config_table_entry(ctx, table);
-	table = NULL;
-	if (strcmp(name, "allow_wide_sweep") == 0) {
-		bool yes = strcmp(value, "yes") == 0 || strcmp(value, "on") == 0 ||
-		    strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
-
-		t->wide_line = ctx->line;
-		if (!yes && strcmp(value, "no") != 0 && strcmp(value, "off") != 0 &&
-		    strcmp(value, "false") != 0 && strcmp(value, "0") != 0) {
-			config_error(ctx, ctx->line, "allow_wide_sweep in [table "
-			    "%s]: \"%s\" is not yes or no", t->name, value);
-			return 0;
-		}
-		t->allow_wide_sweep = yes;
-		return 1;
-	}
-	if (strcmp(name, "keys") == 0) {
-		if (t->keys_line != 0) {
-			config_error(ctx, ctx->line, "[table %s] has keys already "
-			    "(line %d); list all templates in one keys line",
-			    t->name, t->line);
-			return 0;
-		}
-		t->keys_line = ctx->line;
-		if (rules_compile(value, &t->rules, err, sizeof(err)) == -1) {
-			config_error(ctx, ctx->line, "[table %s] keys: %s", t->name,
-			    err);
-			return 0;
-		}
-		return 1;
-	}
-	if (strcmp(name, "refresh") == 0) {
-		if (t->refresh_line != 0 || value[0] == '\0') {
-			config_error(ctx, ctx->line, t->refresh_line != 0 ?
-			    "[table %s] has a refresh query already" :
-			    "[table %s] refresh is empty", t->name);
-			return 0;
-		}
-		if (strstr(value, "$1") == NULL) {
-			config_error(ctx, ctx->line, "[table %s] refresh: the query "
-			    "must use $1 (the key's first template column)",
-			    t->name);
-			return 0;
-		}
-		t->refresh_line = ctx->line;
-		t->refresh = xstrdup(value);
-		return 1;
-	}
-	t->ttl_line = ctx->line;
-	if (config_number(value, &d) == -1 || d < 0.001 || d > 31536000) {
-		config_error(ctx, ctx->line, "ttl in [table %s]: \"%s\" is not a "
-		    "duration from 1ms to 365 days (such as 60s)", t->name, value);
-		return 0;
-	}
-	t->ttl = d;
-	return 1;
-fail:
-	free(table);
-	return 0;
-}
-
-static int
-config_target_key(struct parse_ctx *ctx, const char *section_rest,
-    const char *name, const char *value)
-{
-	struct config *cfg = ctx->cfg;
-	struct redis_addr addr = { 0 };
-	struct apply_target_cfg *t = NULL;
-	char err[256];
-	char *target = config_section_arg(section_rest);
-
-	if (*target == '\0' || strpbrk(target, " \t\"\\") != NULL) {
-		config_error(ctx, ctx->line, "[target] needs a name of one word, "
-		    "such as [target eu-west]");
-		goto done;
-	}
-	if (strcmp(name, "url") != 0) {
-		config_error(ctx, ctx->line, "unknown setting \"%s\" in [target "
-		    "%s] (expected: url)", name, target);
-		goto done;
-	}
-	for (size_t i = 0; i < cfg->ntargets; i++)
-		if (strcmp(cfg->targets[i].name, target) == 0) {
-			config_error(ctx, ctx->line, "[target %s] has a url already "
-			    "(line %d)", target, cfg->targets[i].line);
-			goto done;
-		}
-	if (redis_addr_parse(&addr, value, NULL, err, sizeof(err)) == -1) {
-		config_error(ctx, ctx->line, "[target %s] %s", target, err);
-		goto done;
-	}
-	cfg->targets = xrealloc(cfg->targets, (cfg->ntargets + 1) * sizeof(*t));
-	t = &cfg->targets[cfg->ntargets++];
-	memset(t, 0, sizeof(*t));
-	t->name = target;
-	target = NULL;
-	t->url = xstrdup(value);
-	t->addr = addr;
-	t->line = ctx->section_line;
-	memset(&addr, 0, sizeof(addr));
-done:
-	redis_addr_free(&addr);
-	free(target);
-	return 1;
-}
-
-/*
- * What is wrong with a conninfo that libpq cannot parse, in words of our
- * own: libpq's message quotes the offending text, which may be (part of)
- * the password.
- */
-static const char *
-config_conninfo_problem(const char *libpq_msg)
-{
-	static const struct { const char *libpq, *ours; } problems[] = {
-		{ "percent-encoded token", "an invalid %XX escape (write a "
-		    "literal % as %25)" },
-		{ "%00", "%00 in a value" },
-		{ "missing \"=\"", "a word without \"=\" (write keyword=value "
-		    "pairs separated by spaces; quote a value with spaces: "
-		    "password='a b')" },
-		{ "invalid connection option", "an unknown keyword (see \"Parameter "
-		    "Key Words\" in the libpq documentation)" },
-		{ "unterminated quoted string", "a quoted value that is not "
-		    "closed" },
-		{ "IPv6 host", "a malformed [IPv6] host in the URI" },
-		{ "query parameter", "a malformed or unknown URI query parameter "
-		    "(write ?keyword=value&keyword=value)" },
-		{ "unexpected character", "an unexpected character in the URI's "
-		    "host part (percent-encode '/', '@' and ':' in the user name "
-		    "and password)" },
-		{ "URI", "a malformed URI" },
-		{ "out of memory", "out of memory" },
-	};
-
-	for (size_t i = 0; i < sizeof(problems) / sizeof(problems[0]); i++)
-		if (libpq_msg != NULL && strstr(libpq_msg, problems[i].libpq))
-			return problems[i].ours;
-	return "libpq cannot parse it";
-}
-
-/* A URI whose password holds a '/' parses, wrongly: the '/' ends the
- * host part, so part of the password would become the database name
- * and reach error messages. An '@' in the path gives it away. */
-static bool
-config_uri_slash_in_password(const char *conninfo)
-{
-	const char *p, *slash, *end;
-
-	if (strncmp(conninfo, "postgresql://", 13) == 0)
-		p = conninfo + 13;
-	else if (strncmp(conninfo, "postgres://", 11) == 0)
-		p = conninfo + 11;
-	else
-		return false;
-	if ((slash = strchr(p, '/')) == NULL)
-		return false;
-	end = strchr(slash, '?');
-	return memchr(slash, '@', end ? (size_t)(end - slash) :
-	    strlen(slash)) != NULL;
-}
-
-/* Catches a bad conninfo now rather than at every reconnect. The value
- * itself never appears in the message. */
-static void
-config_check_conninfo(struct parse_ctx *ctx, const char *section,
-    const char *conninfo)
-{
-	char *errmsg = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
-
-	if (opts == NULL)
-		config_error(ctx, ctx->line, "conninfo in [%s] is not a valid "
-		    "libpq connection string: %s; the value is not shown, as it "
-		    "may hold a password", section,
-		    config_conninfo_problem(errmsg));
-	else if (config_uri_slash_in_password(conninfo))
-		config_error(ctx, ctx->line, "conninfo in [%s]: the URI has an "
-		    "'@' after its first '/'; percent-encode a '/' in the user "
-		    "name or password as %%2F", section);
-	PQfreemem(errmsg);
-	PQconninfoFree(opts);
-}
-
 static int
 config_handler(void *user, const char *inih_section, const char *name,
     const char *value)
@@ -653,119 +385,6 @@ config_handler(void *user, const char *inih_section, const char *name,
 	return 1;
 }
 
-/* Reads a password: the file's first line, without its line end. NULL
- * with err on error. */
-static char *
-config_read_secret(const char *path, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "r");
-	char line[1024];
-	size_t n;
-
-	if (f == NULL) {
-		snprintf(err, errlen, "cannot read %s: %s", path,
-		    strerror(errno));
-		return NULL;
-	}
-	if (fgets(line, sizeof(line), f) == NULL)
-		line[0] = '\0';
-	fclose(f);
-	n = strcspn(line, "\r\n");
-	line[n] = '\0';
-	if (n == 0) {
-		snprintf(err, errlen, "%s is empty", path);
-		return NULL;
-	}
-	return xstrdup(line);
-}
-
-int
-config_redis_password(struct config *cfg, char *err, size_t errlen)
-{
-	const char *env = getenv("PGINVAL_REDIS_PASSWORD");
-	char *pw = NULL;
-
-	if (cfg->redis_password_file != NULL) {
-		pw = config_read_secret(cfg->redis_password_file, err, errlen);
-		if (pw == NULL)
-			return -1;
-	} else if (cfg->redis_password_opt != NULL) {
-		pw = xstrdup(cfg->redis_password_opt);
-	} else if (env != NULL && env[0] != '\0') {
-		pw = xstrdup(env);
-	}
-	if (pw != NULL) {
-		free(cfg->redis.password);
-		cfg->redis.password = pw;
-	}
-	return 0;
-}
-
-int
-config_parse_redis_url(struct config *cfg, const char *url, char *err,
-    size_t errlen)
-{
-	return redis_addr_parse(&cfg->redis, url, &cfg->redis_url_password,
-	    err, errlen);
-}
-
-static void
-config_secrets(struct parse_ctx *ctx)
-{
-	struct config *cfg = ctx->cfg;
-	char err[512];
-
-	if (cfg->pg_password_file != NULL &&
-	    (cfg->pg_password = config_read_secret(cfg->pg_password_file, err,
-	    sizeof(err))) == NULL)
-		config_error(ctx, 0, "[postgres] password_file: %s", err);
-	if (config_redis_password(cfg, err, sizeof(err)) == -1)
-		config_error(ctx, 0, "[redis] password_file: %s", err);
-}
-
-bool
-config_holds_secret(const struct config *cfg)
-{
-	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(cfg->pg_conninfo, &err);
-	bool secret = cfg->redis_password_opt != NULL || cfg->redis_url_password;
-
-	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
-		if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&
-		    o->val[0] != '\0')
-			secret = true;
-	PQconninfoFree(opts);
-	PQfreemem(err);
-	return secret;
-}
-
-/*
- * A truncate or reset of a table removes the keys that match its
- * templates' patterns. A template that begins with a {column} makes a
- * pattern that begins with '*', which matches keys of other tables and
- * other applications as well ("{id}" matches every key): refused unless
- * the table says allow_wide_sweep.
- */
-static void
-config_check_sweeps(struct parse_ctx *ctx, const struct table_rule *t)
-{
-	for (size_t i = 0; i < rules_count(t->rules); i++) {
-		char *p;
-
-		if (rules_prefixed(t->rules, i))
-			continue;
-		p = rules_pattern(t->rules, i);
-		config_error(ctx, t->keys_line, "[table %s] keys: template %zu "
-		    "begins with a {column}, so a truncate or reset of the table "
-		    "would remove every key matching \"%s\", other "
-		    "applications' keys too; begin each template with fixed "
-		    "text (as in \"%s:{id}\"), or set allow_wide_sweep = yes in "
-		    "[table %s] if this Redis holds nothing else that matches",
-		    t->name, i + 1, p, strchr(t->name, '.') + 1, t->name);
-		free(p);
-	}
-}
-
 static void
 config_check(struct parse_ctx *ctx)
 {
@@ -810,6 +429,7 @@ config_parse(FILE *f, const char *name, struct config **out, char **errors)
 	ctx.name = name;
 	ctx.f = f;
 	ctx.at_line_start = true;
+	ctx.seen = xcalloc(NOPTS, sizeof(*ctx.seen));
 	/* An empty default leaves the setting unset (NULL). */
 	for (size_t i = 0; i < NOPTS; i++)
 		if (config_opts[i].def != NULL && config_opts[i].def[0] != '\0')
@@ -838,6 +458,7 @@ config_parse(FILE *f, const char *name, struct config **out, char **errors)
 		config_error(&ctx, 0, "cannot read: %s", strerror(ctx.read_errno));
 	else
 		config_check(&ctx);
+	free(ctx.seen);
 	if (ctx.nerrors > 0) {
 		*errors = buf_steal(&ctx.errors);
 		config_free(ctx.cfg);
