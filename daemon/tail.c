@@ -10,11 +10,11 @@
  * sequence reaches the operator's terminal.
  */
 #include "tail.h"
-#include "config.h"
-#include "esc.h"
-#include "log.h"
-#include "message.h"
-#include "xalloc.h"
+#include "core/config.h"
+#include "lib/esc.h"
+#include "lib/log.h"
+#include "core/message.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -244,7 +244,8 @@ tail_connect(const struct config *cfg, const char *channel)
 	redisReply *r;
 
 	c = cfg->redis.host ? redisConnectWithTimeout(cfg->redis.host,
-	    cfg->redis.port, tv) : redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
+	    cfg->redis.port, tv) :
+	    redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
 	if (c == NULL || c->err) {
 		fprintf(stderr, "pginval tail: cannot connect to %s: %s\n",
 		    cfg->redis.where, c ? tail_errtext(c->errstr) : "out of memory");

@@ -11,21 +11,21 @@
  * is deleted. The key is always invalidated first, so a refresh that
  * fails leaves it deleted, never stale.
  */
-#include "apply.h"
-#include "strs.h"
-#include "apply_opts.h"
-#include "apply_refresh.h"
-#include "apply_replay.h"
-#include "apply_stats.h"
-#include "apply_sub.h"
-#include "apply_tables.h"
-#include "apply_target.h"
-#include "buf.h"
-#include "config.h"
-#include "log.h"
-#include "message.h"
-#include "redis_conn.h"
-#include "xalloc.h"
+#include "apply/apply.h"
+#include "lib/strs.h"
+#include "apply/apply_opts.h"
+#include "apply/apply_refresh.h"
+#include "apply/apply_replay.h"
+#include "apply/apply_stats.h"
+#include "apply/apply_sub.h"
+#include "apply/apply_tables.h"
+#include "apply/apply_target.h"
+#include "lib/buf.h"
+#include "core/config.h"
+#include "lib/log.h"
+#include "core/message.h"
+#include "lib/redis_conn.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
 
 #include <stdbool.h>
 
-#include "buf.h"
+#include "lib/buf.h"
 
 struct config;
 struct ev_loop;

@@ -1,9 +1,10 @@
 /*
  * Key helpers for pginval apply: marker names and hash slots. Everything
- * here is a pure function of its input, so that the unit test can drive it with tables of cases, and so that the recipes in
- * the README can repeat the marker rule byte for byte.
+ * here is a pure function of its input, so that the unit test can drive
+ * it with tables of cases, and so that the recipes in the README can
+ * repeat the marker rule byte for byte.
  */
-#include "apply_key.h"
+#include "apply/apply_key.h"
 
 #include <stdio.h>
 #include <stdlib.h>

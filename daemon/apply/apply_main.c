@@ -3,10 +3,10 @@
  * this file is the table of operations between the two, and the
  * command's usage.
  */
-#include "apply.h"
-#include "buf.h"
-#include "shell.h"
-#include "xalloc.h"
+#include "apply/apply.h"
+#include "lib/buf.h"
+#include "core/shell.h"
+#include "lib/xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

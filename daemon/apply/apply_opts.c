@@ -2,7 +2,7 @@
  * From pginval apply's configuration to its modules' options (see
  * apply_opts.h). Kept apart from apply.c, which holds the policy.
  */
-#include "apply_opts.h"
+#include "apply/apply_opts.h"
 
 #include <string.h>
 

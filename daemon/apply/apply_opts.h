@@ -9,11 +9,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "apply_stats.h"
-#include "apply_target.h"
-#include "config.h"
-#include "pg_conn.h"
-#include "redis_conn.h"
+#include "apply/apply_stats.h"
+#include "apply/apply_target.h"
+#include "core/config.h"
+#include "lib/pg_conn.h"
+#include "lib/redis_conn.h"
 
 /* The channel's Redis: the subscription, the stream and the default
  * target. */

@@ -7,10 +7,10 @@
  * invalidated their keys, so a failed or late refresh leaves a key
  * deleted, never stale.
  */
-#include "apply_refresh.h"
-#include "buf.h"
-#include "log.h"
-#include "xalloc.h"
+#include "apply/apply_refresh.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>

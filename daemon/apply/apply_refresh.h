@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "strs.h"
-#include "pg_conn.h"
+#include "lib/strs.h"
+#include "lib/pg_conn.h"
 
 struct ev_loop;
 struct apply_refresh;

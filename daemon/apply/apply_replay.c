@@ -4,13 +4,13 @@
  * pages forward from its entry. The cursor is the ID of the last entry
  * read, so each page starts just past it (an exclusive "(" range).
  */
-#include "apply_replay.h"
-#include "buf.h"
-#include "fifo.h"
-#include "log.h"
-#include "message.h"
-#include "redis_conn.h"
-#include "xalloc.h"
+#include "apply/apply_replay.h"
+#include "lib/buf.h"
+#include "lib/fifo.h"
+#include "lib/log.h"
+#include "core/message.h"
+#include "lib/redis_conn.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>

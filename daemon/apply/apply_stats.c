@@ -3,8 +3,8 @@
  * daemon and an apply process on one host never clash in a dashboard.
  * The hit share of invalidations is keys_existed / keys_deleted.
  */
-#include "apply_stats.h"
-#include "prom.h"
+#include "apply/apply_stats.h"
+#include "lib/prom.h"
 
 #include <stdio.h>
 

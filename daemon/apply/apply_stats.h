@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-#include "buf.h"
-#include "hist.h"
+#include "lib/buf.h"
+#include "lib/hist.h"
 
 struct apply_stats {
 	unsigned long messages;		/* messages received on the channel */

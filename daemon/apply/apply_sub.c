@@ -7,11 +7,11 @@
  * it, so TCP keepalive (with TCP_USER_TIMEOUT) is what finds a peer that
  * vanished, and the connect timeout lasts until the confirmation.
  */
-#include "apply_sub.h"
-#include "buf.h"
-#include "log.h"
-#include "redis_conn.h"
-#include "xalloc.h"
+#include "apply/apply_sub.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/redis_conn.h"
+#include "lib/xalloc.h"
 
 #include <hiredis/hiredis.h>
 #include <stdlib.h>

@@ -3,10 +3,10 @@
  * feed its sweeps; its matchers decide which keys a refresh may fill
  * (apply_table_refreshable()), and recover the query's parameters.
  */
-#include "apply_tables.h"
-#include "buf.h"
-#include "rules.h"
-#include "xalloc.h"
+#include "apply/apply_tables.h"
+#include "lib/buf.h"
+#include "core/rules.h"
+#include "lib/xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,8 @@
 /*
  * What pginval apply derives from the [table] sections of its
  * configuration: for each table, the SCAN glob of each key template (for
- * sweeps); its rule's templates match keys for refreshes. Built again from each configuration a reload brings. No I/O.
+ * sweeps); its rule's templates match keys for refreshes (rules_match()).
+ * Built again from each configuration a reload brings. No I/O.
  */
 #ifndef PGINVAL_APPLY_TABLES_H
 #define PGINVAL_APPLY_TABLES_H
@@ -9,8 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
-#include "strs.h"
+#include "core/config.h"
+#include "lib/strs.h"
 
 struct apply_table {
 	const struct table_rule *rule;	/* borrowed from the config */

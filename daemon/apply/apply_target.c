@@ -14,14 +14,14 @@
  * The link itself (handshake, timeouts, reconnects) is a redis_conn; the
  * reset sweeps are a redis_sweep on it.
  */
-#include "apply_target.h"
-#include "apply_key.h"
-#include "buf.h"
-#include "fifo.h"
-#include "log.h"
-#include "redis_conn.h"
-#include "redis_sweep.h"
-#include "xalloc.h"
+#include "apply/apply_target.h"
+#include "apply/apply_key.h"
+#include "lib/buf.h"
+#include "lib/fifo.h"
+#include "lib/log.h"
+#include "lib/redis_conn.h"
+#include "lib/redis_sweep.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -32,7 +32,7 @@
 
 /* The reader's side, shipped as daemon/fill.lua (see there). */
 static const char fill_lua[] =
-#include "fill_lua.h"
+#include "apply/fill_lua.h"
 ;
 
 /*

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "apply_stats.h"
-#include "redis_conn.h"
+#include "apply/apply_stats.h"
+#include "lib/redis_conn.h"
 
 struct ev_loop;
 struct apply_target;

@@ -5,11 +5,11 @@
  * inih does not pass it on. The [table] and [target] sections are read in
  * config_sections.c, the secrets and conninfo checks in config_secret.c.
  */
-#include "config.h"
-#include "config_parse.h"
-#include "buf.h"
-#include "log.h"
-#include "xalloc.h"
+#include "core/config.h"
+#include "core/config_parse.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -9,9 +9,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "log.h"
-#include "redis_addr.h"
-#include "rules.h"
+#include "lib/log.h"
+#include "lib/redis_addr.h"
+#include "core/rules.h"
 
 enum redis_action {
 	REDIS_ACTION_PUBLISH,	/* PUBLISH only */

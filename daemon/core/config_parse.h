@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "buf.h"
-#include "config.h"
+#include "lib/buf.h"
+#include "core/config.h"
 
 struct parse_ctx {
 	struct config *cfg;

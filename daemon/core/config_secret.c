@@ -4,9 +4,9 @@
  * whether the file itself holds one. Part of the parser of config.c (see
  * config_parse.h).
  */
-#include "config.h"
-#include "config_parse.h"
-#include "xalloc.h"
+#include "core/config.h"
+#include "core/config_parse.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <libpq-fe.h>

@@ -3,9 +3,9 @@
  * (key templates, refresh queries) and [target NAME] (a Redis of pginval
  * apply). Part of the parser of config.c (see config_parse.h).
  */
-#include "config.h"
-#include "config_parse.h"
-#include "xalloc.h"
+#include "core/config.h"
+#include "core/config_parse.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <math.h>

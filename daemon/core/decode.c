@@ -10,10 +10,10 @@
  * here before. Values deeper than the format's (root, "rows", row, image)
  * are checked and skipped.
  */
-#include "decode.h"
-#include "buf.h"
-#include "json_read.h"
-#include "xalloc.h"
+#include "core/decode.h"
+#include "lib/buf.h"
+#include "lib/json_read.h"
+#include "lib/xalloc.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -7,10 +7,10 @@
  * subscribers accept is what they accepted when they read messages with
  * a general JSON library (cJSON, before json_read replaced it).
  */
-#include "message.h"
-#include "json_read.h"
-#include "json_write.h"
-#include "xalloc.h"
+#include "core/message.h"
+#include "lib/json_read.h"
+#include "lib/json_write.h"
+#include "lib/xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "decode.h"
-#include "keys.h"
+#include "lib/buf.h"
+#include "core/decode.h"
+#include "lib/keys.h"
 
 #define MESSAGE_EPOCH_LEN 32	/* hex characters */
 

@@ -4,8 +4,8 @@
  * row's values, byte for byte, so any value (spaces, colons, braces,
  * newlines, UTF-8) makes the same key the application would build.
  */
-#include "rules.h"
-#include "xalloc.h"
+#include "core/rules.h"
+#include "lib/xalloc.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

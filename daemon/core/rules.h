@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "decode.h"
-#include "keys.h"
-#include "strs.h"
+#include "core/decode.h"
+#include "lib/keys.h"
+#include "lib/strs.h"
 
 struct rule_set;
 

@@ -7,11 +7,11 @@
  * on anything: systemd's socket is written without blocking (sd_notify.h)
  * and what it refuses is sent again from a timer.
  */
-#include "shell.h"
-#include "config.h"
-#include "http.h"
-#include "log.h"
-#include "sd_notify.h"
+#include "core/shell.h"
+#include "core/config.h"
+#include "lib/http.h"
+#include "lib/log.h"
+#include "lib/sd_notify.h"
 
 #include <ev.h>
 #include <getopt.h>

@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "buf.h"
+#include "lib/buf.h"
 
 struct config;
 struct ev_loop;

@@ -2,7 +2,7 @@
  * Checks the authenticator that ends every payload of pginval's triggers
  * (the format is in sign.h, the signing side in sql/pginval.sql).
  */
-#include "sign.h"
+#include "core/sign.h"
 
 #include <string.h>
 

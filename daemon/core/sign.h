@@ -12,7 +12,7 @@
 #ifndef PGINVAL_SIGN_H
 #define PGINVAL_SIGN_H
 
-#include "sha256.h"
+#include "lib/sha256.h"
 
 #include <stdbool.h>
 #include <stddef.h>

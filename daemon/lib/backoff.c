@@ -1,7 +1,7 @@
 /*
  * Exponential backoff with jitter for both connections.
  */
-#include "backoff.h"
+#include "lib/backoff.h"
 
 #include <float.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /*
  * Growable byte buffers. Knows nothing of pginval.
  */
-#include "buf.h"
-#include "xalloc.h"
+#include "lib/buf.h"
+#include "lib/xalloc.h"
 
 #include <inttypes.h>
 #include <stdio.h>

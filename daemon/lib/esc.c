@@ -3,7 +3,7 @@
  * runs every line through esc_str(), so it stays a single pass over a
  * bounded buffer with no allocation.
  */
-#include "esc.h"
+#include "lib/esc.h"
 
 #include <string.h>
 

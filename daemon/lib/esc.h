@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "buf.h"
+#include "lib/buf.h"
 
 /* The most bytes of output one byte of input can need. */
 #define ESC_MAX_RATIO 4

@@ -2,7 +2,7 @@
  * The intrusive list of fifo.h. Putting back what was in flight ahead of
  * what waits is fifo_prepend(): a constant-time splice.
  */
-#include "fifo.h"
+#include "lib/fifo.h"
 
 void
 fifo_push(struct fifo *q, struct fifo_node *e)

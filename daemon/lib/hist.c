@@ -2,7 +2,7 @@
  * A latency histogram with fixed bounds, in seconds. Knows nothing of
  * pginval.
  */
-#include "hist.h"
+#include "lib/hist.h"
 
 #include <stddef.h>
 

@@ -11,10 +11,10 @@
  * and a pause instead of a busy loop when accept runs out of descriptors.
  */
 #define _GNU_SOURCE	/* accept4 */
-#include "http.h"
-#include "http_head.h"
-#include "log.h"
-#include "xalloc.h"
+#include "lib/http.h"
+#include "lib/http_head.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <ev.h>

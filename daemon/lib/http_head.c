@@ -4,7 +4,7 @@
  * an absolute path of printable ASCII; its query string is cut off, since
  * /metrics and /healthz take no parameters.
  */
-#include "http_head.h"
+#include "lib/http_head.h"
 
 #include <string.h>
 

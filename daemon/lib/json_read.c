@@ -2,7 +2,7 @@
  * The JSON reader: scalars, escapes (\uXXXX to UTF-8, surrogate pairs to
  * one character), and a bracket stack for the values it skips.
  */
-#include "json_read.h"
+#include "lib/json_read.h"
 
 #include <ctype.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * The JSON string escaper of the encoders. Pure; knows nothing of
  * pginval.
  */
-#include "json_write.h"
+#include "lib/json_write.h"
 
 #include <string.h>
 

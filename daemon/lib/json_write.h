@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "buf.h"
+#include "lib/buf.h"
 
 /* Appends s as a quoted JSON string: quotes, backslashes and control
  * characters are escaped; other bytes pass through unchanged. */

@@ -4,8 +4,8 @@
  * a longer one gets an open-addressing hash index. Knows nothing of
  * pginval.
  */
-#include "keys.h"
-#include "xalloc.h"
+#include "lib/keys.h"
+#include "lib/xalloc.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

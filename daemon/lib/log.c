@@ -7,8 +7,8 @@
  * a newline in a payload cannot start a forged line, nor forge a "<N>"
  * priority for the journal, and no terminal control reaches the reader.
  */
-#include "log.h"
-#include "esc.h"
+#include "lib/log.h"
+#include "lib/esc.h"
 
 #include <errno.h>
 #include <stdarg.h>

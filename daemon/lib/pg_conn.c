@@ -10,11 +10,11 @@
  * Callbacks may end the connection; a generation number tells the loops
  * here when the connection they were reading has gone.
  */
-#include "pg_conn.h"
-#include "backoff.h"
-#include "buf.h"
-#include "log.h"
-#include "xalloc.h"
+#include "lib/pg_conn.h"
+#include "lib/backoff.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

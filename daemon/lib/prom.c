@@ -3,7 +3,7 @@
  * which every /metrics page of the binary is written. Pure; knows nothing
  * of pginval.
  */
-#include "prom.h"
+#include "lib/prom.h"
 
 #include <stdio.h>
 

@@ -5,8 +5,8 @@
 #ifndef PGINVAL_PROM_H
 #define PGINVAL_PROM_H
 
-#include "buf.h"
-#include "hist.h"
+#include "lib/buf.h"
+#include "lib/hist.h"
 
 /* Names and labels are written as given: labels is the text between the
  * braces, already escaped (NULL or "": none). */

@@ -2,8 +2,8 @@
  * Where a Redis is and how to log in: parsed from a redis:// or unix:
  * URL, copied, compared and freed. Pure; knows nothing of pginval.
  */
-#include "redis_addr.h"
-#include "xalloc.h"
+#include "lib/redis_addr.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <limits.h>

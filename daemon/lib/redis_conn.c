@@ -16,11 +16,11 @@
  * the context is freed after the disconnect callback returns, so the
  * pointer to it is cleared there.
  */
-#include "redis_conn.h"
-#include "backoff.h"
-#include "buf.h"
-#include "log.h"
-#include "xalloc.h"
+#include "lib/redis_conn.h"
+#include "lib/backoff.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <hiredis/async.h>

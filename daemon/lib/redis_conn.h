@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "redis_addr.h"
+#include "lib/redis_addr.h"
 
 struct ev_loop;
 struct redis_conn;

@@ -10,10 +10,10 @@
  * marks it "again", and the next pass starts when the rest ends. A sweep
  * whose rest ends with nothing asked is gone.
  */
-#include "redis_sweep.h"
-#include "buf.h"
-#include "redis_conn.h"
-#include "xalloc.h"
+#include "lib/redis_sweep.h"
+#include "lib/buf.h"
+#include "lib/redis_conn.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>

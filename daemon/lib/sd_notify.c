@@ -5,8 +5,8 @@
  * queue full is not waited for but kept (see sd_notify.h), since a
  * blocked send would freeze the whole loop.
  */
-#include "sd_notify.h"
-#include "log.h"
+#include "lib/sd_notify.h"
+#include "lib/log.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -3,7 +3,7 @@
  * the daemon's payload check uses them; speed matters little next to the
  * rest of a payload's journey, so this is the plain, portable form.
  */
-#include "sha256.h"
+#include "lib/sha256.h"
 
 #include <string.h>
 

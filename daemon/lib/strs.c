@@ -2,8 +2,8 @@
  * A list of byte strings, kept in order with their duplicates, each
  * stored with a trailing NUL. Knows nothing of pginval.
  */
-#include "strs.h"
-#include "xalloc.h"
+#include "lib/strs.h"
+#include "lib/xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,8 +2,8 @@
  * Allocation that exits with a message when memory is gone, and a small
  * string helper. Knows nothing of pginval.
  */
-#include "xalloc.h"
-#include "log.h"
+#include "lib/xalloc.h"
+#include "lib/log.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,11 +3,11 @@
  * line names what is wrong and the fix; "ok" lines say what was verified,
  * so an operator can tell a skipped check from a passed one.
  */
-#include "check.h"
-#include "buf.h"
-#include "pg_conn.h"
-#include "sign.h"
-#include "xalloc.h"
+#include "run/check.h"
+#include "lib/buf.h"
+#include "lib/pg_conn.h"
+#include "core/sign.h"
+#include "lib/xalloc.h"
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
@@ -355,7 +355,8 @@ check_redis(const struct config *cfg, FILE *out)
 	int problems = 0;
 
 	c = cfg->redis.host ? redisConnectWithTimeout(cfg->redis.host,
-	    cfg->redis.port, tv) : redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
+	    cfg->redis.port, tv) :
+	    redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
 	if (c == NULL || c->err) {
 		problems += check_problem(out, "redis: cannot connect to %s: %s; "
 		    "fix [redis] url in %s", cfg->redis.where,

@@ -10,7 +10,7 @@
 
 #include <stdio.h>
 
-#include "config.h"
+#include "core/config.h"
 
 #define CHECK_SQL_VERSION "2"
 

@@ -18,11 +18,11 @@
  * max_payload is left in the server: the row comes with its size and the
  * table named at its start, and its rows are delivered as a reset.
  */
-#include "outbox.h"
-#include "buf.h"
-#include "log.h"
-#include "pg_conn.h"
-#include "xalloc.h"
+#include "run/outbox.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/pg_conn.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

@@ -8,12 +8,12 @@
  * except two kinds that pginval sends to itself: "wake" (a durable table's
  * trigger wrote to the outbox) and the health probe.
  */
-#include "pg_source.h"
-#include "buf.h"
-#include "log.h"
-#include "pg_conn.h"
-#include "sign.h"
-#include "xalloc.h"
+#include "run/pg_source.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/pg_conn.h"
+#include "core/sign.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <stdlib.h>

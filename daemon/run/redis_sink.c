@@ -8,12 +8,12 @@
  * When the link drops, pending replies arrive as NULL, which is how
  * in-flight messages find their way back to the queue, in order.
  */
-#include "redis_sink.h"
-#include "buf.h"
-#include "log.h"
-#include "message.h"
-#include "redis_sweep.h"
-#include "xalloc.h"
+#include "run/redis_sink.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "core/message.h"
+#include "lib/redis_sweep.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>

@@ -21,10 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fifo.h"
-#include "keys.h"
-#include "redis_conn.h"
-#include "stats.h"
+#include "lib/fifo.h"
+#include "lib/keys.h"
+#include "lib/redis_conn.h"
+#include "run/stats.h"
 
 struct ev_loop;
 struct sink_msg;

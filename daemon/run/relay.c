@@ -5,14 +5,14 @@
  * every situation in which events may have been missed ends in a reset.
  * See relay.h for the rules.
  */
-#include "relay_int.h"
-#include "buf.h"
-#include "log.h"
-#include "outbox.h"
-#include "pg_source.h"
-#include "redis_sink.h"
-#include "stats.h"
-#include "xalloc.h"
+#include "run/relay_int.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "run/outbox.h"
+#include "run/pg_source.h"
+#include "run/redis_sink.h"
+#include "run/stats.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <stdio.h>

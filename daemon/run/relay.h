@@ -10,9 +10,9 @@
 
 #include <stdbool.h>
 
-#include "buf.h"
-#include "config.h"
-#include "stats.h"
+#include "lib/buf.h"
+#include "core/config.h"
+#include "run/stats.h"
 
 struct ev_loop;
 struct relay;

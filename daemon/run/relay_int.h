@@ -10,14 +10,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "config.h"
-#include "log.h"
-#include "message.h"
-#include "outbox.h"
-#include "redis_sink.h"
-#include "relay.h"
-#include "stats.h"
+#include "lib/buf.h"
+#include "core/config.h"
+#include "lib/log.h"
+#include "core/message.h"
+#include "run/outbox.h"
+#include "run/redis_sink.h"
+#include "run/relay.h"
+#include "run/stats.h"
 
 struct relay {
 	struct ev_loop *loop;

@@ -4,15 +4,15 @@
  * the resets that the relay queues when events may have been missed. The
  * queueing policy is relay.c's; the state is struct relay (relay_int.h).
  */
-#include "relay_int.h"
-#include "buf.h"
-#include "decode.h"
-#include "log.h"
-#include "message.h"
-#include "pg_source.h"
-#include "rules.h"
-#include "sign.h"
-#include "xalloc.h"
+#include "run/relay_int.h"
+#include "lib/buf.h"
+#include "core/decode.h"
+#include "lib/log.h"
+#include "core/message.h"
+#include "run/pg_source.h"
+#include "core/rules.h"
+#include "core/sign.h"
+#include "lib/xalloc.h"
 
 #include <ev.h>
 #include <stdio.h>

@@ -4,13 +4,13 @@
  * takes the same options and loads the configuration the same way, then
  * stops there (or goes on to check.h's checks with --connect).
  */
-#include "run_main.h"
-#include "check.h"
-#include "config.h"
-#include "http.h"
-#include "relay.h"
-#include "shell.h"
-#include "xalloc.h"
+#include "run/run_main.h"
+#include "run/check.h"
+#include "core/config.h"
+#include "lib/http.h"
+#include "run/relay.h"
+#include "core/shell.h"
+#include "lib/xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,9 +4,9 @@
  * made-up table names cannot grow memory without bound. Rendered with
  * the writer of prom.h.
  */
-#include "stats.h"
-#include "prom.h"
-#include "xalloc.h"
+#include "run/stats.h"
+#include "lib/prom.h"
+#include "lib/xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "hist.h"
+#include "lib/buf.h"
+#include "lib/hist.h"
 
 #define STATS_MAX_TABLES 256	/* more distinct tables count as "(other)" */
 

@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/decode.h"
-#include "../../daemon/rules.h"
-#include "../../daemon/xalloc.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/decode.h"
+#include "../../daemon/core/rules.h"
+#include "../../daemon/lib/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../daemon/sha256.h"
-#include "../../daemon/sign.h"
+#include "../../daemon/lib/sha256.h"
+#include "../../daemon/core/sign.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

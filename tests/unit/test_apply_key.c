@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/apply_key.c: hash slots, marker names (every
+ * Unit tests for daemon/apply/apply_key.c: hash slots, marker names (every
  * marker must land in its key's slot) and key template matching for
  * refreshes.
  */
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../daemon/apply_key.h"
+#include "../../daemon/apply/apply_key.h"
 
 #include "tcheck.h"
 

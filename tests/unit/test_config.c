@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/config.c: parsing configuration text (through
+ * Unit tests for daemon/core/config.c: parsing configuration text (through
  * fmemopen), loading files, Redis URLs, and the error report.
  */
 #include <errno.h>
@@ -14,9 +14,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/config.h"
-#include "../../daemon/rules.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/config.h"
+#include "../../daemon/core/rules.h"
 
 #include "tcheck.h"
 

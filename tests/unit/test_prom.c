@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/prom.c and hist.c: the Prometheus text writer
+ * Unit tests for daemon/lib/prom.c and hist.c: the Prometheus text writer
  * that every /metrics page renders with (heads, samples, label escaping,
  * the histogram).
  */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../daemon/prom.h"
+#include "../../daemon/lib/prom.h"
 
 #include "tcheck.h"
 

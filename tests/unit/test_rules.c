@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/rules.c: compiling key templates, rendering keys
+ * Unit tests for daemon/core/rules.c: compiling key templates, rendering keys
  * from row images, SCAN patterns and the key list.
  */
 #include <setjmp.h>
@@ -12,9 +12,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/decode.h"
-#include "../../daemon/rules.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/decode.h"
+#include "../../daemon/core/rules.h"
 
 #include "tcheck.h"
 

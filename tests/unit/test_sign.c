@@ -1,6 +1,6 @@
 /*
- * Unit tests for daemon/sha256.c and daemon/sign.c: SHA-256 against the
- * FIPS 180-4 examples, HMAC-SHA-256 against RFC 4231, and the payload
+ * Unit tests for daemon/lib/sha256.c and daemon/core/sign.c: SHA-256
+ * against the FIPS 180-4 examples, HMAC-SHA-256 against RFC 4231, and the payload
  * authenticator's check on signed, tampered and malformed payloads.
  */
 #include <setjmp.h>
@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../daemon/sha256.h"
-#include "../../daemon/sign.h"
+#include "../../daemon/lib/sha256.h"
+#include "../../daemon/core/sign.h"
 
 #include "tcheck.h"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/stats.c: a few lines of pginval run's /metrics
+ * Unit tests for daemon/run/stats.c: a few lines of pginval run's /metrics
  * page.
  */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../daemon/stats.h"
+#include "../../daemon/run/stats.h"
 
 #include "tcheck.h"
 
