@@ -58,7 +58,7 @@ daemon/apply/apply_target.o: daemon/apply/fill_lua.h
 # Each unit test links only the module it tests (plus log, buf, xalloc and esc,
 # which every module uses: the log writer escapes every line).
 UNIT_TESTS := backoff config decode message rules apply_key stats prom fifo esc \
-	sign http_head log
+	sign http_head log sink_msg
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 RULES_OBJS := daemon/core/rules.o daemon/core/decode.o daemon/lib/keys.o \
 	daemon/lib/strs.o daemon/lib/json_read.o
@@ -72,6 +72,7 @@ UNIT_DEPS_apply_key := daemon/apply/apply_key.o
 UNIT_DEPS_stats   := daemon/run/stats.o daemon/lib/prom.o daemon/lib/hist.o
 UNIT_DEPS_prom    := daemon/lib/prom.o daemon/lib/hist.o
 UNIT_DEPS_fifo    := daemon/lib/fifo.o
+UNIT_DEPS_sink_msg := daemon/run/sink_msg.o daemon/lib/keys.o
 UNIT_DEPS_esc     :=
 UNIT_DEPS_sign    := daemon/lib/sha256.o daemon/core/sign.o
 UNIT_DEPS_http_head := daemon/lib/http_head.o

@@ -10,6 +10,7 @@
  */
 #include "run/redis_sink.h"
 #include "lib/buf.h"
+#include "lib/fifo.h"
 #include "lib/log.h"
 #include "core/message.h"
 #include "lib/redis_sweep.h"
@@ -78,20 +79,6 @@ list_free(struct fifo *l)
 		sink_msg_free(m);
 }
 
-struct sink_msg *
-sink_msg_new(void)
-{
-	return xcalloc(1, sizeof(struct sink_msg));
-}
-
-/* Roughly the memory a message holds, for the queue's byte bound. */
-static size_t
-sink_msg_size(const struct sink_msg *m)
-{
-	return sizeof(*m) + m->body.cap + m->rows.cap + m->keys.data.cap +
-	    m->keys.cap * 2 * sizeof(size_t) + m->patterns.data.cap;
-}
-
 /* Frees a message the sink held. */
 static void
 redis_sink_release(struct redis_sink *s, struct sink_msg *m)
@@ -100,19 +87,6 @@ redis_sink_release(struct redis_sink *s, struct sink_msg *m)
 		return;
 	s->bytes -= sink_msg_size(m);
 	sink_msg_free(m);
-}
-
-void
-sink_msg_free(struct sink_msg *m)
-{
-	if (m == NULL)
-		return;
-	buf_free(&m->body);
-	free(m->table);
-	keys_free(&m->keys);
-	buf_free(&m->rows);
-	keys_free(&m->patterns);
-	free(m);
 }
 
 static void
@@ -330,35 +304,6 @@ redis_sink_sweep_cb(void *arg, enum redis_sweep_event ev,
 	}
 }
 
-/* Whether b can merge into a: row changes of the same table and op, for
- * the same acknowledgement, within the key limit. */
-static bool
-redis_sink_mergeable(const struct redis_sink *s, const struct sink_msg *a,
-    const struct sink_msg *b)
-{
-	return a->op != NULL && a->op == b->op && a->on_ack == b->on_ack &&
-	    a->ack_arg == b->ack_arg && strcmp(a->table, b->table) == 0 &&
-	    a->keys.n + b->keys.n <= (size_t)s->o.max_keys;
-}
-
-/* Merges b into a. A key made stale twice goes out once. */
-static void
-redis_sink_merge(struct sink_msg *a, const struct sink_msg *b)
-{
-	for (size_t i = 0; i < b->keys.n; i++) {
-		size_t len;
-		const char *k = keys_get(&b->keys, i, &len);
-
-		keys_add(&a->keys, k, len);
-	}
-	buf_addc(&a->rows, ',');
-	buf_add(&a->rows, b->rows.data, b->rows.len);
-	a->nrows += b->nrows;
-	a->nacks += b->nacks;
-	if (b->ts < a->ts)
-		a->ts = b->ts;
-}
-
 /* Merges m into the last queued message, if it can; true if it did. */
 static bool
 redis_sink_merge_last(struct redis_sink *s, const struct sink_msg *m)
@@ -366,10 +311,10 @@ redis_sink_merge_last(struct redis_sink *s, const struct sink_msg *m)
 	struct sink_msg *last = list_last(&s->queue);
 	size_t before;
 
-	if (last == NULL || !redis_sink_mergeable(s, last, m))
+	if (last == NULL || !sink_msg_mergeable(last, m, (size_t)s->o.max_keys))
 		return false;
 	before = sink_msg_size(last);
-	redis_sink_merge(last, m);
+	sink_msg_merge(last, m);
 	s->bytes += sink_msg_size(last) - before;
 	redis_sink_kick(s);
 	return true;

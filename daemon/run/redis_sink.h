@@ -21,13 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/fifo.h"
-#include "lib/keys.h"
 #include "lib/redis_conn.h"
+#include "run/sink_msg.h"
 #include "run/stats.h"
 
 struct ev_loop;
-struct sink_msg;
 
 /* How many times a message may be refused before it is given up. */
 #define REDIS_SINK_REFUSALS 3
@@ -46,39 +44,6 @@ enum redis_event {
 typedef void redis_sink_cb(void *arg, enum redis_event ev,
     const struct sink_msg *m, const char *why);
 
-/*
- * One message. The sink takes ownership in redis_sink_push(). Either body
- * holds the encoded body (resets, truncates), or op is set and the message
- * is about row changes: its body is encoded when it is sent, and while it
- * waits in the queue, later changes of the same table and op merge into it
- * (their keys without duplicates, their rows in order).
- */
-struct sink_msg {
-	struct fifo_node node;	/* first: the sink's lists link through it */
-	struct buf body;
-	const char *op;		/* static; NULL unless about row changes */
-	char *table;		/* with op, or the table a body is about */
-	bool reset;		/* the body is a reset (of table, or of all) */
-	struct keys keys;	/* with op: the message's keys */
-	struct buf rows;	/* with op: message_rows() objects, comma-separated */
-	size_t nrows;
-	/* With action = delete: glob patterns whose matching keys are
-	 * removed with SCAN + UNLINK (a row message UNLINKs its keys). */
-	struct keys patterns;
-	int64_t ts;		/* the (earliest) change time */
-	double queued_at;	/* ev_now() when queued */
-	/* Called nacks times when Redis answers the PUBLISH (durable
-	 * delivery). Such a message is never dropped to make room. */
-	void (*on_ack)(void *arg);
-	void *ack_arg;
-	unsigned nacks;
-	/* A message Redis refuses (an error reply to its PUBLISH, or to any
-	 * of its commands one that Redis cannot even read, such as an
-	 * argument over proto-max-bulk-len: the link is then closed) is
-	 * sent again, REDIS_SINK_REFUSALS times at most. */
-	unsigned refusals;
-	bool refused;		/* in the current attempt */
-};
 
 struct redis_sink_opts {
 	const struct redis_addr *addr;	/* borrowed; the link copies it */
@@ -101,8 +66,6 @@ struct redis_sink *redis_sink_new(struct ev_loop *loop,
 void redis_sink_start(struct redis_sink *s);
 void redis_sink_free(struct redis_sink *s);
 
-struct sink_msg *sink_msg_new(void);
-void sink_msg_free(struct sink_msg *m);
 
 /* Queues m (taking ownership) and sends what the window allows. */
 void redis_sink_push(struct redis_sink *s, struct sink_msg *m);
