@@ -29,7 +29,7 @@ WARNINGS += -Werror
 endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARNINGS) \
-	-DPGINVAL_VERSION='"$(VERSION)"' -MMD -MP \
+	-DPGINVAL_VERSION='"$(VERSION)"' -MMD -MP -Idaemon \
 	$(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lev -lm
 
@@ -38,7 +38,10 @@ CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-SRCS := $(wildcard daemon/*.c)
+# daemon/lib: generic parts; daemon/core: the domain; daemon/run and
+# daemon/apply: the two commands; main.c and tail.c at the top. Includes
+# name the folder ("lib/buf.h") and only point down: tests/check_layout.sh.
+SRCS := $(wildcard daemon/*.c daemon/*/*.c)
 OBJS := $(SRCS:.c=.o)
 
 all: pginval
@@ -48,28 +51,33 @@ pginval: $(OBJS)
 
 # The cache fill script (daemon/fill.lua) is shipped as a file for readers
 # and compiled into pginval apply, which loads it into every target.
-daemon/fill_lua.h: daemon/fill.lua
+daemon/apply/fill_lua.h: daemon/fill.lua
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
-daemon/apply_target.o: daemon/fill_lua.h
+daemon/apply/apply_target.o: daemon/apply/fill_lua.h
 
-# Each unit test links only the module it tests (plus log, buf and esc,
+# Each unit test links only the module it tests (plus log, buf, xalloc and esc,
 # which every module uses: the log writer escapes every line).
-UNIT_TESTS := backoff config decode message rules apply_key stats fifo esc sign \
-	http_head log
+UNIT_TESTS := backoff config decode message rules apply_key stats prom fifo esc \
+	sign http_head log sink_msg
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
-UNIT_DEPS_config  := daemon/config.o daemon/rules.o daemon/decode.o daemon/json_read.o
-UNIT_DEPS_decode  := daemon/decode.o daemon/json_read.o
-UNIT_DEPS_message := daemon/message.o daemon/decode.o daemon/json_read.o daemon/rules.o
-UNIT_DEPS_rules   := daemon/rules.o daemon/decode.o daemon/json_read.o
-UNIT_DEPS_backoff := daemon/backoff.o
-UNIT_DEPS_apply_key := daemon/apply_key.o daemon/rules.o daemon/decode.o daemon/json_read.o
-UNIT_DEPS_stats   := daemon/stats.o
-UNIT_DEPS_fifo    := daemon/fifo.o
+RULES_OBJS := daemon/core/rules.o daemon/core/decode.o daemon/lib/keys.o \
+	daemon/lib/strs.o daemon/lib/json_read.o
+UNIT_DEPS_config  := daemon/core/config.o daemon/core/config_sections.o \
+	daemon/core/config_secret.o daemon/lib/redis_addr.o $(RULES_OBJS)
+UNIT_DEPS_decode  := daemon/core/decode.o daemon/lib/json_read.o
+UNIT_DEPS_message := daemon/core/message.o daemon/lib/json_write.o $(RULES_OBJS)
+UNIT_DEPS_rules   := $(RULES_OBJS)
+UNIT_DEPS_backoff := daemon/lib/backoff.o
+UNIT_DEPS_apply_key := daemon/apply/apply_key.o
+UNIT_DEPS_stats   := daemon/run/stats.o daemon/lib/prom.o daemon/lib/hist.o
+UNIT_DEPS_prom    := daemon/lib/prom.o daemon/lib/hist.o
+UNIT_DEPS_fifo    := daemon/lib/fifo.o
+UNIT_DEPS_sink_msg := daemon/run/sink_msg.o daemon/lib/keys.o
 UNIT_DEPS_esc     :=
-UNIT_DEPS_sign    := daemon/sign.o
-UNIT_DEPS_http_head := daemon/http_head.o
+UNIT_DEPS_sign    := daemon/core/sign.o
+UNIT_DEPS_http_head := daemon/lib/http_head.o
 UNIT_DEPS_log     :=
-COMMON_OBJS := daemon/log.o daemon/buf.o daemon/esc.o
+COMMON_OBJS := daemon/lib/log.o daemon/lib/buf.o daemon/lib/xalloc.o daemon/lib/esc.o
 
 .SECONDEXPANSION:
 tests/unit/test_%: tests/unit/test_%.o $$(UNIT_DEPS_$$*) $(COMMON_OBJS)
@@ -89,14 +97,16 @@ FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
 FUZZ_TARGETS := decode message rules config esc sign http
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
-FUZZ_MODULES := log buf esc json_read decode rules message config sign \
-	http_head
+FUZZ_MODULES := lib/log lib/buf lib/xalloc lib/esc lib/json_read lib/json_write \
+	lib/keys lib/strs lib/redis_addr lib/http_head core/decode \
+	core/rules core/message core/config core/config_sections core/config_secret \
+	core/sign
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := inih libpq libcrypto
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS  := -O1 -g -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-	$(WARNINGS) -Wno-format-nonliteral -MMD -MP $(FUZZ_SAN) \
+	$(WARNINGS) -Wno-format-nonliteral -MMD -MP -Idaemon $(FUZZ_SAN) \
 	$(shell pkg-config --cflags $(FUZZ_PKGS))
 
 tests/fuzz/obj/%.o: daemon/%.c
@@ -126,12 +136,17 @@ fuzz: $(FUZZ_BINS)
 
 .SECONDARY: $(FUZZ_OBJS) $(FUZZ_TARGETS:%=tests/fuzz/obj/fuzz_%.o)
 .PHONY: fuzz
--include $(wildcard tests/fuzz/obj/*.d)
+-include $(wildcard tests/fuzz/obj/*.d tests/fuzz/obj/*/*.d)
 
 deps:
 	@scripts/install-deps
 
-test: deps pginval $(UNIT_BINS)
+# The layout check: an include that climbs up a layer fails it.
+layout:
+	@tests/check_layout.sh
+
+# The layout check first, then every suite.
+test: deps layout pginval $(UNIT_BINS)
 	@tests/run-all $(UNIT_BINS)
 
 VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
@@ -198,10 +213,11 @@ uninstall:
 	rmdir $(DESTDIR)$(SYSCONFDIR)/pginval 2>/dev/null || true
 
 clean:
-	rm -f pginval daemon/*.o daemon/*.d tests/unit/*.o tests/unit/*.d $(UNIT_BINS)
-	rm -f daemon/fill_lua.h
+	rm -f pginval daemon/*.o daemon/*.d daemon/*/*.o daemon/*/*.d
+	rm -f tests/unit/*.o tests/unit/*.d $(UNIT_BINS)
+	rm -f daemon/apply/fill_lua.h
 	rm -rf $(FUZZ_BINS) tests/fuzz/obj
 	rm -f $(BENCH_BINS) tests/bench/*.d
 
-.PHONY: all unit deps test valgrind demo bench consistency install uninstall clean
+.PHONY: all unit layout deps test valgrind demo bench consistency install uninstall clean
 -include $(SRCS:.c=.d) $(wildcard tests/unit/*.d)

@@ -9,9 +9,9 @@
  * run and apply share one shell (shell.c): options, configuration,
  * signals, the drain, the metrics listener and systemd notifications.
  */
-#include "apply.h"
-#include "run_main.h"
-#include "shell.h"
+#include "apply/apply.h"
+#include "run/run_main.h"
+#include "core/shell.h"
 #include "tail.h"
 
 #include <errno.h>

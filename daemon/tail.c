@@ -10,10 +10,11 @@
  * sequence reaches the operator's terminal.
  */
 #include "tail.h"
-#include "config.h"
-#include "esc.h"
-#include "log.h"
-#include "message.h"
+#include "core/config.h"
+#include "lib/esc.h"
+#include "lib/log.h"
+#include "core/message.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -242,21 +243,22 @@ tail_connect(const struct config *cfg, const char *channel)
 	redisContext *c;
 	redisReply *r;
 
-	c = cfg->redis_host ? redisConnectWithTimeout(cfg->redis_host,
-	    cfg->redis_port, tv) : redisConnectUnixWithTimeout(cfg->redis_unix, tv);
+	c = cfg->redis.host ? redisConnectWithTimeout(cfg->redis.host,
+	    cfg->redis.port, tv) :
+	    redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
 	if (c == NULL || c->err) {
 		fprintf(stderr, "pginval tail: cannot connect to %s: %s\n",
-		    cfg->redis_where, c ? tail_errtext(c->errstr) : "out of memory");
+		    cfg->redis.where, c ? tail_errtext(c->errstr) : "out of memory");
 		redisFree(c);
 		return NULL;
 	}
-	if (cfg->redis_password != NULL) {
-		r = cfg->redis_user ? redisCommand(c, "AUTH %s %s", cfg->redis_user,
-		    cfg->redis_password) : redisCommand(c, "AUTH %s",
-		    cfg->redis_password);
+	if (cfg->redis.password != NULL) {
+		r = cfg->redis.user ? redisCommand(c, "AUTH %s %s", cfg->redis.user,
+		    cfg->redis.password) : redisCommand(c, "AUTH %s",
+		    cfg->redis.password);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			fprintf(stderr, "pginval tail: AUTH failed on %s: %s\n",
-			    cfg->redis_where, tail_errtext(r ? r->str : c->errstr));
+			    cfg->redis.where, tail_errtext(r ? r->str : c->errstr));
 			freeReplyObject(r);
 			redisFree(c);
 			return NULL;
@@ -294,7 +296,7 @@ tail_loop(struct tail *t, const struct config *cfg, const char *channel)
 			}
 			if (!t->json)
 				fprintf(stderr, "pginval tail: subscribed to \"%s\" on "
-				    "%s\n", channel, cfg->redis_where);
+				    "%s\n", channel, cfg->redis.where);
 			/* Messages published while away are gone: that is a
 			 * gap, whatever the next seq says. */
 			if (t->connected) {
@@ -418,11 +420,7 @@ tail_main(int argc, char **argv)
 	message_free(&t.msg);
 done:
 	if (cfg == &dflt) {
-		free(dflt.redis_host);
-		free(dflt.redis_unix);
-		free(dflt.redis_user);
-		free(dflt.redis_password);
-		free(dflt.redis_where);
+		redis_addr_free(&dflt.redis);
 		free(dflt.redis_password_file);
 	} else {
 		config_free(cfg);

@@ -3,11 +3,12 @@
 
     check_manpage.py ROOT
 
-Reads the setting table (config_opts in daemon/config.c), the command line
-options (getopt_long calls in daemon/shell.c, the shell of run, check and
-apply, and in daemon/tail.c), the commands that run on the shell (their
-struct shell_ops tables in daemon/*_main.c) and the environment variables
-the daemon reads (getenv calls in daemon/*.c), and checks that the man
+Reads the setting table (config_opts in daemon/core/config.c), the command
+line options (getopt_long calls in daemon/core/shell.c, the shell of run,
+check and apply, and in daemon/tail.c), the commands that run on the shell
+(their struct shell_ops tables in daemon/*/*_main.c) and the environment
+variables the daemon reads (getenv calls in daemon/ and its folders), and
+checks that the man
 page names each of them in the right place, with the setting's default and
 range, and each shell command's options in its SYNOPSIS. Prints one line per check, "PASS what" or
 "FAIL what: why"; tests/deploy/test_install.sh counts them.
@@ -24,6 +25,12 @@ results = []
 
 def check(what, ok, why=""):
     results.append((what, bool(ok), why))
+
+
+def daemon_files(pattern):
+    """The daemon's files matching pattern, at its top and in its folders."""
+    return sorted(glob.glob(os.path.join(ROOT, "daemon", pattern)) +
+                  glob.glob(os.path.join(ROOT, "daemon", "*", pattern)))
 
 
 def read(path):
@@ -66,14 +73,14 @@ def text_of(section):
 
 
 # -- Settings ------------------------------------------------------------------
-# config_opts rows: { "section", "name", TYPE, O(field), default, min, max, reload },
+# config_opts rows: { "section", "name", TYPE, O(field), default, min, max },
 opt_re = re.compile(r'\{\s*"(\w+)",\s*"(\w+)",\s*(OPT_\w+),\s*O\(\w+\),\s*'
-                    r'(NULL|"[^"]*"),\s*([-\d.e]+),\s*([-\d.e]+),\s*\w+\s*\}')
-config_c = read("daemon/config.c")
+                    r'(NULL|"[^"]*"),\s*([-\d.e]+),\s*([-\d.e]+)\s*\}')
+config_c = read("daemon/core/config.c")
 table = config_c[config_c.index("config_opts[]"):]
 table = table[:table.index("};")]
 opts = opt_re.findall(table)
-check("config_opts parsed from daemon/config.c", len(opts) >= 10,
+check("config_opts parsed from daemon/core/config.c", len(opts) >= 10,
       "found %d rows; has the table's layout changed?" % len(opts))
 
 # Items of the CONFIGURATION section: (subsection, setting) -> body text.
@@ -129,7 +136,7 @@ check("[table schema.name] keys documented", ("table", "keys") in items)
 
 # -- Command line ----------------------------------------------------------------
 all_text = plain("\n".join(man))
-for src in ("daemon/shell.c", "daemon/tail.c"):
+for src in ("daemon/core/shell.c", "daemon/tail.c"):
     code = read(src)
     for name in re.findall(r'\{\s*"([\w-]+)",\s*\w+_argument', code):
         check("--%s (%s) documented" % (name, src),
@@ -161,14 +168,14 @@ for line in sections.get("SYNOPSIS", []):
 # The commands on the shell take its options (but -h and -V, which every
 # command takes and the synopsis gives once); --connect only where their
 # table says so.
-shell_c = read("daemon/shell.c")
+shell_c = read("daemon/core/shell.c")
 m = re.search(r'getopt_long\([^"]*"([^"]+)"', shell_c)
 shell_letters = m.group(1).replace(":", "").replace("h", "").replace(
     "V", "") if m else ""
-check("the shell's options parsed from daemon/shell.c", shell_letters,
+check("the shell's options parsed from daemon/core/shell.c", shell_letters,
       "no getopt_long call found")
 shell_cmds = []
-for path in sorted(glob.glob(os.path.join(ROOT, "daemon", "*_main.c"))):
+for path in daemon_files("*_main.c"):
     with open(path, encoding="utf-8") as f:
         code = f.read()
     for body in re.findall(r"struct shell_ops \w+ = \{(.*?)\};", code, re.S):
@@ -176,7 +183,7 @@ for path in sorted(glob.glob(os.path.join(ROOT, "daemon", "*_main.c"))):
         if m:
             shell_cmds.append((m.group(1), os.path.basename(path),
                                ".connect_option = true" in body))
-check("shell commands found in daemon/*_main.c",
+check("shell commands found in daemon/*/*_main.c",
       {"run", "apply"} <= {c for c, _, _ in shell_cmds},
       "found %r" % shell_cmds)
 for cmd, src, connect in shell_cmds:
@@ -192,7 +199,7 @@ check("--connect of check in its SYNOPSIS",
 
 # -- Environment and signals -----------------------------------------------------
 env_text = text_of("ENVIRONMENT")
-for path in sorted(glob.glob(os.path.join(ROOT, "daemon", "*.c"))):
+for path in daemon_files("*.c"):
     with open(path, encoding="utf-8") as f:
         for var in re.findall(r'getenv\("(\w+)"\)', f.read()):
             check("%s (%s) in ENVIRONMENT" % (var, os.path.basename(path)),
@@ -209,13 +216,13 @@ for path in ["/etc/pginval/pginval.conf", "share/pginval/pginval.sql",
              "share/pginval/uninstall.sql"] + units:
     check("%s in FILES" % path, path in files_text)
 # The default configuration path in the man page is the binary's.
-m = re.search(r'#define SHELL_DEFAULT_CONFIG "([^"]+)"', read("daemon/shell.h"))
-check("default config path matches daemon/shell.h",
+m = re.search(r'#define SHELL_DEFAULT_CONFIG "([^"]+)"', read("daemon/core/shell.h"))
+check("default config path matches daemon/core/shell.h",
       m and ("The default is\n.Pa %s" % m.group(1)) in text_of("OPTIONS"),
       m.group(1) if m else "SHELL_DEFAULT_CONFIG not found")
 # Nothing else spells it out: there is one definition.
 others = []
-for path in sorted(glob.glob(os.path.join(ROOT, "daemon", "*.[ch]"))):
+for path in daemon_files("*.[ch]"):
     with open(path, encoding="utf-8") as f:
         if (os.path.basename(path) != "shell.h" and
                 '"/etc/pginval/pginval.conf"' in f.read()):

@@ -216,7 +216,7 @@ closure $BUILD_PKGS >"$TMP/build-closure"
 # with -M and the Makefile's own CFLAGS.
 cflags=$(cd "$SRC" && printf 'print-cflags:\n\t@echo $(CFLAGS)\n' |
 	make -s -f Makefile -f - print-cflags | sed 's/-MMD//; s/-MP//')
-headers=$(cd "$SRC" && for c in daemon/*.c; do cc $cflags -M "$c"; done |
+headers=$(cd "$SRC" && for c in daemon/*.c daemon/*/*.c; do cc $cflags -M "$c"; done |
 	tr ' \\' '\n\n' | sed 's/:$//' | grep '^/' | sort -u)
 nheaders=$(echo "$headers" | grep -c .)
 # A header no package owns shows up as "?PATH".

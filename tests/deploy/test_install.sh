@@ -168,7 +168,7 @@ if [ "$have_analyze" = 1 ]; then
 fi
 
 # The directives the commands' behaviour depends on, as documented.
-default_st=$(sed -n 's/.*"daemon", "shutdown_timeout", OPT_SECONDS, [^,]*, "\([0-9]*\)".*/\1/p' daemon/config.c)
+default_st=$(sed -n 's/.*"daemon", "shutdown_timeout", OPT_SECONDS, [^,]*, "\([0-9]*\)".*/\1/p' daemon/core/config.c)
 for pair in $UNITS; do
 	name=${pair%%:*} cmd=${pair#*:}
 	for d in 'Type=notify' 'NotifyAccess=main' \

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../daemon/config.h"
+#include "../../daemon/core/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -79,11 +79,11 @@ check_config(const struct config *cfg)
 {
 	if (cfg->pg_conninfo == NULL || cfg->pg_channel == NULL ||
 	    cfg->redis_url == NULL || cfg->redis_channel == NULL ||
-	    cfg->redis_where == NULL)
+	    cfg->redis.where == NULL)
 		fail("a valid configuration lacks a required setting");
-	if ((cfg->redis_host == NULL) == (cfg->redis_unix == NULL))
+	if ((cfg->redis.host == NULL) == (cfg->redis.unix_path == NULL))
 		fail("redis needs exactly one of a host and a socket");
-	if (cfg->redis_port < 1 || cfg->redis_port > 65535 || cfg->redis_db < 0)
+	if (cfg->redis.port < 1 || cfg->redis.port > 65535 || cfg->redis.db < 0)
 		fail("redis port or database out of range");
 	if (cfg->max_queue < 1 || cfg->max_inflight < 1 ||
 	    cfg->reconnect_min > cfg->reconnect_max)
@@ -91,8 +91,8 @@ check_config(const struct config *cfg)
 	if (cfg->pg_password_file != NULL && (cfg->pg_password == NULL ||
 	    cfg->pg_password[0] == '\0'))
 		fail("a password_file was accepted without a password");
-	if (cfg->redis_password_file != NULL && (cfg->redis_password == NULL ||
-	    cfg->redis_password[0] == '\0'))
+	if (cfg->redis_password_file != NULL && (cfg->redis.password == NULL ||
+	    cfg->redis.password[0] == '\0'))
 		fail("a password_file was accepted without a password");
 	(void)config_holds_secret(cfg);
 	for (size_t i = 0; i < cfg->ntables; i++) {

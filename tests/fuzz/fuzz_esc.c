@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../daemon/esc.h"
+#include "../../daemon/lib/esc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * Fuzzing of key templates: rules_compile(), rules_render(),
- * rules_pattern() and rules_prefixed().
+ * rules_pattern(), rules_prefixed() and rules_match().
  *
  * The input is a template spec, a newline, then a value (any bytes). When
  * the spec compiles, every column it names is given that value and the
@@ -9,7 +9,10 @@
  *     those columns always renders;
  *   - a row without them never does, unless no template has a column;
  *   - every rendered key matches the SCAN pattern of some template, and
- *     those patterns contain no glob syntax but '*' and escapes.
+ *     those patterns contain no glob syntax but '*' and escapes;
+ *   - rules_match() finds every rendered key in some template, and with
+ *     a single template, a key it splits in one way only gives back the
+ *     value in every column.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -17,9 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/decode.h"
-#include "../../daemon/rules.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/decode.h"
+#include "../../daemon/core/rules.h"
+#include "../../daemon/lib/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -123,6 +127,40 @@ make_image(struct row_image *img, char *names, const char *val, size_t len)
 	}
 }
 
+/* The way back: each key of k (rendered with val in every column) is
+ * matched by some template of rs. */
+static void
+check_match(const struct rule_set *rs, const struct keys *k, const char *val,
+    size_t vlen, const char *spec)
+{
+	size_t npat = rules_count(rs);
+	struct strs values = { 0 };
+
+	for (size_t i = 0; i < k->n; i++) {
+		size_t len, j;
+		const char *key = keys_get(k, i, &len);
+		int n = 0;
+
+		for (j = 0; j < npat; j++)
+			if ((n = rules_match(rs, j, key, len, &values)) > 0)
+				break;
+		if (j == npat)
+			fail("rules_match found a rendered key in no template",
+			    spec);
+		if (npat > 1 || n != 1)
+			continue;
+		for (size_t v = 0; v < values.n; v++) {
+			size_t got;
+			const char *p = strs_get(&values, v, &got);
+
+			if (got != vlen || memcmp(p, val, vlen) != 0)
+				fail("rules_match split a key into other values",
+				    spec);
+		}
+	}
+	strs_free(&values);
+}
+
 static void
 check_keys(const struct keys *k, size_t most, struct token **tok,
     const size_t *ntok, size_t npat, const char *spec)
@@ -205,6 +243,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (k.n == 0)
 		fail("a row without NULLs gave no key", spec);
 	check_keys(&k, npat, tok, ntok, npat, spec);
+	check_match(rs, &k, val, vlen, spec);
 	nkeys = k.n;
 
 	/* The same row again, and one with every column NULL: no new key

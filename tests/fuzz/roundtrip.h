@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/decode.h"
-#include "../../daemon/message.h"
-#include "../../daemon/rules.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/decode.h"
+#include "../../daemon/core/message.h"
+#include "../../daemon/core/rules.h"
 
 #define EPOCH "0123456789abcdef0123456789abcdef"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/apply_key.c: hash slots, marker names (every
+ * Unit tests for daemon/apply/apply_key.c: hash slots, marker names (every
  * marker must land in its key's slot) and key template matching for
  * refreshes.
  */
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../daemon/apply_key.h"
+#include "../../daemon/apply/apply_key.h"
 
 #include "tcheck.h"
 
@@ -94,68 +94,12 @@ test_marker_names(void **state)
 	t_done();
 }
 
-static void
-test_template_match(void **state)
-{
-	static const struct {
-		const char *name, *spec, *key;
-		int found;
-		const char *values[3];
-	} cases[] = {
-		{ "one column", "user:{id}", "user:42", 1, { "42" } },
-		{ "value with colons", "user:{id}", "user:a:b", 1, { "a:b" } },
-		{ "no match", "user:{id}", "order:42", 0, { NULL } },
-		{ "prefix only", "user:{id}", "user", 0, { NULL } },
-		{ "empty value", "user:{id}", "user:", 1, { "" } },
-		{ "suffix", "user:{id}:profile", "user:7:profile", 1, { "7" } },
-		{ "two columns", "o:{a}/{b}", "o:1/2", 1, { "1", "2" } },
-		{ "ambiguous", "o:{a}:{b}", "o:1:2:3", 2, { NULL } },
-		{ "adjacent columns", "{a}{b}", "xy", 2, { NULL } },
-		{ "glob characters", "k*[{id}]?", "k*[5]?", 1, { "5" } },
-		{ "braces", "{{{id}}}", "{9}", 1, { "9" } },
-		{ "no columns", "static", "static", 1, { NULL } },
-		{ "three", "{a}.{b}.{c}!", "1.2.3!", 1, { "1", "2", "3" } },
-	};
-
-	(void)state;
-	tfails = 0;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct rule_set *rs;
-		struct apply_tpl t;
-		struct apply_strs v = { 0 };
-		char err[128];
-		int found;
-
-		tcase = cases[i].name;
-		if (rules_compile(cases[i].spec, &rs, err, sizeof(err)) == -1) {
-			t_fail(__LINE__, "compile: %s", err);
-			continue;
-		}
-		apply_tpl_init(&t, rs, 0);
-		found = apply_tpl_match(&t, cases[i].key, strlen(cases[i].key), &v);
-		if (found != cases[i].found)
-			t_fail(__LINE__, "found %d, want %d", found, cases[i].found);
-		for (size_t j = 0; found == 1 && j < 3 && cases[i].values[j]; j++) {
-			const char *got = j < v.n ? apply_strs_get(&v, j, NULL) : "(none)";
-
-			if (strcmp(got, cases[i].values[j]) != 0)
-				t_fail(__LINE__, "value %zu \"%s\", want \"%s\"", j, got,
-				    cases[i].values[j]);
-		}
-		apply_strs_free(&v);
-		apply_tpl_free(&t);
-		rules_free(rs);
-	}
-	t_done();
-}
-
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_slots),
 		cmocka_unit_test(test_marker_names),
-		cmocka_unit_test(test_template_match),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

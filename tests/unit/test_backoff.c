@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/backoff.c: delay growth, the cap, jitter bounds,
+ * Unit tests for daemon/lib/backoff.c: delay growth, the cap, jitter bounds,
  * bad random input, backoff_next() and backoff_reset().
  */
 #include <float.h>
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../daemon/backoff.h"
+#include "../../daemon/lib/backoff.h"
 
 #include "tcheck.h"
 

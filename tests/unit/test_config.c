@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/config.c: parsing configuration text (through
+ * Unit tests for daemon/core/config.c: parsing configuration text (through
  * fmemopen), loading files, Redis URLs, and the error report.
  */
 #include <errno.h>
@@ -14,9 +14,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/config.h"
-#include "../../daemon/rules.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/config.h"
+#include "../../daemon/core/rules.h"
 
 #include "tcheck.h"
 
@@ -69,13 +69,13 @@ static const struct field fields[] = {
 	F(redis_action, F_ACTION, "publish"),
 	F(redis_connect_timeout, F_DBL, "5"),
 	F(redis_command_timeout, F_DBL, "10"),
-	F(redis_host, F_STR, "127.0.0.1"),
-	F(redis_port, F_INT, "6379"),
-	F(redis_unix, F_STR, "(null)"),
-	F(redis_db, F_INT, "0"),
-	F(redis_user, F_STR, "(null)"),
-	F(redis_password, F_STR, "(null)"),
-	F(redis_where, F_STR, "127.0.0.1:6379"),
+	F(redis.host, F_STR, "127.0.0.1"),
+	F(redis.port, F_INT, "6379"),
+	F(redis.unix_path, F_STR, "(null)"),
+	F(redis.db, F_INT, "0"),
+	F(redis.user, F_STR, "(null)"),
+	F(redis.password, F_STR, "(null)"),
+	F(redis.where, F_STR, "127.0.0.1:6379"),
 	F(log_level, F_INT, "6"),
 	F(max_queue, F_INT, "100000"),
 	F(max_inflight, F_INT, "1000"),
@@ -224,12 +224,12 @@ static const struct good_case good_cases[] = {
 		{ "redis_action", "delete" },
 		{ "redis_connect_timeout", "0.5" },
 		{ "redis_command_timeout", "3" },
-		{ "redis_host", "cache.example" },
-		{ "redis_port", "6380" },
-		{ "redis_db", "3" },
-		{ "redis_user", "cache" },
-		{ "redis_password", "p@ss" },
-		{ "redis_where", "cache.example:6380" },
+		{ "redis.host", "cache.example" },
+		{ "redis.port", "6380" },
+		{ "redis.db", "3" },
+		{ "redis.user", "cache" },
+		{ "redis.password", "p@ss" },
+		{ "redis.where", "cache.example:6380" },
 		{ "log_level", "7" },
 		{ "max_queue", "5000" },
 		{ "max_inflight", "50" },
@@ -292,14 +292,14 @@ static const struct good_case good_cases[] = {
 	{ "action publish", PG "[redis]\naction = publish\n", { HOSTX } },
 	{ "unix socket url", PG "[redis]\nurl = unix:/run/redis/redis.sock\n",
 	    { HOSTX, { "redis_url", "unix:/run/redis/redis.sock" },
-		{ "redis_host", "(null)" },
-		{ "redis_unix", "/run/redis/redis.sock" },
-		{ "redis_where", "/run/redis/redis.sock" } } },
+		{ "redis.host", "(null)" },
+		{ "redis.unix_path", "/run/redis/redis.sock" },
+		{ "redis.where", "/run/redis/redis.sock" } } },
 	{ "IPv6 url", PG "[redis]\nurl = redis://:pw@[::1]:6380/1\n",
 	    { HOSTX, { "redis_url", "redis://:pw@[::1]:6380/1" },
-		{ "redis_host", "::1" }, { "redis_port", "6380" },
-		{ "redis_db", "1" }, { "redis_password", "pw" },
-		{ "redis_where", "[::1]:6380" } } },
+		{ "redis.host", "::1" }, { "redis.port", "6380" },
+		{ "redis.db", "1" }, { "redis.password", "pw" },
+		{ "redis.where", "[::1]:6380" } } },
 	{ "tables",
 	    PG "[table public.users]\nkeys = user:{id}, user:email:{email}\n"
 	    "\n[table shop.orders]\n\nkeys=order:{id}:{line}\n",
@@ -873,13 +873,13 @@ test_redis_urls(void **state)
 			continue;
 		}
 		CHECK_STR(err, "");
-		CHECK_STR(cfg->redis_host, c->host);
-		CHECK_STR(cfg->redis_unix, c->unix_path);
-		CHECK(cfg->redis_port == c->port);
-		CHECK(cfg->redis_db == c->db);
-		CHECK_STR(cfg->redis_user, c->user);
-		CHECK_STR(cfg->redis_password, c->password);
-		CHECK_STR(cfg->redis_where, c->where);
+		CHECK_STR(cfg->redis.host, c->host);
+		CHECK_STR(cfg->redis.unix_path, c->unix_path);
+		CHECK(cfg->redis.port == c->port);
+		CHECK(cfg->redis.db == c->db);
+		CHECK_STR(cfg->redis.user, c->user);
+		CHECK_STR(cfg->redis.password, c->password);
+		CHECK_STR(cfg->redis.where, c->where);
 	}
 	config_free(cfg);
 	t_done();

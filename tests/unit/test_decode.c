@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/decode.c: the trigger payloads of sql/pginval.sql,
+ * Unit tests for daemon/core/decode.c: the trigger payloads of sql/pginval.sql,
  * and everything else a NOTIFY channel might carry.
  */
 #include <setjmp.h>
@@ -12,8 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/decode.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/decode.h"
 
 #include "tcheck.h"
 

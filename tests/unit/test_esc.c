@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/esc.c: each escape form, UTF-8 that passes and
+ * Unit tests for daemon/lib/esc.c: each escape form, UTF-8 that passes and
  * UTF-8 that does not, and cuts that fall only between whole escapes.
  */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../daemon/esc.h"
+#include "../../daemon/lib/esc.h"
 
 #include "tcheck.h"
 

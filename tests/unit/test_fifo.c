@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/fifo.c: push and pop order, counts, and
+ * Unit tests for daemon/lib/fifo.c: push and pop order, counts, and
  * fifo_prepend() (what was in flight goes back ahead of what waits) with
  * either side empty.
  */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../daemon/fifo.h"
+#include "../../daemon/lib/fifo.h"
 
 #include "tcheck.h"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/http_head.c: complete and incomplete heads, the
+ * Unit tests for daemon/lib/http_head.c: complete and incomplete heads, the
  * two line endings, methods, targets and the size limit.
  */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../daemon/http_head.h"
+#include "../../daemon/lib/http_head.h"
 
 #include "tcheck.h"
 

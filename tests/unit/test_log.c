@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/log.c: the rate limit of lines that an outside
+ * Unit tests for daemon/lib/log.c: the rate limit of lines that an outside
  * party can make frequent (log_limit).
  */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-#include "../../daemon/log.h"
+#include "../../daemon/lib/log.h"
 
 #include "tcheck.h"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/message.c: the exact bytes of event and reset
+ * Unit tests for daemon/core/message.c: the exact bytes of event and reset
  * messages, JSON escaping, that every message reads back, the messages
  * message_parse() accepts and refuses, and the gap rules.
  */
@@ -14,10 +14,10 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../daemon/buf.h"
-#include "../../daemon/decode.h"
-#include "../../daemon/message.h"
-#include "../../daemon/rules.h"
+#include "../../daemon/lib/buf.h"
+#include "../../daemon/core/decode.h"
+#include "../../daemon/core/message.h"
+#include "../../daemon/core/rules.h"
 
 #include "tcheck.h"
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../daemon/sign.h"
+#include "../../daemon/core/sign.h"
 
 #include "tcheck.h"
 

@@ -1,0 +1,561 @@
+/*
+ * A hiredis async connection driven by libev. hiredis 0.14 has no
+ * timeouts of its own, so a timer bounds the connect (and backs off
+ * between attempts) and a tick sends the health PING and drops a link
+ * whose oldest command has waited longer than command_timeout.
+ *
+ * Every command carries a small record of its own as hiredis privdata:
+ * it counts the command until its reply, routes handshake replies here,
+ * and passes the rest to the owner's callback with the owner's privdata.
+ *
+ * hiredis rules followed here: the context is never freed inside its own
+ * connect or disconnect callback (a reply callback may ask for a
+ * disconnect); a failed connect reports only through the connect
+ * callback; pending replies arrive as NULL before the disconnect
+ * callback runs, which is how owners get back what they had in flight;
+ * the context is freed after the disconnect callback returns, so the
+ * pointer to it is cleared there.
+ */
+#include "lib/redis_conn.h"
+#include "lib/backoff.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#include <ev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libev.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+struct redis_conn {
+	struct ev_loop *loop;
+	redis_conn_cb *cb;
+	void *arg;
+	struct redis_conn_opts o;	/* numbers; strings are below */
+	char *name;
+	struct redis_addr addr;
+	char *client_name;
+	struct backoff backoff;
+
+	enum redis_state state;
+	redisAsyncContext *ac;
+	ev_timer timer;		/* connect timeout, or backoff */
+	ev_timer tick;		/* health PING and command timeout */
+	int handshake;		/* replies still expected before READY */
+	bool established;	/* since the last connect */
+	bool ever_established;
+	unsigned long reconnects;
+	unsigned outstanding;	/* commands awaiting a reply */
+	ev_tstamp progress_at;	/* last reply, or first command */
+};
+
+/* A command's privdata, as hiredis sees it. */
+struct redis_conn_cmd {
+	redis_conn_reply_cb *fn;	/* NULL: nobody to tell (PING) */
+	void *privdata;
+	const char *step;	/* a handshake step: its name */
+	bool optional;		/* a step whose refusal is not fatal */
+	bool persist;		/* a subscription: runs for every message */
+};
+
+static void redis_conn_connect(struct redis_conn *c);
+
+static const char *const redis_state_names[] = {
+	[REDIS_STATE_STOPPED] = "stopped",
+	[REDIS_STATE_CONNECTING] = "connecting",
+	[REDIS_STATE_HANDSHAKE] = "handshake",
+	[REDIS_STATE_READY] = "ready",
+	[REDIS_STATE_BACKOFF] = "backoff",
+};
+
+const char *
+redis_state_name(enum redis_state st)
+{
+	return redis_state_names[st];
+}
+
+static void
+redis_conn_set_state(struct redis_conn *c, enum redis_state st)
+{
+	if (c->state == st)
+		return;
+	log_debug("%s: %s -> %s", c->name, redis_state_names[c->state],
+	    redis_state_names[st]);
+	c->state = st;
+}
+
+/*
+ * The link is gone (or was never made). ac has already been freed or is
+ * being freed by hiredis, and pending replies have come back NULL; only
+ * the bookkeeping is left.
+ */
+static void
+redis_conn_lost(struct redis_conn *c, const char *why)
+{
+	bool was_up = c->state == REDIS_STATE_READY ||
+	    c->state == REDIS_STATE_HANDSHAKE;
+	double delay;
+
+	ev_timer_stop(c->loop, &c->timer);
+	ev_timer_stop(c->loop, &c->tick);
+	c->ac = NULL;
+	c->outstanding = 0;
+	c->handshake = 0;
+	if (c->state == REDIS_STATE_STOPPED)
+		return;
+	c->cb(c->arg, REDIS_CONN_EVENT_CLOSED);
+	delay = backoff_next(&c->backoff);
+	if (c->o.backlog != NULL)
+		log_warnx("%s: %s (%s); %zu %s queued, retrying in %.1fs",
+		    c->name, why, c->addr.where, *c->o.backlog, c->o.backlog_unit,
+		    delay);
+	else
+		log_warnx("%s: %s (%s); retrying in %.1fs", c->name, why,
+		    c->addr.where, delay);
+	redis_conn_set_state(c, REDIS_STATE_BACKOFF);
+	ev_timer_set(&c->timer, delay, 0);
+	ev_timer_start(c->loop, &c->timer);
+	if (was_up)
+		c->cb(c->arg, REDIS_CONN_EVENT_LOST);
+}
+
+/* Drops the link from outside any hiredis callback. */
+static void
+redis_conn_drop(struct redis_conn *c, const char *why)
+{
+	redisAsyncContext *ac = c->ac;
+
+	c->ac = NULL;	/* the disconnect callback sees it is expected */
+	if (ac != NULL)
+		redisAsyncFree(ac);
+	redis_conn_lost(c, why);
+}
+
+/* The link works: READY, or a subscriber's first reply. */
+static void
+redis_conn_established(struct redis_conn *c)
+{
+	ev_timer_stop(c->loop, &c->timer);
+	backoff_reset(&c->backoff);
+	if (c->ever_established)
+		c->reconnects++;
+	c->ever_established = c->established = true;
+}
+
+static void
+redis_conn_become_ready(struct redis_conn *c)
+{
+	redis_conn_set_state(c, REDIS_STATE_READY);
+	if (!c->o.subscriber)
+		redis_conn_established(c);
+	c->cb(c->arg, REDIS_CONN_EVENT_READY);
+}
+
+/* A handshake step answered. */
+static void
+redis_conn_step_reply(struct redis_conn *c, redisAsyncContext *ac,
+    const struct redis_conn_cmd *cmd, redisReply *reply)
+{
+	if (c->handshake <= 0)
+		return;	/* an earlier step failed; disconnecting */
+	if (reply->type == REDIS_REPLY_ERROR && cmd->optional) {
+		/* Only a convenience: an ACL may forbid it. */
+		log_debug("%s: %s refused: %s", c->name, cmd->step, reply->str);
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		log_error("%s: %s failed on %s: %s", c->name, cmd->step,
+		    c->addr.where, reply->str);
+		/* Allowed from a reply callback; the disconnect callback
+		 * then schedules the retry. */
+		c->handshake = 0;
+		redisAsyncDisconnect(ac);
+		return;
+	} else if (cmd->fn != NULL) {
+		cmd->fn(c->arg, reply, cmd->privdata);
+	}
+	if (--c->handshake == 0)
+		redis_conn_become_ready(c);
+}
+
+static void
+redis_conn_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_conn *c = ac->data;
+	struct redis_conn_cmd *cmd = privdata;
+	redisReply *reply = r;
+
+	if (reply == NULL) {
+		/* The link went first. A handshake step has nothing to undo;
+		 * the owner's commands go back to it. */
+		if (cmd->fn != NULL && cmd->step == NULL)
+			cmd->fn(c->arg, NULL, cmd->privdata);
+		free(cmd);
+		return;
+	}
+	if (c->outstanding > 0)
+		c->outstanding--;
+	c->progress_at = ev_now(c->loop);
+	if (cmd->step != NULL) {
+		redis_conn_step_reply(c, ac, cmd, reply);
+	} else {
+		if (!c->established)
+			redis_conn_established(c);	/* a subscriber */
+		if (cmd->fn != NULL)
+			cmd->fn(c->arg, reply, cmd->privdata);
+	}
+	if (!cmd->persist)
+		free(cmd);
+}
+
+/* Sends argv with cmd as its privdata; cmd is freed if it cannot be. */
+static int
+redis_conn_send(struct redis_conn *c, struct redis_conn_cmd *cmd, int argc,
+    const char **argv, const size_t *argvlen)
+{
+	if (c->ac == NULL || redisAsyncCommandArgv(c->ac, redis_conn_reply, cmd,
+	    argc, argv, argvlen) != REDIS_OK) {
+		free(cmd);
+		return -1;
+	}
+	if (c->outstanding++ == 0)
+		c->progress_at = ev_now(c->loop);
+	return 0;
+}
+
+static struct redis_conn_cmd *
+redis_conn_cmd_new(redis_conn_reply_cb *fn, void *privdata)
+{
+	struct redis_conn_cmd *cmd = xcalloc(1, sizeof(*cmd));
+
+	cmd->fn = fn;
+	cmd->privdata = privdata;
+	return cmd;
+}
+
+int
+redis_conn_command(struct redis_conn *c, redis_conn_reply_cb *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen)
+{
+	struct redis_conn_cmd *cmd;
+
+	if (c->state != REDIS_STATE_READY)
+		return -1;
+	cmd = redis_conn_cmd_new(fn, privdata);
+	cmd->persist = c->o.subscriber;
+	return redis_conn_send(c, cmd, argc, argv, argvlen);
+}
+
+static void
+redis_conn_step(struct redis_conn *c, const char *what, bool optional,
+    redis_conn_reply_cb *fn, void *privdata, int argc, const char **argv,
+    const size_t *argvlen)
+{
+	struct redis_conn_cmd *cmd = redis_conn_cmd_new(fn, privdata);
+
+	cmd->step = what;
+	cmd->optional = optional;
+	if (redis_conn_send(c, cmd, argc, argv, argvlen) == 0)
+		c->handshake++;
+}
+
+void
+redis_conn_handshake(struct redis_conn *c, const char *what,
+    redis_conn_reply_cb *fn, void *privdata, int argc, const char **argv,
+    const size_t *argvlen)
+{
+	if (c->state == REDIS_STATE_HANDSHAKE)
+		redis_conn_step(c, what, false, fn, privdata, argc, argv,
+		    argvlen);
+}
+
+void
+redis_conn_disconnect(struct redis_conn *c)
+{
+	if (c->ac != NULL)
+		redisAsyncDisconnect(c->ac);
+}
+
+/* Fine enough to honour both intervals to within a quarter. */
+static double
+redis_conn_tick_interval(const struct redis_conn *c)
+{
+	double t = c->o.command_timeout / 4;
+
+	if (c->o.health_interval > 0 && c->o.health_interval / 2 < t)
+		t = c->o.health_interval / 2;
+	return t < 1 ? t : 1;
+}
+
+/* TCP keepalive finds a peer that vanished while the link was idle. */
+static void
+redis_conn_keepalive(int fd, double interval)
+{
+	int on = 1, idle = interval >= 2 ? (int)interval : 2;
+	int intvl = idle / 3 > 0 ? idle / 3 : 1, cnt = 3;
+	unsigned timeout = (unsigned)(idle + intvl * cnt) * 1000;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout,
+	    sizeof(timeout));
+}
+
+/* AUTH, SELECT and CLIENT SETNAME: the steps every owner needs. */
+static void
+redis_conn_steps(struct redis_conn *c)
+{
+	const char *argv[3];
+	char db[16];
+
+	if (c->addr.password != NULL) {
+		int argc = 0;
+
+		argv[argc++] = "AUTH";
+		if (c->addr.user != NULL)
+			argv[argc++] = c->addr.user;
+		argv[argc++] = c->addr.password;
+		redis_conn_step(c, "AUTH", false, NULL, NULL, argc, argv, NULL);
+	}
+	if (c->addr.db != 0) {
+		snprintf(db, sizeof(db), "%d", c->addr.db);
+		argv[0] = "SELECT";
+		argv[1] = db;
+		redis_conn_step(c, "SELECT", false, NULL, NULL, 2, argv, NULL);
+	}
+	if (c->client_name != NULL) {
+		/* Named, so that operators can tell it apart in CLIENT LIST. */
+		argv[0] = "CLIENT";
+		argv[1] = "SETNAME";
+		argv[2] = c->client_name;
+		redis_conn_step(c, "CLIENT SETNAME", true, NULL, NULL, 3, argv,
+		    NULL);
+	}
+}
+
+static void
+redis_conn_connect_cb(const redisAsyncContext *ac, int status)
+{
+	struct redis_conn *c = ac->data;
+
+	if (c == NULL || c->ac != ac)
+		return;
+	if (status != REDIS_OK) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "cannot connect: %s", ac->errstr);
+		c->ac = NULL;	/* hiredis frees it after we return */
+		redis_conn_lost(c, why);
+		return;
+	}
+	/* A subscriber's timer also covers the handshake and the
+	 * subscription's confirmation. */
+	if (!c->o.subscriber)
+		ev_timer_stop(c->loop, &c->timer);
+	if (c->addr.host != NULL && c->o.keepalive > 0)
+		redis_conn_keepalive(ac->c.fd, c->o.keepalive);
+	c->handshake = 0;
+	c->established = false;
+	redis_conn_set_state(c, REDIS_STATE_HANDSHAKE);
+	if (!c->o.subscriber) {
+		ev_timer_set(&c->tick, redis_conn_tick_interval(c),
+		    redis_conn_tick_interval(c));
+		ev_timer_start(c->loop, &c->tick);
+	}
+	redis_conn_steps(c);
+	c->cb(c->arg, REDIS_CONN_EVENT_HANDSHAKE);
+	if (c->state == REDIS_STATE_HANDSHAKE && c->handshake == 0)
+		redis_conn_become_ready(c);
+}
+
+static void
+redis_conn_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	struct redis_conn *c = ac->data;
+	char why[256];
+
+	if (c == NULL || c->ac != ac)
+		return;	/* we freed it ourselves */
+	snprintf(why, sizeof(why), "connection lost: %s",
+	    status == REDIS_OK ? "closed" : ac->errstr);
+	c->ac = NULL;	/* hiredis frees it after we return */
+	redis_conn_lost(c, why);
+}
+
+static void
+redis_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct redis_conn *c = w->data;
+
+	if (c->state == REDIS_STATE_BACKOFF)
+		redis_conn_connect(c);
+	else if (c->state != REDIS_STATE_STOPPED)
+		redis_conn_drop(c, "timed out connecting");
+}
+
+static void
+redis_conn_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct redis_conn *c = w->data;
+	const char *ping[] = { "PING" };
+
+	/* An idle link is proved alive with a PING, so that a dead one is
+	 * found by the command timeout below, not by the next command. */
+	if (c->state == REDIS_STATE_READY && c->outstanding == 0 &&
+	    c->o.health_interval > 0 &&
+	    ev_now(loop) - c->progress_at >= c->o.health_interval)
+		(void)redis_conn_send(c, redis_conn_cmd_new(NULL, NULL), 1, ping,
+		    NULL);
+	if (c->ac != NULL && c->outstanding > 0 &&
+	    ev_now(loop) - c->progress_at > c->o.command_timeout) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "no reply for %.1fs",
+		    ev_now(loop) - c->progress_at);
+		redis_conn_drop(c, why);
+	}
+}
+
+static void
+redis_conn_connect(struct redis_conn *c)
+{
+	redisAsyncContext *ac;
+
+	redis_conn_set_state(c, REDIS_STATE_CONNECTING);
+	/* Note: a host name is resolved with a blocking getaddrinfo. */
+	ac = c->addr.host != NULL ? redisAsyncConnect(c->addr.host,
+	    c->addr.port) : redisAsyncConnectUnix(c->addr.unix_path);
+	if (ac == NULL || ac->err) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "cannot connect: %s",
+		    ac ? ac->errstr : "out of memory");
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		redis_conn_lost(c, why);
+		return;
+	}
+	ac->data = c;
+	c->ac = ac;
+	if (redisLibevAttach(c->loop, ac) != REDIS_OK) {
+		redis_conn_drop(c, "cannot attach to the event loop");
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, redis_conn_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, redis_conn_disconnect_cb);
+	ev_timer_set(&c->timer, c->o.connect_timeout, 0);
+	ev_timer_start(c->loop, &c->timer);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+struct redis_conn *
+redis_conn_new(struct ev_loop *loop, const struct redis_conn_opts *opts,
+    redis_conn_cb *cb, void *arg)
+{
+	struct redis_conn *c = xcalloc(1, sizeof(*c));
+
+	c->loop = loop;
+	c->cb = cb;
+	c->arg = arg;
+	c->o = *opts;
+	c->o.name = c->o.client_name = NULL;
+	c->o.addr = NULL;
+	c->name = xstrdup(opts->name);
+	redis_addr_copy(&c->addr, opts->addr);
+	c->client_name = dup_or_null(opts->client_name);
+	c->backoff.min = opts->reconnect_min;
+	c->backoff.max = opts->reconnect_max;
+	ev_timer_init(&c->timer, redis_conn_timer_cb, 0, 0);
+	c->timer.data = c;
+	ev_timer_init(&c->tick, redis_conn_tick_cb, 1, 1);
+	c->tick.data = c;
+	return c;
+}
+
+void
+redis_conn_start(struct redis_conn *c)
+{
+	if (c->state == REDIS_STATE_STOPPED)
+		redis_conn_connect(c);
+}
+
+void
+redis_conn_free(struct redis_conn *c)
+{
+	redisAsyncContext *ac;
+
+	if (c == NULL)
+		return;
+	redis_conn_set_state(c, REDIS_STATE_STOPPED);
+	ev_timer_stop(c->loop, &c->timer);
+	ev_timer_stop(c->loop, &c->tick);
+	if ((ac = c->ac) != NULL) {
+		c->ac = NULL;
+		redisAsyncFree(ac);	/* pending replies come back NULL */
+	}
+	free(c->name);
+	redis_addr_free(&c->addr);
+	free(c->client_name);
+	free(c);
+}
+
+void
+redis_conn_tune(struct redis_conn *c, const struct redis_conn_opts *o)
+{
+	c->o.connect_timeout = o->connect_timeout;
+	c->o.command_timeout = o->command_timeout;
+	c->o.health_interval = o->health_interval;
+	c->backoff.min = c->o.reconnect_min = o->reconnect_min;
+	c->backoff.max = c->o.reconnect_max = o->reconnect_max;
+}
+
+bool
+redis_conn_configure(struct redis_conn *c, const struct redis_conn_opts *o)
+{
+	bool moved = !redis_addr_same(&c->addr, o->addr);
+
+	redis_addr_free(&c->addr);
+	redis_addr_copy(&c->addr, o->addr);
+	redis_conn_tune(c, o);
+	if (!moved || c->state == REDIS_STATE_STOPPED)
+		return false;
+	backoff_reset(&c->backoff);
+	if (c->ac != NULL || c->state == REDIS_STATE_CONNECTING)
+		redis_conn_drop(c, "settings changed; reconnecting");
+	/* In backoff, the next attempt uses the new settings anyway. */
+	return true;
+}
+
+bool
+redis_conn_ready(const struct redis_conn *c)
+{
+	return c->state == REDIS_STATE_READY && c->ac != NULL;
+}
+
+enum redis_state
+redis_conn_state(const struct redis_conn *c)
+{
+	return c->state;
+}
+
+const char *
+redis_conn_where(const struct redis_conn *c)
+{
+	return c->addr.where;
+}
+
+unsigned long
+redis_conn_reconnects(const struct redis_conn *c)
+{
+	return c->reconnects;
+}
