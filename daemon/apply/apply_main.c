@@ -26,15 +26,8 @@ apply_cmd_usage(FILE *f)
 	    "\n"
 	    "Subscribes to the channel and invalidates (or refreshes) the keys of\n"
 	    "each message in every [target] Redis (default: the channel's Redis).\n"
-	    "\n"
-	    "  -c, --config FILE     configuration file (default "
-	    SHELL_DEFAULT_CONFIG ")\n"
-	    "  -l, --log-level LVL   error, warn, info or debug (overrides the file)\n"
-	    "  -h, --help            this help\n"
-	    "  -V, --version         print the version\n"
-	    "\n"
-	    "Signals: SIGTERM/SIGINT drain and stop (twice: stop now), SIGHUP "
-	    "reloads.\n");
+	    "\n");
+	shell_usage_options(f);
 }
 
 static void

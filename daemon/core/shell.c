@@ -53,7 +53,14 @@ shell_usage(FILE *f)
 	    "       pginval tail  [-c FILE] [--url URL] [--channel NAME] [--json]\n"
 	    "                                           print the channel for humans\n"
 	    "       pginval apply [-c FILE] [-l LEVEL]  invalidate caches from the channel\n"
-	    "\n"
+	    "\n");
+	shell_usage_options(f);
+}
+
+void
+shell_usage_options(FILE *f)
+{
+	fprintf(f,
 	    "  -c, --config FILE     configuration file (default "
 	    SHELL_DEFAULT_CONFIG ")\n"
 	    "  -l, --log-level LVL   error, warn, info or debug (overrides the file)\n"

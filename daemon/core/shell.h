@@ -79,5 +79,7 @@ int shell_args(const char *cmd, void (*usage)(FILE *), bool connect_option,
     int argc, char **argv, struct shell_args *out);
 /* The usage of run, check and apply. */
 void shell_usage(FILE *f);
+/* The options and signals part of it, for a command's own usage. */
+void shell_usage_options(FILE *f);
 
 #endif
