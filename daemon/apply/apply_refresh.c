@@ -142,6 +142,8 @@ refresh_pg_cb(void *arg, enum pg_conn_event ev, const PGresult *res,
 		refresh_report(r, j);
 		refresh_next(r);
 		break;
+	case PG_CONN_EVENT_COPY:	/* no COPY is started */
+		break;
 	case PG_CONN_EVENT_DOWN:
 		refresh_fail_running(r);
 		break;

@@ -50,6 +50,7 @@ static const struct opt config_opts[] = {
 	{ "postgres", "channel", OPT_STRING, O(pg_channel), "pginval", 0, 0 },
 	{ "postgres", "password_file", OPT_STRING, O(pg_password_file), "", 0, 0 },
 	{ "postgres", "connect_timeout", OPT_SECONDS, O(pg_connect_timeout), "10", 0.1, 3600 },
+	{ "postgres", "slot", OPT_STRING, O(pg_slot), "", 0, 0 },
 	{ "postgres", "notify_queue_warn", OPT_RATIO, O(pg_notify_queue_warn), "0.5", 1e-9, 1 },
 	{ "redis", "url", OPT_STRING, O(redis_url), "redis://127.0.0.1:6379/0", 0, 0 },
 	{ "redis", "channel", OPT_STRING, O(redis_channel), "pginval", 0, 0 },
@@ -398,6 +399,18 @@ config_check(struct parse_ctx *ctx)
 	if (cfg->redis_url != NULL &&
 	    config_parse_redis_url(cfg, cfg->redis_url, err, sizeof(err)) == -1)
 		config_error(ctx, ctx->redis_url_line, "[redis] %s", err);
+	if (cfg->pg_slot == NULL && cfg->pg_channel != NULL) {
+		char slot[64];
+
+		config_slot_name(cfg->pg_channel, slot);
+		cfg->pg_slot = xstrdup(slot);
+	} else if (cfg->pg_slot != NULL &&
+	    (strlen(cfg->pg_slot) > 63 ||
+	    strspn(cfg->pg_slot, "abcdefghijklmnopqrstuvwxyz0123456789_") !=
+	    strlen(cfg->pg_slot)))
+		config_error(ctx, 0, "[postgres] slot \"%.80s\" is not a "
+		    "replication slot name: 1 to 63 of a-z, 0-9 and _",
+		    cfg->pg_slot);
 	if (cfg->reconnect_min > cfg->reconnect_max)
 		config_error(ctx, 0, "[daemon] reconnect_min is above "
 		    "reconnect_max");
@@ -414,6 +427,23 @@ config_check(struct parse_ctx *ctx)
 			config_check_sweeps(ctx, t);
 	}
 	config_secrets(ctx);
+}
+
+void
+config_slot_name(const char *channel, char out[64])
+{
+	size_t n = strlen("pginval_");
+
+	memcpy(out, "pginval_", n);
+	for (const char *p = channel; *p != '\0' && n < 63; p++) {
+		char c = *p;
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		out[n++] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ?
+		    c : '_';
+	}
+	out[n] = '\0';
 }
 
 int

@@ -56,6 +56,7 @@ struct config {
 	char *pg_password_file;
 	char *pg_password;		/* read from pg_password_file */
 	char *pg_channel;
+	char *pg_slot;			/* the wal mode's replication slot */
 	double pg_connect_timeout;
 	double pg_notify_queue_warn;	/* NOTIFY queue use that degrades health */
 
@@ -155,5 +156,9 @@ int config_parse_redis_url(struct config *cfg, const char *url, char *err,
 int config_redis_password(struct config *cfg, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+
+/* The default slot name of a channel: "pginval_" and the channel, with
+ * anything but [a-z0-9_] made '_', cut at 63 bytes. out holds 64. */
+void config_slot_name(const char *channel, char out[64]);
 
 #endif

@@ -34,6 +34,7 @@ struct pg_conn {
 	char *name;
 	char *conninfo;
 	char *password;
+	bool replication;
 	double connect_timeout;
 	double query_timeout;
 	struct backoff backoff;
@@ -41,10 +42,14 @@ struct pg_conn {
 	enum pg_conn_state state;
 	PGconn *conn;
 	bool busy;		/* a query is in progress */
+	bool copy;		/* in COPY BOTH mode */
+	bool paused;		/* COPY: the owner takes no input now */
+	bool writing;		/* output waits for the socket */
 	ev_tstamp up_at;	/* when it last connected */
 	unsigned gen;		/* bumped whenever conn is closed */
 	ev_io io;
 	ev_timer timer;		/* connect timeout, or backoff */
+	ev_timer resume;	/* a COPY event after pg_conn_pause(false) */
 };
 
 #define PG_CONN_STABLE 10.0	/* seconds up that count as a good link */
@@ -87,6 +92,11 @@ static void
 pg_conn_watch(struct pg_conn *c, int events)
 {
 	ev_io_stop(c->loop, &c->io);
+	if (c->state == PG_CONN_READY) {
+		events = (c->paused ? 0 : EV_READ) | (c->writing ? EV_WRITE : 0);
+		if (events == 0)
+			return;
+	}
 	ev_io_set(&c->io, PQsocket(c->conn), events);
 	ev_io_start(c->loop, &c->io);
 }
@@ -96,11 +106,12 @@ pg_conn_close(struct pg_conn *c)
 {
 	ev_io_stop(c->loop, &c->io);
 	ev_timer_stop(c->loop, &c->timer);
+	ev_timer_stop(c->loop, &c->resume);
 	if (c->conn != NULL) {
 		PQfinish(c->conn);
 		c->conn = NULL;
 	}
-	c->busy = false;
+	c->busy = c->copy = c->paused = c->writing = false;
 	c->gen++;
 }
 
@@ -145,9 +156,18 @@ pg_conn_deliver(struct pg_conn *c)
 			c->cb(c->arg, PG_CONN_EVENT_DONE, NULL, NULL);
 			break;
 		}
+		/* COPY BOTH lasts until the owner ends it: no more results
+		 * (PQgetResult would return the same status again). */
+		if (PQresultStatus(res) == PGRES_COPY_BOTH) {
+			c->busy = false;
+			c->copy = true;
+			ev_timer_stop(c->loop, &c->timer);
+		}
 		c->cb(c->arg, PG_CONN_EVENT_RESULT, res, NULL);
 		PQclear(res);
 	}
+	if (c->gen == gen && c->copy && !c->paused)
+		c->cb(c->arg, PG_CONN_EVENT_COPY, NULL, NULL);
 	while (c->gen == gen && c->conn != NULL &&
 	    (n = PQnotifies(c->conn)) != NULL) {
 		c->cb(c->arg, PG_CONN_EVENT_NOTIFY, NULL, n);
@@ -202,10 +222,12 @@ pg_conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			pg_conn_fail(c, "write failed");
 			return;
 		}
-		if (r == 0)
+		if (r == 0) {
+			c->writing = false;
 			pg_conn_watch(c, EV_READ);
+		}
 	}
-	if (revents & EV_READ) {
+	if ((revents & EV_READ) && !c->paused) {
 		if (!PQconsumeInput(c->conn)) {
 			pg_conn_fail(c, "connection lost");
 			return;
@@ -238,16 +260,22 @@ pg_conn_connect(struct pg_conn *c)
 	const char *keys[] = {
 		"fallback_application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
-		"dbname", "client_encoding", "password", NULL,
+		"dbname", "client_encoding", NULL, NULL, NULL,
 	};
 	const char *vals[] = {
 		"pginval", "1", "30", "10", "3", "60000",
-		c->conninfo, "UTF8", c->password, NULL,
+		c->conninfo, "UTF8", NULL, NULL, NULL,
 	};
+	int n = 8;
 
-	/* Without a password_file, the list ends before "password". */
-	if (c->password == NULL)
-		keys[8] = NULL;
+	if (c->replication) {
+		keys[n] = "replication";
+		vals[n++] = "database";
+	}
+	if (c->password != NULL) {
+		keys[n] = "password";
+		vals[n++] = c->password;
+	}
 
 	c->state = PG_CONN_CONNECTING;
 	c->conn = PQconnectStartParams(keys, vals, 1);
@@ -265,8 +293,6 @@ int
 pg_conn_query(struct pg_conn *c, const char *sql, int nparams,
     const char *const *params)
 {
-	int r;
-
 	if (!pg_conn_ready(c))
 		return -1;
 	/* Without parameters, the simple protocol: it allows several
@@ -282,14 +308,54 @@ pg_conn_query(struct pg_conn *c, const char *sql, int nparams,
 		ev_timer_set(&c->timer, c->query_timeout, 0);
 		ev_timer_start(c->loop, &c->timer);
 	}
-	r = PQflush(c->conn);
+	return pg_conn_flush(c);
+}
+
+int
+pg_conn_flush(struct pg_conn *c)
+{
+	int r = PQflush(c->conn);
+
 	if (r == -1) {
 		pg_conn_fail(c, "write failed");
 		return -1;
 	}
-	if (r == 1)
+	if (r == 1 && !c->writing) {
+		c->writing = true;
 		pg_conn_watch(c, EV_READ | EV_WRITE);
+	}
 	return 0;
+}
+
+void
+pg_conn_set_query_timeout(struct pg_conn *c, double secs)
+{
+	c->query_timeout = secs;
+}
+
+static void
+pg_conn_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pg_conn *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (c->state == PG_CONN_READY && c->copy && !c->paused)
+		c->cb(c->arg, PG_CONN_EVENT_COPY, NULL, NULL);
+}
+
+void
+pg_conn_pause(struct pg_conn *c, bool paused)
+{
+	if (c->state != PG_CONN_READY || !c->copy || c->paused == paused)
+		return;
+	c->paused = paused;
+	pg_conn_watch(c, EV_READ);
+	/* libpq may hold whole messages already: the socket would not say. */
+	if (!paused) {
+		ev_timer_set(&c->resume, 0, 0);
+		ev_timer_start(c->loop, &c->resume);
+	}
 }
 
 struct pg_conn *
@@ -304,6 +370,7 @@ pg_conn_new(struct ev_loop *loop, const struct pg_conn_opts *opts,
 	c->name = xstrdup(opts->name);
 	c->conninfo = xstrdup(opts->conninfo);
 	c->password = opts->password ? xstrdup(opts->password) : NULL;
+	c->replication = opts->replication;
 	c->connect_timeout = opts->connect_timeout;
 	c->query_timeout = opts->query_timeout;
 	c->backoff.min = opts->reconnect_min;
@@ -312,6 +379,8 @@ pg_conn_new(struct ev_loop *loop, const struct pg_conn_opts *opts,
 	c->io.data = c;
 	ev_timer_init(&c->timer, pg_conn_timer_cb, 0, 0);
 	c->timer.data = c;
+	ev_timer_init(&c->resume, pg_conn_resume_cb, 0, 0);
+	c->resume.data = c;
 	return c;
 }
 

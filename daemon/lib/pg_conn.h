@@ -19,6 +19,10 @@ enum pg_conn_event {
 	PG_CONN_EVENT_DONE,	/* the current query has no more results */
 	PG_CONN_EVENT_NOTIFY,	/* a notification */
 	PG_CONN_EVENT_DOWN,	/* lost after UP; a reconnect is scheduled */
+	/* In COPY BOTH mode (a query's result was PGRES_COPY_BOTH, which
+	 * came as a RESULT): input arrived, or reading was resumed. Read it
+	 * with PQgetCopyData(pg_conn_pq(c), &buf, 1) until it returns 0. */
+	PG_CONN_EVENT_COPY,
 };
 
 /*
@@ -36,6 +40,7 @@ struct pg_conn_opts {
 	double connect_timeout;
 	double query_timeout;	/* a query unanswered this long: link dead */
 	double reconnect_min, reconnect_max;
+	bool replication;	/* a replication=database connection */
 };
 
 struct pg_conn *pg_conn_new(struct ev_loop *loop,
@@ -55,6 +60,16 @@ void pg_conn_free(struct pg_conn *c);
  * being re-established). Only when pg_conn_ready(). */
 int pg_conn_query(struct pg_conn *c, const char *sql, int nparams,
     const char *const *params) __attribute__((warn_unused_result));
+/* The query timeout of the queries sent from now on (0: none); one that
+ * may wait on other sessions, such as creating a replication slot, gets
+ * a longer one. */
+void pg_conn_set_query_timeout(struct pg_conn *c, double secs);
+/* In COPY BOTH mode: stops reading the socket (the owner cannot take more
+ * now), or starts again, with a COPY event for what libpq holds already. */
+void pg_conn_pause(struct pg_conn *c, bool paused);
+/* Sends what libpq has buffered (after PQputCopyData), waiting for the
+ * socket if need be. Returns -1 if the connection failed. */
+int pg_conn_flush(struct pg_conn *c);
 /* Connected and no query in progress. */
 bool pg_conn_ready(const struct pg_conn *c);
 bool pg_conn_up(const struct pg_conn *c);

@@ -295,6 +295,8 @@ outbox_conn_cb(void *arg, enum pg_conn_event ev, const PGresult *res,
 		break;
 	case PG_CONN_EVENT_NOTIFY:
 		break;
+	case PG_CONN_EVENT_COPY:	/* no COPY is started */
+		break;
 	case PG_CONN_EVENT_DOWN:
 		outbox_abandon(ob);
 		if (pg_conn_pq(ob->conn) == NULL)

@@ -21,6 +21,13 @@
 
 #define PROBE_PAYLOAD "pginval-probe"
 #define WAKE_PAYLOAD "wake"
+/* Whether tables on the channel ($1) are in wal mode, and a size of the
+ * slot ($3): the WAL written since one of its positions. */
+#define PG_SOURCE_WAL_TABLES "EXISTS (SELECT 1 FROM pginval.watched " \
+	"WHERE channel = $1 AND mode = 'wal')"
+#define PG_SOURCE_SLOT_SIZE(lsn) "(SELECT pg_wal_lsn_diff(" \
+	"pg_current_wal_lsn(), " lsn ") FROM pg_replication_slots " \
+	"WHERE slot_name = $3)"
 
 enum pg_phase {
 	PG_PHASE_NONE,
@@ -36,7 +43,10 @@ struct pg_source {
 	void *arg;
 	struct pg_conn *conn;
 	char *channel;
+	char *slot;
 	double health_interval;
+	bool wal_tables;
+	double slot_retained, slot_unconfirmed;
 	bool stopped;
 
 	enum pg_phase phase;
@@ -131,21 +141,48 @@ pg_source_key_result(struct pg_source *src, const PGresult *res)
 	}
 }
 
-/* The probe's second column: pg_notification_queue_usage(). */
+/* A number of the probe's row, or -1. */
+static double
+pg_source_number(const PGresult *res, int col)
+{
+	char *end;
+	double v;
+
+	if (PQgetisnull(res, 0, col))
+		return -1;
+	v = strtod(PQgetvalue(res, 0, col), &end);
+	return *end == '\0' && v >= 0 ? v : -1;
+}
+
+/* The probe's columns after pg_notify(): pg_notification_queue_usage(),
+ * whether tables are in wal mode, and the slot's sizes. */
 static void
 pg_source_queue_result(struct pg_source *src, const PGresult *res)
 {
-	char *end;
 	double u;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-	    PQnfields(res) != 2 || PQgetisnull(res, 0, 1))
-		return;
-	u = strtod(PQgetvalue(res, 0, 1), &end);
-	if (*end != '\0' || !(u >= 0))
+	    PQnfields(res) != 5 || (u = pg_source_number(res, 1)) < 0)
 		return;
 	src->queue_usage = u;
+	src->wal_tables = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	src->slot_retained = pg_source_number(res, 3);
+	src->slot_unconfirmed = pg_source_number(res, 4);
 	src->cb(src->arg, PG_EVENT_QUEUE_USAGE, NULL, 0);
+}
+
+bool
+pg_source_wal_tables(const struct pg_source *src)
+{
+	return src->wal_tables;
+}
+
+void
+pg_source_slot_sizes(const struct pg_source *src, double *retained,
+    double *unconfirmed)
+{
+	*retained = src->slot_retained;
+	*unconfirmed = src->slot_unconfirmed;
 }
 
 double
@@ -167,7 +204,9 @@ pg_source_result(struct pg_source *src, const PGresult *res)
 	case PG_PHASE_MODES:
 		/* No registry (an older SQL API) counts as lossy. */
 		src->lossy = st != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-		    strcmp(PQgetvalue(res, 0, 0), "f") != 0;
+		    PQnfields(res) != 2 || strcmp(PQgetvalue(res, 0, 0), "f") != 0;
+		src->wal_tables = st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		    PQnfields(res) == 2 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 		break;
 	case PG_PHASE_KEY:
 		pg_source_key_result(src, res);
@@ -189,8 +228,8 @@ pg_source_done(struct pg_source *src)
 		src->phase = PG_PHASE_MODES;
 		src->lossy = true;
 		if (pg_conn_query(src->conn, "SELECT EXISTS (SELECT 1 FROM "
-		    "pginval.watched WHERE channel = $1 AND mode = 'notify')",
-		    1, params) == -1)
+		    "pginval.watched WHERE channel = $1 AND mode = 'notify'), "
+		    PG_SOURCE_WAL_TABLES, 1, params) == -1)
 			return;
 		break;
 	case PG_PHASE_MODES:
@@ -254,6 +293,8 @@ pg_source_conn_cb(void *arg, enum pg_conn_event ev, const PGresult *res,
 		if (src->phase == PG_PHASE_LISTENING)
 			pg_source_notify(src, n);
 		break;
+	case PG_CONN_EVENT_COPY:	/* no COPY is started */
+		break;
 	case PG_CONN_EVENT_DOWN: {
 		bool was_listening = src->phase == PG_PHASE_LISTENING;
 
@@ -271,7 +312,7 @@ static void
 pg_source_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct pg_source *src = w->data;
-	const char *params[2] = { src->channel, PROBE_PAYLOAD };
+	const char *params[3] = { src->channel, PROBE_PAYLOAD, src->slot };
 
 	if (src->probe_sent > 0) {
 		char why[96];
@@ -284,7 +325,9 @@ pg_source_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (!pg_conn_ready(src->conn))
 		return;	/* busy: try at the next tick */
 	if (pg_conn_query(src->conn, "SELECT pg_notify($1, $2), "
-	    "pg_catalog.pg_notification_queue_usage()", 2, params) == 0)
+	    "pg_catalog.pg_notification_queue_usage(), " PG_SOURCE_WAL_TABLES
+	    ", " PG_SOURCE_SLOT_SIZE("restart_lsn") ", "
+	    PG_SOURCE_SLOT_SIZE("confirmed_flush_lsn"), 3, params) == 0)
 		src->probe_sent = ev_now(loop);
 }
 
@@ -306,6 +349,8 @@ pg_source_new(struct ev_loop *loop, const struct pg_source_opts *opts,
 	src->cb = cb;
 	src->arg = arg;
 	src->channel = xstrdup(opts->channel);
+	src->slot = xstrdup(opts->slot ? opts->slot : "");
+	src->slot_retained = src->slot_unconfirmed = -1;
 	src->health_interval = opts->health_interval;
 	src->stopped = true;
 	src->lossy = true;
@@ -341,5 +386,6 @@ pg_source_free(struct pg_source *src)
 	pg_conn_free(src->conn);
 	sign_key_free(src->key);
 	free(src->channel);
+	free(src->slot);
 	free(src);
 }

@@ -34,7 +34,8 @@ enum pg_event {
 	PG_EVENT_WAKE,
 	/* The connection was lost; a reconnect is scheduled. */
 	PG_EVENT_LOST,
-	/* A health probe read pg_notification_queue_usage() again. */
+	/* A health probe read pg_notification_queue_usage() again, and
+	 * whether tables are watched in wal mode, and their slot's sizes. */
 	PG_EVENT_QUEUE_USAGE,
 };
 
@@ -45,6 +46,7 @@ struct pg_source_opts {
 	const char *conninfo;	/* copied */
 	const char *password;	/* copied; may be NULL */
 	const char *channel;	/* copied */
+	const char *slot;	/* copied: the wal mode's slot, for its sizes */
 	double connect_timeout;
 	double reconnect_min, reconnect_max;
 	double health_interval;	/* 0: no probes */
@@ -71,5 +73,14 @@ struct sign_key *pg_source_key(const struct pg_source *src);
  * in a transaction holds the queue back; when it is full, every commit
  * that NOTIFYs fails. */
 double pg_source_queue_usage(const struct pg_source *src);
+
+/* Whether a table is watched in wal mode on the channel, as of the last
+ * connect or probe. */
+bool pg_source_wal_tables(const struct pg_source *src);
+/* The WAL the slot keeps (from its restart_lsn) and the WAL not yet
+ * confirmed (from its confirmed_flush_lsn), in bytes, at the last probe;
+ * -1 when not known (no slot, or no probe yet). */
+void pg_source_slot_sizes(const struct pg_source *src, double *retained,
+    double *unconfirmed);
 
 #endif

@@ -12,6 +12,7 @@
 #include "run/pg_source.h"
 #include "run/redis_sink.h"
 #include "run/stats.h"
+#include "run/wal_source.h"
 #include "lib/xalloc.h"
 
 #include <ev.h>
@@ -131,12 +132,81 @@ relay_queue_usage(struct relay *r)
 	r->queue_said = now;
 }
 
+/* The WAL stream reads no further while the queue is at its bounds:
+ * its changes wait in the slot rather than in memory, and are never
+ * dropped for room. */
+static bool
+relay_wal_full(void *arg)
+{
+	struct relay *r = arg;
+
+	return redis_sink_queued(r->sink) >= (size_t)r->cfg->max_queue ||
+	    redis_sink_bytes(r->sink) >= r->cfg->max_queue_bytes;
+}
+
+static void relay_check_ready(struct relay *r);
+
+static bool
+relay_wal_item(void *arg, const struct wal_item *it, const struct wal_ack *ack)
+{
+	struct relay *r = arg;
+	struct sink_msg *m;
+
+	switch (it->kind) {
+	case WAL_ITEM_STREAMING:
+	case WAL_ITEM_LOST:
+		relay_check_ready(r);
+		return false;
+	case WAL_ITEM_RESET:
+		relay_complain(r, "a change from the WAL became a reset of its "
+		    "table", it->why, it->table, strlen(it->table));
+		m = relay_table_reset(r, it->table, it->why, it->ts);
+		break;
+	case WAL_ITEM_EVENT:
+	default:
+		m = relay_event(r, it->ev, NULL, 0);
+		break;
+	}
+	m->on_ack = ack->fn;
+	m->ack_arg = ack->arg;
+	m->nacks = 0;
+	relay_hand_over(r, m);
+	return true;
+}
+
+/* The WAL stream starts once a table of the channel is in wal mode, and
+ * then stays. */
+static void
+relay_wal_check(struct relay *r)
+{
+	struct wal_source_opts wo = {
+		.conninfo = r->cfg->pg_conninfo,
+		.password = r->cfg->pg_password,
+		.channel = r->cfg->pg_channel,
+		.slot = r->cfg->pg_slot,
+		.connect_timeout = r->cfg->pg_connect_timeout,
+		.reconnect_min = r->cfg->reconnect_min,
+		.reconnect_max = r->cfg->reconnect_max,
+		.health_interval = r->cfg->health_interval,
+	};
+
+	if (r->wal != NULL || r->draining || !pg_source_wal_tables(r->pg))
+		return;
+	log_info("wal: tables on channel \"%s\" are in wal mode; streaming "
+	    "them from replication slot \"%s\"", r->cfg->pg_channel,
+	    r->cfg->pg_slot);
+	r->wal = wal_source_new(r->loop, &wo, relay_wal_item, relay_wal_full,
+	    r);
+	wal_source_start(r->wal);
+}
+
 /* Tells the owner when both sides become ready, or stop being so. */
 static void
 relay_check_ready(struct relay *r)
 {
 	bool ready = pg_source_state(r->pg) == PG_STATE_LISTENING &&
-	    redis_sink_state(r->sink) == REDIS_STATE_READY;
+	    redis_sink_state(r->sink) == REDIS_STATE_READY &&
+	    (r->wal == NULL || wal_source_streaming(r->wal));
 
 	if (ready == r->ready)
 		return;
@@ -166,6 +236,7 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 			r->stats.pg_reconnects++;
 		r->listened = true;
 		relay_outbox_gate(r);
+		relay_wal_check(r);
 		break;
 	case PG_EVENT_NOTIFY: {
 		struct sink_msg *m;
@@ -188,6 +259,7 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 		break;
 	case PG_EVENT_QUEUE_USAGE:
 		relay_queue_usage(r);
+		relay_wal_check(r);
 		return;
 	}
 	if (ev != PG_EVENT_NOTIFY)
@@ -264,6 +336,7 @@ relay_new_source(struct relay *r)
 		.reconnect_max = r->cfg->reconnect_max,
 		.health_interval = r->cfg->health_interval,
 		.query_timeout = relay_query_timeout(r->cfg),
+		.slot = r->cfg->pg_slot,
 	};
 
 	return pg_source_new(r->loop, &po, relay_pg_cb, r);
@@ -353,6 +426,7 @@ relay_reload(struct relay *r, struct config *cfg)
 	bool pg_changed = str_differs(old->pg_conninfo, cfg->pg_conninfo) ||
 	    str_differs(old->pg_password, cfg->pg_password) ||
 	    str_differs(old->pg_channel, cfg->pg_channel) ||
+	    str_differs(old->pg_slot, cfg->pg_slot) ||
 	    old->pg_connect_timeout != cfg->pg_connect_timeout;
 	struct redis_sink_opts so = relay_sink_opts(r, cfg);
 
@@ -365,6 +439,17 @@ relay_reload(struct relay *r, struct config *cfg)
 		pg_source_free(r->pg);
 		r->pg = relay_new_source(r);
 		pg_source_start(r->pg);
+		/* The stream stops reading; its acknowledgements still come,
+		 * and the new settings get a stream of their own. */
+		if (r->wal_old != NULL && wal_source_pending(r->wal_old) == 0) {
+			wal_source_free(r->wal_old);
+			r->wal_old = NULL;
+		}
+		if (r->wal != NULL && r->wal_old == NULL) {
+			wal_source_stop(r->wal);
+			r->wal_old = r->wal;
+			r->wal = NULL;
+		}
 		relay_check_ready(r);
 	}
 	config_free(old);
@@ -379,6 +464,8 @@ relay_stop(struct relay *r)
 		return;
 	r->draining = true;
 	pg_source_stop(r->pg);
+	if (r->wal != NULL)
+		wal_source_stop(r->wal);
 	if (r->outbox != NULL)
 		outbox_set_deliverable(r->outbox, false);	/* no new batch */
 	log_info("shutdown: delivering %zu queued messages (up to %.1fs)",
@@ -413,9 +500,12 @@ relay_free(struct relay *r)
 	    r->stats.published, r->stats.refused, r->stats.requeued,
 	    r->stats.unlinked);
 	pg_source_free(r->pg);
-	/* The sink first: its messages hold the outbox's acks. */
+	/* The sink first: its messages hold the outbox's and the stream's
+	 * acks. */
 	redis_sink_free(r->sink);
 	outbox_free(r->outbox);
+	wal_source_free(r->wal);
+	wal_source_free(r->wal_old);
 	keys_free(&r->change.keys);
 	buf_free(&r->change.rows);
 	buf_free(&r->change_table);
@@ -438,8 +528,19 @@ relay_metrics(struct relay *r, struct buf *out)
 		.notify_queue_usage = pg_source_queue_usage(r->pg),
 		.version = PGINVAL_VERSION,
 		.epoch = r->epoch,
+		.wal = r->wal != NULL,
 	};
 
+	if (r->wal != NULL) {
+		const struct wal_source_stats *ws = wal_source_stats(r->wal);
+
+		g.wal_up = wal_source_streaming(r->wal);
+		g.wal_lag = wal_source_lag(r->wal);
+		g.wal_transactions = ws->transactions;
+		g.wal_changes = ws->changes + ws->truncates;
+		g.wal_slots_created = ws->slots_created;
+		pg_source_slot_sizes(r->pg, &g.wal_retained, &g.wal_unconfirmed);
+	}
 	stats_render(&r->stats, &g, out);
 }
 
@@ -456,6 +557,9 @@ relay_health(struct relay *r, struct buf *why)
 	if (r->outbox != NULL)
 		buf_adds(why, outbox_up(r->outbox) ? ", outbox: connected" :
 		    ", outbox: connecting");
+	if (r->wal != NULL)
+		buf_adds(why, wal_source_streaming(r->wal) ? ", wal: streaming" :
+		    ", wal: connecting");
 	/* Degraded, not down: restarting pginval would not empty the queue. */
 	if (pg_source_queue_usage(r->pg) >= r->cfg->pg_notify_queue_warn) {
 		char tmp[160];
@@ -467,7 +571,8 @@ relay_health(struct relay *r, struct buf *why)
 		buf_adds(why, tmp);
 	}
 	return ps == PG_STATE_LISTENING && rs == REDIS_STATE_READY &&
-	    (r->outbox == NULL || outbox_up(r->outbox));
+	    (r->outbox == NULL || outbox_up(r->outbox)) &&
+	    (r->wal == NULL || wal_source_streaming(r->wal));
 }
 
 void
@@ -475,7 +580,8 @@ relay_status(struct relay *r, struct buf *out)
 {
 	ev_tstamp now = ev_now(r->loop);
 	double secs = now - r->status_at;
-	unsigned long events = r->stats.notifications + r->stats.outbox_rows;
+	unsigned long events = r->stats.notifications + r->stats.outbox_rows +
+	    (r->wal ? wal_source_stats(r->wal)->changes : 0);
 	char tmp[200];
 
 	relay_health(r, out);

@@ -13,6 +13,7 @@
 #include "lib/buf.h"
 #include "core/config.h"
 #include "lib/log.h"
+#include "core/decode.h"
 #include "core/message.h"
 #include "run/outbox.h"
 #include "run/redis_sink.h"
@@ -25,6 +26,8 @@ struct relay {
 	struct pg_source *pg;
 	struct redis_sink *sink;
 	struct outbox *outbox;		/* NULL unless [outbox] enabled */
+	struct wal_source *wal;		/* NULL until a table is in wal mode */
+	struct wal_source *wal_old;	/* replaced by a reload, still acking */
 	char epoch[MESSAGE_EPOCH_LEN + 1];
 	struct stats stats;
 	relay_cb *cb;
@@ -60,6 +63,14 @@ struct sink_msg *relay_global_reset(struct relay *r, const char *reason);
 /* A reset of table (ts 0: now). */
 struct sink_msg *relay_table_reset(struct relay *r, const char *table,
     const char *reason, int64_t ts);
+/*
+ * Turns one event into the message to publish: the change with its keys
+ * (r->change), a truncate, or a reset of its table when the keys cannot
+ * be known. payload (may be NULL) is what the event was decoded from,
+ * for the log.
+ */
+struct sink_msg *relay_event(struct relay *r, struct event *ev,
+    const char *payload, size_t len);
 /*
  * Turns one payload (a notification, or an outbox row) into the message
  * to publish: the change with its keys (r->change), or a reset of its

@@ -106,11 +106,55 @@ relay_change(struct relay *r, const struct event *ev)
 }
 
 /*
+ * Turns one event into the message to publish: the change with its keys
+ * (r->change), a truncate, or a reset of its table when the keys cannot
+ * be known. payload (may be NULL) is what the event was decoded from,
+ * for the log.
+ */
+struct sink_msg *
+relay_event(struct relay *r, struct event *ev, const char *payload,
+    size_t len)
+{
+	const struct table_rule *t;
+	struct sink_msg *m;
+	char err[256];
+
+	if (ev->big)
+		return relay_table_reset(r, ev->table, "row too large for NOTIFY",
+		    ev->ts);
+	if (ev->ts == 0)
+		ev->ts = relay_now_us();
+	t = config_table(r->cfg, ev->table);
+	if (ev->op == EVENT_TRUNCATE) {
+		m = sink_msg_new();
+		m->ts = ev->ts;
+		m->table = xstrdup(ev->table);
+		message_body_event(&m->body, ev, NULL);
+		if (t != NULL && r->cfg->redis_action == REDIS_ACTION_DELETE)
+			relay_add_patterns(&m->patterns, t);
+	} else if (m = relay_change(r, ev), t != NULL &&
+	    rules_render(t->rules, ev, &m->keys, err, sizeof(err)) == -1) {
+		char why[400];
+
+		snprintf(why, sizeof(why), "%s; the table's keys need %s: "
+		    "re-run pginval.watch('%s', ARRAY[...]) with them", err,
+		    rules_columns(t->rules), ev->table);
+		relay_complain(r, "cannot make keys", why, payload ? payload :
+		    ev->table, payload ? len : strlen(ev->table));
+		return relay_table_reset(r, ev->table, err, ev->ts);
+	} else {
+		/* Encoded when sent: it may merge with later changes. */
+		m->nrows = message_rows(&m->rows, ev);
+	}
+	stats_count_event(&r->stats, ev->table);
+	return m;
+}
+
+/*
  * Turns one payload (a notification, or an outbox row) into the message
- * to publish: the change with its keys (r->change), or a reset of its
- * table when the keys cannot be known. Returns NULL for a payload pginval
- * did not send: one without a valid authenticator is dropped, counted in
- * *forged and logged, whatever it says.
+ * to publish (relay_event()). Returns NULL for a payload pginval did not
+ * send: one without a valid authenticator is dropped, counted in *forged
+ * and logged, whatever it says.
  */
 struct sink_msg *
 relay_message(struct relay *r, const char *payload, size_t len,
@@ -118,7 +162,6 @@ relay_message(struct relay *r, const char *payload, size_t len,
 {
 	struct sign_key *key = pg_source_key(r->pg);
 	struct event ev;
-	const struct table_rule *t;
 	struct sink_msg *m = NULL;
 	char err[256];
 
@@ -139,41 +182,11 @@ relay_message(struct relay *r, const char *payload, size_t len,
 		r->stats.invalid++;
 		relay_complain(r, "bad event", err, payload, len);
 		m = relay_table_reset(r, ev.table, err, ev.ts);
-		goto done;
+		break;
 	case DECODE_OK:
+		m = relay_event(r, &ev, payload, len);
 		break;
 	}
-	if (ev.big) {
-		m = relay_table_reset(r, ev.table, "row too large for NOTIFY",
-		    ev.ts);
-		goto done;
-	}
-	if (ev.ts == 0)
-		ev.ts = relay_now_us();
-	t = config_table(r->cfg, ev.table);
-	if (ev.op == EVENT_TRUNCATE) {
-		m = sink_msg_new();
-		m->ts = ev.ts;
-		m->table = xstrdup(ev.table);
-		message_body_event(&m->body, &ev, NULL);
-		if (t != NULL && r->cfg->redis_action == REDIS_ACTION_DELETE)
-			relay_add_patterns(&m->patterns, t);
-	} else if (m = relay_change(r, &ev), t != NULL &&
-	    rules_render(t->rules, &ev, &m->keys, err, sizeof(err)) == -1) {
-		char why[400];
-
-		snprintf(why, sizeof(why), "%s; the table's keys need %s: "
-		    "re-run pginval.watch('%s', ARRAY[...]) with them", err,
-		    rules_columns(t->rules), ev.table);
-		relay_complain(r, "cannot make keys", why, payload, len);
-		m = relay_table_reset(r, ev.table, err, ev.ts);
-		goto done;
-	} else {
-		/* Encoded when sent: it may merge with later changes. */
-		m->nrows = message_rows(&m->rows, &ev);
-	}
-	stats_count_event(&r->stats, ev.table);
-done:
 	decode_event_free(&ev);
 	return m;
 }

@@ -46,6 +46,9 @@ stats_count_event(struct stats *s, const char *table)
 	s->ntables++;
 }
 
+static void stats_render_wal(const struct stats_gauges *g,
+    struct buf *out);
+
 void
 stats_render(const struct stats *s, const struct stats_gauges *g,
     struct buf *out)
@@ -162,8 +165,45 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 		    g->notify_queue_usage);
 	}
 
+	if (g->wal)
+		stats_render_wal(g, out);
+
 	prom_hist(out, "pginval_lag_seconds",
 	    "Time from the row change to Redis acknowledging its message.", &s->lag);
+}
+
+static void
+stats_render_wal(const struct stats_gauges *g, struct buf *out)
+{
+	prom_head(out, "pginval_wal_up", "gauge",
+	    "1 when the WAL stream of the replication slot is active.");
+	prom_sample(out, "pginval_wal_up", NULL, g->wal_up);
+	prom_counter(out, "pginval_wal_transactions_total",
+	    "Transactions received from the WAL stream.", g->wal_transactions);
+	prom_counter(out, "pginval_wal_changes_total",
+	    "Row changes of watched tables received from the WAL stream.",
+	    g->wal_changes);
+	prom_counter(out, "pginval_wal_slots_created_total",
+	    "Replication slots made because the slot was missing or "
+	    "invalidated (each followed by a reset).", g->wal_slots_created);
+	prom_head(out, "pginval_wal_confirmed_lag_seconds", "gauge",
+	    "Age of the oldest transaction received and not yet confirmed "
+	    "to PostgreSQL (0 when all are).");
+	prom_sample(out, "pginval_wal_confirmed_lag_seconds", NULL, g->wal_lag);
+	if (g->wal_retained >= 0) {
+		prom_head(out, "pginval_wal_retained_bytes", "gauge",
+		    "WAL that PostgreSQL keeps for the slot, at the last "
+		    "health probe.");
+		prom_sample(out, "pginval_wal_retained_bytes", NULL,
+		    g->wal_retained);
+	}
+	if (g->wal_unconfirmed >= 0) {
+		prom_head(out, "pginval_wal_confirmed_lag_bytes", "gauge",
+		    "WAL written since the slot's confirmed position, at the "
+		    "last health probe.");
+		prom_sample(out, "pginval_wal_confirmed_lag_bytes", NULL,
+		    g->wal_unconfirmed);
+	}
 }
 
 void

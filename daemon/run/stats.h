@@ -7,6 +7,7 @@
 #ifndef PGINVAL_STATS_H
 #define PGINVAL_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,12 @@ struct stats_gauges {
 	size_t queued, inflight;
 	long outbox_backlog;		/* -1: not in durable mode */
 	double notify_queue_usage;	/* 0 to 1; below 0: not known */
+	/* The wal mode's stream, when wal is set. */
+	bool wal;
+	int wal_up;
+	double wal_retained, wal_unconfirmed;	/* bytes; below 0: not known */
+	double wal_lag;			/* seconds */
+	unsigned long wal_transactions, wal_changes, wal_slots_created;
 	const char *version, *epoch;
 };
 
