@@ -165,6 +165,15 @@ wal_advance(struct wal_source *ws)
 			ws->flush = t->end_lsn;
 		free(t);
 	}
+	/* Stopped, and everything taken is confirmed: the slot is free for
+	 * whoever streams it next. */
+	if (ws->stopped && ws->txns.head == NULL &&
+	    ws->phase == WAL_PHASE_STREAMING) {
+		wal_send_status(ws, false);
+		ev_timer_stop(ws->loop, &ws->status);
+		pg_conn_stop(ws->conn);
+		ws->phase = WAL_PHASE_NONE;
+	}
 }
 
 static void
@@ -830,6 +839,7 @@ wal_source_stop(struct wal_source *ws)
 	if (ws->phase == WAL_PHASE_STREAMING) {
 		ws->paused = true;
 		pg_conn_pause(ws->conn, true);
+		wal_advance(ws);
 	} else {
 		ev_timer_stop(ws->loop, &ws->status);
 		pg_conn_stop(ws->conn);
