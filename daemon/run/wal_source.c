@@ -36,6 +36,7 @@
 enum wal_phase {
 	WAL_PHASE_NONE,
 	WAL_PHASE_SETUP,	/* settings, slot, publication, columns */
+	WAL_PHASE_TAKE,		/* ending our own earlier, silent link */
 	WAL_PHASE_DROP,		/* dropping an invalidated slot */
 	WAL_PHASE_CREATE,	/* creating the slot */
 	WAL_PHASE_START,	/* START_REPLICATION sent */
@@ -68,6 +69,8 @@ struct wal_source {
 	char *publication;
 	bool slot_missing, slot_lost;
 	uint64_t slot_flush;	/* the slot's confirmed_flush_lsn */
+	int slot_pid;		/* the backend streaming the slot, or 0 */
+	int last_pid;		/* our own last stream's backend */
 	struct wal_rels *rels;
 	struct buf tables;	/* the wal tables' names, NUL-separated */
 	size_t ntables;
@@ -293,8 +296,8 @@ wal_setup(struct wal_source *ws)
 	if (wal_literal(ws, &q, ws->channel) == -1)
 		goto out;
 	buf_adds(&q, "), s.slot_type, s.plugin, s.database = "
-	    "current_database(), s.wal_status, s.confirmed_flush_lsn "
-	    "FROM (SELECT) x LEFT JOIN pg_replication_slots s "
+	    "current_database(), s.wal_status, s.confirmed_flush_lsn, "
+	    "s.active_pid FROM (SELECT) x LEFT JOIN pg_replication_slots s "
 	    "ON s.slot_name = ");
 	if (wal_literal(ws, &q, ws->slot) == -1)
 		goto out;
@@ -327,7 +330,7 @@ wal_slot_result(struct wal_source *ws, const PGresult *res)
 {
 	const char *type, *plugin;
 
-	if (PQntuples(res) != 1 || PQnfields(res) != 6) {
+	if (PQntuples(res) != 1 || PQnfields(res) != 7) {
 		pg_conn_fail(ws->conn, "unexpected reply about the slot");
 		return;
 	}
@@ -349,6 +352,7 @@ wal_slot_result(struct wal_source *ws, const PGresult *res)
 	}
 	ws->slot_lost = strcmp(PQgetvalue(res, 0, 4), "lost") == 0;
 	ws->slot_flush = wal_parse_lsn(PQgetvalue(res, 0, 5));
+	ws->slot_pid = atoi(PQgetvalue(res, 0, 6));
 }
 
 static void
@@ -454,6 +458,7 @@ wal_streaming(struct wal_source *ws)
 	PGconn *pq = pg_conn_pq(ws->conn);
 
 	ws->phase = WAL_PHASE_STREAMING;
+	ws->last_pid = PQbackendPID(pq);
 	if (ws->slot_flush > ws->flush)
 		ws->flush = ws->slot_flush;
 	ws->heard_at = ws->status_at = ev_now(ws->loop);
@@ -480,6 +485,19 @@ wal_done(struct wal_source *ws)
 			wal_send(ws, WAL_PHASE_DROP, sql);
 			return;
 		}
+		/* A link of ours that went silent (a half-open connection)
+		 * holds the slot until wal_sender_timeout: it is ended, and
+		 * waited for. Another daemon's is left alone. */
+		if (!ws->slot_missing && ws->slot_pid != 0 &&
+		    ws->slot_pid == ws->last_pid) {
+			log_warnx("wal: replication slot \"%s\" is still held by "
+			    "our previous link (backend %d), which went silent; "
+			    "ending it", ws->slot, ws->slot_pid);
+			snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend("
+			    "%d, 5000)", ws->slot_pid);
+			wal_send(ws, WAL_PHASE_TAKE, sql);
+			return;
+		}
 		if (!ws->slot_missing) {
 			wal_start(ws);
 			return;
@@ -492,6 +510,9 @@ wal_done(struct wal_source *ws)
 		    "LOGICAL pgoutput NOEXPORT_SNAPSHOT", ws->slot);
 		pg_conn_set_query_timeout(ws->conn, WAL_SLOT_TIMEOUT);
 		wal_send(ws, WAL_PHASE_CREATE, sql);
+		break;
+	case WAL_PHASE_TAKE:
+		wal_start(ws);
 		break;
 	case WAL_PHASE_CREATE:
 		pg_conn_set_query_timeout(ws->conn, ws->health_interval > 0 ?

@@ -418,7 +418,11 @@ def test_half_open_link_is_noticed():
         sql("INSERT INTO users SELECT g, 'h' FROM generate_series(1, 20) g")
         d.wait_log("wal: no word from the server", 15)
         proxy.heal()
-        ms = sync(sub, 30)
+        try:
+            ms = sync(sub, 30)
+        except AssertionError:
+            print(d.log_text()[-5000:])
+            raise
     finally:
         d.stop()
         proxy.close()
