@@ -98,8 +98,8 @@ walk(const struct pgo_msg *m)
 			abort();
 	}
 	for (uint32_t i = 0; m->kind == 'T' && i < m->nrelids; i++)
-		sink += (unsigned)(wal_rels_table(rels, pgo_trunc_relid(m, i)) !=
-		    NULL);
+		if (wal_rels_table(rels, pgo_trunc_relid(m, i)) != NULL)
+			sink++;
 }
 
 static void
@@ -124,7 +124,7 @@ event(const struct pgo_msg *m)
 			const struct row_col *col = &imgs[i]->cols[c];
 
 			sink += (unsigned)strlen(col->name);
-			for (size_t k = 0; col->val != NULL && k < col->len; k++)
+			for (size_t k = 0; col->val && k < col->len; k++)
 				sink += (unsigned char)col->val[k];
 			if (col->val != NULL && col->val[col->len] != '\0')
 				abort();

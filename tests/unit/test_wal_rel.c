@@ -48,7 +48,8 @@ image_str(char *out, size_t size, const struct row_image *img)
 			n += (size_t)snprintf(out + n, size - n, "=%.*s",
 			    (int)c->len, c->val);
 		if (c->val != NULL && c->val[c->len] != '\0')
-			t_fail(__LINE__, "value of %s not NUL-terminated", c->name);
+			t_fail(__LINE__, "value of %s not NUL-terminated",
+			    c->name);
 	}
 	return out;
 }
@@ -541,6 +542,31 @@ real_typid(uint32_t relid, const char *col)
 }
 
 static void
+check_real_event(struct wal_rels *rels, const struct pgo_msg *m,
+    const struct real_event *e, int64_t ts)
+{
+	struct event ev;
+	enum wal_event_result res;
+	char why[512];
+
+	res = wal_rels_event(rels, m, ts, &ev, why, sizeof(why));
+	if (res != e->want) {
+		t_fail(__LINE__, "got %s (%s), want %s", result_names[res], why,
+		    result_names[e->want]);
+	} else if (res != WAL_EVENT_OK) {
+		if (strstr(why, e->why) == NULL)
+			t_fail(__LINE__, "why: got \"%s\", want \"%s\"", why,
+			    e->why);
+	} else {
+		if (ev.ts != ts || ts == 0)
+			t_fail(__LINE__, "ts %lld", (long long)ev.ts);
+		check_image(__LINE__, "old", &ev.old, e->old_img);
+		check_image(__LINE__, "new", &ev.new, e->new_img);
+	}
+}
+
+/* Replays the session through a map; want lists the changes to check. */
+static void
 run_real(const struct real_watch *map, const struct real_event *want)
 {
 	struct wal_rels *rels = wal_rels_new();
@@ -553,47 +579,28 @@ run_real(const struct real_watch *map, const struct real_event *want)
 	while (want[nwant].msg != NULL)
 		nwant++;
 	for (size_t i = 0; i < sizeof(real_msgs) / sizeof(*real_msgs); i++) {
-		const struct real_event *e = NULL;
 		struct pgo_msg m;
-		struct event ev;
-		enum wal_event_result res;
-		char err[256], why[512];
+		char err[256];
 		size_t len;
 		unsigned char *p = pb_unhex(real_msgs[i].hex, &len);
 
 		tcase = real_msgs[i].name;
 		if (pgo_parse(p, len, &m, err, sizeof(err)) != 0)
 			fail_msg("%s: %s", tcase, err);
-		for (size_t j = 0; j < nwant && e == NULL; j++)
-			if (strcmp(want[j].msg, tcase) == 0)
-				e = &want[j];
 		if (m.kind == 'B')
 			ts = m.ts;
 		if (m.kind == 'R' && wal_rels_relation(rels, &m, err,
 		    sizeof(err)) != 0)
 			t_fail(__LINE__, "relation: %s", err);
-		if (m.kind == 'T')
-			for (uint32_t k = 0; k < m.nrelids; k++)
-				if (wal_rels_table(rels, pgo_trunc_relid(&m, k)) ==
-				    NULL)
-					t_fail(__LINE__, "truncate of a relation "
-					    "never described");
-		if (e != NULL) {
-			checked++;
-			res = wal_rels_event(rels, &m, ts, &ev, why, sizeof(why));
-			if (res != e->want)
-				t_fail(__LINE__, "got %s (%s), want %s",
-				    result_names[res], why, result_names[e->want]);
-			else if (res != WAL_EVENT_OK && strstr(why, e->why) == NULL)
-				t_fail(__LINE__, "why: got \"%s\", want \"%s\"",
-				    why, e->why);
-			if (res == WAL_EVENT_OK && res == e->want) {
-				if (ev.ts != ts || ts == 0)
-					t_fail(__LINE__, "ts %lld", (long long)ev.ts);
-				check_image(__LINE__, "old", &ev.old, e->old_img);
-				check_image(__LINE__, "new", &ev.new, e->new_img);
+		for (uint32_t k = 0; m.kind == 'T' && k < m.nrelids; k++)
+			if (!wal_rels_table(rels, pgo_trunc_relid(&m, k)))
+				t_fail(__LINE__, "truncate of a relation never "
+				    "described");
+		for (size_t j = 0; j < nwant; j++)
+			if (strcmp(want[j].msg, tcase) == 0) {
+				check_real_event(rels, &m, &want[j], ts);
+				checked++;
 			}
-		}
 		free(p);
 	}
 	tcase = "";
