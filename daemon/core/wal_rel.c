@@ -315,11 +315,60 @@ read_tuple(const struct wal_rel *r, const struct pgo_tuple *t,
 	return WAL_EVENT_OK;
 }
 
-/* Why a value is not known: 'u' with nothing to take it from, or binary. */
+/*
+ * Whether a timestamp's text output is in the ISO form that wal_text()
+ * rewrites: "YYYY-MM-DD HH:MM:SS..." (the year may be longer) or
+ * [-]infinity. Another DateStyle in the decoding session gives another
+ * form ("01/02/2024 04:04:05 CET"), which no rewriting can recover.
+ */
+static bool
+iso_timestamp(const struct pgo_datum *d)
+{
+	static const char form[] = "-9-9 9:9:9";	/* 9: two digits */
+	const char *s = d->val;
+	size_t i = 0, n = d->len;
+
+	if ((n == 8 && memcmp(s, "infinity", 8) == 0) ||
+	    (n == 9 && memcmp(s, "-infinity", 9) == 0))
+		return true;
+	while (i < n && s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i < 4)
+		return false;
+	for (const char *f = form; *f != '\0'; f++) {
+		if (*f != '9') {
+			if (i >= n || s[i++] != *f)
+				return false;
+		} else if (n - i < 2 || s[i] < '0' || s[i] > '9' ||
+		    s[i + 1] < '0' || s[i + 1] > '9') {
+			return false;
+		} else {
+			i += 2;
+		}
+	}
+	return true;
+}
+
+/* Whether a value cannot be known: 'u' with nothing to take it from,
+ * binary, or a timestamp in another form than ISO. */
+static bool
+is_unknown(const struct watch_col *w, const struct pgo_datum *d)
+{
+	bool stamp = w->cls == WAL_CLASS_TIMESTAMP ||
+	    w->cls == WAL_CLASS_TIMESTAMPTZ;
+
+	return d->kind == 'u' || d->kind == 'b' ||
+	    (d->kind == 't' && stamp && !iso_timestamp(d));
+}
+
 static enum wal_event_result
 value_unknown(const struct wal_rel *r, const struct watch_col *w,
     const struct pgo_datum *d, char *why, size_t whylen)
 {
+	if (d->kind == 't')
+		return why_is(WAL_EVENT_UNKNOWN, why, whylen, "watched column "
+		    "\"%s\" of %s came in another form than ISO 8601: start "
+		    "the stream with DateStyle ISO", w->name, r->table);
 	if (d->kind == 'b')
 		return why_is(WAL_EVENT_UNKNOWN, why, whylen, "watched column "
 		    "\"%s\" of %s came in binary: start the stream without "
@@ -366,9 +415,9 @@ pick_values(struct wal_rels *rels, const struct wal_rel *r,
 			nd = &rels->newd[w->at];
 		if (nd != NULL && nd->kind == 'u' && od != NULL)
 			nd = od;
-		if (nd != NULL && (nd->kind == 'u' || nd->kind == 'b'))
+		if (nd != NULL && is_unknown(w, nd))
 			return value_unknown(r, w, nd, why, whylen);
-		if (od != NULL && (od->kind == 'u' || od->kind == 'b'))
+		if (od != NULL && is_unknown(w, od))
 			return value_unknown(r, w, od, why, whylen);
 		rels->picks[n].w = w;
 		rels->picks[n].old = od;
@@ -496,8 +545,8 @@ check_map(struct wal_rel *r, char *why, size_t whylen)
 			return why_is(WAL_EVENT_STALE, why, whylen, "watched "
 			    "column \"%s\" of %s is of type %u in the stream "
 			    "but %u in the map: read pginval.wal_columns() "
-			    "again",
-			    w->name, r->table, r->cols[w->at].typid, w->typid);
+			    "again", w->name, r->table, r->cols[w->at].typid,
+			    w->typid);
 	}
 	for (size_t i = 0; i < r->nwatch; i++) {
 		const struct watch_col *w = &r->watch[i];
