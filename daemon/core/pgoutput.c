@@ -189,8 +189,9 @@ parse_relation(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
 	m->cols = c->p + c->off;
 	for (uint64_t i = 0; i < n; i++)
 		if (rel_col(c, &col) < 0)
-			return bad(err, errlen, "Relation %u: truncated in column "
-			    "%u of %u", m->relid, (unsigned)i + 1, (unsigned)n);
+			return bad(err, errlen, "Relation %u: truncated in "
+			    "column %u of %u", m->relid, (unsigned)i + 1,
+			    (unsigned)n);
 	m->colslen = (size_t)(c->p + c->off - m->cols);
 	return 0;
 }
@@ -212,8 +213,8 @@ parse_change(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
 		if (m->kind == 'D')
 			return 0;
 		if (cur_u8(c, &tag) < 0)
-			return bad(err, errlen, "Update: truncated after its old "
-			    "tuple");
+			return bad(err, errlen, "Update: truncated after its "
+			    "old tuple");
 	} else if (m->kind == 'D') {
 		return bad(err, errlen, "Delete: tuple tag 0x%02x, expected "
 		    "'K' or 'O'", (unsigned char)tag);
@@ -290,8 +291,8 @@ pgo_parse(const unsigned char *p, size_t len, struct pgo_msg *m, char *err,
 	if (rc < 0)
 		return -1;
 	if (c.off != len)
-		return bad(err, errlen, "message '%c': %zu unexpected bytes after "
-		    "its last field", m->kind, len - c.off);
+		return bad(err, errlen, "message '%c': %zu unexpected bytes "
+		    "after its last field", m->kind, len - c.off);
 	return 0;
 }
 

@@ -252,8 +252,8 @@ check_parse_case(const struct parse_case *c)
 	tcase = c->name;
 	if (c->err != NULL) {
 		if (rc != -1 || strstr(err, c->err) == NULL)
-			t_fail(__LINE__, "got %d \"%s\", want -1 \"%s\"", rc, err,
-			    c->err);
+			t_fail(__LINE__, "got %d \"%s\", want -1 \"%s\"", rc,
+			    err, c->err);
 		free(p);
 		return;
 	}
@@ -306,9 +306,10 @@ check_truncations(const unsigned char *p, size_t len)
 
 		memcpy(cut, p, n);
 		err[0] = '\0';
-		if (pgo_parse(cut, n, &m, err, sizeof(err)) != -1 || err[0] == '\0')
-			t_fail(__LINE__, "the first %zu of %zu bytes: not refused",
-			    n, len);
+		if (pgo_parse(cut, n, &m, err, sizeof(err)) != -1 ||
+		    err[0] == '\0')
+			t_fail(__LINE__, "the first %zu of %zu bytes: not "
+			    "refused", n, len);
 		free(cut);
 	}
 }
@@ -316,7 +317,8 @@ check_truncations(const unsigned char *p, size_t len)
 static void
 test_parse_truncations(void **state)
 {
-	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(*parse_cases); i++) {
+	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(*parse_cases);
+	    i++) {
 		size_t len;
 		unsigned char *p;
 
@@ -412,13 +414,13 @@ test_real_all(void **state)
 			/* Captured this century. */
 			if (m.ts < INT64_C(1700000000000000) ||
 			    m.ts > INT64_C(4102444800000000) || m.xid == 0)
-				t_fail(__LINE__, "ts %lld xid %u", (long long)m.ts,
-				    m.xid);
+				t_fail(__LINE__, "ts %lld xid %u",
+				    (long long)m.ts, m.xid);
 		}
 		if (m.kind == 'C' && (m.ts != begin.ts || m.lsn != begin.lsn ||
 		    m.end_lsn <= m.lsn))
-			t_fail(__LINE__, "commit %lld %llx/%llx, begin %lld %llx",
-			    (long long)m.ts, (unsigned long long)m.lsn,
+			t_fail(__LINE__, "commit %lld %llx/%llx, begin %lld "
+			    "%llx", (long long)m.ts, (unsigned long long)m.lsn,
 			    (unsigned long long)m.end_lsn, (long long)begin.ts,
 			    (unsigned long long)begin.lsn);
 		check_truncations(p, len);
@@ -490,7 +492,8 @@ test_real_cases(void **state)
 {
 	struct pgo_msg m;
 	struct repr r;
-	char err[256], table[256];	/* a Relation's name, a Truncate's relids */
+	/* table: a Relation's name, a Truncate's relids */
+	char err[256], table[256];
 
 	for (size_t i = 0; i < sizeof(real_cases) / sizeof(*real_cases); i++) {
 		const struct real_case *c = &real_cases[i];
@@ -510,7 +513,8 @@ test_real_cases(void **state)
 			snprintf(table, sizeof(table), "%s.%s", m.nspname,
 			    m.relname);
 			check_str(__LINE__, "table", table, c->table);
-			check_str(__LINE__, "columns", cols_repr(&r, &m), c->cols);
+			check_str(__LINE__, "columns", cols_repr(&r, &m),
+			    c->cols);
 			if (m.replident != c->replident)
 				t_fail(__LINE__, "replident %c", m.replident);
 		}
@@ -519,7 +523,8 @@ test_real_cases(void **state)
 		if (m.kind == 'T') {
 			snprintf(table, sizeof(table), c->relids[1] ? "%u,%u" :
 			    "%u", c->relids[0], c->relids[1]);
-			check_str(__LINE__, "relids", relids_repr(&r, &m), table);
+			check_str(__LINE__, "relids", relids_repr(&r, &m),
+			    table);
 			if (m.trunc_flags != c->flags)
 				t_fail(__LINE__, "flags %u", m.trunc_flags);
 		}
