@@ -1947,6 +1947,17 @@ BEGIN
         FOREACH col IN ARRAY columns LOOP
             SELECT a.atttypid INTO typ FROM pg_attribute a
              WHERE a.attrelid = tbl AND a.attname = col;
+            -- pgoutput leaves generated columns out of every change.
+            IF EXISTS (SELECT FROM pg_attribute a
+                        WHERE a.attrelid = tbl AND a.attname = col
+                          AND a.attgenerated <> '') THEN
+                RAISE EXCEPTION 'pginval.watch: column "%" of table % is '
+                    'generated, and the WAL does not carry generated '
+                    'columns', col, tbl
+                    USING ERRCODE = 'feature_not_supported',
+                          HINT = 'Watch the columns it is generated from, or '
+                              'watch the table in another mode.';
+            END IF;
             IF pginval._wal_class(typ) IS NULL THEN
                 RAISE EXCEPTION 'pginval.watch: column "%" of table % is of '
                     'type %, whose text in the WAL cannot be turned into '

@@ -663,6 +663,9 @@ def test_refused_types():
                  % (col, typ),
                  col)
         contains(err, "HINT:  Watch the table in another mode", col)
+    sql("ALTER TABLE rt ADD COLUMN g int GENERATED ALWAYS AS (id * 2) STORED")
+    err = sql_error("SELECT pginval.watch('rt', '{id,g}', 'rt', 'wal')")
+    contains(err, 'column "g" of table public.rt is generated', "generated")
     sql("SELECT pginval.watch('rt', '{id,ok}', 'rt', 'wal');"
         "SELECT pginval.watch('rt', '{id,j}', 'rt', 'notify');")
 
