@@ -553,8 +553,10 @@ BEGIN
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = pg_partition_root(relid)
        AND c.relkind = 'p'
+       -- pginval_trunc alone: a root in wal mode.
        AND EXISTS (SELECT FROM pg_trigger t
-                    WHERE t.tgrelid = c.oid AND t.tgname = 'pginval_ins');
+                    WHERE t.tgrelid = c.oid
+                      AND t.tgname IN ('pginval_ins', 'pginval_trunc'));
 END;
 $$;
 
@@ -908,6 +910,10 @@ BEGIN
         IF mark IS NOT NULL THEN
             PERFORM set_config('pginval.truncated_' || root, mark, true);
         END IF;
+        -- pgoutput publishes a TRUNCATE of a root in wal mode itself.
+        IF TG_ARGV[1] = 'wal' AND root = TG_RELID THEN
+            RETURN NULL;
+        END IF;
     END IF;
     payload := '{"v":1,"t":'
         || to_json(tbl)::text
@@ -917,6 +923,10 @@ BEGIN
     payload := coalesce(pginval._signed(payload, ik, ok), payload);
     IF TG_ARGV[1] = 'notify' THEN
         PERFORM pg_notify(TG_ARGV[0], payload);
+    ELSIF TG_ARGV[1] = 'wal' THEN
+        -- Into the WAL, with the transaction: the daemon reads it in the
+        -- stream of the channel's slot, in commit order.
+        PERFORM pg_logical_emit_message(true, 'pginval', payload);
     ELSE
         INSERT INTO pginval.outbox (channel, payload)
         VALUES (TG_ARGV[0], payload);
@@ -998,7 +1008,8 @@ AS $$
                          OR EXISTS (SELECT FROM pg_inherits i
                                      WHERE i.inhrelid = c.oid))
                     THEN 'row'
-                    ELSE 'statement' END AS layout
+                    ELSE 'statement' END AS layout,
+               c.relkind AS kind
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = relid),
     arg AS (
@@ -1082,8 +1093,15 @@ AS $$
          'CREATE OR REPLACE TRIGGER pginval_part_trunc AFTER TRUNCATE ON %s'
          ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_truncate(%s)'))
            AS t(layout, name, type, func, args, list, oldtable, newtable, ddl)
-     WHERE t.layout = tbl.layout
-        OR (t.layout IS NULL AND tbl.layout <> 'part')
+     WHERE (t.layout = tbl.layout
+            OR (t.layout IS NULL AND tbl.layout <> 'part'))
+       -- In wal mode, only TRUNCATE triggers, in a partition tree: one
+       -- on each partition, whose TRUNCATE pgoutput does not publish as
+       -- the root's, and one on the root that only marks the transaction
+       -- (pgoutput publishes the root's), so that its partitions' stay
+       -- quiet (see on_truncate()).
+       AND (mode <> 'wal' OR t.name = 'pginval_part_trunc'
+            OR (t.name = 'pginval_trunc' AND tbl.kind = 'p'))
      ORDER BY t.name
 $$;
 
@@ -1512,11 +1530,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cols text[];
+    chan text;
     root_full boolean;
     d    record;
     o    record;
 BEGIN
-    SELECT w.columns INTO cols FROM pginval.watched w
+    SELECT w.columns, w.channel INTO cols, chan FROM pginval.watched w
      WHERE w.relid = root AND w.mode = 'wal';
     IF NOT FOUND THEN
         RETURN;
@@ -1539,6 +1558,13 @@ BEGIN
             RAISE NOTICE 'pginval: % is a partition of %, which covers it: '
                 'its changes are now sent as %''s', d.relid::regclass, root,
                 root;
+        END IF;
+        -- A TRUNCATE aimed at a partition is not published as the
+        -- root's: a trigger puts it into the WAL as a message.
+        IF d.relkind IN ('r', 'p')
+           AND pginval._stale(d.relid, cols, chan, 'wal', true) THEN
+            PERFORM pginval._install_triggers(d.relid, cols, chan, 'wal',
+                                              true);
         END IF;
         IF d.relkind = 'r' THEN
             PERFORM pginval._wal_identity(root, d.relid, cols, root_full);
@@ -1968,6 +1994,7 @@ BEGIN
             END IF;
         END LOOP;
         PERFORM pginval._drop_triggers(tbl);
+        PERFORM pginval._install_triggers(tbl, columns, channel, mode);
     ELSE
         PERFORM pginval._install_triggers(tbl, columns, channel, mode);
     END IF;

@@ -242,6 +242,29 @@ parse_truncate(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* A logical decoding message (pg_logical_emit_message()): flags, LSN,
+ * prefix, then the content with its length. */
+static int
+parse_message(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
+{
+	char flags;
+	uint64_t lsn;
+	uint32_t n;
+
+	if (cur_u8(c, &flags) < 0 || cur_int(c, 8, &lsn) < 0 ||
+	    cur_str(c, &m->prefix) < 0 || cur_u32(c, &n) < 0)
+		return bad(err, errlen, "Message: truncated before its content");
+	if (c->len - c->off < n)
+		return bad(err, errlen, "Message: %u bytes announced, %zu there",
+		    n, c->len - c->off);
+	m->transactional = (flags & 1) != 0;
+	m->lsn = lsn;
+	m->content = (const char *)c->p + c->off;
+	m->content_len = n;
+	c->off += n;
+	return 0;
+}
+
 int
 pgo_parse(const unsigned char *p, size_t len, struct pgo_msg *m, char *err,
     size_t errlen)
@@ -284,8 +307,11 @@ pgo_parse(const unsigned char *p, size_t len, struct pgo_msg *m, char *err,
 	case 'T':
 		rc = parse_truncate(&c, m, err, errlen);
 		break;
+	case 'M':
+		rc = parse_message(&c, m, err, errlen);
+		break;
 	default:
-		/* Origin, Type, Message, and whatever else: not ours. */
+		/* Origin, Type, and whatever else: not ours. */
 		return 0;
 	}
 	if (rc < 0)

@@ -327,7 +327,7 @@ check_wal(PGconn *conn, const struct config *cfg, FILE *out)
 	bool have_slot;
 
 	res = check_row(conn, cfg, "SELECT EXISTS (SELECT 1 FROM pginval.watched "
-	    "WHERE channel = $1 AND mode = 'wal' AND $2 IS NOT NULL), "
+	    "WHERE channel = $1 AND mode = 'wal' AND $2::text IS NOT NULL), "
 	    "current_setting('wal_level'), (SELECT rolreplication OR rolsuper "
 	    "FROM pg_roles WHERE rolname = current_user), current_user, "
 	    "EXISTS (SELECT 1 FROM pg_publication WHERE pubname = "

@@ -32,6 +32,7 @@
 #define WAL_STATUS_EVERY 10.0	/* status at least this often */
 #define WAL_SLOT_TIMEOUT 600.0	/* creating a slot waits for transactions */
 #define WAL_MAX_STALE 64	/* tables for which the map was read again */
+#define WAL_MESSAGE_PREFIX "pginval"	/* of the triggers' messages */
 
 enum wal_phase {
 	WAL_PHASE_NONE,
@@ -443,7 +444,8 @@ wal_start(struct wal_source *ws)
 	buf_addc(&names, '\0');
 	buf_adds(&q, "START_REPLICATION SLOT \"");
 	buf_adds(&q, ws->slot);
-	buf_adds(&q, "\" LOGICAL 0/0 (proto_version '1', publication_names ");
+	buf_adds(&q, "\" LOGICAL 0/0 (proto_version '1', messages 'true', "
+	    "publication_names ");
 	if (wal_literal(ws, &q, names.data) == 0) {
 		buf_adds(&q, ")");
 		wal_send(ws, WAL_PHASE_START, q.data);
@@ -672,6 +674,17 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 		return wal_change(ws, &m);
 	case 'T':
 		return wal_truncate(ws, &m);
+	case 'M':
+		if (m.transactional && ws->cur != NULL &&
+		    strcmp(m.prefix, WAL_MESSAGE_PREFIX) == 0) {
+			struct wal_item it = {
+				.kind = WAL_ITEM_PAYLOAD, .payload = m.content,
+				.len = m.content_len,
+			};
+
+			wal_hand(ws, &it, ws->cur);
+		}
+		return true;
 	default:
 		return true;
 	}

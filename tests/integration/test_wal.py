@@ -36,6 +36,7 @@ TABLES = {
     "public.parent": "parent:{id}",
     "public.child": "child:{id}",
     "public.sentinel": "sentinel:{id}",
+    "public.events": "event:{id}",
 }
 SENTINEL = [0]
 
@@ -64,7 +65,7 @@ def sql(text):
 
 
 def before_each():
-    sql("TRUNCATE users, docs, child, parent, plain")
+    sql("TRUNCATE users, docs, child, parent, plain, events")
 
 
 def setup():
@@ -75,6 +76,10 @@ def setup():
         "CREATE TABLE child (id int PRIMARY KEY, p int REFERENCES parent);"
         "CREATE TABLE sentinel (id int PRIMARY KEY);"
         "CREATE TABLE plain (id int PRIMARY KEY, v text);"
+        "CREATE TABLE events (id int, at int, PRIMARY KEY (id, at)) "
+        "PARTITION BY RANGE (at);"
+        "CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (0) TO (10);"
+        "CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM (10) TO (20);"
         "CREATE TYPE mood AS ENUM ('sad', 'happy');"
         "CREATE DOMAIN short_text AS text CHECK (length(VALUE) < 10);")
     cols = ", ".join("%s %s" % (c, t) for c, t, _ in TYPES)
@@ -84,7 +89,8 @@ def setup():
     for t, columns in (("users", "ARRAY['id', 'email']"),
                        ("docs", "ARRAY['id', 'body', 'n']"),
                        ("parent", "NULL"), ("child", "NULL"),
-                       ("sentinel", "NULL"), ("typed", names)):
+                       ("sentinel", "NULL"), ("typed", names),
+                       ("events", "NULL")):
         sql("SELECT pginval.watch('%s', %s, 'pginval', 'wal')" % (t, columns))
 
 
@@ -146,8 +152,9 @@ def test_first_start_makes_the_slot_and_resets():
         d.stop()
     resets = [m for m in before if m["op"] == "reset"]
     eq(sorted(m["table"] for m in resets if m["table"]),
-       ["public.child", "public.docs", "public.parent", "public.sentinel",
-        "public.typed", "public.users"], "a reset of each wal table")
+       ["public.child", "public.docs", "public.events", "public.parent",
+        "public.sentinel", "public.typed", "public.users"],
+       "a reset of each wal table")
     assert "slot was made" in resets[0]["reason"], resets[0]
     eq([strip(m) for m in ms], [
         {"op": "insert", "table": "public.users",
@@ -236,6 +243,51 @@ def test_truncate_of_several_tables_and_cascade():
     truncs = [m["table"] for m in ms if m["op"] == "truncate"]
     eq(sorted(truncs[:2]), ["public.child", "public.parent"], "cascade")
     eq(sorted(truncs[2:]), ["public.docs", "public.users"], "one statement")
+
+
+def test_partitions_go_by_the_root_and_their_truncates_arrive():
+    sub = REDIS.subscribe("pginval")
+    d = start(sub)
+    try:
+        sql("INSERT INTO events_1 VALUES (1, 5); INSERT INTO events VALUES "
+            "(2, 15); UPDATE events SET at = 12 WHERE id = 1")
+        # pgoutput does not publish a partition's TRUNCATE as the root's:
+        # pginval's trigger puts it into the WAL, signed.
+        sql("TRUNCATE events_2")
+        sql("INSERT INTO events VALUES (3, 3); TRUNCATE events")
+        ms = sync(sub)
+    finally:
+        d.stop()
+    # A row that moves to another partition is published as its delete
+    # and its insert.
+    eq([(m["op"], m["table"], m["keys"]) for m in ms], [
+        ("insert", "public.events", ["event:1"]),
+        ("insert", "public.events", ["event:2"]),
+        ("delete", "public.events", ["event:1"]),
+        ("insert", "public.events", ["event:1"]),
+        ("truncate", "public.events", []),
+        ("insert", "public.events", ["event:3"]),
+        ("truncate", "public.events", []),
+    ])
+
+
+def test_forged_messages_in_the_wal_are_dropped():
+    sub = REDIS.subscribe("pginval")
+    port = free_port()
+    d = start(sub, extra={"metrics.listen": "127.0.0.1:%d" % port})
+    try:
+        # Anyone may write a logical decoding message; without the
+        # triggers' authenticator it is counted, logged and dropped.
+        sql("BEGIN; SELECT pg_logical_emit_message(true, 'pginval', "
+            "'{\"v\":1,\"t\":\"public.users\",\"op\":\"truncate\","
+            "\"ts\":1,\"x\":1}'); INSERT INTO plain VALUES (1, 'x'); COMMIT")
+        ms = sync(sub)
+        text = http_get(port, "/metrics")[1]
+    finally:
+        d.stop()
+    eq(ms, [], "nothing published")
+    eq(metric(text, 'pginval_forged_payloads_total{source="wal"}'), 1)
+    assert "dropped a payload" in d.log_text()
 
 
 def test_schema_changes():

@@ -186,11 +186,16 @@ static const struct parse_case parse_cases[] = {
 	/* Accepted unread. */
 	GOOD("origin", "4f 0000000000000001 6f7200", 'O'),
 	GOOD("type", "59 00004003 7075626c696300 6d6f6f6400", 'Y'),
-	GOOD("message", "4d 01 0000000000000001 7000 00000002 6869", 'M'),
+	GOOD("message", "4d 01 0000000000000001 7000 00000002 6869", 'M',
+	    .lsn = 1),
 	GOOD("a kind byte alone", "59", 'Y'),
 	GOOD("an unknown kind", "5a 00", 'Z'),
 
 	BAD("empty", "", "empty message"),
+	BAD("message content short", "4d 01 0000000000000001 7000 00000003 6869",
+	    "Message: 3 bytes announced"),
+	BAD("message prefix unterminated", "4d 01 0000000000000001 7070",
+	    "Message: truncated"),
 	BAD("begin short", "42 0000000001234567 " TS2024 " 0004d2",
 	    "Begin: truncated"),
 	BAD("begin long", "42 0000000001234567 " TS2024 " 000004d2 00",
