@@ -71,9 +71,11 @@
 --            Column types whose text the daemon could not render as the
 --            triggers do are refused (see _wal_class()). A partitioned
 --            table's changes come under the root's name, as in the other
---            modes, but a TRUNCATE aimed at a partition (not the root) is
---            not published at all. The payload format below does not
---            apply: the daemon builds the same events from the WAL.
+--            modes; a TRUNCATE aimed at a partition, which PostgreSQL does
+--            not publish as the root's, is written into the WAL by a
+--            trigger (see on_truncate()). The payload format below does
+--            not apply otherwise: the daemon builds the same events from
+--            the WAL.
 --
 -- The daemon drains a channel's outbox rows in batches, in a role that
 -- has SELECT, UPDATE and DELETE on pginval.outbox:
