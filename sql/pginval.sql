@@ -2328,4 +2328,13 @@ BEGIN
 END;
 $$;
 
+
+-- What is watched, and how, is no secret (pg_trigger and pg_publication
+-- say as much to anyone): the daemon's role reads it to know whether
+-- changes may have been lost while it was away (notify mode) and whether
+-- to stream the WAL, and pginval check --connect compares it with the
+-- configuration.
+GRANT SELECT ON pginval.watched, pginval.watched_tables,
+                pginval.uncovered_partitions TO PUBLIC;
+
 COMMIT;

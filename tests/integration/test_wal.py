@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
 from pginval_proc import (SLOW, http_get, metric, next_msg,  # noqa: E402
-                          rows_of, strip, wait_for)
+                          rows_of, run_bin, strip, wait_for)
 from proxy import Proxy  # noqa: E402
 from servers import free_port  # noqa: E402
 from runner import eq  # noqa: E402
@@ -510,6 +510,58 @@ def test_two_channels_two_slots():
            "pg_replication_slots"), "pginval_chan2,pginval_pginval")
     sql("SELECT pg_drop_replication_slot('pginval_chan2');"
         "SELECT pginval.unwatch('other'); DELETE FROM users")
+
+
+def test_check_connect_says_what_wal_mode_needs():
+    sub = REDIS.subscribe("pginval")
+    d = start(sub)
+    d.stop()
+    r = run_bin("check", "--connect", "-c", d.config)
+    out = r.stdout + r.stderr
+    eq(r.returncode, 0, out)
+    assert "ok: replication slot pginval_pginval keeps" in out, out
+    assert "note: max_slot_wal_keep_size is -1" in out, out
+    # A role that may not stream, and a slot name taken by another kind.
+    sql("CREATE ROLE norep LOGIN; GRANT SELECT ON pginval.secret TO norep;"
+        "SELECT pg_create_physical_replication_slot('taken')")
+
+    class AsNorep:
+        conninfo = "host=%s port=%d dbname=%s user=norep" % (
+            PG.host, PG.port, PG.dbname)
+    d2 = pginval_proc.Daemon(AsNorep, REDIS, tables=TABLES,
+                             extra={"postgres.slot": "taken"})
+    r = run_bin("check", "--connect", "-c", d2.config)
+    out = r.stdout + r.stderr
+    sql("SELECT pg_drop_replication_slot('taken'); DROP OWNED BY norep;"
+        "DROP ROLE norep")
+    eq(r.returncode, 1, out)
+    assert "fix: ALTER ROLE norep REPLICATION" in out, out
+    assert "replication slot taken exists but is not a pgoutput slot" in out, \
+        out
+
+
+def test_a_role_of_its_own_streams():
+    """The daemon's role as the docs have it: REPLICATION, and SELECT on
+    the key; not the tables' owner, not a superuser."""
+    sql("CREATE ROLE pgi LOGIN REPLICATION; "
+        "GRANT SELECT ON pginval.secret TO pgi")
+
+    class AsPgi:
+        conninfo = "host=%s port=%d dbname=%s user=pgi" % (
+            PG.host, PG.port, PG.dbname)
+    sub = REDIS.subscribe("pginval")
+    d = pginval_proc.Daemon(AsPgi, REDIS, tables=TABLES)
+    try:
+        d.start()
+        d.wait_log("wal: streaming", 20)
+        sync(sub)
+        sql("INSERT INTO users VALUES (9, 'own')")
+        ms = sync(sub)
+    finally:
+        d.stop()
+        sql("DROP OWNED BY pgi; DROP ROLE pgi")
+    eq([(m["op"], m["keys"]) for m in ms],
+       [("insert", ["user:9", "user:email:own"])])
 
 
 def test_delete_action_and_metrics():
