@@ -521,6 +521,13 @@ def test_check_connect_says_what_wal_mode_needs():
     eq(r.returncode, 0, out)
     assert "ok: replication slot pginval_pginval keeps" in out, out
     assert "note: max_slot_wal_keep_size is -1" in out, out
+    # Taken out of its publication by hand: its changes stop coming.
+    sql("ALTER PUBLICATION pginval_pginval DROP TABLE docs")
+    r = run_bin("check", "--connect", "-c", d.config)
+    sql("ALTER PUBLICATION pginval_pginval ADD TABLE docs")
+    out = r.stdout + r.stderr
+    eq(r.returncode, 1, out)
+    assert "[table public.docs]" in out, out
     # A role that may not stream, and a slot name taken by another kind.
     sql("CREATE ROLE norep LOGIN; GRANT SELECT ON pginval.secret TO norep;"
         "SELECT pg_create_physical_replication_slot('taken')")
