@@ -49,6 +49,7 @@ struct wal_source {
 	char *channel;
 	char slot[64];
 	double health_interval;
+	unsigned long *forged;
 	bool stopped;
 
 	enum wal_phase phase;

@@ -340,14 +340,19 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 	case 'T':
 		return wal_truncate(ws, &m);
 	case 'M':
-		if (m.transactional && ws->cur != NULL &&
-		    strcmp(m.prefix, WAL_MESSAGE_PREFIX) == 0) {
+		if (strcmp(m.prefix, WAL_MESSAGE_PREFIX) != 0)
+			return true;
+		/* The triggers write theirs in the transaction; one outside
+		 * any is someone else's, whatever it says. */
+		if (m.transactional && ws->cur != NULL) {
 			struct wal_item it = {
 				.kind = WAL_ITEM_PAYLOAD, .payload = m.content,
 				.len = m.content_len,
 			};
 
 			wal_hand(ws, &it, ws->cur);
+		} else if (ws->forged != NULL) {
+			(*ws->forged)++;
 		}
 		return true;
 	default:
@@ -523,6 +528,7 @@ wal_source_new(struct ev_loop *loop, const struct wal_source_opts *opts,
 	ws->channel = xstrdup(opts->channel);
 	snprintf(ws->slot, sizeof(ws->slot), "%s", opts->slot);
 	ws->health_interval = opts->health_interval;
+	ws->forged = opts->forged;
 	ws->stopped = true;
 	ws->rels = wal_rels_new();
 	ws->conn = pg_conn_new(loop, &co, wal_conn_cb, ws);
