@@ -17,16 +17,19 @@
 -- Requires PostgreSQL 14 or later (pg_current_xact_id, CREATE OR REPLACE
 -- TRIGGER).
 --
--- API (version 1):
+-- API (version 3):
 --
 --     SELECT pginval.watch('public.users');                 -- key = primary key
 --     SELECT pginval.watch('public.users', '{id,email}');   -- explicit columns
 --     SELECT pginval.watch('public.users', NULL, 'mychan'); -- another channel
 --     SELECT pginval.watch('public.users', NULL, 'pginval', 'durable');
+--     SELECT pginval.watch('public.users', NULL, 'pginval', 'wal');
 --     SELECT pginval.unwatch('public.users');
 --     SELECT * FROM pginval.watched_tables;
 --     SELECT pginval.watch('public.events');  -- a partitioned table: all of it
 --     SELECT * FROM pginval.uncovered_partitions;
+--     SELECT pginval.publication('pginval');  -- wal mode: the publication
+--     SELECT * FROM pginval.wal_columns('pginval');  -- what the daemon reads
 --
 -- A partitioned table is watched as the root of its tree: every partition,
 -- at any depth, created or attached before or after watch(), is covered,
@@ -55,6 +58,22 @@
 --            writer's commit does not take the cluster-wide lock that
 --            serialises the commits of all NOTIFYing transactions; the
 --            daemon finds the rows by polling.
+--   wal      No trigger at all: the table joins the channel's publication,
+--            pginval.publication(channel), which watch() creates when
+--            missing, and the daemon reads its changes from the WAL through
+--            a logical replication slot of its own (the pgoutput plugin).
+--            Nothing is lost and writers pay nothing but the WAL that the
+--            old values need: watch() gives the table a REPLICA IDENTITY
+--            that logs the watched columns' old values (see
+--            _wal_identity() below), and unwatch() puts back the one it
+--            found. Needs wal_level = logical, the table's ownership, and
+--            CREATE on the database (or ownership of the publication).
+--            Column types whose text the daemon could not render as the
+--            triggers do are refused (see _wal_class()). A partitioned
+--            table's changes come under the root's name, as in the other
+--            modes, but a TRUNCATE aimed at a partition (not the root) is
+--            not published at all. The payload format below does not
+--            apply: the daemon builds the same events from the WAL.
 --
 -- The daemon drains a channel's outbox rows in batches, in a role that
 -- has SELECT, UPDATE and DELETE on pginval.outbox:
@@ -189,11 +208,45 @@ GRANT USAGE ON SCHEMA pginval TO pginval_trigger;
 -- daemon checks it at startup to refuse an installation it does not speak.
 --   1  the first release
 --   2  payloads end with an authenticator ("m", below)
+--   3  wal mode: publication(), wal_columns(), the watched.identities
+--      column
 CREATE OR REPLACE FUNCTION pginval.version()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT '2'::text $$;
+AS $$ SELECT '3'::text $$;
+
+-- The publication of a channel's tables watched in wal mode: one per
+-- channel, so that a daemon streams exactly its channel's tables. A
+-- channel name is at most 63 bytes, as is a publication name: a long one
+-- is hashed.
+CREATE OR REPLACE FUNCTION pginval.publication(channel text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN octet_length('pginval_' || channel) <= 63
+                THEN 'pginval_' || channel
+                ELSE 'pginval_' || md5(channel) END
+$$;
+
+-- A change that watch() made to a table's REPLICA IDENTITY (wal mode),
+-- kept in pginval.watched.identities so that unwatch() can put back what
+-- it found: rel's identity was "was" ('d' default, 'n' nothing, 'f' full,
+-- 'i' using the index was_index) and watch() set "set" (set_index). regclass
+-- rather than OIDs, so that a dump and restore keeps them right.
+DO $$
+BEGIN
+    IF to_regtype('pginval.identity_change') IS NULL THEN
+        CREATE TYPE pginval.identity_change AS (
+            rel       regclass,
+            was       "char",
+            was_index regclass,
+            set       "char",
+            set_index regclass);
+    END IF;
+END;
+$$;
 
 -- One row per watched table. regclass (not a name) so that renaming a table
 -- or its schema keeps it watched; pg_upgrade preserves table OIDs, so this
@@ -213,13 +266,26 @@ CREATE TABLE IF NOT EXISTS pginval.watched (
 ALTER TABLE pginval.watched
     ADD COLUMN IF NOT EXISTS mode text NOT NULL DEFAULT 'notify';
 
+-- wal mode: the identity changes watch() made (see identity_change).
+ALTER TABLE pginval.watched
+    ADD COLUMN IF NOT EXISTS identities pginval.identity_change[] NOT NULL
+        DEFAULT '{}';
+
+-- An installation before version 3 has the check without 'wal': replaced.
 DO $$
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                WHERE conrelid = 'pginval.watched'::pg_catalog.regclass
+                  AND conname = 'watched_mode_check'
+                  AND pg_catalog.pg_get_constraintdef(oid) NOT LIKE '%''wal''%')
+    THEN
+        ALTER TABLE pginval.watched DROP CONSTRAINT watched_mode_check;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
                     WHERE conrelid = 'pginval.watched'::pg_catalog.regclass
                       AND conname = 'watched_mode_check') THEN
         ALTER TABLE pginval.watched ADD CONSTRAINT watched_mode_check
-            CHECK (mode IN ('notify', 'durable', 'poll'));
+            CHECK (mode IN ('notify', 'durable', 'poll', 'wal'));
     END IF;
 END;
 $$;
@@ -227,10 +293,24 @@ $$;
 COMMENT ON TABLE pginval.watched IS
     'Tables watched by pginval; maintained by pginval.watch()/unwatch()';
 
+-- Internal: whether a table watched in wal mode is in its channel's
+-- publication; what tells it watched, as triggers do in the other modes.
+CREATE OR REPLACE FUNCTION pginval._published(relid oid, channel text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_publication p
+                     JOIN pg_publication_rel r ON r.prpubid = p.oid
+                    WHERE p.pubname = pginval.publication($2)
+                      AND r.prrelid = $1)
+$$;
+
 -- The table name is spelled exactly as the payload's "t" so the daemon can
--- match them as strings. The trigger check guards against a stale row whose
--- OID was reused by an unrelated, unwatched table. New columns go at the
--- end: CREATE OR REPLACE VIEW can only append.
+-- match them as strings. The trigger check (the publication's, in wal
+-- mode) guards against a stale row whose OID was reused by an unrelated,
+-- unwatched table. New columns go at the end: CREATE OR REPLACE VIEW can
+-- only append.
 CREATE OR REPLACE VIEW pginval.watched_tables AS
 SELECT n.nspname::text || '.' || c.relname::text AS table_name,
        w.columns,
@@ -240,10 +320,13 @@ SELECT n.nspname::text || '.' || c.relname::text AS table_name,
   FROM pginval.watched w
   JOIN pg_catalog.pg_class c ON c.oid = w.relid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE EXISTS (SELECT 1
-                 FROM pg_catalog.pg_trigger tg
-                WHERE tg.tgrelid = c.oid
-                  AND tg.tgname IN ('pginval_ins', 'pginval_ins_del'));
+ WHERE CASE WHEN w.mode = 'wal'
+            THEN pginval._published(c.oid, w.channel)
+            ELSE EXISTS (SELECT 1
+                           FROM pg_catalog.pg_trigger tg
+                          WHERE tg.tgrelid = c.oid
+                            AND tg.tgname IN ('pginval_ins',
+                                              'pginval_ins_del')) END;
 
 -- Payloads of tables watched in durable or poll mode, queued by the writing
 -- transaction and deleted by the daemon once delivered. Not UNLOGGED: the
@@ -1102,6 +1185,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d record;
+    o record;
     trg name;
 BEGIN
     FOR d IN
@@ -1114,7 +1198,11 @@ BEGIN
          ORDER BY t.level, t.relid
     LOOP
         IF d.own THEN
-            DELETE FROM pginval.watched w WHERE w.relid = d.relid;
+            DELETE FROM pginval.watched w WHERE w.relid = d.relid
+            RETURNING w.mode, w.channel, w.identities INTO o;
+            IF o.mode = 'wal' THEN
+                PERFORM pginval._wal_leave(d.relid, o.channel, o.identities);
+            END IF;
             RAISE NOTICE 'pginval: % is a partition of %, which covers it: '
                 'its changes are now sent as %''s', d.relid, root, root;
         END IF;
@@ -1144,6 +1232,532 @@ BEGIN
             EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trg,
                            d.relid::regclass);
         END LOOP;
+    END LOOP;
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- wal mode.
+--
+-- The daemon reads the changes of a channel's wal tables from a logical
+-- replication slot, with the pgoutput plugin, through the channel's
+-- publication. pgoutput sends each value as the text of its type's output
+-- function, in the daemon's session; the triggers send the text of
+-- to_jsonb(), in the writer's. _wal_class() says, for a column type
+-- (a domain counts as its base type, as in to_jsonb()), how the daemon
+-- gets the second from the first, or that it cannot (NULL: watch() then
+-- refuses the column). Checked on PostgreSQL 15, value by value:
+--
+--   text         the same text: integers, numeric (NaN and Infinity too),
+--                text, varchar, char(n) (padded in both), uuid, bytea,
+--                date (BC and infinity too), time, timetz (to_jsonb()
+--                uses its output function), interval, inet, cidr, macaddr,
+--                money, enums, oid, bit, ranges. Given the same DateStyle
+--                (ISO), IntervalStyle, TimeZone, bytea_output and
+--                lc_monetary in both sessions.
+--   bool         t, f: to_jsonb() gives true, false.
+--   timestamp    "2024-01-02 03:04:05.5": to_jsonb() puts a T between date
+--                and time, whatever DateStyle; "0044-03-15 12:00:00 BC",
+--                infinity and -infinity the same but for the T.
+--   timestamptz  the T, and an offset of whole hours gets its minutes:
+--                "+01" becomes "+01:00", "+05:30" and "+05:53:28" stay.
+--                The offset is the session's TimeZone's: the writer's for
+--                the triggers, the daemon's for pgoutput.
+--   NULL         json, jsonb, arrays, composites; float4 and float8, whose
+--                text to_jsonb() reads as a number (1e+20 comes as
+--                100000000000000000000, 1.5e-07 as 0.00000015, -0 as 0);
+--                and a type that is not built in with a cast to json or
+--                jsonb, which to_jsonb() may call.
+CREATE OR REPLACE FUNCTION pginval._wal_class(typ oid)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    LOOP
+        SELECT y.typtype, y.typbasetype, y.typelem, y.typsubscript
+          INTO t FROM pg_type y WHERE y.oid = typ;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        EXIT WHEN t.typtype <> 'd';
+        typ := t.typbasetype;
+    END LOOP;
+    IF typ = 'bool'::regtype THEN
+        RETURN 'bool';
+    ELSIF typ = 'timestamp'::regtype THEN
+        RETURN 'timestamp';
+    ELSIF typ = 'timestamptz'::regtype THEN
+        RETURN 'timestamptz';
+    ELSIF typ IN ('json'::regtype, 'jsonb'::regtype, 'float4'::regtype,
+                  'float8'::regtype)
+          OR t.typtype IN ('c', 'p')
+          OR (t.typelem <> 0
+              AND t.typsubscript = 'array_subscript_handler'::regproc)
+          OR (typ >= 16384
+              AND EXISTS (SELECT FROM pg_cast c
+                           WHERE c.castsource = typ
+                             AND c.casttarget IN ('json'::regtype,
+                                                  'jsonb'::regtype))) THEN
+        RETURN NULL;
+    END IF;
+    RETURN 'text';
+END;
+$$;
+
+-- Internal: the key columns of an index, in key order; '{}' for none.
+CREATE OR REPLACE FUNCTION pginval._index_keys(idx oid)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
+      FROM pg_index i
+     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY
+           AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indexrelid = idx
+       AND k.ord <= i.indnkeyatts
+$$;
+
+-- Internal: the REPLICA IDENTITY of a table, kind ('d' default, 'n'
+-- nothing, 'f' full, 'i' index), its index (for 'i' only), and the
+-- columns whose old values it logs: NULL for 'f' (all), the primary key's
+-- for 'd' (none without one), the index's for 'i' (none once it is
+-- dropped).
+CREATE OR REPLACE FUNCTION pginval._identity(rel oid, OUT kind "char",
+                                             OUT idx oid, OUT cols text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT c.relreplident INTO kind FROM pg_class c WHERE c.oid = rel;
+    IF kind = 'i' THEN
+        SELECT i.indexrelid INTO idx FROM pg_index i
+         WHERE i.indrelid = rel AND i.indisreplident;
+        cols := pginval._index_keys(idx);
+    ELSIF kind = 'd' THEN
+        cols := pginval._index_keys((SELECT i.indexrelid FROM pg_index i
+                                      WHERE i.indrelid = rel
+                                        AND i.indisprimary));
+    ELSIF kind = 'n' THEN
+        cols := '{}';
+    END IF;
+END;
+$$;
+
+-- Internal: the narrowest index of a table that can be its replica
+-- identity (unique, valid, not deferrable, not partial, on columns only,
+-- all NOT NULL) and whose key holds every column of need; NULL if none.
+CREATE OR REPLACE FUNCTION pginval._identity_index(rel oid, need text[])
+RETURNS oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid
+      FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indrelid AND c.relkind = 'r'
+     WHERE i.indrelid = rel
+       AND i.indisunique AND i.indisvalid AND i.indisready AND i.indislive
+       AND i.indimmediate
+       AND i.indpred IS NULL AND i.indexprs IS NULL
+       AND NOT EXISTS (SELECT FROM unnest(i.indkey::int2[]) WITH ORDINALITY
+                                   AS k(attnum, ord)
+                         LEFT JOIN pg_attribute a
+                           ON a.attrelid = rel AND a.attnum = k.attnum
+                        WHERE k.ord <= i.indnkeyatts
+                          AND (a.attnum IS NULL OR NOT a.attnotnull))
+       AND need <@ pginval._index_keys(i.indexrelid)
+     ORDER BY i.indnkeyatts, i.indisprimary DESC,
+              i.indexrelid::regclass::text
+     LIMIT 1
+$$;
+
+-- Internal: ALTER TABLE ... REPLICA IDENTITY, with a clear error for a
+-- table the caller does not own. Takes an ACCESS EXCLUSIVE lock on it
+-- until the transaction ends.
+CREATE OR REPLACE FUNCTION pginval._set_identity(rel regclass, kind "char",
+                                                 idx oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', rel,
+        CASE kind WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING'
+                  WHEN 'd' THEN 'DEFAULT'
+                  ELSE format('USING INDEX %I', (SELECT c.relname
+                                                   FROM pg_class c
+                                                  WHERE c.oid = idx)) END);
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE EXCEPTION 'pginval: % may not change the replica identity of %',
+        current_user, rel
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = format('Only its owner can: run this as %s.',
+                            (SELECT c.relowner::regrole FROM pg_class c
+                              WHERE c.oid = rel));
+END;
+$$;
+
+-- Internal: gives tbl, a table watched in wal mode or a leaf partition of
+-- a root watched in wal mode (owner, whose registry row records the
+-- changes), a REPLICA IDENTITY that logs the old values of cols (of every
+-- column when must_full), so that an UPDATE or DELETE brings them to the
+-- WAL. Returns the identity's kind.
+--
+-- Starting from the identity the user set (the one found, or the one found
+-- before pginval changed it, unless someone changed it since): kept when
+-- it covers cols (FULL; DEFAULT with cols in the primary key; USING INDEX
+-- with cols in the index); else the narrowest index that can serve and
+-- whose key holds cols and every column of the user's identity, so that
+-- nothing it logged is lost; else FULL. A partitioned table takes FULL, not
+-- an index. What changed is recorded before the ALTER TABLE, so that the
+-- event trigger it fires, which calls this again, finds nothing to do.
+CREATE OR REPLACE FUNCTION pginval._wal_identity(owner regclass,
+                                                 tbl regclass,
+                                                 cols text[],
+                                                 must_full boolean)
+RETURNS "char"
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur       record;
+    rec       pginval.identity_change;
+    user_kind "char";
+    user_idx  oid;
+    user_cols text[];
+    to_kind   "char";
+    to_idx    oid;
+BEGIN
+    SELECT * INTO cur FROM pginval._identity(tbl);
+    SELECT e.* INTO rec
+      FROM pginval.watched w CROSS JOIN LATERAL unnest(w.identities) e
+     WHERE w.relid = owner AND e.rel = tbl;
+    IF rec.rel IS NOT NULL AND rec.set = cur.kind
+       AND rec.set_index IS NOT DISTINCT FROM cur.idx THEN
+        user_kind := rec.was;
+        user_idx := rec.was_index;
+        user_cols := CASE user_kind
+            WHEN 'f' THEN NULL
+            WHEN 'n' THEN '{}'
+            WHEN 'i' THEN pginval._index_keys(user_idx)
+            ELSE pginval._index_keys((SELECT i.indexrelid FROM pg_index i
+                                       WHERE i.indrelid = tbl
+                                         AND i.indisprimary)) END;
+    ELSE
+        user_kind := cur.kind;
+        user_idx := cur.idx;
+        user_cols := cur.cols;
+    END IF;
+
+    IF must_full THEN
+        to_kind := 'f';
+    ELSIF user_kind = 'f' OR cols <@ user_cols THEN
+        to_kind := user_kind;
+        to_idx := user_idx;
+    ELSE
+        to_idx := pginval._identity_index(tbl, cols || user_cols);
+        to_kind := CASE WHEN to_idx IS NULL THEN 'f' ELSE 'i' END;
+    END IF;
+
+    UPDATE pginval.watched w
+       SET identities = ARRAY(SELECT ROW(e.rel, e.was, e.was_index, e.set,
+                                         e.set_index)::pginval.identity_change
+                                FROM unnest(w.identities) e
+                               WHERE e.rel <> tbl)
+           || CASE WHEN to_kind = user_kind
+                        AND to_idx IS NOT DISTINCT FROM user_idx
+                   THEN '{}'::pginval.identity_change[]
+                   ELSE ARRAY[ROW(tbl, user_kind, user_idx, to_kind,
+                                  to_idx)::pginval.identity_change] END
+     WHERE w.relid = owner;
+    IF cur.kind IS DISTINCT FROM to_kind
+       OR cur.idx IS DISTINCT FROM to_idx THEN
+        PERFORM pginval._set_identity(tbl, to_kind, to_idx);
+    END IF;
+    RETURN to_kind;
+END;
+$$;
+
+-- Internal: whether a leaf partition of a root watched in wal mode has an
+-- identity that gives the root's stream the old values of cols. pgoutput
+-- describes a partition's change with the root's Relation message and its
+-- old-image flag ('O' when the root's identity is FULL, else 'K', with the
+-- root's key columns), but the values are those that the partition's own
+-- identity logged: under a FULL root, a partition logging its key only
+-- would send the other columns as NULLs marked as old values.
+CREATE OR REPLACE FUNCTION pginval._wal_leaf_ok(leaf oid, cols text[],
+                                                root_full boolean)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.kind = 'f' OR (NOT $3 AND $2 <@ i.cols)
+      FROM pginval._identity($1) i
+$$;
+
+-- Internal: the replica identities of a table watched in wal mode, and of
+-- the leaf partitions of a watched root (those created since included):
+-- FULL on every partition when the root's identity is FULL, else one that
+-- covers the watched columns. Tables of the tree watched on their own are
+-- taken over (unwatched, with a NOTICE), as _sync_partitions() does.
+-- Called by watch(), at the end of this file, and by the event trigger.
+CREATE OR REPLACE FUNCTION pginval._wal_sync(root regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cols text[];
+    root_full boolean;
+    d    record;
+    o    record;
+BEGIN
+    SELECT w.columns INTO cols FROM pginval.watched w
+     WHERE w.relid = root AND w.mode = 'wal';
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    root_full := pginval._wal_identity(root, root, cols, false) = 'f';
+    FOR d IN
+        SELECT t.relid, c.relkind, t.isleaf
+          FROM pg_partition_tree(root) t
+          JOIN pg_class c ON c.oid = t.relid
+         WHERE t.relid <> root
+         ORDER BY t.level, t.relid
+    LOOP
+        DELETE FROM pginval.watched w WHERE w.relid = d.relid
+        RETURNING w.mode, w.channel, w.identities INTO o;
+        IF FOUND THEN
+            PERFORM pginval._drop_triggers(d.relid);
+            IF o.mode = 'wal' THEN
+                PERFORM pginval._wal_leave(d.relid, o.channel, o.identities);
+            END IF;
+            RAISE NOTICE 'pginval: % is a partition of %, which covers it: '
+                'its changes are now sent as %''s', d.relid::regclass, root,
+                root;
+        END IF;
+        IF d.relkind = 'r' THEN
+            PERFORM pginval._wal_identity(root, d.relid, cols, root_full);
+        ELSIF d.isleaf THEN
+            RAISE WARNING 'pginval: partition % of % is not a table: '
+                'changes made to it are not published', d.relid::regclass,
+                root;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Internal: puts back the replica identities recorded in recs (a registry
+-- row's identities, the row already gone or changed), where they are
+-- still what pginval set; an identity changed since by someone else is
+-- theirs, and is left alone.
+CREATE OR REPLACE FUNCTION pginval._wal_restore(
+    recs pginval.identity_change[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e   record;
+    cur record;
+BEGIN
+    FOR e IN SELECT u.* FROM unnest(recs) u
+              WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = u.rel)
+    LOOP
+        SELECT * INTO cur FROM pginval._identity(e.rel);
+        IF cur.kind IS DISTINCT FROM e.set
+           OR cur.idx IS DISTINCT FROM e.set_index::oid THEN
+            CONTINUE;
+        END IF;
+        IF e.was = 'i' AND NOT EXISTS (SELECT FROM pg_index i
+                                        WHERE i.indexrelid = e.was_index
+                                          AND i.indrelid = e.rel) THEN
+            RAISE NOTICE 'pginval: the replica identity of % stays %: its '
+                'index % is gone', e.rel,
+                CASE e.set WHEN 'f' THEN 'FULL' ELSE 'USING INDEX' END,
+                e.was_index;
+            CONTINUE;
+        END IF;
+        PERFORM pginval._set_identity(e.rel, e.was, e.was_index);
+    END LOOP;
+END;
+$$;
+
+-- Internal: the channel's publication, created when missing, with the
+-- options the daemon needs, and tbl in it (a partitioned table covers its
+-- partitions, those created later too, under its own name: via the root).
+-- A table of an inheritance tree is added alone (ONLY): its children's
+-- changes would come under their own names.
+CREATE OR REPLACE FUNCTION pginval._wal_publish(tbl regclass, channel text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pub text := pginval.publication(channel);
+    p   record;
+    r   record;
+BEGIN
+    SELECT * INTO p FROM pg_publication x WHERE x.pubname = pub;
+    IF NOT FOUND THEN
+        IF NOT has_database_privilege(current_database(), 'CREATE') THEN
+            RAISE EXCEPTION 'pginval.watch: % may not create the publication '
+                '% of channel %', current_user, pub, channel
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Have the database''s owner run: GRANT '
+                          'CREATE ON DATABASE %I TO %I; or create it and '
+                          'give it to %I: CREATE PUBLICATION %I; ALTER '
+                          'PUBLICATION %I OWNER TO %I;', current_database(),
+                          current_user, current_user, pub, pub,
+                          current_user);
+        END IF;
+        EXECUTE format('CREATE PUBLICATION %I WITH (publish = %L, '
+                       'publish_via_partition_root = true)', pub,
+                       'insert, update, delete, truncate');
+        EXECUTE format('COMMENT ON PUBLICATION %I IS %L', pub,
+                       'pginval: the tables of channel ' || channel
+                       || ' watched in wal mode');
+        SELECT * INTO p FROM pg_publication x WHERE x.pubname = pub;
+    ELSE
+        IF NOT pg_has_role(p.pubowner, 'USAGE') THEN
+            RAISE EXCEPTION 'pginval.watch: the publication % of channel % '
+                'belongs to %, not to %', pub, channel, p.pubowner::regrole,
+                current_user
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Run pginval.watch() as %s, or have it '
+                          'run: ALTER PUBLICATION %I OWNER TO %I;',
+                          p.pubowner::regrole, pub, current_user);
+        END IF;
+        IF p.puballtables THEN
+            RAISE EXCEPTION 'pginval.watch: the publication % of channel % '
+                'is FOR ALL TABLES', pub, channel
+                USING ERRCODE = 'object_in_use',
+                      HINT = 'pginval needs it to publish the watched tables '
+                          'only: drop it, or use another channel.';
+        END IF;
+        IF NOT (p.pubinsert AND p.pubupdate AND p.pubdelete
+                AND p.pubtruncate AND p.pubviaroot) THEN
+            EXECUTE format('ALTER PUBLICATION %I SET (publish = %L, '
+                           'publish_via_partition_root = true)', pub,
+                           'insert, update, delete, truncate');
+        END IF;
+    END IF;
+    SELECT * INTO r FROM pg_publication_rel x
+     WHERE x.prpubid = p.oid AND x.prrelid = tbl;
+    -- Added by hand with a row filter or a column list: not all of it.
+    IF FOUND AND (r.prqual IS NOT NULL OR r.prattrs IS NOT NULL) THEN
+        EXECUTE format('ALTER PUBLICATION %I DROP TABLE %s', pub, tbl);
+    ELSIF FOUND THEN
+        RETURN;
+    END IF;
+    EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s%s', pub,
+                   CASE WHEN (SELECT c.relkind FROM pg_class c
+                               WHERE c.oid = tbl) = 'r'
+                        THEN 'ONLY ' ELSE '' END, tbl);
+END;
+$$;
+
+-- Internal: a table leaves wal mode (its registry row already gone or
+-- changed): out of the channel's publication, which stays, maybe empty (a
+-- daemon streams it), and its identities put back.
+CREATE OR REPLACE FUNCTION pginval._wal_leave(tbl regclass, channel text,
+                                              recs pginval.identity_change[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pub text := pginval.publication(channel);
+BEGIN
+    IF pginval._published(tbl, channel) THEN
+        BEGIN
+            EXECUTE format('ALTER PUBLICATION %I DROP TABLE %s', pub, tbl);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'pginval: % may not take % out of the '
+                'publication %', current_user, tbl, pub
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Only its owner can: run this as %s.',
+                          (SELECT p.pubowner::regrole FROM pg_publication p
+                            WHERE p.pubname = pub));
+        END;
+    END IF;
+    PERFORM pginval._wal_restore(recs);
+END;
+$$;
+
+-- The watched columns of a channel's tables watched in wal mode, for the
+-- daemon, which reads them before it streams: one row per watched column
+-- that still exists, in watch()'s order, with its type and how the daemon
+-- renders its text (_wal_class()). table_name is spelled as in
+-- watched_tables. relid is the table's OID, which the stream's Relation
+-- messages carry (a partitioned table's, for the changes of its
+-- partitions). SECURITY DEFINER, so that the daemon's role needs no grant
+-- on pginval.watched; it says no more than pg_class and pg_attribute do.
+CREATE OR REPLACE FUNCTION pginval.wal_columns(channel text)
+RETURNS TABLE (relid oid, table_name text, col text, typid oid,
+               class text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid, n.nspname::text || '.' || c.relname::text,
+           a.attname::text, a.atttypid, pginval._wal_class(a.atttypid)
+      FROM pginval.watched w
+      JOIN pg_class c ON c.oid = w.relid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     CROSS JOIN LATERAL unnest(w.columns) WITH ORDINALITY AS u(name, ord)
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = u.name
+                         AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE w.mode = 'wal' AND w.channel = $1
+       AND pginval._published(c.oid, w.channel)
+     ORDER BY c.oid, u.ord
+$$;
+
+-- Internal: the root watched in wal mode that covers relid, a partition;
+-- NULL when there is none.
+CREATE OR REPLACE FUNCTION pginval._wal_root(relid oid)
+RETURNS oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT w.relid::oid
+      FROM pginval.watched w
+      JOIN pg_class c ON c.oid = w.relid AND c.relkind = 'p'
+     WHERE w.relid = pg_partition_root($1)
+       AND w.relid <> $1
+       AND w.mode = 'wal'
+       AND pginval._published(w.relid, w.channel)
+$$;
+
+-- Internal: drops the pginval triggers of a table, of every layout (see
+-- _triggers()), and the pginval_part_ triggers of the other tables of its
+-- tree when it is partitioned.
+CREATE OR REPLACE FUNCTION pginval._drop_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT tg.tgrelid::regclass AS rel, tg.tgname
+          FROM pg_trigger tg
+         WHERE (tg.tgrelid = tbl
+                AND tg.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
+                                  'pginval_ins_del', 'pginval_trunc',
+                                  'pginval_part_ins', 'pginval_part_upd',
+                                  'pginval_part_del', 'pginval_part_trunc'))
+            OR (tg.tgrelid IN (SELECT p.relid FROM pg_partition_tree(tbl) p
+                                WHERE p.relid <> tbl)
+                AND tg.tgname IN ('pginval_part_ins', 'pginval_part_upd',
+                                  'pginval_part_del', 'pginval_part_trunc'))
+         ORDER BY tg.tgrelid, tg.tgname
+    LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, t.rel);
     END LOOP;
 END;
 $$;
@@ -1179,7 +1793,10 @@ DROP FUNCTION IF EXISTS pginval.watch(regclass, text[], text);
 -- Start watching a table, or change how it is watched. Calling it again
 -- replaces the triggers and the registry row, so it doubles as "alter".
 -- Rows already in the outbox stay there when a table leaves durable or
--- poll mode.
+-- poll mode. Switching to or from wal mode, or between channels in it,
+-- happens in the caller's transaction, all of it or none: triggers
+-- dropped or installed, the table in or out of its publication, its
+-- replica identity set or put back (see _wal_identity()).
 --
 -- Columns are given by exact attribute name (as in pg_attribute, so
 -- "UserId" is not userid). The UPDATE trigger fires on any real change to
@@ -1203,15 +1820,18 @@ DECLARE
     kind    char;
     nsp     name;
     part    boolean;
+    owner   oid;
     col     text;
+    typ     oid;
     root    regclass;
+    prev    record;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'pginval.watch: table must not be NULL';
     END IF;
 
-    SELECT c.relkind, n.nspname, c.relispartition
-      INTO kind, nsp, part
+    SELECT c.relkind, n.nspname, c.relispartition, c.relowner
+      INTO kind, nsp, part, owner
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = tbl;
     -- A statement aimed at the root of the tree fires the root's statement
@@ -1225,6 +1845,7 @@ BEGIN
     END IF;
     IF kind = 'r' AND part THEN
         SELECT r.root INTO root FROM pginval._root(tbl) r;
+        root := coalesce(root, pginval._wal_root(tbl));
         IF root IS NOT NULL THEN
             RAISE EXCEPTION 'pginval.watch: % is a partition of %, which is '
                 'watched and covers it', tbl, root
@@ -1256,11 +1877,11 @@ BEGIN
                   HINT = 'A channel name must be 1 to 63 bytes long.';
     END IF;
 
-    IF mode IS NULL OR mode NOT IN ('notify', 'durable', 'poll') THEN
+    IF mode IS NULL OR mode NOT IN ('notify', 'durable', 'poll', 'wal') THEN
         RAISE EXCEPTION 'pginval.watch: invalid mode %',
             coalesce(quote_literal(mode), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The mode must be one of notify, durable, poll.';
+                  HINT = 'The mode must be one of notify, durable, poll, wal.';
     END IF;
 
     IF columns IS NULL THEN
@@ -1310,7 +1931,35 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    PERFORM pginval._install_triggers(tbl, columns, channel, mode);
+    SELECT w.mode, w.channel, w.identities INTO prev
+      FROM pginval.watched w WHERE w.relid = tbl;
+
+    IF mode = 'wal' THEN
+        -- Adding a table to a publication and setting its replica identity
+        -- both take its ownership; said here rather than halfway through.
+        IF NOT pg_has_role(owner, 'USAGE') THEN
+            RAISE EXCEPTION 'pginval.watch: % may not watch % in wal mode: '
+                'only its owner can publish it', current_user, tbl
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Run pginval.watch() as %s.',
+                                    owner::regrole);
+        END IF;
+        FOREACH col IN ARRAY columns LOOP
+            SELECT a.atttypid INTO typ FROM pg_attribute a
+             WHERE a.attrelid = tbl AND a.attname = col;
+            IF pginval._wal_class(typ) IS NULL THEN
+                RAISE EXCEPTION 'pginval.watch: column "%" of table % is of '
+                    'type %, whose text in the WAL cannot be turned into '
+                    'the one the triggers send', col, tbl, format_type(typ, NULL)
+                    USING ERRCODE = 'feature_not_supported',
+                          HINT = 'Watch the table in another mode (notify, '
+                              'durable or poll), or watch other columns.';
+            END IF;
+        END LOOP;
+        PERFORM pginval._drop_triggers(tbl);
+    ELSE
+        PERFORM pginval._install_triggers(tbl, columns, channel, mode);
+    END IF;
 
     DELETE FROM pginval.watched w
      WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = w.relid);
@@ -1321,7 +1970,42 @@ BEGIN
        SET columns = EXCLUDED.columns,
            channel = EXCLUDED.channel,
            mode = EXCLUDED.mode,
+           identities = CASE WHEN EXCLUDED.mode = 'wal'
+                             THEN pginval.watched.identities
+                             ELSE '{}' END,
            watched_at = now();
+
+    -- Out of the publication it was in, and, leaving wal mode, the
+    -- identities put back; after the registry row changed, so that the
+    -- event trigger that ALTER TABLE fires leaves them alone.
+    IF prev.mode = 'wal' AND (mode <> 'wal' OR prev.channel <> channel) THEN
+        PERFORM pginval._wal_leave(tbl, prev.channel,
+            CASE WHEN mode = 'wal' THEN '{}' ELSE prev.identities END);
+    END IF;
+
+    IF mode = 'wal' THEN
+        PERFORM pginval._wal_publish(tbl, channel);
+        PERFORM pginval._wal_sync(tbl);
+        IF current_setting('wal_level') <> 'logical' THEN
+            RAISE WARNING 'pginval.watch: wal_level is %, not logical: no '
+                'daemon can read the changes of % from the WAL',
+                current_setting('wal_level'), tbl
+                USING HINT = 'Run ALTER SYSTEM SET wal_level = logical; then '
+                    'restart PostgreSQL.';
+        END IF;
+        IF kind = 'p' AND NOT EXISTS (SELECT FROM pg_event_trigger
+                                       WHERE evtname = 'pginval_partitions'
+                                         AND evtenabled <> 'D') THEN
+            RAISE WARNING 'pginval.watch: the event trigger '
+                'pginval_partitions is not installed: partitions created or '
+                'attached from now on are published, but keep their own '
+                'replica identity until watch() is called again'
+                USING HINT = 'Run pginval.sql as a superuser to install it; '
+                    'until then, pginval check --connect lists the '
+                    'partitions whose identity does not fit.';
+        END IF;
+        RETURN;
+    END IF;
 
     IF kind = 'p' THEN
         PERFORM pginval._sync_partitions(tbl, columns, channel, mode);
@@ -1342,17 +2026,20 @@ $$;
 
 -- Stop watching a table. Safe to call on a table that is not watched.
 -- Unwatching a partitioned table uncovers all its partitions; a partition
--- covered by its watched root cannot be unwatched alone.
+-- covered by its watched root cannot be unwatched alone. In wal mode, the
+-- table leaves its publication, which stays (maybe empty), and gets back
+-- the replica identities watch() changed, unless they changed since.
 CREATE OR REPLACE FUNCTION pginval.unwatch(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t   record;
     root regclass;
+    prev record;
 BEGIN
     SELECT r.root INTO root FROM pginval._root(tbl) r WHERE r.root <> tbl;
+    root := coalesce(root, pginval._wal_root(tbl));
     IF root IS NOT NULL THEN
         RAISE EXCEPTION 'pginval.unwatch: % is a partition of %, which is '
             'watched and covers it', tbl, root
@@ -1360,34 +2047,24 @@ BEGIN
                   HINT = format('Unwatch %s to stop watching all of it.',
                                 root);
     END IF;
-    -- Those of every layout (see _triggers()) that the table, and the
-    -- other tables of its tree when it is partitioned, have.
-    FOR t IN
-        SELECT tg.tgrelid::regclass AS rel, tg.tgname
-          FROM pg_trigger tg
-         WHERE (tg.tgrelid = tbl
-                AND tg.tgname IN ('pginval_ins', 'pginval_upd', 'pginval_del',
-                                  'pginval_ins_del', 'pginval_trunc',
-                                  'pginval_part_ins', 'pginval_part_upd',
-                                  'pginval_part_del', 'pginval_part_trunc'))
-            OR (tg.tgrelid IN (SELECT p.relid FROM pg_partition_tree(tbl) p
-                                WHERE p.relid <> tbl)
-                AND tg.tgname IN ('pginval_part_ins', 'pginval_part_upd',
-                                  'pginval_part_del', 'pginval_part_trunc'))
-         ORDER BY tg.tgrelid, tg.tgname
-    LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, t.rel);
-    END LOOP;
+    SELECT w.mode, w.channel, w.identities INTO prev
+      FROM pginval.watched w WHERE w.relid = tbl;
+    PERFORM pginval._drop_triggers(tbl);
     -- Also purge rows of tables dropped since they were watched.
     DELETE FROM pginval.watched w
      WHERE w.relid = tbl
         OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = w.relid);
+    -- wal mode: out of the publication, the identities put back.
+    IF prev.mode = 'wal' THEN
+        PERFORM pginval._wal_leave(tbl, prev.channel, prev.identities);
+    END IF;
 END;
 $$;
 
--- The partitions of watched roots that are not covered (see _triggers()):
--- created or attached while the event trigger below was missing or
--- disabled, a foreign table, or triggers dropped by hand. Their changes,
+-- The partitions of watched roots that are not covered (see _triggers(),
+-- and _wal_leaf_ok() for wal mode): created or attached while the event
+-- trigger below was missing or disabled, a foreign table, or triggers (or
+-- a replica identity) changed by hand. Their changes,
 -- made by statements aimed at them, are not seen. fix is the watch() call
 -- that covers them again. pginval check --connect reads this view.
 CREATE OR REPLACE VIEW pginval.uncovered_partitions AS
@@ -1414,11 +2091,37 @@ SELECT n.nspname::text || '.' || c.relname::text AS partition,
  WHERE t.relid <> w.relid
    AND EXISTS (SELECT FROM pg_catalog.pg_trigger tg
                 WHERE tg.tgrelid = w.relid AND tg.tgname = 'pginval_ins')
-   AND pginval._stale(t.relid, w.columns, w.channel, w.mode, true);
+   AND pginval._stale(t.relid, w.columns, w.channel, w.mode, true)
+-- The leaf partitions of roots watched in wal mode whose replica identity
+-- does not give the old values of the watched columns (see
+-- _wal_leaf_ok()): created or attached while the event trigger was
+-- missing, or changed by hand.
+UNION ALL
+SELECT n.nspname::text || '.' || c.relname::text,
+       rn.nspname::text || '.' || r.relname::text,
+       CASE WHEN c.relkind <> 'r'
+            THEN 'not a table: its changes are not published'
+            ELSE 'its replica identity does not log the old values of the '
+                 'watched columns (wal mode)' END,
+       format('SELECT pginval.watch(%L, %L, %L, %L);',
+              rn.nspname::text || '.' || r.relname::text,
+              w.columns, w.channel, w.mode)
+  FROM pginval.watched w
+  JOIN pg_catalog.pg_class r ON r.oid = w.relid AND r.relkind = 'p'
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+ CROSS JOIN LATERAL pg_catalog.pg_partition_tree(w.relid) t
+  JOIN pg_catalog.pg_class c ON c.oid = t.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE w.mode = 'wal'
+   AND t.isleaf
+   AND pginval._published(w.relid, w.channel)
+   AND (c.relkind <> 'r'
+        OR NOT pginval._wal_leaf_ok(c.oid, w.columns, r.relreplident = 'f'));
 
 -- The event trigger: after every CREATE TABLE and ALTER TABLE (which is
 -- how partitions are created, attached and detached), covers the
--- partitions of the watched roots whose trees the command touched, takes
+-- partitions of the watched roots whose trees the command touched (in wal
+-- mode: gives them the replica identity they need, see _wal_sync()), takes
 -- over the tables of those trees watched on their own, and gives a table
 -- watched on its own that has become a partition the row layout. A table
 -- outside any partition tree costs one lookup.
@@ -1469,6 +2172,15 @@ BEGIN
                AND pg_partition_root(e.objid) IS NOT NULL
         LOOP
             BEGIN
+                -- A root watched in wal mode: the identities of its
+                -- partitions (see _wal_sync()).
+                IF EXISTS (SELECT FROM pginval.watched r
+                            WHERE r.relid = top AND r.mode = 'wal'
+                              AND pginval._published(r.relid, r.channel))
+                THEN
+                    PERFORM pginval._wal_sync(top);
+                    CONTINUE;
+                END IF;
                 SELECT r.relid, r.columns, r.channel, r.mode INTO w
                   FROM pginval.watched r
                  WHERE r.relid = top
@@ -1562,6 +2274,16 @@ BEGIN
     LOOP
         PERFORM pginval._sync_partitions(w.relid, w.columns, w.channel,
                                          w.mode);
+    END LOOP;
+    -- wal mode: the identities of the watched tables and of the
+    -- partitions of the watched roots, where they no longer fit.
+    FOR w IN
+        SELECT r.relid
+          FROM pginval.watched r
+         WHERE r.mode = 'wal' AND pginval._published(r.relid, r.channel)
+         ORDER BY r.relid::oid
+    LOOP
+        PERFORM pginval._wal_sync(w.relid);
     END LOOP;
 END;
 $$;

@@ -3,7 +3,9 @@
 --     psql -v ON_ERROR_STOP=1 -f sql/uninstall.sql
 --
 -- Unwatches every watched table (dropping its pginval_* triggers, and those
--- of the partitions of a watched partitioned table), then drops the event
+-- of the partitions of a watched partitioned table; in wal mode, putting
+-- back the replica identities that watch() changed), drops the
+-- publications that watch() created for wal mode, then drops the event
 -- trigger pginval_partitions and the schema "pginval" with everything in
 -- it, the outbox table included: payloads still queued there are
 -- discarded, and the role pginval_trigger unless another database still
@@ -28,6 +30,25 @@ BEGIN
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                          WHERE c.oid = w.relid);
     END IF;
+END;
+$$;
+
+-- The publications of wal mode, which unwatch() leaves (a daemon may be
+-- streaming one): those that watch() created carry its comment. A
+-- replication slot that still reads one fails from then on: drop it too
+-- (SELECT pg_drop_replication_slot('...')), once the daemon is stopped.
+DO $$
+DECLARE
+    pub name;
+BEGIN
+    FOR pub IN
+        SELECT p.pubname FROM pg_catalog.pg_publication p
+         WHERE pg_catalog.obj_description(p.oid, 'pg_publication')
+               LIKE 'pginval: %'
+         ORDER BY 1
+    LOOP
+        EXECUTE pg_catalog.format('DROP PUBLICATION %I', pub);
+    END LOOP;
 END;
 $$;
 

@@ -300,6 +300,107 @@ done:
 	return problems;
 }
 
+/* One row of values from sql with the channel and slot as $1 and $2, or
+ * NULL after saying why not. */
+static PGresult *
+check_row(PGconn *conn, const struct config *cfg, const char *sql,
+    const char *what, FILE *out, int *problems)
+{
+	const char *params[2] = { cfg->pg_channel, cfg->pg_slot };
+	PGresult *res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		return res;
+	*problems += check_problem(out, "postgres: cannot read %s: %s", what,
+	    check_pgerr(conn));
+	PQclear(res);
+	return NULL;
+}
+
+/* What wal mode needs of the server, when a table of the channel is in
+ * it: each missing piece with its exact fix. */
+static int
+check_wal(PGconn *conn, const struct config *cfg, FILE *out)
+{
+	PGresult *res;
+	int problems = 0;
+	bool have_slot;
+
+	res = check_row(conn, cfg, "SELECT EXISTS (SELECT 1 FROM pginval.watched "
+	    "WHERE channel = $1 AND mode = 'wal' AND $2 IS NOT NULL), "
+	    "current_setting('wal_level'), (SELECT rolreplication OR rolsuper "
+	    "FROM pg_roles WHERE rolname = current_user), current_user, "
+	    "EXISTS (SELECT 1 FROM pg_publication WHERE pubname = "
+	    "pginval.publication($1)), pginval.publication($1)",
+	    "the wal mode's settings", out, &problems);
+	if (res == NULL || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		goto done;
+	if (strcmp(PQgetvalue(res, 0, 1), "logical") != 0)
+		problems += check_problem(out, "postgres: wal_level is %s, and "
+		    "tables on channel \"%s\" are in wal mode, which needs "
+		    "logical; fix: ALTER SYSTEM SET wal_level = logical; then "
+		    "restart PostgreSQL", PQgetvalue(res, 0, 1), cfg->pg_channel);
+	if (strcmp(PQgetvalue(res, 0, 2), "t") != 0)
+		problems += check_problem(out, "postgres: role %s may not stream "
+		    "the WAL; fix: ALTER ROLE %s REPLICATION (and allow it a "
+		    "replication connection to this database in pg_hba.conf)",
+		    PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 3));
+	if (strcmp(PQgetvalue(res, 0, 4), "t") != 0)
+		problems += check_problem(out, "postgres: publication %s of "
+		    "channel \"%s\" is missing; fix: call pginval.watch() again "
+		    "on each of its wal tables", PQgetvalue(res, 0, 5),
+		    cfg->pg_channel);
+	PQclear(res);
+	res = check_row(conn, cfg, "SELECT s.slot_name IS NOT NULL, "
+	    "coalesce(s.plugin = 'pgoutput' AND s.database = current_database(), "
+	    "true), s.wal_status, s.active, pg_size_pretty(pg_wal_lsn_diff("
+	    "pg_current_wal_lsn(), s.restart_lsn)), "
+	    "current_setting('max_replication_slots')::int - (SELECT count(*) "
+	    "FROM pg_replication_slots), current_setting('max_wal_senders')::int "
+	    "- (SELECT count(*) FROM pg_stat_replication), "
+	    "current_setting('max_slot_wal_keep_size') "
+	    "FROM (SELECT) x LEFT JOIN pg_replication_slots s ON "
+	    "s.slot_name = $2", "the replication slot", out, &problems);
+	if (res == NULL)
+		goto done;
+	have_slot = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
+		problems += check_problem(out, "postgres: replication slot %s "
+		    "exists but is not a pgoutput slot of this database; fix: "
+		    "drop it, or set [postgres] slot to another name", cfg->pg_slot);
+	else if (!have_slot && atoi(PQgetvalue(res, 0, 5)) <= 0)
+		problems += check_problem(out, "postgres: no replication slot is "
+		    "free for %s; fix: raise max_replication_slots (ALTER SYSTEM "
+		    "SET max_replication_slots = ...; then restart PostgreSQL), or "
+		    "drop a slot nobody uses", cfg->pg_slot);
+	else if (have_slot && strcmp(PQgetvalue(res, 0, 2), "lost") == 0)
+		problems += check_problem(out, "postgres: replication slot %s was "
+		    "invalidated: PostgreSQL removed WAL it still needed "
+		    "(max_slot_wal_keep_size); the daemon makes it again, with a "
+		    "reset of the wal tables", cfg->pg_slot);
+	else if (have_slot)
+		fprintf(out, "ok: replication slot %s keeps %s of WAL (%s)\n",
+		    cfg->pg_slot, PQgetvalue(res, 0, 4),
+		    strcmp(PQgetvalue(res, 0, 3), "t") == 0 ? "streaming" :
+		    "no daemon streaming it now");
+	else
+		fprintf(out, "ok: replication slot %s is made at the daemon's "
+		    "start (a reset of the wal tables follows)\n", cfg->pg_slot);
+	if ((!have_slot || strcmp(PQgetvalue(res, 0, 3), "t") != 0) &&
+	    atoi(PQgetvalue(res, 0, 6)) <= 0)
+		problems += check_problem(out, "postgres: no WAL sender is free "
+		    "for the daemon; fix: raise max_wal_senders (then restart "
+		    "PostgreSQL)");
+	if (strcmp(PQgetvalue(res, 0, 7), "-1") == 0)
+		fprintf(out, "note: max_slot_wal_keep_size is -1: if the daemon "
+		    "stops for good, its slot keeps WAL until the disk is full; "
+		    "set a bound (ALTER SYSTEM SET max_slot_wal_keep_size = "
+		    "'10GB'; SELECT pg_reload_conf())\n");
+done:
+	PQclear(res);
+	return problems;
+}
+
 static int
 check_postgres(const struct config *cfg, FILE *out)
 {
@@ -348,6 +449,7 @@ check_postgres(const struct config *cfg, FILE *out)
 	for (size_t i = 0; i < cfg->ntables; i++)
 		problems += check_table(conn, cfg, &cfg->tables[i], out);
 	problems += check_partitions(conn, out);
+	problems += check_wal(conn, cfg, out);
 done:
 	PQclear(res);
 	PQfinish(conn);

@@ -158,8 +158,10 @@ relay_wal_item(void *arg, const struct wal_item *it, const struct wal_ack *ack)
 		relay_check_ready(r);
 		return false;
 	case WAL_ITEM_RESET:
-		relay_complain(r, "a change from the WAL became a reset of its "
-		    "table", it->why, it->table, strlen(it->table));
+		/* Those of a new slot are logged where they are made. */
+		if (it->ts != 0)
+			relay_complain(r, "a change from the WAL became a reset "
+			    "of its table", it->why, it->table, strlen(it->table));
 		m = relay_table_reset(r, it->table, it->why, it->ts);
 		break;
 	case WAL_ITEM_EVENT:
@@ -231,7 +233,7 @@ relay_pg_cb(void *arg, enum pg_event ev, const char *payload, size_t len)
 			    "may have been missed");
 		else
 			log_info("postgres: every table on the channel uses the "
-			    "outbox; nothing was missed");
+			    "outbox or the WAL; nothing was missed");
 		if (r->listened)
 			r->stats.pg_reconnects++;
 		r->listened = true;
@@ -491,10 +493,12 @@ relay_free(struct relay *r)
 	if (r->complaints.suppressed > 0)
 		log_warnx("postgres: %lu more bad payloads were not logged",
 		    r->complaints.suppressed);
-	log_info("totals: %lu notifications, %lu forged, %lu foreign, "
+	log_info("totals: %lu notifications, %lu changes from the WAL, "
+	    "%lu forged, %lu foreign, "
 	    "%lu invalid, %lu table resets, %lu resets, %lu dropped by a full "
 	    "queue, %lu published, %lu refused, %lu resent, %lu keys unlinked",
-	    r->stats.notifications, r->stats.forged_notify +
+	    r->stats.notifications, r->wal ? wal_source_stats(r->wal)->changes :
+	    0, r->stats.forged_notify +
 	    r->stats.forged_outbox, r->stats.foreign, r->stats.invalid,
 	    r->stats.table_resets, r->stats.resets, r->stats.dropped,
 	    r->stats.published, r->stats.refused, r->stats.requeued,

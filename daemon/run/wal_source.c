@@ -165,6 +165,15 @@ wal_advance(struct wal_source *ws)
 			ws->flush = t->end_lsn;
 		free(t);
 	}
+	/* Stopped, and everything taken is confirmed: the slot is free for
+	 * whoever streams it next. */
+	if (ws->stopped && ws->txns.head == NULL &&
+	    ws->phase == WAL_PHASE_STREAMING) {
+		wal_send_status(ws, false);
+		ev_timer_stop(ws->loop, &ws->status);
+		pg_conn_stop(ws->conn);
+		ws->phase = WAL_PHASE_NONE;
+	}
 }
 
 static void
@@ -368,6 +377,8 @@ wal_columns_result(struct wal_source *ws, const PGresult *res)
 	}
 }
 
+static void wal_streaming(struct wal_source *ws);
+
 static void
 wal_result(struct wal_source *ws, const PGresult *res)
 {
@@ -394,10 +405,14 @@ wal_result(struct wal_source *ws, const PGresult *res)
 		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 			wal_fail(ws, "cannot create replication slot \"%s\": "
 			    "%s", ws->slot, wal_res_error(res));
+		/* The slot starts at its consistent point. */
+		else if (ws->phase == WAL_PHASE_CREATE && PQnfields(res) >= 2 &&
+		    PQntuples(res) == 1)
+			ws->slot_flush = wal_parse_lsn(PQgetvalue(res, 0, 1));
 		return;
 	case WAL_PHASE_START:
 		if (st == PGRES_COPY_BOTH) {
-			ws->phase = WAL_PHASE_STREAMING;
+			wal_streaming(ws);
 			return;
 		}
 		wal_fail(ws, "cannot stream from replication slot \"%s\": %s",
@@ -434,10 +449,25 @@ wal_start(struct wal_source *ws)
 }
 
 static void
+wal_streaming(struct wal_source *ws)
+{
+	PGconn *pq = pg_conn_pq(ws->conn);
+
+	ws->phase = WAL_PHASE_STREAMING;
+	if (ws->slot_flush > ws->flush)
+		ws->flush = ws->slot_flush;
+	ws->heard_at = ws->status_at = ev_now(ws->loop);
+	log_info("wal: streaming slot \"%s\", publication \"%s\" (%s:%s, "
+	    "database %s), from %X/%X; %zu tables", ws->slot, ws->publication,
+	    PQhost(pq), PQport(pq), PQdb(pq), (unsigned)(ws->flush >> 32),
+	    (unsigned)ws->flush, ws->ntables);
+	wal_tell(ws, WAL_ITEM_STREAMING);
+}
+
+static void
 wal_done(struct wal_source *ws)
 {
 	char sql[200];
-	PGconn *pq = pg_conn_pq(ws->conn);
 
 	switch (ws->phase) {
 	case WAL_PHASE_SETUP:
@@ -467,7 +497,6 @@ wal_done(struct wal_source *ws)
 		pg_conn_set_query_timeout(ws->conn, ws->health_interval > 0 ?
 		    2 * ws->health_interval : 0);
 		ws->stats.slots_created++;
-		ws->slot_flush = 0;
 		wal_reset_tables(ws, ws->slot_lost ? "the replication slot was "
 		    "invalidated: changes may have been missed" :
 		    "the replication slot was made: changes made before it "
@@ -475,21 +504,8 @@ wal_done(struct wal_source *ws)
 		ws->slot_lost = ws->slot_missing = false;
 		wal_start(ws);
 		break;
-	case WAL_PHASE_STREAMING:
-		break;
 	default:
-		return;
-	}
-	if (ws->phase == WAL_PHASE_STREAMING) {
-		if (ws->slot_flush > ws->flush)
-			ws->flush = ws->slot_flush;
-		ws->heard_at = ws->status_at = ev_now(ws->loop);
-		log_info("wal: streaming slot \"%s\", publication \"%s\" "
-		    "(%s:%s, database %s), from %X/%X; %zu tables", ws->slot,
-		    ws->publication, PQhost(pq), PQport(pq), PQdb(pq),
-		    (unsigned)(ws->flush >> 32), (unsigned)ws->flush,
-		    ws->ntables);
-		wal_tell(ws, WAL_ITEM_STREAMING);
+		break;
 	}
 }
 
@@ -823,6 +839,7 @@ wal_source_stop(struct wal_source *ws)
 	if (ws->phase == WAL_PHASE_STREAMING) {
 		ws->paused = true;
 		pg_conn_pause(ws->conn, true);
+		wal_advance(ws);
 	} else {
 		ev_timer_stop(ws->loop, &ws->status);
 		pg_conn_stop(ws->conn);

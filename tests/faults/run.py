@@ -16,12 +16,12 @@ and asserts:
                 before the subscriber received any later ordinary message,
                 the subscriber saw a reset (or a gap, or its own
                 reconnect, which the message contract treats as a reset);
-  durable mode: pginval loses nothing. The only rows a subscriber may miss
+  durable and wal modes: pginval loses nothing. The only rows a subscriber may miss
                 are those published while it was itself disconnected from
                 Redis (pub/sub keeps nothing for absent subscribers), and
                 its own reconnect covers them; no reset is needed.
 
-    python3 tests/faults/run.py [-v] [scenario-substring ...] [--mode=notify|durable]
+    python3 tests/faults/run.py [-v] [scenario-substring ...] [--mode=notify|durable|wal]
 
 Ends with a table and one "N passed, M failed" line.
 """
@@ -180,7 +180,7 @@ def analyse(pg, sub, mode):
         # Durable mode must not need the daemon's resets at all: the only
         # loss allowed is pub/sub's, to a subscriber that was away, which
         # its own reconnect covers.
-        events = covering_events(sub.log, committed, mode == "durable")
+        events = covering_events(sub.log, committed, mode != "notify")
         for i in lost:
             at = committed[i]
             covered = False
@@ -302,13 +302,14 @@ def run_scenario(env, name, fault, mode):
 
 def main(argv):
     verbose = "-v" in argv
-    modes = ["notify", "durable"]
+    modes = ["notify", "durable", "wal"]
     for a in argv:
         if a.startswith("--mode="):
             modes = [a.split("=", 1)[1]]
     wanted = [a for a in argv if not a.startswith("-")]
     results = []
-    with Postgres() as pg, Redis() as redis:
+    with Postgres(settings={"wal_level": "logical"}) as pg, \
+            Redis() as redis:
         pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
         pg.psql("CREATE TABLE items (id bigint PRIMARY KEY, at bigint NOT NULL "
                 "DEFAULT (extract(epoch FROM clock_timestamp()) * 1000000)"

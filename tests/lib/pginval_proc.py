@@ -273,12 +273,12 @@ def check_envelope(ms, epoch=None):
 
 
 @contextlib.contextmanager
-def servers(module_globals):
+def servers(module_globals, pg_settings=None):
     """A throwaway PostgreSQL and Redis for a whole test file, published as
     its PG and REDIS globals."""
     from servers import Postgres, Redis
 
-    with Postgres() as pg, Redis() as redis:
+    with Postgres(settings=pg_settings) as pg, Redis() as redis:
         module_globals["PG"], module_globals["REDIS"] = pg, redis
         yield
 
@@ -308,13 +308,13 @@ def fresh_database(pg):
                 db="postgres")
 
 
-def main(module_globals):
+def main(module_globals, pg_settings=None):
     """The main of a test file that runs against one PostgreSQL and Redis."""
     import runner
     import sys
 
     return runner.run(module_globals, sys.argv[1:],
-                      around=lambda: servers(module_globals))
+                      around=lambda: servers(module_globals, pg_settings))
 
 
 def run_bin(*args, **kw):
