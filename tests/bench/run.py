@@ -2,12 +2,16 @@
 """pginval benchmarks: every pginval figure beside a reference measured in
 the same run. `make bench` builds the binaries and runs this.
 
-    python3 tests/bench/run.py [scenario ...]  # write drain latency bulk fanin stream
+    python3 tests/bench/run.py [scenario ...]
+        # write trust walwrite drain latency bulk fanin stream waldrain
+        # wallatency
 
 Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
 1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
 BENCH_LATENCY_T (seconds, 10), BENCH_WRITE_T (seconds per write-path cell,
-8), BENCH_FANIN_T (seconds, 8), BENCH_PGINVAL (the binary, ./pginval).
+8), BENCH_FANIN_T (seconds, 8), BENCH_WALWRITE_T (seconds per cell of the
+wal write path, 4), BENCH_WALWRITE_RUNS (its repetitions, 3),
+BENCH_PGINVAL (the binary, ./pginval).
 
 Prints a table on stdout and writes the same figures, with every run's raw
 values, to tests/bench/out/results.json. Figures are measurements on the
@@ -55,8 +59,8 @@ RATE = env_int("BENCH_RATE", 2000)
 LATENCY_T = env_int("BENCH_LATENCY_T", 10)
 WRITE_T = env_int("BENCH_WRITE_T", 8)
 FANIN_T = env_int("BENCH_FANIN_T", 8)
-WALWRITE_T = env_int("BENCH_WALWRITE_T", 5)
-WALWRITE_RUNS = max(1, env_int("BENCH_WALWRITE_RUNS", 2))
+WALWRITE_T = env_int("BENCH_WALWRITE_T", 4)
+WALWRITE_RUNS = max(1, env_int("BENCH_WALWRITE_RUNS", 3))
 FANIN_TABLES = 8
 FANIN_CLIENTS = 64
 LATENCY_ROWS = 100000
@@ -168,7 +172,7 @@ class PginvalRelay:
         # Wait for READY=1 on NOTIFY_SOCKET, not for the start reset: a
         # daemon whose tables are all durable, poll or wal sends none.
         self.sd_ready = sd_ready
-        self.proc = None
+        self.proc = self.sock = None
 
     def write_conf(self):
         conf = os.path.join(OUT, "pginval.conf")
@@ -191,8 +195,9 @@ class PginvalRelay:
         conf = self.write_conf()
         logfile = open(os.path.join(OUT, "pginval-%s.log" % tag), "ab")
         if self.sd_ready:
-            self.proc = spawn_ready([PGINVAL, "run", "-c", conf], logfile,
-                                    "pginval (see %s)" % conf)
+            self.proc, self.sock = spawn_ready(
+                [PGINVAL, "run", "-c", conf], logfile,
+                "pginval (see %s)" % conf)
             return self
         # The start reset tells that both connections are up.
         with Subscriber(self.redis.host, self.redis.port, self.channel) as s:
@@ -207,30 +212,38 @@ class PginvalRelay:
 
     def stop(self):
         reap(self.proc)
+        if self.sock is not None:
+            close_socket(self.sock)
+            self.sock = None
 
 
 def spawn_ready(argv, logfile, what, timeout=30):
-    """Starts a daemon with NOTIFY_SOCKET set and waits for its READY=1."""
+    """Starts a daemon with NOTIFY_SOCKET set and waits for its READY=1.
+    Returns the process and the socket, which stays open for the daemon's
+    later status lines until the caller closes it."""
     path = os.path.join(OUT, "notify.sock")
     if os.path.exists(path):
         os.remove(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sock.bind(path)
-        env = dict(os.environ, NOTIFY_SOCKET=path)
-        proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=logfile,
-                     stderr=logfile, env=env)
-        logfile.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([sock], [], [], 0.2)
-            if ready and b"READY=1" in sock.recv(4096):
-                return proc
-    finally:
-        sock.close()
-        os.remove(path)
+    sock.bind(path)
+    env = dict(os.environ, NOTIFY_SOCKET=path)
+    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=logfile,
+                 stderr=logfile, env=env)
+    logfile.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([sock], [], [], 0.2)
+        if ready and b"READY=1" in sock.recv(4096):
+            return proc, sock
     reap(proc)
+    close_socket(sock)
     raise RuntimeError("%s did not become ready" % what)
+
+
+def close_socket(sock):
+    path = sock.getsockname()
+    sock.close()
+    os.remove(path)
 
 
 class RefRelay:
@@ -1228,6 +1241,9 @@ def build_rows(res):
             wcell("wal", clients, "pg_recvlogical",
                   "walsender CPU s per 1M changes, %d client%s "
                   "(ref: pg_recvlogical's)", "walsender_cpu_s_per_m")
+            wcell("wal", clients, "pg_recvlogical",
+                  "consumer CPU s per 1M changes, %d client%s "
+                  "(ref: pg_recvlogical)", "consumer_cpu_s_per_m")
             a = s.get("wal/%d" % clients)
             if a:
                 rows.append(("h. write path, wal mode (fsync on)",
@@ -1400,8 +1416,9 @@ def main(argv):
             "ratio = pginval / reference (write path: watched / unwatched, "
             "the median of each repetition's ratio); spread = half the range "
             "of the runs, relative to the median.")
-    print("pginval benchmark: median of %d run%s per figure"
-          % (RUNS, "s" if RUNS > 1 else ""))
+    print("pginval benchmark: median of %d run%s per figure%s"
+          % (RUNS, "s" if RUNS > 1 else "",
+             " (%d for h)" % WALWRITE_RUNS if "walwrite" in results else ""))
     print("machine: %d cores, %s, %s GB RAM, kernel %s, Debian %s; "
           "PostgreSQL %s, Redis %s, libpq %s, hiredis %s"
           % (machine["nproc"], machine.get("cpu", "?"),
