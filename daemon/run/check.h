@@ -12,7 +12,7 @@
 
 #include "core/config.h"
 
-#define CHECK_SQL_VERSION "2"
+#define CHECK_SQL_VERSION "3"
 
 /* Prints findings to out; returns the number of problems found. */
 int check_connect(const struct config *cfg, FILE *out);

@@ -125,7 +125,7 @@ pg_source_key_result(struct pg_source *src, const PGresult *res)
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(why, sizeof(why), "cannot read the payloads' key in "
-		    "pginval.secret (%s); fix: install pginval.sql version 2 "
+		    "pginval.secret (%s); fix: install pginval.sql version 3 "
 		    "and GRANT SELECT ON pginval.secret TO this role",
 		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
 		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "error");

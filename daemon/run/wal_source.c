@@ -630,6 +630,8 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 		return true;
 	}
 	case 'C':
+		log_debug("wal: commit %X/%X", (unsigned)(m.end_lsn >> 32),
+		    (unsigned)m.end_lsn);
 		ws->cur->end_lsn = m.end_lsn;
 		ws->cur->committed = true;
 		ws->cur = NULL;
@@ -671,8 +673,11 @@ wal_copy_data(struct wal_source *ws, const unsigned char *p, size_t len)
 
 		/* Everything before end was sent: with nothing open or
 		 * waiting, there is nothing of ours before it. */
-		if (ws->cur == NULL && ws->txns.head == NULL && end > ws->flush)
+		if (ws->cur == NULL && ws->txns.head == NULL && end > ws->flush) {
+			log_debug("wal: keepalive at %X/%X, nothing pending",
+			    (unsigned)(end >> 32), (unsigned)end);
 			ws->flush = end;
+		}
 		if (end > ws->stats.received_lsn)
 			ws->stats.received_lsn = end;
 		if (p[17])

@@ -275,7 +275,7 @@ def test_install_is_idempotent():
     watched = sql("SELECT count(*) FROM pginval.watched_tables")
     PG.psql_file(INSTALL)
     PG.psql_file(INSTALL)
-    eq(sql("SELECT pginval.version()").strip(), "2", "version")
+    eq(sql("SELECT pginval.version()").strip(), "3", "version")
     eq(sql("SELECT provolatile FROM pg_proc "
            "WHERE oid = 'pginval.version()'::regprocedure").strip(), "i",
        "version() volatility")
@@ -1496,8 +1496,8 @@ def test_invalid_mode():
         err = sql_error("SELECT pginval.watch('badmode', NULL, 'pginval', %s);"
                         % mode)
         contains(err, "pginval.watch: invalid mode", "message for %s" % mode)
-        contains(err, "HINT:  The mode must be one of notify, durable, poll.",
-                 "hint for %s" % mode)
+        contains(err, "HINT:  The mode must be one of notify, durable, "
+                 "poll, wal.", "hint for %s" % mode)
     contains(sql_error("SELECT pginval.watch('badmode', NULL, 'pginval', "
                        "'bogus');"), "invalid mode 'bogus'", "names the mode")
     eq(sql("SELECT count(*) FROM pg_trigger "
@@ -1544,7 +1544,8 @@ def test_watched_tables_view_shows_mode():
     eq(sql("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute "
            "WHERE attrelid = 'pginval.watched'::regclass AND attnum > 0 "
            "AND NOT attisdropped").strip(),
-       "relid,columns,channel,watched_at,mode", "registry columns")
+       "relid,columns,channel,watched_at,mode,identities",
+       "registry columns")
     eq(sql("SELECT table_name, channel, mode FROM pginval.watched_tables "
            "WHERE table_name LIKE 'public.vm_' ORDER BY 1").split(),
        ["public.vm1|pginval|notify", "public.vm2|vm|durable",
@@ -2064,14 +2065,14 @@ def test_uninstall():
     PG.create_database("fresh")
     PG.psql_file(UNINSTALL, db="fresh")
     PG.psql_file(INSTALL)
-    eq(sql("SELECT pginval.version()").strip(), "2", "reinstalled")
+    eq(sql("SELECT pginval.version()").strip(), "3", "reinstalled")
     # The role pginval_trigger stays while a database uses it, and goes
     # with the last installation.
     role = "SELECT count(*) FROM pg_roles WHERE rolname = 'pginval_trigger'"
     PG.psql_file(INSTALL, db="fresh")
     PG.psql_file(UNINSTALL, db="fresh")
     eq(sql(role).strip(), "1", "role kept for the other database")
-    eq(sql("SELECT pginval.version()").strip(), "2", "still installed")
+    eq(sql("SELECT pginval.version()").strip(), "3", "still installed")
     for db in sql("SELECT datname FROM pg_database "
                   "WHERE datallowconn").split():
         PG.psql_file(UNINSTALL, db=db)
