@@ -166,6 +166,7 @@ valgrind: deps pginval $(UNIT_BINS)
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_apply.py
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_trust.py
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_partitions.py
+	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_wal.py
 
 demo: deps pginval
 	@scripts/demo

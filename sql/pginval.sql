@@ -71,9 +71,11 @@
 --            Column types whose text the daemon could not render as the
 --            triggers do are refused (see _wal_class()). A partitioned
 --            table's changes come under the root's name, as in the other
---            modes, but a TRUNCATE aimed at a partition (not the root) is
---            not published at all. The payload format below does not
---            apply: the daemon builds the same events from the WAL.
+--            modes; a TRUNCATE aimed at a partition, which PostgreSQL does
+--            not publish as the root's, is written into the WAL by a
+--            trigger (see on_truncate()). The payload format below does
+--            not apply otherwise: the daemon builds the same events from
+--            the WAL.
 --
 -- The daemon drains a channel's outbox rows in batches, in a role that
 -- has SELECT, UPDATE and DELETE on pginval.outbox:
@@ -553,8 +555,10 @@ BEGIN
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = pg_partition_root(relid)
        AND c.relkind = 'p'
+       -- pginval_trunc alone: a root in wal mode.
        AND EXISTS (SELECT FROM pg_trigger t
-                    WHERE t.tgrelid = c.oid AND t.tgname = 'pginval_ins');
+                    WHERE t.tgrelid = c.oid
+                      AND t.tgname IN ('pginval_ins', 'pginval_trunc'));
 END;
 $$;
 
@@ -908,6 +912,10 @@ BEGIN
         IF mark IS NOT NULL THEN
             PERFORM set_config('pginval.truncated_' || root, mark, true);
         END IF;
+        -- pgoutput publishes a TRUNCATE of a root in wal mode itself.
+        IF TG_ARGV[1] = 'wal' AND root = TG_RELID THEN
+            RETURN NULL;
+        END IF;
     END IF;
     payload := '{"v":1,"t":'
         || to_json(tbl)::text
@@ -917,6 +925,10 @@ BEGIN
     payload := coalesce(pginval._signed(payload, ik, ok), payload);
     IF TG_ARGV[1] = 'notify' THEN
         PERFORM pg_notify(TG_ARGV[0], payload);
+    ELSIF TG_ARGV[1] = 'wal' THEN
+        -- Into the WAL, with the transaction: the daemon reads it in the
+        -- stream of the channel's slot, in commit order.
+        PERFORM pg_logical_emit_message(true, 'pginval', payload);
     ELSE
         INSERT INTO pginval.outbox (channel, payload)
         VALUES (TG_ARGV[0], payload);
@@ -998,7 +1010,8 @@ AS $$
                          OR EXISTS (SELECT FROM pg_inherits i
                                      WHERE i.inhrelid = c.oid))
                     THEN 'row'
-                    ELSE 'statement' END AS layout
+                    ELSE 'statement' END AS layout,
+               c.relkind AS kind
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = relid),
     arg AS (
@@ -1082,8 +1095,15 @@ AS $$
          'CREATE OR REPLACE TRIGGER pginval_part_trunc AFTER TRUNCATE ON %s'
          ' FOR EACH STATEMENT EXECUTE FUNCTION pginval.on_truncate(%s)'))
            AS t(layout, name, type, func, args, list, oldtable, newtable, ddl)
-     WHERE t.layout = tbl.layout
-        OR (t.layout IS NULL AND tbl.layout <> 'part')
+     WHERE (t.layout = tbl.layout
+            OR (t.layout IS NULL AND tbl.layout <> 'part'))
+       -- In wal mode, only TRUNCATE triggers, in a partition tree: one
+       -- on each partition, whose TRUNCATE pgoutput does not publish as
+       -- the root's, and one on the root that only marks the transaction
+       -- (pgoutput publishes the root's), so that its partitions' stay
+       -- quiet (see on_truncate()).
+       AND (mode <> 'wal' OR t.name = 'pginval_part_trunc'
+            OR (t.name = 'pginval_trunc' AND tbl.kind = 'p'))
      ORDER BY t.name
 $$;
 
@@ -1512,11 +1532,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cols text[];
+    chan text;
     root_full boolean;
     d    record;
     o    record;
 BEGIN
-    SELECT w.columns INTO cols FROM pginval.watched w
+    SELECT w.columns, w.channel INTO cols, chan FROM pginval.watched w
      WHERE w.relid = root AND w.mode = 'wal';
     IF NOT FOUND THEN
         RETURN;
@@ -1539,6 +1560,13 @@ BEGIN
             RAISE NOTICE 'pginval: % is a partition of %, which covers it: '
                 'its changes are now sent as %''s', d.relid::regclass, root,
                 root;
+        END IF;
+        -- A TRUNCATE aimed at a partition is not published as the
+        -- root's: a trigger puts it into the WAL as a message.
+        IF d.relkind IN ('r', 'p')
+           AND pginval._stale(d.relid, cols, chan, 'wal', true) THEN
+            PERFORM pginval._install_triggers(d.relid, cols, chan, 'wal',
+                                              true);
         END IF;
         IF d.relkind = 'r' THEN
             PERFORM pginval._wal_identity(root, d.relid, cols, root_full);
@@ -1947,6 +1975,17 @@ BEGIN
         FOREACH col IN ARRAY columns LOOP
             SELECT a.atttypid INTO typ FROM pg_attribute a
              WHERE a.attrelid = tbl AND a.attname = col;
+            -- pgoutput leaves generated columns out of every change.
+            IF EXISTS (SELECT FROM pg_attribute a
+                        WHERE a.attrelid = tbl AND a.attname = col
+                          AND a.attgenerated <> '') THEN
+                RAISE EXCEPTION 'pginval.watch: column "%" of table % is '
+                    'generated, and the WAL does not carry generated '
+                    'columns', col, tbl
+                    USING ERRCODE = 'feature_not_supported',
+                          HINT = 'Watch the columns it is generated from, or '
+                              'watch the table in another mode.';
+            END IF;
             IF pginval._wal_class(typ) IS NULL THEN
                 RAISE EXCEPTION 'pginval.watch: column "%" of table % is of '
                     'type %, whose text in the WAL cannot be turned into '
@@ -1957,6 +1996,7 @@ BEGIN
             END IF;
         END LOOP;
         PERFORM pginval._drop_triggers(tbl);
+        PERFORM pginval._install_triggers(tbl, columns, channel, mode);
     ELSE
         PERFORM pginval._install_triggers(tbl, columns, channel, mode);
     END IF;
@@ -2287,5 +2327,14 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+
+-- What is watched, and how, is no secret (pg_trigger and pg_publication
+-- say as much to anyone): the daemon's role reads it to know whether
+-- changes may have been lost while it was away (notify mode) and whether
+-- to stream the WAL, and pginval check --connect compares it with the
+-- configuration.
+GRANT SELECT ON pginval.watched, pginval.watched_tables,
+                pginval.uncovered_partitions TO PUBLIC;
 
 COMMIT;

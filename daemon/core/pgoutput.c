@@ -189,8 +189,9 @@ parse_relation(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
 	m->cols = c->p + c->off;
 	for (uint64_t i = 0; i < n; i++)
 		if (rel_col(c, &col) < 0)
-			return bad(err, errlen, "Relation %u: truncated in column "
-			    "%u of %u", m->relid, (unsigned)i + 1, (unsigned)n);
+			return bad(err, errlen, "Relation %u: truncated in "
+			    "column %u of %u", m->relid, (unsigned)i + 1,
+			    (unsigned)n);
 	m->colslen = (size_t)(c->p + c->off - m->cols);
 	return 0;
 }
@@ -212,8 +213,8 @@ parse_change(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
 		if (m->kind == 'D')
 			return 0;
 		if (cur_u8(c, &tag) < 0)
-			return bad(err, errlen, "Update: truncated after its old "
-			    "tuple");
+			return bad(err, errlen, "Update: truncated after its "
+			    "old tuple");
 	} else if (m->kind == 'D') {
 		return bad(err, errlen, "Delete: tuple tag 0x%02x, expected "
 		    "'K' or 'O'", (unsigned char)tag);
@@ -238,6 +239,29 @@ parse_truncate(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
 		    "room for %zu", m->nrelids, (c->len - c->off) / 4);
 	m->relids = c->p + c->off;
 	c->off += (size_t)m->nrelids * 4;
+	return 0;
+}
+
+/* A logical decoding message (pg_logical_emit_message()): flags, LSN,
+ * prefix, then the content with its length. */
+static int
+parse_message(struct cursor *c, struct pgo_msg *m, char *err, size_t errlen)
+{
+	char flags;
+	uint64_t lsn;
+	uint32_t n;
+
+	if (cur_u8(c, &flags) < 0 || cur_int(c, 8, &lsn) < 0 ||
+	    cur_str(c, &m->prefix) < 0 || cur_u32(c, &n) < 0)
+		return bad(err, errlen, "Message: truncated before its content");
+	if (c->len - c->off < n)
+		return bad(err, errlen, "Message: %u bytes announced, %zu there",
+		    n, c->len - c->off);
+	m->transactional = (flags & 1) != 0;
+	m->lsn = lsn;
+	m->content = (const char *)c->p + c->off;
+	m->content_len = n;
+	c->off += n;
 	return 0;
 }
 
@@ -283,15 +307,18 @@ pgo_parse(const unsigned char *p, size_t len, struct pgo_msg *m, char *err,
 	case 'T':
 		rc = parse_truncate(&c, m, err, errlen);
 		break;
+	case 'M':
+		rc = parse_message(&c, m, err, errlen);
+		break;
 	default:
-		/* Origin, Type, Message, and whatever else: not ours. */
+		/* Origin, Type, and whatever else: not ours. */
 		return 0;
 	}
 	if (rc < 0)
 		return -1;
 	if (c.off != len)
-		return bad(err, errlen, "message '%c': %zu unexpected bytes after "
-		    "its last field", m->kind, len - c.off);
+		return bad(err, errlen, "message '%c': %zu unexpected bytes "
+		    "after its last field", m->kind, len - c.off);
 	return 0;
 }
 

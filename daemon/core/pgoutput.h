@@ -33,9 +33,9 @@ struct pgo_datum {
 };
 
 struct pgo_msg {
-	char kind;		/* 'B', 'C', 'R', 'I', 'U', 'D', 'T', or another
-				 * (Origin, Type, Message...): nothing else set */
-	uint64_t lsn;		/* B: the final LSN; C: the commit LSN */
+	char kind;		/* 'B', 'C', 'R', 'I', 'U', 'D', 'T', 'M', or
+				 * another (Origin, Type...): nothing else set */
+	uint64_t lsn;		/* B: the final LSN; C: the commit LSN; M: its */
 	uint64_t end_lsn;	/* C: the end of the commit record */
 	int64_t ts;		/* B, C: commit time, µs since the Unix epoch */
 	uint32_t xid;		/* B */
@@ -57,6 +57,13 @@ struct pgo_msg {
 	uint32_t nrelids;
 	const unsigned char *relids;	/* nrelids big-endian uint32 */
 	uint8_t trunc_flags;	/* 1: CASCADE, 2: RESTART IDENTITY */
+
+	/* M: a message of pg_logical_emit_message(). Anyone may send one:
+	 * its content is not to be trusted. */
+	bool transactional;
+	const char *prefix;	/* NUL-terminated, in the message */
+	const char *content;	/* not NUL-terminated */
+	size_t content_len;
 };
 
 /* One column of a Relation message. */

@@ -166,7 +166,8 @@ rels_get(struct wal_rels *rels, uint32_t relid)
 		return &rels->rels[i];
 	if (rels->n == rels->cap) {
 		rels->cap = rels->cap ? rels->cap * 2 : 16;
-		rels->rels = xrealloc(rels->rels, rels->cap * sizeof(*rels->rels));
+		rels->rels = xrealloc(rels->rels,
+		    rels->cap * sizeof(*rels->rels));
 	}
 	memmove(&rels->rels[i + 1], &rels->rels[i],
 	    (rels->n - i) * sizeof(*rels->rels));
@@ -208,7 +209,8 @@ wal_rels_relation(struct wal_rels *rels, const struct pgo_msg *m, char *err,
 	/* Walked once to check it before anything is replaced. */
 	while ((rc = pgo_rel_next(m, &off, &col)) == 1)
 		n++;
-	if (rc < 0 || n != m->ncols || m->nspname == NULL || m->relname == NULL) {
+	if (rc < 0 || n != m->ncols || m->nspname == NULL ||
+	    m->relname == NULL) {
 		snprintf(err, errlen, "the Relation message of relation %u has "
 		    "malformed columns", m->relid);
 		return -1;
@@ -281,8 +283,10 @@ scratch_grow(struct wal_rels *rels, const struct wal_rel *r)
 {
 	if (rels->dcap < r->ncols) {
 		rels->dcap = r->ncols;
-		rels->oldd = xrealloc(rels->oldd, rels->dcap * sizeof(*rels->oldd));
-		rels->newd = xrealloc(rels->newd, rels->dcap * sizeof(*rels->newd));
+		rels->oldd = xrealloc(rels->oldd,
+		    rels->dcap * sizeof(*rels->oldd));
+		rels->newd = xrealloc(rels->newd,
+		    rels->dcap * sizeof(*rels->newd));
 	}
 	if (rels->pcap < r->nwatch) {
 		rels->pcap = r->nwatch;
@@ -299,24 +303,72 @@ read_tuple(const struct wal_rel *r, const struct pgo_tuple *t,
     struct pgo_datum *d, const char *which, char *why, size_t whylen)
 {
 	size_t off = 0, n = 0;
-	int rc;
 
-	if (t->ncols == r->ncols)
-		while (n < r->ncols && (rc = pgo_tuple_next(t, &off, &d[n])) == 1)
-			n++;
+	while (t->ncols == r->ncols && n < r->ncols &&
+	    pgo_tuple_next(t, &off, &d[n]) == 1)
+		n++;
 	if (t->ncols != r->ncols || n != r->ncols)
-		return why_is(WAL_EVENT_BAD, why, whylen, "the %s row of a change "
-		    "of %s has %u columns where its Relation message has %zu: "
-		    "the stream is malformed", which, r->table,
+		return why_is(WAL_EVENT_BAD, why, whylen, "the %s row of a "
+		    "change of %s has %u columns where its Relation message "
+		    "has %zu: the stream is malformed", which, r->table,
 		    (unsigned)t->ncols, r->ncols);
 	return WAL_EVENT_OK;
 }
 
-/* Why a value is not known: 'u' with nothing to take it from, or binary. */
+/*
+ * Whether a timestamp's text output is in the ISO form that wal_text()
+ * rewrites: "YYYY-MM-DD HH:MM:SS..." (the year may be longer) or
+ * [-]infinity. Another DateStyle in the decoding session gives another
+ * form ("01/02/2024 04:04:05 CET"), which no rewriting can recover.
+ */
+static bool
+iso_timestamp(const struct pgo_datum *d)
+{
+	static const char form[] = "-9-9 9:9:9";	/* 9: two digits */
+	const char *s = d->val;
+	size_t i = 0, n = d->len;
+
+	if ((n == 8 && memcmp(s, "infinity", 8) == 0) ||
+	    (n == 9 && memcmp(s, "-infinity", 9) == 0))
+		return true;
+	while (i < n && s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i < 4)
+		return false;
+	for (const char *f = form; *f != '\0'; f++) {
+		if (*f != '9') {
+			if (i >= n || s[i++] != *f)
+				return false;
+		} else if (n - i < 2 || s[i] < '0' || s[i] > '9' ||
+		    s[i + 1] < '0' || s[i + 1] > '9') {
+			return false;
+		} else {
+			i += 2;
+		}
+	}
+	return true;
+}
+
+/* Whether a value cannot be known: 'u' with nothing to take it from,
+ * binary, or a timestamp in another form than ISO. */
+static bool
+is_unknown(const struct watch_col *w, const struct pgo_datum *d)
+{
+	bool stamp = w->cls == WAL_CLASS_TIMESTAMP ||
+	    w->cls == WAL_CLASS_TIMESTAMPTZ;
+
+	return d->kind == 'u' || d->kind == 'b' ||
+	    (d->kind == 't' && stamp && !iso_timestamp(d));
+}
+
 static enum wal_event_result
 value_unknown(const struct wal_rel *r, const struct watch_col *w,
     const struct pgo_datum *d, char *why, size_t whylen)
 {
+	if (d->kind == 't')
+		return why_is(WAL_EVENT_UNKNOWN, why, whylen, "watched column "
+		    "\"%s\" of %s came in another form than ISO 8601: start "
+		    "the stream with DateStyle ISO", w->name, r->table);
 	if (d->kind == 'b')
 		return why_is(WAL_EVENT_UNKNOWN, why, whylen, "watched column "
 		    "\"%s\" of %s came in binary: start the stream without "
@@ -328,41 +380,44 @@ value_unknown(const struct wal_rel *r, const struct watch_col *w,
 }
 
 /*
- * Picks the old and new value of each watched column the relation has,
- * by the rules of the header: an old image that lacks a column does not
- * cover it, and an unchanged TOASTed new value is taken from the old row.
+ * Picks the old and new value of each watched column the relation has.
+ * PostgreSQL logs the old row whole ('O') under REPLICA IDENTITY FULL,
+ * else the old key ('K', other columns sent as null) when the key changed
+ * or holds TOASTed values, else nothing: then the key did not change, and
+ * the old row is the new one as far as the key goes. A column out of the
+ * key is known in the old row only from an 'O' image, and an unchanged
+ * TOASTed new value ('u') only from the old row.
  */
 static enum wal_event_result
 pick_values(struct wal_rels *rels, const struct wal_rel *r,
     const struct pgo_msg *m, size_t *npicks, char *why, size_t whylen)
 {
-	bool has_new = m->kind != 'D', has_old = m->old_kind != 0;
-	bool full = r->replident == 'f';
+	bool has_old = m->old_kind != 0;
 	size_t n = 0;
 
 	for (size_t i = 0; i < r->nwatch; i++) {
 		const struct watch_col *w = &r->watch[i];
 		const struct pgo_datum *od = NULL, *nd = NULL;
-		bool in_old;
+		bool in_key;
 
 		if (w->at < 0)
 			continue;
-		in_old = has_old && (m->old_kind == 'O' || full ||
-		    r->cols[w->at].key);
+		in_key = r->replident == 'f' || r->cols[w->at].key;
+		if (m->old_kind != 'O' && !in_key &&
+		    (has_old || m->kind == 'U'))
+			return why_is(WAL_EVENT_UNKNOWN, why, whylen, "the "
+			    "replica identity of %s does not cover watched "
+			    "column \"%s\": call pginval.watch() again, which "
+			    "sets it", r->table, w->name);
 		if (has_old)
 			od = &rels->oldd[w->at];
-		if (has_new)
+		if (m->kind != 'D')
 			nd = &rels->newd[w->at];
-		if (nd != NULL && nd->kind == 'u' && in_old)
+		if (nd != NULL && nd->kind == 'u' && od != NULL)
 			nd = od;
-		if (has_old && !in_old)
-			return why_is(WAL_EVENT_UNKNOWN, why, whylen, "the replica "
-			    "identity of %s does not cover watched column \"%s\": "
-			    "call pginval.watch() again, which sets it", r->table,
-			    w->name);
-		if (nd != NULL && (nd->kind == 'u' || nd->kind == 'b'))
+		if (nd != NULL && is_unknown(w, nd))
 			return value_unknown(r, w, nd, why, whylen);
-		if (od != NULL && (od->kind == 'u' || od->kind == 'b'))
+		if (od != NULL && is_unknown(w, od))
 			return value_unknown(r, w, od, why, whylen);
 		rels->picks[n].w = w;
 		rels->picks[n].old = od;
@@ -472,38 +527,10 @@ fill_event(struct wal_rels *rels, const struct wal_rel *r,
 	ev->new.cols = ev->new.present ? nc : NULL;
 }
 
-/* Whether the replica identity holds every watched column it has. */
-static bool
-identity_covers(const struct wal_rel *r)
+/* Whether the map still describes r, and its types can be rendered. */
+static enum wal_event_result
+check_map(struct wal_rel *r, char *why, size_t whylen)
 {
-	if (r->replident == 'f')
-		return true;
-	for (size_t i = 0; i < r->nwatch; i++)
-		if (r->watch[i].at >= 0 && !r->cols[r->watch[i].at].key)
-			return false;
-	return true;
-}
-
-enum wal_event_result
-wal_rels_event(struct wal_rels *rels, const struct pgo_msg *m, int64_t ts,
-    struct event *ev, char *why, size_t whylen)
-{
-	struct wal_rel *r = rels_find(rels, m->relid);
-	enum wal_event_result res;
-	size_t n = 0;
-
-	if (r == NULL || r->table == NULL)
-		return why_is(WAL_EVENT_BAD, why, whylen, "a change of relation "
-		    "%u came before its Relation message: the stream is "
-		    "malformed", m->relid);
-	if ((m->kind != 'I' && m->kind != 'U' && m->kind != 'D') ||
-	    m->old.present != (m->old_kind != 0) ||
-	    m->new.present != (m->kind != 'D') ||
-	    (m->kind == 'I' && m->old_kind != 0) ||
-	    (m->kind == 'D' && m->old_kind == 0))
-		return why_is(WAL_EVENT_BAD, why, whylen, "a message '%c' about "
-		    "%s is no Insert, Update or Delete that pgo_parse() read",
-		    m->kind, r->table);
 	if (r->nwatch == 0)
 		return why_is(WAL_EVENT_STALE, why, whylen, "%s is in the "
 		    "publication but not among the watched tables: the map is "
@@ -516,32 +543,53 @@ wal_rels_event(struct wal_rels *rels, const struct pgo_msg *m, int64_t ts,
 
 		if (w->at >= 0 && r->cols[w->at].typid != w->typid)
 			return why_is(WAL_EVENT_STALE, why, whylen, "watched "
-			    "column \"%s\" of %s is of type %u in the stream but "
-			    "%u in the map: read pginval.wal_columns() again",
-			    w->name, r->table, r->cols[w->at].typid, w->typid);
+			    "column \"%s\" of %s is of type %u in the stream "
+			    "but %u in the map: read pginval.wal_columns() "
+			    "again", w->name, r->table, r->cols[w->at].typid,
+			    w->typid);
 	}
-	for (size_t i = 0; i < r->nwatch; i++)
-		if (r->watch[i].at >= 0 && r->watch[i].cls == WAL_CLASS_UNSUPPORTED)
+	for (size_t i = 0; i < r->nwatch; i++) {
+		const struct watch_col *w = &r->watch[i];
+
+		if (w->at >= 0 && w->cls == WAL_CLASS_UNSUPPORTED)
 			return why_is(WAL_EVENT_UNKNOWN, why, whylen, "watched "
 			    "column \"%s\" of %s has a type whose text the WAL "
-			    "does not give as the triggers do: its keys are reset "
-			    "on every change; watch it in notify or durable mode "
-			    "instead", r->watch[i].name, r->table);
-	scratch_grow(rels, r);
-	if (m->old_kind != 0 && (res = read_tuple(r, &m->old, rels->oldd, "old",
-	    why, whylen)) != WAL_EVENT_OK)
-		return res;
-	if (m->kind != 'D' && (res = read_tuple(r, &m->new, rels->newd, "new",
-	    why, whylen)) != WAL_EVENT_OK)
-		return res;
-	if (m->kind == 'U' && m->old_kind == 0 && !identity_covers(r)) {
-		for (n = 0; r->watch[n].at < 0 || r->cols[r->watch[n].at].key; n++)
-			;
-		return why_is(WAL_EVENT_UNKNOWN, why, whylen, "the replica "
-		    "identity of %s does not cover watched column \"%s\": call "
-		    "pginval.watch() again, which sets it", r->table,
-		    r->watch[n].name);
+			    "does not give as the triggers do: its keys are "
+			    "reset on every change; watch it in notify or "
+			    "durable mode instead", w->name, r->table);
 	}
+	return WAL_EVENT_OK;
+}
+
+enum wal_event_result
+wal_rels_event(struct wal_rels *rels, const struct pgo_msg *m, int64_t ts,
+    struct event *ev, char *why, size_t whylen)
+{
+	struct wal_rel *r = rels_find(rels, m->relid);
+	enum wal_event_result res;
+	size_t n = 0;
+
+	if (r == NULL || r->table == NULL)
+		return why_is(WAL_EVENT_BAD, why, whylen, "a change of "
+		    "relation %u came before its Relation message: the stream "
+		    "is malformed", m->relid);
+	if ((m->kind != 'I' && m->kind != 'U' && m->kind != 'D') ||
+	    m->old.present != (m->old_kind != 0) ||
+	    m->new.present != (m->kind != 'D') ||
+	    (m->kind == 'I' && m->old_kind != 0) ||
+	    (m->kind == 'D' && m->old_kind == 0))
+		return why_is(WAL_EVENT_BAD, why, whylen, "a message '%c' "
+		    "about %s is no Insert, Update or Delete that pgo_parse() "
+		    "read", m->kind, r->table);
+	if ((res = check_map(r, why, whylen)) != WAL_EVENT_OK)
+		return res;
+	scratch_grow(rels, r);
+	if (m->old_kind != 0 && (res = read_tuple(r, &m->old, rels->oldd,
+	    "old", why, whylen)) != WAL_EVENT_OK)
+		return res;
+	if (m->kind != 'D' && (res = read_tuple(r, &m->new, rels->newd,
+	    "new", why, whylen)) != WAL_EVENT_OK)
+		return res;
 	if ((res = pick_values(rels, r, m, &n, why, whylen)) != WAL_EVENT_OK)
 		return res;
 	fill_event(rels, r, m, n, ts, ev);

@@ -4,10 +4,14 @@
  * messages into the events that the trigger modes decode (decode.h),
  * carrying the watched columns with the same text. pgoutput sends each
  * value's text output, while the triggers send the text of to_jsonb():
- * the two differ for booleans and for timestamps and times with a zone,
- * which are rewritten; the types whose text could differ in other ways
- * (json, arrays, composites, types with a cast to json) are refused by
- * watch() and, should one appear later, make the table's keys unknown.
+ * the two differ for booleans and timestamps, which are rewritten (timetz
+ * keeps its text output in to_jsonb()); the types whose text could differ
+ * in other ways (json, arrays, composites, types with a cast to json,
+ * float4 and float8, whose 1e+100 and -0 to_jsonb() writes as digits and
+ * 0) are refused by watch() and, should one appear later, make the
+ * table's keys unknown. The texts are the same only when the session that
+ * decodes (the walsender) has DateStyle ISO and the TimeZone of the
+ * writers' sessions.
  * Pure: no I/O.
  */
 #ifndef PGINVAL_WAL_REL_H
@@ -25,7 +29,7 @@ enum wal_class {
 	WAL_CLASS_BOOL,		/* t, f: true, false */
 	WAL_CLASS_TIMESTAMP,	/* "2024-01-02 03:04:05": "2024-01-02T03:04:05" */
 	WAL_CLASS_TIMESTAMPTZ,	/* and "+01": "+01:00" */
-	WAL_CLASS_TIMETZ,	/* "03:04:05+01": "03:04:05+01:00" */
+	WAL_CLASS_TIMETZ,	/* the same text: "03:04:05+01" */
 	WAL_CLASS_UNSUPPORTED,	/* the key cannot be known from the WAL */
 };
 
@@ -81,8 +85,9 @@ enum wal_event_result {
  * (in watch()'s order; a watched column the relation no longer has is
  * left out, as the triggers do). An Update that sent no old image changed
  * no column of the replica identity: its old image is the new one, when
- * the identity covers every watched column. The event and its strings
- * belong to rels until the next call; do not decode_event_free() it.
+ * the identity covers every watched column. The values are copies,
+ * NUL-terminated. The event and its strings belong to rels until the next
+ * call; do not decode_event_free() it.
  */
 enum wal_event_result wal_rels_event(struct wal_rels *rels,
     const struct pgo_msg *m, int64_t ts, struct event *ev, char *why,

@@ -327,7 +327,7 @@ check_wal(PGconn *conn, const struct config *cfg, FILE *out)
 	bool have_slot;
 
 	res = check_row(conn, cfg, "SELECT EXISTS (SELECT 1 FROM pginval.watched "
-	    "WHERE channel = $1 AND mode = 'wal' AND $2 IS NOT NULL), "
+	    "WHERE channel = $1 AND mode = 'wal' AND $2::text IS NOT NULL), "
 	    "current_setting('wal_level'), (SELECT rolreplication OR rolsuper "
 	    "FROM pg_roles WHERE rolname = current_user), current_user, "
 	    "EXISTS (SELECT 1 FROM pg_publication WHERE pubname = "
@@ -352,14 +352,15 @@ check_wal(PGconn *conn, const struct config *cfg, FILE *out)
 		    cfg->pg_channel);
 	PQclear(res);
 	res = check_row(conn, cfg, "SELECT s.slot_name IS NOT NULL, "
-	    "coalesce(s.plugin = 'pgoutput' AND s.database = current_database(), "
-	    "true), s.wal_status, s.active, pg_size_pretty(pg_wal_lsn_diff("
+	    "s.slot_name IS NULL OR coalesce(s.slot_type = 'logical' AND "
+	    "s.plugin = 'pgoutput' AND s.database = current_database(), false), "
+	    "s.wal_status, s.active, pg_size_pretty(pg_wal_lsn_diff("
 	    "pg_current_wal_lsn(), s.restart_lsn)), "
 	    "current_setting('max_replication_slots')::int - (SELECT count(*) "
 	    "FROM pg_replication_slots), current_setting('max_wal_senders')::int "
 	    "- (SELECT count(*) FROM pg_stat_replication), "
 	    "current_setting('max_slot_wal_keep_size') "
-	    "FROM (SELECT) x LEFT JOIN pg_replication_slots s ON "
+	    "FROM (SELECT $1::text) x LEFT JOIN pg_replication_slots s ON "
 	    "s.slot_name = $2", "the replication slot", out, &problems);
 	if (res == NULL)
 		goto done;

@@ -164,6 +164,11 @@ relay_wal_item(void *arg, const struct wal_item *it, const struct wal_ack *ack)
 			    "of its table", it->why, it->table, strlen(it->table));
 		m = relay_table_reset(r, it->table, it->why, it->ts);
 		break;
+	case WAL_ITEM_PAYLOAD:
+		if ((m = relay_message(r, it->payload, it->len,
+		    &r->stats.forged_wal)) == NULL)
+			return false;
+		break;
 	case WAL_ITEM_EVENT:
 	default:
 		m = relay_event(r, it->ev, NULL, 0);
@@ -498,8 +503,8 @@ relay_free(struct relay *r)
 	    "%lu invalid, %lu table resets, %lu resets, %lu dropped by a full "
 	    "queue, %lu published, %lu refused, %lu resent, %lu keys unlinked",
 	    r->stats.notifications, r->wal ? wal_source_stats(r->wal)->changes :
-	    0, r->stats.forged_notify +
-	    r->stats.forged_outbox, r->stats.foreign, r->stats.invalid,
+	    0, r->stats.forged_notify + r->stats.forged_outbox +
+	    r->stats.forged_wal, r->stats.foreign, r->stats.invalid,
 	    r->stats.table_resets, r->stats.resets, r->stats.dropped,
 	    r->stats.published, r->stats.refused, r->stats.requeued,
 	    r->stats.unlinked);

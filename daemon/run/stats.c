@@ -105,6 +105,8 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 	    "source=\"notify\"", (double)s->forged_notify);
 	prom_sample(out, "pginval_forged_payloads_total",
 	    "source=\"outbox\"", (double)s->forged_outbox);
+	prom_sample(out, "pginval_forged_payloads_total",
+	    "source=\"wal\"", (double)s->forged_wal);
 	prom_head(out, "pginval_decode_errors_total", "counter",
 	    "Notifications that could not be used: foreign (not from pginval; "
 	    "skipped) or invalid (became a table reset).");

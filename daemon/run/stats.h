@@ -27,6 +27,7 @@ struct stats {
 	unsigned long outbox_oversized;	/* of those, over max_payload */
 	unsigned long forged_notify;	/* without a valid authenticator: */
 	unsigned long forged_outbox;	/*   dropped */
+	unsigned long forged_wal;	/* (messages in the WAL) */
 	unsigned long foreign;		/* signed, yet not pginval payloads */
 	unsigned long invalid;		/* pginval payloads that were unusable */
 	unsigned long table_resets;	/* changes that became a table reset */

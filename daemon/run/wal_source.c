@@ -1,9 +1,7 @@
 /*
- * The WAL source, built on pg_conn. After each connect, on the one
- * replication connection: the session's settings, the slot's state and
- * the channel's publication and watched columns (pginval.wal_columns()),
- * then the slot made when missing or invalidated, then START_REPLICATION.
- * The stream is read message by message (wal_rel.h turns them into
+ * The WAL source, built on pg_conn: the stream. After each connect,
+ * wal_slot.c brings the replication session to START_REPLICATION; from
+ * there the stream is read message by message (wal_rel.h turns them into
  * events), and stops being read while the owner is full.
  *
  * Transactions are kept in arrival order with the number of their
@@ -11,7 +9,7 @@
  * fully acknowledged advance the confirmed position. A transaction cut
  * by a lost link never commits here: the server sends it again whole.
  */
-#include "run/wal_source.h"
+#include "run/wal_int.h"
 #include "core/pgoutput.h"
 #include "core/wal_rel.h"
 #include "lib/buf.h"
@@ -21,7 +19,6 @@
 #include "lib/xalloc.h"
 
 #include <ev.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,60 +27,7 @@
 
 #define WAL_STATUS_TICK 1.0	/* how often the status timer looks */
 #define WAL_STATUS_EVERY 10.0	/* status at least this often */
-#define WAL_SLOT_TIMEOUT 600.0	/* creating a slot waits for transactions */
-#define WAL_MAX_STALE 64	/* tables for which the map was read again */
-
-enum wal_phase {
-	WAL_PHASE_NONE,
-	WAL_PHASE_SETUP,	/* settings, slot, publication, columns */
-	WAL_PHASE_DROP,		/* dropping an invalidated slot */
-	WAL_PHASE_CREATE,	/* creating the slot */
-	WAL_PHASE_START,	/* START_REPLICATION sent */
-	WAL_PHASE_STREAMING,
-};
-
-struct wal_txn {
-	struct fifo_node node;	/* first */
-	struct wal_source *ws;
-	uint64_t end_lsn;	/* 0: cut by a lost link, confirms nothing */
-	int64_t ts;
-	ev_tstamp received;	/* when its Begin came */
-	unsigned pending;	/* events taken, not yet acknowledged */
-	bool committed;
-};
-
-struct wal_source {
-	struct ev_loop *loop;
-	wal_source_cb *cb;
-	wal_source_full_cb *full;
-	void *arg;
-	struct pg_conn *conn;
-	char *channel;
-	char slot[64];
-	double health_interval;
-	bool stopped;
-
-	enum wal_phase phase;
-	int nresult;		/* SETUP: the results read so far */
-	char *publication;
-	bool slot_missing, slot_lost;
-	uint64_t slot_flush;	/* the slot's confirmed_flush_lsn */
-	struct wal_rels *rels;
-	struct buf tables;	/* the wal tables' names, NUL-separated */
-	size_t ntables;
-
-	struct fifo txns;	/* received, not yet confirmed */
-	struct wal_txn *cur;	/* the open transaction */
-	uint64_t flush;		/* confirmed (or to be) */
-	uint64_t flush_sent;	/* as last told to the server */
-	ev_tstamp status_at, heard_at;
-	ev_timer status;
-	uint32_t stale[WAL_MAX_STALE];
-	size_t nstale;
-	bool paused;
-
-	struct wal_source_stats stats;
-};
+#define WAL_MESSAGE_PREFIX "pginval"	/* of the triggers' messages */
 
 static uint64_t
 wal_get64(const unsigned char *p)
@@ -102,16 +46,6 @@ wal_put64(unsigned char *p, uint64_t v)
 		p[i] = (unsigned char)(v & 0xff);
 		v >>= 8;
 	}
-}
-
-static uint64_t
-wal_parse_lsn(const char *s)
-{
-	unsigned int hi, lo;
-
-	if (s == NULL || sscanf(s, "%X/%X", &hi, &lo) != 2)
-		return 0;
-	return (uint64_t)hi << 32 | lo;
 }
 
 /* Now as PostgreSQL counts it: µs since 2000-01-01. */
@@ -218,7 +152,7 @@ wal_hand_alone(struct wal_source *ws, const struct wal_item *it)
 
 /* A reset of every table watched in wal mode: the changes before the
  * slot's consistent point are unknown. */
-static void
+void
 wal_reset_tables(struct wal_source *ws, const char *why)
 {
 	const char *name = ws->tables.data;
@@ -235,7 +169,7 @@ wal_reset_tables(struct wal_source *ws, const char *why)
 	}
 }
 
-static void
+void
 wal_tell(struct wal_source *ws, enum wal_item_kind kind)
 {
 	struct wal_item it = { .kind = kind };
@@ -243,10 +177,7 @@ wal_tell(struct wal_source *ws, enum wal_item_kind kind)
 	ws->cb(ws->arg, &it, NULL);
 }
 
-static void wal_fail(struct wal_source *ws, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
+void
 wal_fail(struct wal_source *ws, const char *fmt, ...)
 {
 	char why[600];
@@ -256,257 +187,6 @@ wal_fail(struct wal_source *ws, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	pg_conn_fail(ws->conn, why);
-}
-
-/* Appends s to q as a quoted SQL literal. */
-static int
-wal_literal(struct wal_source *ws, struct buf *q, const char *s)
-{
-	char *lit = PQescapeLiteral(pg_conn_pq(ws->conn), s, strlen(s));
-
-	if (lit == NULL) {
-		pg_conn_fail(ws->conn, "cannot quote a literal");
-		return -1;
-	}
-	buf_adds(q, lit);
-	PQfreemem(lit);
-	return 0;
-}
-
-static void
-wal_send(struct wal_source *ws, enum wal_phase phase, const char *sql)
-{
-	ws->phase = phase;
-	if (pg_conn_query(ws->conn, sql, 0, NULL) == -1)
-		return;		/* a reconnect is scheduled */
-}
-
-static void
-wal_setup(struct wal_source *ws)
-{
-	struct buf q = { 0 };
-
-	/* Values come as their text output; the ISO DateStyle is the one
-	 * wal_rel.c rewrites into to_jsonb()'s. */
-	buf_adds(&q, PG_CONN_PIN_PATH "SET DateStyle = ISO; "
-	    "SELECT pginval.publication(");
-	if (wal_literal(ws, &q, ws->channel) == -1)
-		goto out;
-	buf_adds(&q, "), s.slot_type, s.plugin, s.database = "
-	    "current_database(), s.wal_status, s.confirmed_flush_lsn "
-	    "FROM (SELECT) x LEFT JOIN pg_replication_slots s "
-	    "ON s.slot_name = ");
-	if (wal_literal(ws, &q, ws->slot) == -1)
-		goto out;
-	buf_adds(&q, "; SELECT relid, table_name, col, typid, class "
-	    "FROM pginval.wal_columns(");
-	if (wal_literal(ws, &q, ws->channel) == -1)
-		goto out;
-	buf_adds(&q, ")");
-	ws->nresult = 0;
-	wal_rels_clear(ws->rels);
-	buf_reset(&ws->tables);
-	ws->ntables = 0;
-	wal_send(ws, WAL_PHASE_SETUP, q.data);
-out:
-	buf_free(&q);
-}
-
-static const char *
-wal_res_error(const PGresult *res)
-{
-	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-	return m != NULL ? m : PQresStatus(PQresultStatus(res));
-}
-
-/* The slot's state: made when missing, again when invalidated; one of
- * another kind is not pginval's to touch. */
-static void
-wal_slot_result(struct wal_source *ws, const PGresult *res)
-{
-	const char *type, *plugin;
-
-	if (PQntuples(res) != 1 || PQnfields(res) != 6) {
-		pg_conn_fail(ws->conn, "unexpected reply about the slot");
-		return;
-	}
-	free(ws->publication);
-	ws->publication = xstrdup(PQgetvalue(res, 0, 0));
-	ws->slot_missing = PQgetisnull(res, 0, 1);
-	ws->slot_lost = false;
-	if (ws->slot_missing)
-		return;
-	type = PQgetvalue(res, 0, 1);
-	plugin = PQgetvalue(res, 0, 2);
-	if (strcmp(type, "logical") != 0 || strcmp(plugin, "pgoutput") != 0 ||
-	    strcmp(PQgetvalue(res, 0, 3), "t") != 0) {
-		wal_fail(ws, "replication slot \"%s\" exists but is not a "
-		    "pgoutput slot of this database: pginval leaves it alone; "
-		    "drop it, or set [postgres] slot to another name",
-		    ws->slot);
-		return;
-	}
-	ws->slot_lost = strcmp(PQgetvalue(res, 0, 4), "lost") == 0;
-	ws->slot_flush = wal_parse_lsn(PQgetvalue(res, 0, 5));
-}
-
-static void
-wal_columns_result(struct wal_source *ws, const PGresult *res)
-{
-	const char *last = NULL;
-
-	if (PQnfields(res) != 5) {
-		pg_conn_fail(ws->conn, "unexpected reply from "
-		    "pginval.wal_columns()");
-		return;
-	}
-	for (int i = 0; i < PQntuples(res); i++) {
-		const char *table = PQgetvalue(res, i, 1);
-
-		wal_rels_watch(ws->rels, (uint32_t)strtoul(PQgetvalue(res, i, 0),
-		    NULL, 10), PQgetvalue(res, i, 2),
-		    (uint32_t)strtoul(PQgetvalue(res, i, 3), NULL, 10),
-		    wal_class_parse(PQgetisnull(res, i, 4) ? NULL :
-		    PQgetvalue(res, i, 4)));
-		if (last == NULL || strcmp(last, table) != 0) {
-			buf_add(&ws->tables, table, strlen(table) + 1);
-			ws->ntables++;
-		}
-		last = table;
-	}
-}
-
-static void wal_streaming(struct wal_source *ws);
-
-static void
-wal_result(struct wal_source *ws, const PGresult *res)
-{
-	ExecStatusType st = PQresultStatus(res);
-
-	switch (ws->phase) {
-	case WAL_PHASE_SETUP:
-		if (st == PGRES_COMMAND_OK)
-			return;		/* the SETs */
-		if (st != PGRES_TUPLES_OK) {
-			wal_fail(ws, "cannot read the slot and the wal tables "
-			    "(%s); fix: install pginval.sql version 3, and "
-			    "check that the role may use replication",
-			    wal_res_error(res));
-			return;
-		}
-		if (ws->nresult++ == 0)
-			wal_slot_result(ws, res);
-		else
-			wal_columns_result(ws, res);
-		return;
-	case WAL_PHASE_DROP:
-	case WAL_PHASE_CREATE:
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-			wal_fail(ws, "cannot create replication slot \"%s\": "
-			    "%s", ws->slot, wal_res_error(res));
-		/* The slot starts at its consistent point. */
-		else if (ws->phase == WAL_PHASE_CREATE && PQnfields(res) >= 2 &&
-		    PQntuples(res) == 1)
-			ws->slot_flush = wal_parse_lsn(PQgetvalue(res, 0, 1));
-		return;
-	case WAL_PHASE_START:
-		if (st == PGRES_COPY_BOTH) {
-			wal_streaming(ws);
-			return;
-		}
-		wal_fail(ws, "cannot stream from replication slot \"%s\": %s",
-		    ws->slot, wal_res_error(res));
-		return;
-	default:
-		return;
-	}
-}
-
-static void
-wal_start(struct wal_source *ws)
-{
-	struct buf q = { 0 }, names = { 0 };
-
-	/* publication_names is a list of identifiers, in a literal. */
-	buf_addc(&names, '"');
-	for (const char *p = ws->publication; *p != '\0'; p++) {
-		if (*p == '"')
-			buf_addc(&names, '"');
-		buf_addc(&names, *p);
-	}
-	buf_addc(&names, '"');
-	buf_addc(&names, '\0');
-	buf_adds(&q, "START_REPLICATION SLOT \"");
-	buf_adds(&q, ws->slot);
-	buf_adds(&q, "\" LOGICAL 0/0 (proto_version '1', publication_names ");
-	if (wal_literal(ws, &q, names.data) == 0) {
-		buf_adds(&q, ")");
-		wal_send(ws, WAL_PHASE_START, q.data);
-	}
-	buf_free(&names);
-	buf_free(&q);
-}
-
-static void
-wal_streaming(struct wal_source *ws)
-{
-	PGconn *pq = pg_conn_pq(ws->conn);
-
-	ws->phase = WAL_PHASE_STREAMING;
-	if (ws->slot_flush > ws->flush)
-		ws->flush = ws->slot_flush;
-	ws->heard_at = ws->status_at = ev_now(ws->loop);
-	log_info("wal: streaming slot \"%s\", publication \"%s\" (%s:%s, "
-	    "database %s), from %X/%X; %zu tables", ws->slot, ws->publication,
-	    PQhost(pq), PQport(pq), PQdb(pq), (unsigned)(ws->flush >> 32),
-	    (unsigned)ws->flush, ws->ntables);
-	wal_tell(ws, WAL_ITEM_STREAMING);
-}
-
-static void
-wal_done(struct wal_source *ws)
-{
-	char sql[200];
-
-	switch (ws->phase) {
-	case WAL_PHASE_SETUP:
-		if (ws->slot_lost) {
-			log_warnx("wal: replication slot \"%s\" was invalidated "
-			    "(PostgreSQL removed WAL it still needed: see "
-			    "max_slot_wal_keep_size); making it again", ws->slot);
-			snprintf(sql, sizeof(sql), "DROP_REPLICATION_SLOT \"%s\"",
-			    ws->slot);
-			wal_send(ws, WAL_PHASE_DROP, sql);
-			return;
-		}
-		if (!ws->slot_missing) {
-			wal_start(ws);
-			return;
-		}
-		/* FALLTHROUGH */
-	case WAL_PHASE_DROP:
-		log_info("wal: creating replication slot \"%s\" (it waits for "
-		    "the transactions in progress to end)", ws->slot);
-		snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" "
-		    "LOGICAL pgoutput NOEXPORT_SNAPSHOT", ws->slot);
-		pg_conn_set_query_timeout(ws->conn, WAL_SLOT_TIMEOUT);
-		wal_send(ws, WAL_PHASE_CREATE, sql);
-		break;
-	case WAL_PHASE_CREATE:
-		pg_conn_set_query_timeout(ws->conn, ws->health_interval > 0 ?
-		    2 * ws->health_interval : 0);
-		ws->stats.slots_created++;
-		wal_reset_tables(ws, ws->slot_lost ? "the replication slot was "
-		    "invalidated: changes may have been missed" :
-		    "the replication slot was made: changes made before it "
-		    "are unknown");
-		ws->slot_lost = ws->slot_missing = false;
-		wal_start(ws);
-		break;
-	default:
-		break;
-	}
 }
 
 static bool
@@ -651,6 +331,17 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 		return wal_change(ws, &m);
 	case 'T':
 		return wal_truncate(ws, &m);
+	case 'M':
+		if (m.transactional && ws->cur != NULL &&
+		    strcmp(m.prefix, WAL_MESSAGE_PREFIX) == 0) {
+			struct wal_item it = {
+				.kind = WAL_ITEM_PAYLOAD, .payload = m.content,
+				.len = m.content_len,
+			};
+
+			wal_hand(ws, &it, ws->cur);
+		}
+		return true;
 	default:
 		return true;
 	}

@@ -38,6 +38,10 @@ struct wal_ack {
 enum wal_item_kind {
 	WAL_ITEM_EVENT,		/* a row change or a truncate: ev */
 	WAL_ITEM_RESET,		/* the table's keys are unknown: table, why */
+	/* A payload that pginval's triggers wrote into the WAL (the TRUNCATE
+	 * of a partition of a watched root), to be checked and decoded as
+	 * a notification is: anyone can write such a message. */
+	WAL_ITEM_PAYLOAD,
 	WAL_ITEM_STREAMING,	/* the stream (re)started */
 	WAL_ITEM_LOST,		/* the link was lost; a reconnect is scheduled */
 };
@@ -48,6 +52,8 @@ struct wal_item {
 	const char *table;	/* RESET: a table; NULL: every wal table */
 	const char *why;	/* RESET */
 	int64_t ts;		/* RESET: the commit time, or 0 */
+	const char *payload;	/* PAYLOAD, not NUL-terminated */
+	size_t len;
 };
 
 /* Returns true if the owner took ack (EVENT and RESET) and will call it. */

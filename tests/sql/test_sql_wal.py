@@ -421,8 +421,9 @@ def test_switch_is_atomic():
     contains(proc.stderr, "run this as atom_other", "hint")
     eq(sql("SELECT * FROM pginval.watched WHERE relid = 'atom'::regclass"),
        before, "registry unchanged")
-    eq([trigger_names(t) for t in ("atom", "atom_1")], [[], []],
-       "still no trigger")
+    eq([trigger_names(t) for t in ("atom", "atom_1")],
+       [["pginval_trunc"], ["pginval_part_trunc"]],
+       "still only the TRUNCATE triggers of wal mode")
     eq([identity(t) for t in ("atom", "atom_1")], ["f", "f"],
        "identities unchanged")
     eq(published("pginval_atom"), ["atom"], "still published")
@@ -488,7 +489,8 @@ def test_partition_watched_on_its_own_is_taken_over():
     eq(identity("own_1"), "f", "its identity")
     sql("SELECT pginval.watch('own', '{id}', 'own', 'wal')")
     eq(published("pginval_own"), ["own"], "the root replaces it")
-    eq(trigger_names("own_2"), [], "triggers dropped")
+    eq(trigger_names("own_2"), ["pginval_part_trunc"],
+       "triggers dropped but the TRUNCATE one of a wal root's partition")
     eq(sql("SELECT relid::regclass FROM pginval.watched WHERE channel = "
            "'own' ORDER BY 1").split(), ["own"], "registry")
     eq([identity(t) for t in ("own", "own_1", "own_2")], ["d", "d", "d"],
@@ -663,6 +665,9 @@ def test_refused_types():
                  % (col, typ),
                  col)
         contains(err, "HINT:  Watch the table in another mode", col)
+    sql("ALTER TABLE rt ADD COLUMN g int GENERATED ALWAYS AS (id * 2) STORED")
+    err = sql_error("SELECT pginval.watch('rt', '{id,g}', 'rt', 'wal')")
+    contains(err, 'column "g" of table public.rt is generated', "generated")
     sql("SELECT pginval.watch('rt', '{id,ok}', 'rt', 'wal');"
         "SELECT pginval.watch('rt', '{id,j}', 'rt', 'notify');")
 

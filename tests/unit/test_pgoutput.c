@@ -186,11 +186,16 @@ static const struct parse_case parse_cases[] = {
 	/* Accepted unread. */
 	GOOD("origin", "4f 0000000000000001 6f7200", 'O'),
 	GOOD("type", "59 00004003 7075626c696300 6d6f6f6400", 'Y'),
-	GOOD("message", "4d 01 0000000000000001 7000 00000002 6869", 'M'),
+	GOOD("message", "4d 01 0000000000000001 7000 00000002 6869", 'M',
+	    .lsn = 1),
 	GOOD("a kind byte alone", "59", 'Y'),
 	GOOD("an unknown kind", "5a 00", 'Z'),
 
 	BAD("empty", "", "empty message"),
+	BAD("message content short", "4d 01 0000000000000001 7000 00000003 6869",
+	    "Message: 3 bytes announced"),
+	BAD("message prefix unterminated", "4d 01 0000000000000001 7070",
+	    "Message: truncated"),
 	BAD("begin short", "42 0000000001234567 " TS2024 " 0004d2",
 	    "Begin: truncated"),
 	BAD("begin long", "42 0000000001234567 " TS2024 " 000004d2 00",
@@ -252,8 +257,8 @@ check_parse_case(const struct parse_case *c)
 	tcase = c->name;
 	if (c->err != NULL) {
 		if (rc != -1 || strstr(err, c->err) == NULL)
-			t_fail(__LINE__, "got %d \"%s\", want -1 \"%s\"", rc, err,
-			    c->err);
+			t_fail(__LINE__, "got %d \"%s\", want -1 \"%s\"", rc,
+			    err, c->err);
 		free(p);
 		return;
 	}
@@ -306,9 +311,10 @@ check_truncations(const unsigned char *p, size_t len)
 
 		memcpy(cut, p, n);
 		err[0] = '\0';
-		if (pgo_parse(cut, n, &m, err, sizeof(err)) != -1 || err[0] == '\0')
-			t_fail(__LINE__, "the first %zu of %zu bytes: not refused",
-			    n, len);
+		if (pgo_parse(cut, n, &m, err, sizeof(err)) != -1 ||
+		    err[0] == '\0')
+			t_fail(__LINE__, "the first %zu of %zu bytes: not "
+			    "refused", n, len);
 		free(cut);
 	}
 }
@@ -316,7 +322,8 @@ check_truncations(const unsigned char *p, size_t len)
 static void
 test_parse_truncations(void **state)
 {
-	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(*parse_cases); i++) {
+	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(*parse_cases);
+	    i++) {
 		size_t len;
 		unsigned char *p;
 
@@ -412,13 +419,13 @@ test_real_all(void **state)
 			/* Captured this century. */
 			if (m.ts < INT64_C(1700000000000000) ||
 			    m.ts > INT64_C(4102444800000000) || m.xid == 0)
-				t_fail(__LINE__, "ts %lld xid %u", (long long)m.ts,
-				    m.xid);
+				t_fail(__LINE__, "ts %lld xid %u",
+				    (long long)m.ts, m.xid);
 		}
 		if (m.kind == 'C' && (m.ts != begin.ts || m.lsn != begin.lsn ||
 		    m.end_lsn <= m.lsn))
-			t_fail(__LINE__, "commit %lld %llx/%llx, begin %lld %llx",
-			    (long long)m.ts, (unsigned long long)m.lsn,
+			t_fail(__LINE__, "commit %lld %llx/%llx, begin %lld "
+			    "%llx", (long long)m.ts, (unsigned long long)m.lsn,
 			    (unsigned long long)m.end_lsn, (long long)begin.ts,
 			    (unsigned long long)begin.lsn);
 		check_truncations(p, len);
@@ -490,7 +497,8 @@ test_real_cases(void **state)
 {
 	struct pgo_msg m;
 	struct repr r;
-	char err[256], table[256];	/* a Relation's name, a Truncate's relids */
+	/* table: a Relation's name, a Truncate's relids */
+	char err[256], table[256];
 
 	for (size_t i = 0; i < sizeof(real_cases) / sizeof(*real_cases); i++) {
 		const struct real_case *c = &real_cases[i];
@@ -510,7 +518,8 @@ test_real_cases(void **state)
 			snprintf(table, sizeof(table), "%s.%s", m.nspname,
 			    m.relname);
 			check_str(__LINE__, "table", table, c->table);
-			check_str(__LINE__, "columns", cols_repr(&r, &m), c->cols);
+			check_str(__LINE__, "columns", cols_repr(&r, &m),
+			    c->cols);
 			if (m.replident != c->replident)
 				t_fail(__LINE__, "replident %c", m.replident);
 		}
@@ -519,7 +528,8 @@ test_real_cases(void **state)
 		if (m.kind == 'T') {
 			snprintf(table, sizeof(table), c->relids[1] ? "%u,%u" :
 			    "%u", c->relids[0], c->relids[1]);
-			check_str(__LINE__, "relids", relids_repr(&r, &m), table);
+			check_str(__LINE__, "relids", relids_repr(&r, &m),
+			    table);
 			if (m.trunc_flags != c->flags)
 				t_fail(__LINE__, "flags %u", m.trunc_flags);
 		}
