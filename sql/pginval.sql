@@ -296,7 +296,10 @@ COMMENT ON TABLE pginval.watched IS
     'Tables watched by pginval; maintained by pginval.watch()/unwatch()';
 
 -- Internal: whether a table watched in wal mode is in its channel's
--- publication; what tells it watched, as triggers do in the other modes.
+-- publication, whole (no row filter, no column list) and with every kind
+-- of change published; what tells it watched, as triggers do in the other
+-- modes. A table published in part is not watched: the daemon resets it
+-- rather than miss the changes left out, and check --connect names it.
 CREATE OR REPLACE FUNCTION pginval._published(relid oid, channel text)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -305,7 +308,10 @@ AS $$
     SELECT EXISTS (SELECT FROM pg_publication p
                      JOIN pg_publication_rel r ON r.prpubid = p.oid
                     WHERE p.pubname = pginval.publication($2)
-                      AND r.prrelid = $1)
+                      AND r.prrelid = $1
+                      AND r.prqual IS NULL AND r.prattrs IS NULL
+                      AND p.pubinsert AND p.pubupdate AND p.pubdelete
+                      AND p.pubtruncate AND p.pubviaroot)
 $$;
 
 -- The table name is spelled exactly as the payload's "t" so the daemon can
@@ -1701,7 +1707,9 @@ AS $$
 DECLARE
     pub text := pginval.publication(channel);
 BEGIN
-    IF pginval._published(tbl, channel) THEN
+    IF EXISTS (SELECT FROM pg_publication p
+                 JOIN pg_publication_rel r ON r.prpubid = p.oid
+                WHERE p.pubname = pub AND r.prrelid = tbl) THEN
         BEGIN
             EXECUTE format('ALTER PUBLICATION %I DROP TABLE %s', pub, tbl);
         EXCEPTION WHEN insufficient_privilege THEN
@@ -2272,6 +2280,59 @@ BEGIN
         CREATE EVENT TRIGGER pginval_partitions ON ddl_command_end
             WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
             EXECUTE FUNCTION pginval._on_ddl();
+    END IF;
+
+    -- A channel's publication changed by hand so that it publishes a
+    -- watched table in part (a row filter, a column list, some kinds of
+    -- change only, partitions under their own names): the changes left
+    -- out would never reach the daemon, not even later, since it decodes
+    -- with the publication as it was. So the statement is undone for
+    -- pginval's tables, in its own transaction, with a WARNING; as in
+    -- _on_ddl(), any error becomes a WARNING (then the table is not
+    -- watched, see _published(), and check --connect says so).
+    CREATE OR REPLACE FUNCTION pginval._on_publication_ddl()
+    RETURNS event_trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    DECLARE
+        w record;
+    BEGIN
+        FOR w IN
+            SELECT r.relid, r.channel, p.pubname
+              FROM pginval.watched r
+              JOIN pg_publication p
+                ON p.pubname = pginval.publication(r.channel)
+              JOIN pg_publication_rel pr
+                ON pr.prpubid = p.oid AND pr.prrelid = r.relid
+             WHERE r.mode = 'wal'
+               AND NOT pginval._published(r.relid, r.channel)
+             ORDER BY r.relid::oid
+        LOOP
+            BEGIN
+                RAISE WARNING 'pginval: % is watched in wal mode: the '
+                    'publication % publishes it whole, with every kind of '
+                    'change, again', w.relid::regclass, w.pubname
+                    USING HINT = 'A row filter, a column list or publish '
+                        'options would hide its changes from pginval. '
+                        'Call pginval.unwatch() first.';
+                PERFORM pginval._wal_publish(w.relid, w.channel);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'pginval: could not publish % whole in %: %',
+                    w.relid::regclass, w.pubname, SQLERRM
+                    USING HINT = 'Call pginval.watch() again on it.';
+            END;
+        END LOOP;
+    END;
+    $fn$;
+    REVOKE ALL ON FUNCTION pginval._on_publication_ddl() FROM PUBLIC;
+
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+                    WHERE evtname = 'pginval_publications') THEN
+        CREATE EVENT TRIGGER pginval_publications ON ddl_command_end
+            WHEN TAG IN ('CREATE PUBLICATION', 'ALTER PUBLICATION')
+            EXECUTE FUNCTION pginval._on_publication_ddl();
     END IF;
 END;
 $$;

@@ -432,18 +432,26 @@ config_check(struct parse_ctx *ctx)
 void
 config_slot_name(const char *channel, char out[64])
 {
-	size_t n = strlen("pginval_");
+	size_t len = strlen(channel), n = strlen("pginval_");
+	bool plain = len <= 55 && strspn(channel,
+	    "abcdefghijklmnopqrstuvwxyz0123456789_") == len;
+	uint32_t h = 2166136261u;	/* FNV-1a */
 
 	memcpy(out, "pginval_", n);
-	for (const char *p = channel; *p != '\0' && n < 63; p++) {
-		char c = *p;
-
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
-		out[n++] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ?
-		    c : '_';
+	if (plain) {
+		memcpy(out + n, channel, len + 1);
+		return;
 	}
-	out[n] = '\0';
+	/* Two channels must not share a slot: what one confirmed, the other
+	 * would lose. So a name that had to change carries a hash of the
+	 * channel. */
+	for (const char *p = channel; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (const char *p = channel; *p != '\0' && n < 46; p++)
+		out[n++] = (*p >= 'a' && *p <= 'z') || (*p >= '0' &&
+		    *p <= '9') ? *p : (*p >= 'A' && *p <= 'Z') ?
+		    (char)(*p - 'A' + 'a') : '_';
+	snprintf(out + n, 64 - n, "_%08x", (unsigned)h);
 }
 
 int

@@ -157,8 +157,9 @@ int config_redis_password(struct config *cfg, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 
-/* The default slot name of a channel: "pginval_" and the channel, with
- * anything but [a-z0-9_] made '_', cut at 63 bytes. out holds 64. */
+/* The default slot name of a channel: "pginval_" and the channel when it
+ * is at most 55 of [a-z0-9_]; else its first 38 bytes (lower-cased, any
+ * byte but [a-z0-9_] made '_') and "_" and a hash of it. out holds 64. */
 void config_slot_name(const char *channel, char out[64]);
 
 #endif

@@ -21,6 +21,10 @@
 #include "lib/buf.h"
 #include "lib/xalloc.h"
 
+/* The most bytes of watched values (old and new) that one change may
+ * carry into a message: the outbox's default max_payload. */
+#define WAL_MAX_VALUES (1024 * 1024)
+
 struct rel_col {
 	char *name;
 	uint32_t typid;
@@ -527,6 +531,33 @@ fill_event(struct wal_rels *rels, const struct wal_rel *r,
 	ev->new.cols = ev->new.present ? nc : NULL;
 }
 
+/*
+ * Whether the watched values fit in a message. The triggers send a change
+ * whose payload would reach 8000 bytes (1 MB in the outbox) as an event of
+ * the whole table; here a row's watched values could be as large as a
+ * value can be (1 GB), and the message made from them would be refused by
+ * Redis or end every subscriber's link (its output buffer limit). So a
+ * change whose watched values pass WAL_MAX_VALUES is a reset of the table.
+ */
+static enum wal_event_result
+check_size(const struct wal_rels *rels, const struct wal_rel *r, size_t n,
+    char *why, size_t whylen)
+{
+	size_t total = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (rels->picks[i].old != NULL)
+			total += rels->picks[i].old->len;
+		if (rels->picks[i].new != NULL)
+			total += rels->picks[i].new->len;
+	}
+	if (total <= WAL_MAX_VALUES)
+		return WAL_EVENT_OK;
+	return why_is(WAL_EVENT_UNKNOWN, why, whylen, "the watched values of a "
+	    "change of %s hold %zu bytes, more than a message carries (%d): "
+	    "its keys are reset instead", r->table, total, WAL_MAX_VALUES);
+}
+
 /* Whether the map still describes r, and its types can be rendered. */
 static enum wal_event_result
 check_map(struct wal_rel *r, char *why, size_t whylen)
@@ -591,6 +622,8 @@ wal_rels_event(struct wal_rels *rels, const struct pgo_msg *m, int64_t ts,
 	    "new", why, whylen)) != WAL_EVENT_OK)
 		return res;
 	if ((res = pick_values(rels, r, m, &n, why, whylen)) != WAL_EVENT_OK)
+		return res;
+	if ((res = check_size(rels, r, n, why, whylen)) != WAL_EVENT_OK)
 		return res;
 	fill_event(rels, r, m, n, ts, ev);
 	if (whylen > 0)

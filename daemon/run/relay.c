@@ -195,6 +195,7 @@ relay_wal_check(struct relay *r)
 		.reconnect_min = r->cfg->reconnect_min,
 		.reconnect_max = r->cfg->reconnect_max,
 		.health_interval = r->cfg->health_interval,
+		.forged = &r->stats.forged_wal,
 	};
 
 	if (r->wal != NULL || r->draining || !pg_source_wal_tables(r->pg))

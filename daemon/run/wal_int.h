@@ -49,12 +49,18 @@ struct wal_source {
 	char *channel;
 	char slot[64];
 	double health_interval;
+	unsigned long *forged;
 	bool stopped;
 
 	enum wal_phase phase;
 	int nresult;		/* SETUP: the results read so far */
 	char *publication;
 	bool slot_missing, slot_lost;
+	/* The stream ended because the publication was missing at a change:
+	 * dropped since, and maybe made again, which the slot never sees
+	 * (it decodes with the catalog as it was then). */
+	bool pub_gone;
+	bool pub_exists;	/* the publication exists now */
 	uint64_t slot_flush;	/* the slot's confirmed_flush_lsn */
 	int slot_pid;		/* the backend streaming the slot, or 0 */
 	int last_pid;		/* our own last stream's backend */
@@ -67,6 +73,7 @@ struct wal_source {
 	uint64_t flush;		/* confirmed (or to be) */
 	uint64_t flush_sent;	/* as last told to the server */
 	ev_tstamp status_at, heard_at;
+	ev_tstamp streamed_at;	/* when this link began to stream */
 	ev_timer status;
 	uint32_t stale[WAL_MAX_STALE];
 	size_t nstale;

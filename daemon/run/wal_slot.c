@@ -67,7 +67,11 @@ wal_setup(struct wal_source *ws)
 		goto out;
 	buf_adds(&q, "), s.slot_type, s.plugin, s.database = "
 	    "current_database(), s.wal_status, s.confirmed_flush_lsn, "
-	    "s.active_pid FROM (SELECT) x LEFT JOIN pg_replication_slots s "
+	    "s.active_pid, EXISTS (SELECT FROM pg_publication p WHERE "
+	    "p.pubname = pginval.publication(");
+	if (wal_literal(ws, &q, ws->channel) == -1)
+		goto out;
+	buf_adds(&q, ")) FROM (SELECT) x LEFT JOIN pg_replication_slots s "
 	    "ON s.slot_name = ");
 	if (wal_literal(ws, &q, ws->slot) == -1)
 		goto out;
@@ -100,7 +104,7 @@ wal_slot_result(struct wal_source *ws, const PGresult *res)
 {
 	const char *type, *plugin;
 
-	if (PQntuples(res) != 1 || PQnfields(res) != 7) {
+	if (PQntuples(res) != 1 || PQnfields(res) != 8) {
 		pg_conn_fail(ws->conn, "unexpected reply about the slot");
 		return;
 	}
@@ -108,6 +112,7 @@ wal_slot_result(struct wal_source *ws, const PGresult *res)
 	ws->publication = xstrdup(PQgetvalue(res, 0, 0));
 	ws->slot_missing = PQgetisnull(res, 0, 1);
 	ws->slot_lost = false;
+	ws->pub_exists = strcmp(PQgetvalue(res, 0, 7), "t") == 0;
 	if (ws->slot_missing)
 		return;
 	type = PQgetvalue(res, 0, 1);
@@ -160,7 +165,7 @@ wal_streaming(struct wal_source *ws)
 	ws->last_pid = PQbackendPID(pq);
 	if (ws->slot_flush > ws->flush)
 		ws->flush = ws->slot_flush;
-	ws->heard_at = ws->status_at = ev_now(ws->loop);
+	ws->heard_at = ws->status_at = ws->streamed_at = ev_now(ws->loop);
 	log_info("wal: streaming slot \"%s\", publication \"%s\" (%s:%s, "
 	    "database %s), from %X/%X; %zu tables", ws->slot, ws->publication,
 	    PQhost(pq), PQport(pq), PQdb(pq), (unsigned)(ws->flush >> 32),
@@ -215,26 +220,22 @@ wal_result(struct wal_source *ws, const PGresult *res)
 static void
 wal_start(struct wal_source *ws)
 {
-	struct buf q = { 0 }, names = { 0 };
+	struct buf q = { 0 };
 
-	/* publication_names is a list of identifiers, in a literal. */
-	buf_addc(&names, '"');
-	for (const char *p = ws->publication; *p != '\0'; p++) {
-		if (*p == '"')
-			buf_addc(&names, '"');
-		buf_addc(&names, *p);
-	}
-	buf_addc(&names, '"');
-	buf_addc(&names, '\0');
+	/* publication_names is a list of identifiers, in a literal. The
+	 * replication grammar knows only '...' with '' inside: no E'...',
+	 * and a backslash is itself (PQescapeLiteral() would write E'\\'). */
 	buf_adds(&q, "START_REPLICATION SLOT \"");
 	buf_adds(&q, ws->slot);
 	buf_adds(&q, "\" LOGICAL 0/0 (proto_version '1', messages 'true', "
-	    "publication_names ");
-	if (wal_literal(ws, &q, names.data) == 0) {
-		buf_adds(&q, ")");
-		wal_send(ws, WAL_PHASE_START, q.data);
+	    "publication_names '\"");
+	for (const char *p = ws->publication; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\'')
+			buf_addc(&q, *p);
+		buf_addc(&q, *p);
 	}
-	buf_free(&names);
+	buf_adds(&q, "\"')");
+	wal_send(ws, WAL_PHASE_START, q.data);
 	buf_free(&q);
 }
 
@@ -249,6 +250,26 @@ wal_done(struct wal_source *ws)
 			log_warnx("wal: replication slot \"%s\" was invalidated "
 			    "(PostgreSQL removed WAL it still needed: see "
 			    "max_slot_wal_keep_size); making it again", ws->slot);
+			snprintf(sql, sizeof(sql), "DROP_REPLICATION_SLOT \"%s\"",
+			    ws->slot);
+			wal_send(ws, WAL_PHASE_DROP, sql);
+			return;
+		}
+		/* The slot cannot be decoded past the publication's drop
+		 * (it reads the catalog as it was): it is made again, once
+		 * the publication is back. */
+		if (ws->pub_gone && !ws->slot_missing) {
+			if (!ws->pub_exists) {
+				wal_fail(ws, "publication \"%s\" of channel "
+				    "\"%s\" is missing; fix: call pginval.watch() "
+				    "again on the channel's wal tables",
+				    ws->publication, ws->channel);
+				return;
+			}
+			log_warnx("wal: publication \"%s\" was dropped while "
+			    "replication slot \"%s\" still needed it, and "
+			    "PostgreSQL cannot decode the slot past that; making "
+			    "it again", ws->publication, ws->slot);
 			snprintf(sql, sizeof(sql), "DROP_REPLICATION_SLOT \"%s\"",
 			    ws->slot);
 			wal_send(ws, WAL_PHASE_DROP, sql);
@@ -288,10 +309,12 @@ wal_done(struct wal_source *ws)
 		    2 * ws->health_interval : 0);
 		ws->stats.slots_created++;
 		wal_reset_tables(ws, ws->slot_lost ? "the replication slot was "
-		    "invalidated: changes may have been missed" :
+		    "invalidated: changes may have been missed" : ws->pub_gone ?
+		    "the publication was dropped while the replication slot "
+		    "needed it: changes may have been missed" :
 		    "the replication slot was made: changes made before it "
 		    "are unknown");
-		ws->slot_lost = ws->slot_missing = false;
+		ws->slot_lost = ws->slot_missing = ws->pub_gone = false;
 		wal_start(ws);
 		break;
 	default:

@@ -28,6 +28,10 @@
 #define WAL_STATUS_TICK 1.0	/* how often the status timer looks */
 #define WAL_STATUS_EVERY 10.0	/* status at least this often */
 #define WAL_MESSAGE_PREFIX "pginval"	/* of the triggers' messages */
+/* A link reads the map again only once it has streamed this long (as
+ * long as pg_conn takes a link to be good, so that the reconnect does
+ * not back off). */
+#define WAL_REREAD_AFTER 10.0
 
 static uint64_t
 wal_get64(const unsigned char *p)
@@ -203,8 +207,11 @@ wal_was_stale(struct wal_source *ws, uint32_t relid)
 
 /* A table the map read at connect does not know, or not as it is now:
  * watched since, or its type altered. The map is read again, once per
- * table; after that, its keys are unknown. Returns false if the link
- * was dropped for it. */
+ * table, by a link that has streamed a while; else its keys are unknown.
+ * A link that just began read the map moments ago: the tables it does not
+ * know (added to the publication by hand, a thousand in a transaction)
+ * must not each cost a reconnect, backing off ever longer while nothing
+ * of the channel is delivered. Returns false if the link was dropped. */
 static bool
 wal_stale(struct wal_source *ws, uint32_t relid, int64_t ts)
 {
@@ -214,7 +221,8 @@ wal_stale(struct wal_source *ws, uint32_t relid, int64_t ts)
 		.kind = WAL_ITEM_RESET, .table = table, .why = why, .ts = ts,
 	};
 
-	if (!wal_was_stale(ws, relid)) {
+	if (ev_now(ws->loop) - ws->streamed_at >= WAL_REREAD_AFTER &&
+	    !wal_was_stale(ws, relid)) {
 		snprintf(why, sizeof(why), "table %s (OID %u) changed since "
 		    "pginval.wal_columns() was read; reading it again",
 		    table ? table : "?", relid);
@@ -332,14 +340,19 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 	case 'T':
 		return wal_truncate(ws, &m);
 	case 'M':
-		if (m.transactional && ws->cur != NULL &&
-		    strcmp(m.prefix, WAL_MESSAGE_PREFIX) == 0) {
+		if (strcmp(m.prefix, WAL_MESSAGE_PREFIX) != 0)
+			return true;
+		/* The triggers write theirs in the transaction; one outside
+		 * any is someone else's, whatever it says. */
+		if (m.transactional && ws->cur != NULL) {
 			struct wal_item it = {
 				.kind = WAL_ITEM_PAYLOAD, .payload = m.content,
 				.len = m.content_len,
 			};
 
 			wal_hand(ws, &it, ws->cur);
+		} else if (ws->forged != NULL) {
+			(*ws->forged)++;
 		}
 		return true;
 	default:
@@ -398,7 +411,15 @@ wal_read(struct wal_source *ws)
 			return;
 		if (n < 0) {
 			PGresult *res = PQgetResult(pq);
+			const char *state = res ? PQresultErrorField(res,
+			    PG_DIAG_SQLSTATE) : NULL;
 			char why[300];
+
+			/* undefined_object: pgoutput's "publication ... does
+			 * not exist" (wal_slot.c makes the slot again). */
+			if (state != NULL && strcmp(state, "42704") == 0 &&
+			    strstr(wal_res_error(res), "publication") != NULL)
+				ws->pub_gone = true;
 
 			snprintf(why, sizeof(why), "the stream ended (%s)",
 			    res ? wal_res_error(res) : "connection lost");
@@ -507,6 +528,7 @@ wal_source_new(struct ev_loop *loop, const struct wal_source_opts *opts,
 	ws->channel = xstrdup(opts->channel);
 	snprintf(ws->slot, sizeof(ws->slot), "%s", opts->slot);
 	ws->health_interval = opts->health_interval;
+	ws->forged = opts->forged;
 	ws->stopped = true;
 	ws->rels = wal_rels_new();
 	ws->conn = pg_conn_new(loop, &co, wal_conn_cb, ws);

@@ -73,6 +73,9 @@ struct wal_source_opts {
 	 * reply), and the link counts as dead after twice as long without
 	 * a word from the server; 0: every 10 s, no such check. */
 	double health_interval;
+	/* Counts the messages of pginval's prefix written outside any
+	 * transaction, which the triggers never write (may be NULL). */
+	unsigned long *forged;
 };
 
 struct wal_source *wal_source_new(struct ev_loop *loop,

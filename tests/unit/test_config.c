@@ -1055,6 +1055,34 @@ test_parse_repeatable(void **state)
 		}
 }
 
+/* The default slot of a channel: readable when the channel is, and never
+ * the same for two channels. */
+static void
+test_slot_names(void **state)
+{
+	static const char *const channels[] = {
+		"a-b", "a_b", "Foo", "foo", "we\"ird\\cha'n", "",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2",
+	};
+	char names[8][64];
+
+	(void)state;
+	config_slot_name("pginval", names[0]);
+	assert_string_equal(names[0], "pginval_pginval");
+	config_slot_name("orders_2", names[0]);
+	assert_string_equal(names[0], "pginval_orders_2");
+	for (size_t i = 0; i < 8; i++) {
+		config_slot_name(channels[i], names[i]);
+		assert_true(strlen(names[i]) <= 63);
+		assert_int_equal(strspn(names[i], "abcdefghijklmnopqrstuvwxyz"
+		    "0123456789_"), strlen(names[i]));
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(names[i], names[j]);
+	}
+	assert_int_equal(strncmp(names[0], "pginval_a_b_", 12), 0);
+}
+
 int
 main(void)
 {
@@ -1067,6 +1095,7 @@ main(void)
 		cmocka_unit_test(test_load_directory),
 		cmocka_unit_test(test_config_table),
 		cmocka_unit_test(test_parse_repeatable),
+		cmocka_unit_test(test_slot_names),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
