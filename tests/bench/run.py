@@ -2,12 +2,16 @@
 """pginval benchmarks: every pginval figure beside a reference measured in
 the same run. `make bench` builds the binaries and runs this.
 
-    python3 tests/bench/run.py [scenario ...]  # write drain latency bulk fanin stream
+    python3 tests/bench/run.py [scenario ...]
+        # write trust walwrite drain latency bulk fanin stream waldrain
+        # wallatency
 
 Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
 1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
 BENCH_LATENCY_T (seconds, 10), BENCH_WRITE_T (seconds per write-path cell,
-8), BENCH_FANIN_T (seconds, 8), BENCH_PGINVAL (the binary, ./pginval).
+8), BENCH_FANIN_T (seconds, 8), BENCH_WALWRITE_T (seconds per cell of the
+wal write path, 4), BENCH_WALWRITE_RUNS (its repetitions, 3),
+BENCH_PGINVAL (the binary, ./pginval).
 
 Prints a table on stdout and writes the same figures, with every run's raw
 values, to tests/bench/out/results.json. Figures are measurements on the
@@ -15,6 +19,7 @@ machine at hand, not assertions: nothing here fails because a number is
 low. See tests/bench/README.md.
 """
 
+import fcntl
 import json
 import os
 import platform
@@ -22,9 +27,12 @@ import re
 import select
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,6 +59,8 @@ RATE = env_int("BENCH_RATE", 2000)
 LATENCY_T = env_int("BENCH_LATENCY_T", 10)
 WRITE_T = env_int("BENCH_WRITE_T", 8)
 FANIN_T = env_int("BENCH_FANIN_T", 8)
+WALWRITE_T = env_int("BENCH_WALWRITE_T", 4)
+WALWRITE_RUNS = max(1, env_int("BENCH_WALWRITE_RUNS", 3))
 FANIN_TABLES = 8
 FANIN_CLIENTS = 64
 LATENCY_ROWS = 100000
@@ -153,26 +163,42 @@ class PginvalRelay:
     name = "pginval"
     channel = "bench.pginval"
 
-    def __init__(self, pg, redis, tables, stream=None, name=None):
+    def __init__(self, pg, redis, tables, stream=None, name=None,
+                 outbox=False, sd_ready=False):
         self.pg, self.redis, self.tables = pg, redis, tables
         self.stream = stream        # [redis] stream, or None
         self.name = name or self.name
-        self.proc = None
+        self.outbox = outbox        # [outbox] enabled, polled every 5 ms
+        # Wait for READY=1 on NOTIFY_SOCKET, not for the start reset: a
+        # daemon whose tables are all durable, poll or wal sends none.
+        self.sd_ready = sd_ready
+        self.proc = self.sock = None
 
-    def start(self, tag):
+    def write_conf(self):
         conf = os.path.join(OUT, "pginval.conf")
         lines = ["# written by tests/bench/run.py", "[postgres]",
-                 "conninfo = %s application_name=pginval-bench"
-                 % self.pg.conninfo,
+                 "conninfo = %s application_name=%s"
+                 % (self.pg.conninfo, DAEMON_APP),
                  "channel = " + PG_CHANNEL, "", "[redis]",
                  "url = %s/0" % self.redis.url, "channel = " + self.channel,
                  "stream = " + self.stream if self.stream else "",
                  "", "[daemon]", "log_level = warn"]
+        if self.outbox:
+            lines += ["", "[outbox]", "enabled = on", "poll_interval = 0.005"]
         for table, keys in self.tables.items():
             lines += ["", "[table %s]" % table, "keys = " + keys]
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
+        return conf
+
+    def start(self, tag):
+        conf = self.write_conf()
         logfile = open(os.path.join(OUT, "pginval-%s.log" % tag), "ab")
+        if self.sd_ready:
+            self.proc, self.sock = spawn_ready(
+                [PGINVAL, "run", "-c", conf], logfile,
+                "pginval (see %s)" % conf)
+            return self
         # The start reset tells that both connections are up.
         with Subscriber(self.redis.host, self.redis.port, self.channel) as s:
             self.proc = spawn([PGINVAL, "run", "-c", conf],
@@ -186,6 +212,38 @@ class PginvalRelay:
 
     def stop(self):
         reap(self.proc)
+        if self.sock is not None:
+            close_socket(self.sock)
+            self.sock = None
+
+
+def spawn_ready(argv, logfile, what, timeout=30):
+    """Starts a daemon with NOTIFY_SOCKET set and waits for its READY=1.
+    Returns the process and the socket, which stays open for the daemon's
+    later status lines until the caller closes it."""
+    path = os.path.join(OUT, "notify.sock")
+    if os.path.exists(path):
+        os.remove(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    env = dict(os.environ, NOTIFY_SOCKET=path)
+    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=logfile,
+                 stderr=logfile, env=env)
+    logfile.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([sock], [], [], 0.2)
+        if ready and b"READY=1" in sock.recv(4096):
+            return proc, sock
+    reap(proc)
+    close_socket(sock)
+    raise RuntimeError("%s did not become ready" % what)
+
+
+def close_socket(sock):
+    path = sock.getsockname()
+    sock.close()
+    os.remove(path)
 
 
 class RefRelay:
@@ -559,6 +617,425 @@ def subscriber_ceiling(redis, payload):
 
 
 # --------------------------------------------------------------------------
+# wal mode: the write path, the drain and the latency, against a bare
+# consumer of the same publication (pg_recvlogical, or walref.py)
+# --------------------------------------------------------------------------
+
+WAL_TABLE = "public.wb"
+WAL_KEYS = {WAL_TABLE: "wb:{id}"}
+DAEMON_APP = "pginval-bench"
+REF_SLOT = "bench_ref"
+# PostgreSQL's timestamps count microseconds from 2000-01-01.
+PG_EPOCH_US = 946684800 * 1000000
+
+
+def setup_wal_db(pg, rows):
+    pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    pg.psql("CREATE TABLE wb (id int PRIMARY KEY, v int NOT NULL DEFAULT 0, "
+            "pad text);\n"
+            "INSERT INTO wb SELECT g, 0, md5(g::text) "
+            "FROM generate_series(1, %d) g;\nVACUUM ANALYZE wb;" % rows)
+
+
+def wal_watch(pg, mode):
+    """Watches wb in ``mode`` (None: unwatched); returns the channel's
+    publication for wal mode."""
+    if mode is None:
+        pg.psql("SELECT pginval.unwatch('%s')" % WAL_TABLE)
+        return None
+    pg.psql("SELECT pginval.watch('%s', ARRAY['id'], '%s', '%s')"
+            % (WAL_TABLE, PG_CHANNEL, mode))
+    if mode != "wal":
+        return None
+    return pg.psql("SELECT pginval.publication('%s')" % PG_CHANNEL).strip()
+
+
+def drop_slot(pg, slot, timeout=15):
+    """Drops a slot once its consumer has gone; nothing if it is missing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = pg.psql("SELECT active FROM pg_replication_slots "
+                      "WHERE slot_name = '%s'" % slot).strip()
+        if not out:
+            return
+        if out == "f":
+            pg.psql("SELECT pg_drop_replication_slot('%s')" % slot)
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("slot %s is still in use" % slot)
+        time.sleep(0.1)
+
+
+def walsender_pid(pg, app, proc=None, timeout=20):
+    """The pid of the walsender streaming to ``app``, once it streams."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
+        out = pg.psql("SELECT pid FROM pg_stat_replication WHERE "
+                      "application_name = '%s' AND state = 'streaming'"
+                      % app).strip()
+        if out:
+            return int(out.splitlines()[0])
+        time.sleep(0.05)
+    raise RuntimeError("no walsender streams to %s" % app)
+
+
+def daemon_slot():
+    return "pginval_" + PG_CHANNEL
+
+
+class RecvLogical:
+    """pg_recvlogical on a pgoutput slot of the publication, writing to
+    /dev/null, or to a pipe that a thread reads (``watch``): it notes the
+    time at which a Commit message ends the output."""
+    name = "pg_recvlogical"
+    app = "pg_recvlogical"
+
+    def __init__(self, pg, publication, watch=False):
+        self.pg, self.publication, self.watch = pg, publication, watch
+        self.proc = self.reader = None
+        self.nbytes, self.tail = 0, b""
+        self.commit_after, self.commit_seen = None, threading.Event()
+        self.commit_at = self.commit_ts = None
+
+    def start(self):
+        drop_slot(self.pg, REF_SLOT)
+        self.pg.psql("SELECT pg_create_logical_replication_slot('%s', "
+                     "'pgoutput')" % REF_SLOT)
+        argv = [os.path.join(self.pg.bindir, "pg_recvlogical"),
+                "-d", self.pg.conninfo, "--slot", REF_SLOT, "-P", "pgoutput",
+                "-o", "proto_version=1",
+                "-o", "publication_names=" + self.publication,
+                "--no-loop", "--start", "-f",
+                "-" if self.watch else "/dev/null"]
+        self.proc = spawn(argv, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE if self.watch else None,
+                          env=pg_env())
+        if self.watch:
+            try:  # fewer, larger reads
+                fcntl.fcntl(self.proc.stdout, fcntl.F_SETPIPE_SZ, 1 << 20)
+            except (AttributeError, OSError):
+                pass
+            self.reader = threading.Thread(target=self._read, daemon=True)
+            self.reader.start()
+        self.walsender = walsender_pid(self.pg, self.app, self.proc)
+        return self
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return
+            now = time.time()
+            self.nbytes += len(chunk)
+            self.tail = (self.tail + chunk)[-64:]
+            # pg_recvlogical writes each message and a newline; pgoutput's
+            # Commit is 'C', flags, commit LSN, end LSN, commit time.
+            t = self.tail
+            if (self.commit_after is not None and len(t) >= 27
+                    and t[-27:-26] == b"C" and t[-1:] == b"\n"):
+                ts = struct.unpack(">q", t[-9:-1])[0] + PG_EPOCH_US
+                if ts >= self.commit_after:
+                    self.commit_at, self.commit_ts = now * 1e6, ts
+                    self.commit_seen.set()
+
+    def stop(self):
+        reap(self.proc)
+        if self.reader is not None:
+            self.reader.join(5)
+        drop_slot(self.pg, REF_SLOT)
+
+
+class WalRef:
+    """walref.py: a replication client in Python that records each
+    Commit's arrival time minus its commit time."""
+    name = "replication client"
+    app = "walref"
+
+    def __init__(self, pg, publication):
+        self.pg, self.publication = pg, publication
+
+    def start(self):
+        drop_slot(self.pg, REF_SLOT)
+        self.pg.psql("SELECT pg_create_logical_replication_slot('%s', "
+                     "'pgoutput')" % REF_SLOT)
+        self.proc = spawn([psycopg2_python(), os.path.join(HERE, "walref.py"),
+                           self.pg.dsn(application_name=self.app), REF_SLOT,
+                           self.publication], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, text=True, env=pg_env())
+        if readline(self.proc, 15) != "ready":
+            raise RuntimeError("walref.py did not start")
+        self.walsender = walsender_pid(self.pg, self.app, self.proc)
+        return self
+
+    def result(self):
+        self.proc.send_signal(signal.SIGTERM)
+        line = readline(self.proc, 15)
+        reap(self.proc)
+        drop_slot(self.pg, REF_SLOT)
+        return json.loads(line)
+
+
+_psycopg2_python = []
+
+
+def psycopg2_python():
+    """An interpreter that has psycopg2 (Debian's python3-psycopg2 is for
+    the system's python3, which may not be the one running this)."""
+    if not _psycopg2_python:
+        for py in (sys.executable, "/usr/bin/python3"):
+            if subprocess.run([py, "-c", "import psycopg2.extras"],
+                              capture_output=True).returncode == 0:
+                _psycopg2_python.append(py)
+                break
+        else:
+            raise RuntimeError("no python3 with psycopg2 (Debian: "
+                               "python3-psycopg2)")
+    return _psycopg2_python[0]
+
+
+def wal_daemon(pg, redis, tag, outbox=False):
+    """pginval on wb, started and ready (its WAL stream up, in wal mode)."""
+    relay = PginvalRelay(pg, redis, WAL_KEYS, outbox=outbox, sd_ready=True)
+    return relay.start(tag)
+
+
+# The write path: one cluster as users have it before pginval
+# (wal_level = replica), where the trigger modes run, and one with
+# wal_level = logical. Every daemon mode runs with the daemon consuming.
+WALWRITE_MODES = ["replica", "logical", "wal", "pg_recvlogical", "notify",
+                  "durable", "poll"]
+
+
+def walwrite_cell(pgr, pgl, redis, mode, clients, script):
+    pg = pgl if mode in ("logical", "wal", "pg_recvlogical") else pgr
+    pub = wal_watch(pg, {"replica": None, "logical": None,
+                         "pg_recvlogical": "wal"}.get(mode, mode))
+    pg.psql("TRUNCATE pginval.outbox; VACUUM wb; CHECKPOINT;")
+    relay = ref = sub = None
+    r = {}
+    try:
+        if mode in ("wal", "notify", "durable", "poll"):
+            drop_slot(pg, daemon_slot())
+            relay = wal_daemon(pg, redis, "walwrite",
+                               outbox=mode in ("durable", "poll"))
+            sub = Sub(redis, relay.channel, idle=1.5, timeout=WALWRITE_T + 60)
+            consumer = relay.proc.pid
+        elif mode == "pg_recvlogical":
+            ref = RecvLogical(pg, pub).start()
+            consumer = ref.proc.pid
+        sender = None
+        if mode == "wal":
+            sender = walsender_pid(pg, DAEMON_APP)
+        elif ref is not None:
+            sender = ref.walsender
+        cpu0 = proc_cpu(consumer) if relay or ref else 0
+        scpu0 = proc_cpu(sender) if sender else 0
+        tps, txs = pgbench(pg, script, clients, WALWRITE_T)
+        end_us = time.time() * 1e6
+        r.update(tps=tps, transactions=txs)
+        if sub is not None:
+            res = sub.result(timeout=60)
+            r.update(events=res["events"], msgs=res["msgs"],
+                     resets=res["resets"],
+                     tail_s=(max(0.0, (res["last_us"] - end_us) / 1e6)
+                             if res["msgs"] else None))
+        if relay or ref:
+            r["consumer_cpu_s_per_m"] = per_million(
+                proc_cpu(consumer) - cpu0, txs)
+        if sender:
+            r["walsender_cpu_s_per_m"] = per_million(
+                proc_cpu(sender) - scpu0, txs)
+    finally:
+        if relay is not None:
+            relay.stop()
+        if ref is not None:
+            ref.stop()
+    if mode == "wal":
+        drop_slot(pg, daemon_slot())
+    return r
+
+
+def scenario_walwrite(pgr, pgl, redis):
+    script = ("\\set id random(1, %d)\n"
+              "UPDATE wb SET v = v + 1 WHERE id = :id;\n" % WRITE_ROWS)
+    for pg in (pgr, pgl):
+        setup_wal_db(pg, WRITE_ROWS)
+        pg.psql("CHECKPOINT")
+    os.sync()
+    for pg in (pgr, pgl):
+        pgbench(pg, script, 16, 3)
+    out = {}
+    n = len(WALWRITE_MODES)
+    for rep in range(WALWRITE_RUNS):
+        for clients in (1, 16):
+            # The order turns from one repetition to the next, so that a
+            # disk growing slower does not always hit the same mode.
+            k = rep * 3 % n
+            for mode in WALWRITE_MODES[k:] + WALWRITE_MODES[:k]:
+                r = walwrite_cell(pgr, pgl, redis, mode, clients, script)
+                out.setdefault("%s/%d" % (mode, clients),
+                               {"runs": []})["runs"].append(r)
+                log("walwrite %s, %d clients, run %d: %.0f tps%s"
+                    % (mode, clients, rep + 1, r["tps"],
+                       ", %d changes received" % r["events"]
+                       if "events" in r else ""))
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+def timed_update(pg, rows):
+    """One UPDATE of ``rows`` rows of wb; the clock before the UPDATE,
+    before COMMIT and after it, in µs. The commit flushes the WAL (see
+    SYNC_ON)."""
+    out = pg.psql("SET synchronous_commit = on;\nBEGIN;\n%s\nUPDATE wb SET v = v + 1 WHERE id <= %d;\n"
+                  "%s\nCOMMIT;\n%s" % (now_us_sql(), rows, now_us_sql(),
+                                       now_us_sql()))
+    return [int(x) for x in out.split()]
+
+
+def waldrain_daemon(pg, redis, rows):
+    pg.psql("VACUUM wb")
+    drop_slot(pg, daemon_slot())
+    relay = wal_daemon(pg, redis, "waldrain")
+    try:
+        sub = Sub(redis, relay.channel, count=rows, idle=15,
+                  timeout=60 + rows / 5000)
+        sender = walsender_pid(pg, DAEMON_APP)
+        cpu0, scpu0 = proc_cpu(relay.proc.pid), proc_cpu(sender)
+        update_start, commit_start, commit_end = timed_update(pg, rows)
+        res = sub.result(timeout=60 + rows / 5000)
+        cpu = proc_cpu(relay.proc.pid) - cpu0
+        scpu = proc_cpu(sender) - scpu0
+        hwm = proc_hwm_mb(relay.proc.pid)
+    finally:
+        relay.stop()
+    drop_slot(pg, daemon_slot())
+    took = (res["last_us"] - commit_start) / 1e6 if res["msgs"] else None
+    return {"events": res["events"], "msgs": res["msgs"],
+            "resets": res["resets"],
+            "update_s": (commit_start - update_start) / 1e6,
+            "commit_s": (commit_end - commit_start) / 1e6,
+            "first_msg_s": ((res["first_us"] - commit_start) / 1e6
+                            if res["msgs"] else None),
+            "commit_to_last_s": took,
+            "events_per_s": res["events"] / took if took else None,
+            "cpu_s_per_m": per_million(cpu, res["events"]),
+            "walsender_cpu_s_per_m": per_million(scpu, res["events"]),
+            "peak_rss_mb": hwm}
+
+
+def waldrain_ref(pg, pub, rows):
+    pg.psql("VACUUM wb")
+    ref = RecvLogical(pg, pub, watch=True).start()
+    try:
+        cpu0, scpu0 = proc_cpu(ref.proc.pid), proc_cpu(ref.walsender)
+        # The Commit that ends the output must carry a commit time after
+        # this, so that it is the UPDATE's.
+        ref.commit_after = time.time() * 1e6
+        update_start, commit_start, commit_end = timed_update(pg, rows)
+        ref.commit_seen.wait(60 + rows / 5000)
+        cpu = proc_cpu(ref.proc.pid) - cpu0
+        scpu = proc_cpu(ref.walsender) - scpu0
+        hwm = proc_hwm_mb(ref.proc.pid)
+    finally:
+        ref.stop()
+    took = ((ref.commit_at - commit_start) / 1e6
+            if ref.commit_at is not None else None)
+    # Nothing counts the changes in pg_recvlogical's output: the table
+    # shows the rows updated.
+    return {"events": rows, "msgs": None, "resets": 0,
+            "update_s": (commit_start - update_start) / 1e6,
+            "commit_s": (commit_end - commit_start) / 1e6,
+            "commit_to_last_s": took,
+            "events_per_s": rows / took if took else None,
+            "cpu_s_per_m": per_million(cpu, rows),
+            "walsender_cpu_s_per_m": per_million(scpu, rows),
+            "peak_rss_mb": hwm, "output_mb": ref.nbytes / 1e6}
+
+
+def scenario_waldrain(pg, redis, rows):
+    pub = wal_watch(pg, "wal")
+    out = {}
+    for rep in range(RUNS):
+        sides = [("pginval", waldrain_daemon, (pg, redis, rows)),
+                 ("reference", waldrain_ref, (pg, pub, rows))]
+        if rep % 2:
+            sides.reverse()
+        for name, fn, args in sides:
+            r = fn(*args)
+            log("waldrain %s run %d: %d changes in %.3fs, %.2f CPU s/M "
+                "(walsender %.2f), %.1f MB"
+                % (name, rep + 1, r["events"], r["commit_to_last_s"] or -1,
+                   r["cpu_s_per_m"] or -1, r["walsender_cpu_s_per_m"] or -1,
+                   r["peak_rss_mb"] or -1))
+            out.setdefault(name, {"runs": []})["runs"].append(r)
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+# A walsender sends only WAL that is flushed. The relay cluster commits
+# without waiting for that (synchronous_commit = off), and the WAL writer
+# flushes every wal_writer_delay (200 ms): the wal scenarios' writers
+# commit with synchronous_commit = on, PostgreSQL's default (fsync is off
+# in that cluster, so the flush costs little).
+SYNC_ON = "-c synchronous_commit=on"
+
+
+def scenario_wallatency(pg, redis):
+    script = ("\\set id random(1, %d)\n"
+              "UPDATE wb SET v = v + 1 WHERE id = :id;\n" % LATENCY_ROWS)
+    pub = wal_watch(pg, "wal")
+    out = {}
+    for rep in range(RUNS):
+        for name in (("pginval", "reference") if rep % 2 == 0
+                     else ("reference", "pginval")):
+            pg.psql("VACUUM wb")
+            if name == "pginval":
+                drop_slot(pg, daemon_slot())
+                relay = wal_daemon(pg, redis, "wallatency")
+                try:
+                    sub = Sub(redis, relay.channel, idle=1.5,
+                              timeout=LATENCY_T + 60, latency=True)
+                    cpu0 = proc_cpu(relay.proc.pid)
+                    tps, txs = pgbench(pg, script, 4, LATENCY_T, rate=RATE,
+                                       options=SYNC_ON)
+                    res = sub.result(timeout=60)
+                    cpu = proc_cpu(relay.proc.pid) - cpu0
+                finally:
+                    relay.stop()
+                drop_slot(pg, daemon_slot())
+                events = res["events"]
+            else:
+                ref = WalRef(pg, pub).start()
+                cpu0 = proc_cpu(ref.proc.pid)
+                tps, txs = pgbench(pg, script, 4, LATENCY_T, rate=RATE,
+                                   options=SYNC_ON)
+                time.sleep(1)
+                cpu = proc_cpu(ref.proc.pid) - cpu0
+                res = ref.result()
+                events = res["changes"]
+            lat = res.get("lat", {})
+            r = {"pgbench_tps": tps, "transactions": txs, "events": events,
+                 "p50_ms": lat.get("p50", 0) / 1000.0,
+                 "p99_ms": lat.get("p99", 0) / 1000.0,
+                 "p999_ms": lat.get("p999", 0) / 1000.0,
+                 "max_ms": lat.get("max", 0) / 1000.0,
+                 "cpu_s_per_m": per_million(cpu, events)}
+            log("wallatency %s run %d: %d changes, p50 %.2f p99 %.2f "
+                "p99.9 %.2f ms" % (name, rep + 1, events, r["p50_ms"],
+                                   r["p99_ms"], r["p999_ms"]))
+            out.setdefault(name, {"runs": []})["runs"].append(r)
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+# --------------------------------------------------------------------------
 # Machine, table, JSON
 # --------------------------------------------------------------------------
 
@@ -735,6 +1212,80 @@ def build_rows(res):
                              median([ratio(p["tps"], r["tps"]) for p, r in
                                      zip(x["runs"], y["runs"])]),
                              spread(x["runs"], y["runs"], "tps")))
+    s = res.get("walwrite")
+    if s:
+        def wcell(mode, clients, ref, metric, field="tps"):
+            a, b = s.get("%s/%d" % (mode, clients)), s.get("%s/%d"
+                                                           % (ref, clients))
+            if not a or not b:
+                return
+            rows.append(("h. write path, wal mode (fsync on)",
+                         metric % (clients, "s" if clients > 1 else ""),
+                         a["median"].get(field), b["median"].get(field),
+                         median([ratio(x.get(field), y.get(field)) for x, y
+                                 in zip(a["runs"], b["runs"])]),
+                         spread(a["runs"], b["runs"], field)))
+        for clients in (1, 16):
+            wcell("logical", clients, "replica",
+                  "tps unwatched, wal_level logical, %d client%s "
+                  "(ref: replica)")
+            wcell("wal", clients, "replica",
+                  "tps wal, %d client%s (ref: unwatched, replica)")
+            wcell("wal", clients, "pg_recvlogical",
+                  "tps wal, %d client%s (ref: pg_recvlogical)")
+            wcell("pg_recvlogical", clients, "replica",
+                  "tps pg_recvlogical, %d client%s (ref: unwatched, replica)")
+            for mode in ("notify", "durable", "poll"):
+                wcell(mode, clients, "replica", "tps " + mode +
+                      ", daemon running, %d client%s (ref: unwatched)")
+            wcell("wal", clients, "pg_recvlogical",
+                  "walsender CPU s per 1M changes, %d client%s "
+                  "(ref: pg_recvlogical's)", "walsender_cpu_s_per_m")
+            wcell("wal", clients, "pg_recvlogical",
+                  "consumer CPU s per 1M changes, %d client%s "
+                  "(ref: pg_recvlogical)", "consumer_cpu_s_per_m")
+            a = s.get("wal/%d" % clients)
+            if a:
+                rows.append(("h. write path, wal mode (fsync on)",
+                             "changes received, wal, %d client%s (ref: "
+                             "transactions)" % (clients,
+                                                "s" if clients > 1 else ""),
+                             a["median"].get("events"),
+                             a["median"].get("transactions"),
+                             median([ratio(x.get("events"),
+                                           x.get("transactions"))
+                                     for x in a["runs"]]), None))
+    s = res.get("waldrain")
+    if s:
+        scn = "i. drain %s rows, wal (ref: pg_recvlogical)" % "{:,}".format(
+            BULK)
+        pair(scn, "COMMIT itself (s)", s, "commit_s")
+        pair(scn, "COMMIT -> last message / Commit (s)", s,
+             "commit_to_last_s")
+        pair(scn, "changes/s", s, "events_per_s")
+        pair(scn, "consumer CPU s per 1M changes", s, "cpu_s_per_m")
+        pair(scn, "walsender CPU s per 1M changes", s,
+             "walsender_cpu_s_per_m")
+        d = s["pginval"]
+        rows.append((scn, "pginval CPU per change (ref: its walsender's)",
+                     d["median"].get("cpu_s_per_m"),
+                     d["median"].get("walsender_cpu_s_per_m"),
+                     median([ratio(r.get("cpu_s_per_m"),
+                                   r.get("walsender_cpu_s_per_m"))
+                             for r in d["runs"]]),
+                     spread(d["runs"], d["runs"], "cpu_s_per_m")))
+        pair(scn, "consumer peak RSS (MB)", s, "peak_rss_mb")
+        pair(scn, "changes received (ref: rows)", s, "events")
+        pair(scn, "messages (PUBLISHes) received", s, "msgs")
+        pair(scn, "resets received", s, "resets")
+    s = res.get("wallatency")
+    if s:
+        scn = "j. latency %d tx/s, wal (ref: replication client)" % RATE
+        pair(scn, "p50 (ms)", s, "p50_ms")
+        pair(scn, "p99 (ms)", s, "p99_ms")
+        pair(scn, "p99.9 (ms)", s, "p999_ms")
+        pair(scn, "changes received", s, "events")
+        pair(scn, "consumer CPU s per 1M changes", s, "cpu_s_per_m")
     return rows
 
 
@@ -764,8 +1315,12 @@ RELAY_SETTINGS = {"max_connections": "100", "shared_buffers": "256MB",
 WRITE_SETTINGS = {"fsync": "on", "synchronous_commit": "on",
                   "full_page_writes": "on", "max_connections": "100",
                   "shared_buffers": "128MB", "max_wal_size": "4GB"}
-SCENARIOS = ["write", "trust", "drain", "latency", "bulk", "fanin", "stream"]
+WAL_SETTINGS = {"wal_level": "logical", "max_replication_slots": "10",
+                "max_wal_senders": "10"}
+SCENARIOS = ["write", "trust", "walwrite", "drain", "latency", "bulk",
+             "fanin", "stream", "waldrain", "wallatency"]
 STREAM_KEY = "bench:log"
+WAL_ONLY = ("write", "trust", "walwrite", "waldrain", "wallatency")
 
 
 def run_scenarios(wanted, results, elapsed):
@@ -786,7 +1341,25 @@ def run_scenarios(wanted, results, elapsed):
                 timed("write", scenario_write, pgw)
             if "trust" in wanted:
                 timed("trust", scenario_trust, pgw)
-    if not [w for w in wanted if w not in ("write", "trust")]:
+    if "walwrite" in wanted:
+        with Postgres(settings=dict(WRITE_SETTINGS, wal_level="replica")) \
+                as pgr, \
+                Postgres(settings=dict(WRITE_SETTINGS, **WAL_SETTINGS)) \
+                as pgl, Redis() as redis:
+            machine = machine_info(pgl)
+            timed("walwrite", scenario_walwrite, pgr, pgl, redis)
+    if "waldrain" in wanted or "wallatency" in wanted:
+        with Postgres(settings=dict(RELAY_SETTINGS, **WAL_SETTINGS)) as pg, \
+                Redis() as redis:
+            machine = machine_info(pg)
+            t0 = time.monotonic()
+            setup_wal_db(pg, max(BULK, LATENCY_ROWS))
+            elapsed["walsetup"] = time.monotonic() - t0
+            if "waldrain" in wanted:
+                timed("waldrain", scenario_waldrain, pg, redis, BULK)
+            if "wallatency" in wanted:
+                timed("wallatency", scenario_wallatency, pg, redis)
+    if not [w for w in wanted if w not in WAL_ONLY]:
         return machine
     with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as redis:
         machine = machine_info(pg)
@@ -843,8 +1416,9 @@ def main(argv):
             "ratio = pginval / reference (write path: watched / unwatched, "
             "the median of each repetition's ratio); spread = half the range "
             "of the runs, relative to the median.")
-    print("pginval benchmark: median of %d run%s per figure"
-          % (RUNS, "s" if RUNS > 1 else ""))
+    print("pginval benchmark: median of %d run%s per figure%s"
+          % (RUNS, "s" if RUNS > 1 else "",
+             " (%d for h)" % WALWRITE_RUNS if "walwrite" in results else ""))
     print("machine: %d cores, %s, %s GB RAM, kernel %s, Debian %s; "
           "PostgreSQL %s, Redis %s, libpq %s, hiredis %s"
           % (machine["nproc"], machine.get("cpu", "?"),
@@ -876,6 +1450,9 @@ def main(argv):
                       "write_seconds": WRITE_T, "fanin_seconds": FANIN_T,
                       "fanin_clients": FANIN_CLIENTS,
                       "fanin_tables": FANIN_TABLES,
+                      "walwrite_seconds": WALWRITE_T,
+                      "walwrite_runs": WALWRITE_RUNS,
+                      "wal_postgres_settings": WAL_SETTINGS,
                       "relay_postgres_settings": RELAY_SETTINGS,
                       "write_postgres_settings": WRITE_SETTINGS},
            "table": [{"scenario": a, "metric": b, "pginval": c,
