@@ -44,6 +44,7 @@ struct redis_sink {
 	struct buf frame;
 	struct buf body;		/* scratch for row messages */
 	ev_prepare kick;		/* sends at the end of a loop iteration */
+	bool held;			/* redis_sink_hold() */
 	ev_timer hold;			/* end of a coalescing window */
 	size_t bytes;			/* memory held by messages */
 	struct stats *stats;
@@ -340,6 +341,13 @@ redis_sink_pump(struct redis_sink *s)
 		const struct buf *body = &m->body;
 		double wait = m->queued_at + s->o.coalesce - ev_now(s->loop);
 
+		/* The last message of a transaction still arriving is held:
+		 * its next changes may merge into it. It goes when it is
+		 * full, when something is queued after it, or at the
+		 * commit. */
+		if (s->held && m->op != NULL && &m->node == s->queue.tail &&
+		    m->keys.n < (size_t)s->o.max_keys)
+			break;
 		/* Held for the coalescing window, unless already full. */
 		if (m->op != NULL && wait > 0 &&
 		    m->keys.n < (size_t)s->o.max_keys) {
@@ -541,6 +549,14 @@ redis_sink_push_change(struct redis_sink *s, struct sink_msg *m)
 	memset(&m->keys, 0, sizeof(m->keys));
 	memset(&m->rows, 0, sizeof(m->rows));
 	redis_sink_push(s, q);
+}
+
+void
+redis_sink_hold(struct redis_sink *s, bool hold)
+{
+	if (s->held && !hold)
+		redis_sink_kick(s);
+	s->held = hold;
 }
 
 size_t

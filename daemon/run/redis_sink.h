@@ -76,6 +76,11 @@ void redis_sink_push(struct redis_sink *s, struct sink_msg *m);
  * a new message (m keeps its table, which is borrowed and copied).
  */
 void redis_sink_push_change(struct redis_sink *s, struct sink_msg *m);
+/* While hold is set, the last queued message, if it is about row
+ * changes and not full, is not sent, so that the next changes merge into
+ * it: a transaction of many rows goes out in messages of max_keys keys,
+ * not one per change. Clearing it sends what waits. */
+void redis_sink_hold(struct redis_sink *s, bool hold);
 /* Frees every queued message not yet sent, except those waiting for an
  * acknowledgement (on_ack); returns how many. Used when a reset makes them
  * redundant. */

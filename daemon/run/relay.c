@@ -153,8 +153,14 @@ relay_wal_item(void *arg, const struct wal_item *it, const struct wal_ack *ack)
 	struct sink_msg *m;
 
 	switch (it->kind) {
+	case WAL_ITEM_BEGIN:
+	case WAL_ITEM_COMMIT:
+		/* A transaction's changes merge while it arrives. */
+		redis_sink_hold(r->sink, it->kind == WAL_ITEM_BEGIN);
+		return false;
 	case WAL_ITEM_STREAMING:
 	case WAL_ITEM_LOST:
+		redis_sink_hold(r->sink, false);
 		relay_check_ready(r);
 		return false;
 	case WAL_ITEM_RESET:

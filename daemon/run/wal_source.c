@@ -315,6 +315,7 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 		t->received = ev_now(ws->loop);
 		fifo_push(&ws->txns, &t->node);
 		ws->cur = t;
+		wal_tell(ws, WAL_ITEM_BEGIN);
 		return true;
 	}
 	case 'C':
@@ -324,6 +325,7 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 		ws->cur->committed = true;
 		ws->cur = NULL;
 		ws->stats.transactions++;
+		wal_tell(ws, WAL_ITEM_COMMIT);
 		wal_advance(ws);
 		return true;
 	case 'R':

@@ -42,6 +42,8 @@ enum wal_item_kind {
 	 * of a partition of a watched root), to be checked and decoded as
 	 * a notification is: anyone can write such a message. */
 	WAL_ITEM_PAYLOAD,
+	WAL_ITEM_BEGIN,		/* a transaction's changes begin to arrive */
+	WAL_ITEM_COMMIT,	/* and have all arrived */
 	WAL_ITEM_STREAMING,	/* the stream (re)started */
 	WAL_ITEM_LOST,		/* the link was lost; a reconnect is scheduled */
 };
