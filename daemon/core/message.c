@@ -72,8 +72,21 @@ message_row_images(struct buf *out, const struct row_image *old,
 	buf_addc(out, '{');
 	if (old->present)
 		message_image(out, "old", old);
-	if (new->present)
+	if (new->present && old->present && new->cols == old->cols &&
+	    new->n == old->n) {
+		/* The same image (a change from the WAL that sent no old
+		 * values): its text once more. */
+		size_t from = start + strlen(",\"old\":") + 1;
+		size_t n = out->len - from;
+
+		buf_adds(out, ",\"new\":");
+		buf_reserve(out, n);
+		memcpy(out->data + out->len, out->data + from, n);
+		out->len += n;
+		out->data[out->len] = '\0';
+	} else if (new->present) {
 		message_image(out, "new", new);
+	}
 	/* message_image leads with a comma; an object must not. */
 	if (out->len > start + 1)
 		memmove(out->data + start + 1, out->data + start + 2,

@@ -238,7 +238,9 @@ rules_render(const struct rule_set *rs, const struct event *ev,
 	if (ev->old.present &&
 	    rules_render_image(rs, &ev->old, out, &key, err, errlen) == -1)
 		goto done;
-	if (ev->new.present &&
+	/* A shared image (see wal_rel.h) makes the same keys. */
+	if (ev->new.present && !(ev->old.present &&
+	    ev->old.cols == ev->new.cols && ev->old.n == ev->new.n) &&
 	    rules_render_image(rs, &ev->new, out, &key, err, errlen) == -1)
 		goto done;
 	for (size_t i = 0; i < ev->nrows; i++) {

@@ -495,6 +495,7 @@ fill_event(struct wal_rels *rels, const struct wal_rel *r,
 {
 	struct row_col *oc = rels->cols, *nc = rels->cols + rels->pcap;
 	size_t need = 0;
+	bool same = m->kind == 'U';
 
 	/* Room for every value first, so that no value's text moves: a
 	 * rewritten text is at most 4 bytes longer ("f": "false"). */
@@ -511,11 +512,17 @@ fill_event(struct wal_rels *rels, const struct wal_rel *r,
 	    EVENT_UPDATE : EVENT_DELETE;
 	ev->table = r->table;
 	ev->ts = ts;
+	/* An Update that sent no old value of a watched column: the old
+	 * image is the new one, shared (message.c and rules.c render it
+	 * once). */
+	for (size_t i = 0; i < n && same; i++)
+		same = rels->picks[i].old == NULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct pick *p = &rels->picks[i];
 
-		/* An Update without an old image: the old row is the new. */
-		if (m->kind == 'U')
+		if (same)
+			;
+		else if (m->kind == 'U')
 			fill_col(&rels->text, &oc[i], p->w,
 			    p->old != NULL ? p->old : p->new);
 		else if (m->kind == 'D')
@@ -525,7 +532,7 @@ fill_event(struct wal_rels *rels, const struct wal_rel *r,
 	}
 	ev->old.present = m->kind != 'I';
 	ev->old.n = ev->old.present ? n : 0;
-	ev->old.cols = ev->old.present ? oc : NULL;
+	ev->old.cols = ev->old.present ? (same ? nc : oc) : NULL;
 	ev->new.present = m->kind != 'D';
 	ev->new.n = ev->new.present ? n : 0;
 	ev->new.cols = ev->new.present ? nc : NULL;

@@ -185,6 +185,28 @@ def test_first_start_makes_the_slot_and_resets():
     assert all(ms[i]["ts"] <= ms[i + 1]["ts"] for i in range(3)), ms
 
 
+def test_update_of_columns_outside_the_key():
+    """The identity is the primary key (DEFAULT): the WAL sends no old
+    values, and the old image is the new one, as the triggers send it."""
+    sub = REDIS.subscribe("pginval")
+    d = start(sub)
+    try:
+        sql("INSERT INTO child (id) VALUES (5); UPDATE child SET p = NULL;"
+            "UPDATE child SET id = 6")
+        ms = sync(sub)
+    finally:
+        d.stop()
+    eq([strip(m) for m in ms], [
+        {"op": "insert", "table": "public.child", "keys": ["child:5"],
+         "new": {"id": "5"}},
+        {"op": "update", "table": "public.child", "keys": ["child:5"],
+         "old": {"id": "5"}, "new": {"id": "5"}},
+        {"op": "update", "table": "public.child",
+         "keys": ["child:5", "child:6"],
+         "old": {"id": "5"}, "new": {"id": "6"}},
+    ])
+
+
 def test_values_have_the_triggers_text():
     names = "ARRAY['id', %s]" % ", ".join("'%s'" % c for c, _, _ in TYPES)
     sql("SELECT pginval.watch('typed_n', %s, 'pginval', 'notify')" % names)
