@@ -232,29 +232,26 @@ int
 rules_render(const struct rule_set *rs, const struct event *ev,
     struct keys *out, char *err, size_t errlen)
 {
-	struct buf key = { 0 };
-	int rc = -1;
+	/* Kept from one call to the next: a change costs no allocation. */
+	static struct buf key;
 
 	if (ev->old.present &&
 	    rules_render_image(rs, &ev->old, out, &key, err, errlen) == -1)
-		goto done;
+		return -1;
 	/* A shared image (see wal_rel.h) makes the same keys. */
 	if (ev->new.present && !(ev->old.present &&
 	    ev->old.cols == ev->new.cols && ev->old.n == ev->new.n) &&
 	    rules_render_image(rs, &ev->new, out, &key, err, errlen) == -1)
-		goto done;
+		return -1;
 	for (size_t i = 0; i < ev->nrows; i++) {
 		const struct event_row *r = &ev->rows[i];
 
 		if ((r->old.present && rules_render_image(rs, &r->old, out, &key,
 		    err, errlen) == -1) || (r->new.present &&
 		    rules_render_image(rs, &r->new, out, &key, err, errlen) == -1))
-			goto done;
+			return -1;
 	}
-	rc = 0;
-done:
-	buf_free(&key);
-	return rc;
+	return 0;
 }
 
 char *
