@@ -19,7 +19,10 @@ readable after the commit that made them stale (by percentile, as nines).
 
     /usr/bin/python3 tests/consistency/run.py [--duration 40] [--mode guard|plain|both]
         [--writers 4] [--readers 4] [--rows 50] [--delay-ms 15] [--no-faults]
-        [--no-stream] [--seed N]
+        [--no-stream] [--seed N] [--capture notify|wal]
+
+--capture wal watches the table in wal mode, on a server with wal_level =
+logical, instead of with triggers (notify, the default).
 
 --mode both (the default, and what `make test` runs) runs the plain
 cache-aside (SET) without faults first and expects stale entries, then the
@@ -236,12 +239,15 @@ class Run:
     # -- the run ---------------------------------------------------------
 
     def run(self):
-        with Postgres() as pg, Redis() as redis:
+        wal = self.args.capture == "wal"
+        with Postgres(settings={"wal_level": "logical"} if wal else None) \
+                as pg, Redis() as redis:
             self.pg, self.redis = pg, redis
             pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
             pg.psql("CREATE SEQUENCE vals;"
                     "CREATE TABLE items (id int PRIMARY KEY, v bigint);"
-                    "SELECT pginval.watch('items');")
+                    "SELECT pginval.watch('items', NULL, 'pginval', '%s');"
+                    % self.args.capture)
             self.daemon_port, self.apply_port = free_port(), free_port()
             quiet = {"daemon.log_level": "info"}
             if self.mode == "guard" and not self.args.no_stream:
@@ -388,6 +394,7 @@ def main():
     p.add_argument("--no-faults", action="store_true")
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("--seed", type=int, default=int(time.time()) % 100000)
+    p.add_argument("--capture", choices=("notify", "wal"), default="notify")
     args = p.parse_args()
     print("consistency: seed %d, %d writers, %d readers, %d rows, reader "
           "delay up to %g ms" % (args.seed, args.writers, args.readers,
