@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "consistency"))
 
 import harness  # noqa: E402
 import pginval_proc  # noqa: E402
-from pginval_proc import (SLOW, WRAPPER, http_get, metric,  # noqa: E402
+from pginval_proc import (SLOW, http_get, metric, peak_rss_kb,  # noqa: E402
                           next_msg, rows_of, run_bin, strip, wait_for)
 from proxy import Proxy  # noqa: E402
 from servers import free_port  # noqa: E402
@@ -128,10 +128,6 @@ def start(sub=None, **kw):
     return d
 
 
-def peak_rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(next(line.split()[1] for line in f
-                        if line.startswith("VmHWM:")))
 
 
 def ids(ms, table="public.users", image="new"):
@@ -402,7 +398,7 @@ def test_sigkill_in_a_large_transaction_loses_nothing():
     eq(len(got), n, "every row, once at least")
     # The stream waits in the slot while the queue is at its bounds
     # (max_queue_bytes, 4 MB): memory does not grow with the transaction.
-    if not WRAPPER:
+    if hwm is not None:
         assert hwm < 32 * 1024, "peak RSS %d kB" % hwm
     sql("DELETE FROM users")
     sync_after = start(sub)

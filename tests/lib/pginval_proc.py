@@ -351,6 +351,17 @@ def metric(text, name):
     return float(m.group(1))
 
 
+def peak_rss_kb(pid):
+    """A live process's peak RSS (VmHWM), or None when it runs under a
+    wrapper (valgrind) or AddressSanitizer, whose own memory would count."""
+    with open("/proc/%d/maps" % pid) as f:
+        if WRAPPER or "libasan" in f.read():
+            return None
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(line.split()[1] for line in f
+                        if line.startswith("VmHWM:")))
+
+
 def signed(pg, prefix):
     """A payload as pginval's triggers would send it: ``prefix`` (what
     comes before the closing brace) with the authenticator under the key
