@@ -319,8 +319,6 @@ wal_message(struct wal_source *ws, const unsigned char *p, size_t len)
 		return true;
 	}
 	case 'C':
-		log_debug("wal: commit %X/%X", (unsigned)(m.end_lsn >> 32),
-		    (unsigned)m.end_lsn);
 		ws->cur->end_lsn = m.end_lsn;
 		ws->cur->committed = true;
 		ws->cur = NULL;
