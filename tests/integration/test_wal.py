@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "consistency"))
 
 import harness  # noqa: E402
 import pginval_proc  # noqa: E402
-from pginval_proc import (SLOW, http_get, metric, peak_rss_kb,  # noqa: E402
+from pginval_proc import (http_get, metric, peak_rss_kb,  # noqa: E402
                           next_msg, rows_of, run_bin, strip, wait_for)
 from proxy import Proxy  # noqa: E402
 from servers import free_port  # noqa: E402
@@ -40,7 +40,6 @@ TABLES = {
     "public.sentinel": "sentinel:{id}",
     "public.events": "event:{id}",
 }
-SENTINEL = [0]
 
 # Column types whose values must reach subscribers with the same text
 # from the WAL as from the triggers.
@@ -102,20 +101,7 @@ def daemon(**kw):
 
 
 def sync(sub, timeout=20):
-    """The messages before a new sentinel row's, which the stream carries
-    after everything committed earlier."""
-    SENTINEL[0] += 1
-    sql("INSERT INTO sentinel VALUES (%d)" % SENTINEL[0])
-    out = []
-    deadline = time.monotonic() + timeout * SLOW
-    while True:
-        m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
-        assert m is not None, "no sentinel %d; before it: %r" % (
-            SENTINEL[0], out[-5:])
-        if m.get("table") == "public.sentinel" and m["op"] == "insert" and \
-                int(m["new"]["id"]) == SENTINEL[0]:
-            return out
-        out.append(m)
+    return pginval_proc.sentinel_sync(PG, sub, timeout)
 
 
 def start(sub=None, **kw):

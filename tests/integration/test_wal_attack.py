@@ -23,7 +23,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import pginval_proc  # noqa: E402
-from pginval_proc import (SLOW, http_get, metric, peak_rss_kb,  # noqa: E402
+from pginval_proc import (http_get, metric, peak_rss_kb,  # noqa: E402
                           next_msg, rows_of, run_bin, signed, wait_for)
 from servers import PsqlError, free_port  # noqa: E402
 from runner import eq  # noqa: E402
@@ -35,7 +35,6 @@ TABLES = {
     "public.users": "user:{id}, user:email:{email}",
     "public.sentinel": "sentinel:{id}",
 }
-SENTINEL = [0]
 
 
 def sql(text):
@@ -65,19 +64,7 @@ def daemon(**kw):
 
 
 def sync(sub, timeout=20):
-    """The messages before a new sentinel row's."""
-    SENTINEL[0] += 1
-    sql("INSERT INTO sentinel VALUES (%d)" % SENTINEL[0])
-    out = []
-    deadline = time.monotonic() + timeout * SLOW
-    while True:
-        m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
-        assert m is not None, "no sentinel %d; before it: %r" % (
-            SENTINEL[0], out[-5:])
-        if m.get("table") == "public.sentinel" and m["op"] == "insert" and \
-                int(m["new"]["id"]) == SENTINEL[0]:
-            return out
-        out.append(m)
+    return pginval_proc.sentinel_sync(PG, sub, timeout)
 
 
 def start(sub=None, **kw):

@@ -351,6 +351,26 @@ def metric(text, name):
     return float(m.group(1))
 
 
+_SENTINELS = iter(range(1, 1 << 62))
+
+
+def sentinel_sync(pg, sub, timeout=20):
+    """The messages that arrive before a new row of the table "sentinel"
+    (id int PRIMARY KEY), which the test file watches in wal mode on the
+    channel: the stream carries it after everything committed earlier."""
+    n = next(_SENTINELS)
+    pg.psql("INSERT INTO sentinel VALUES (%d)" % n)
+    out = []
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        m = next_msg(sub, max(0.01, deadline - time.monotonic()) / SLOW)
+        assert m is not None, "no sentinel %d; before it: %r" % (n, out[-5:])
+        if m.get("table") == "public.sentinel" and m["op"] == "insert" and \
+                int(m["new"]["id"]) == n:
+            return out
+        out.append(m)
+
+
 def peak_rss_kb(pid):
     """A live process's peak RSS (VmHWM), or None when it runs under a
     wrapper (valgrind) or AddressSanitizer, whose own memory would count."""
