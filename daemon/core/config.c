@@ -59,6 +59,10 @@ static const struct opt config_opts[] = {
 	{ "redis", "password", OPT_STRING, O(redis_password_opt), "", 0, 0 },
 	{ "redis", "password_file", OPT_STRING, O(redis_password_file), "", 0, 0 },
 	{ "redis", "action", OPT_ACTION, O(redis_action), "publish", 0, 0 },
+	{ "redis", "cluster", OPT_STRING, O(redis_cluster), "", 0, 0 },
+	{ "redis", "sentinels", OPT_STRING, O(redis_sentinels), "", 0, 0 },
+	{ "redis", "master", OPT_STRING, O(redis_master), "", 0, 0 },
+	{ "redis", "sentinel_password", OPT_STRING, O(redis_sentinel_password), "", 0, 0 },
 	{ "redis", "connect_timeout", OPT_SECONDS, O(redis_connect_timeout), "5", 0.1, 3600 },
 	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600 },
 	{ "daemon", "log_level", OPT_LOG_LEVEL, O(log_level), "info", 0, 0 },
@@ -399,6 +403,11 @@ config_check(struct parse_ctx *ctx)
 	if (cfg->redis_url != NULL &&
 	    config_parse_redis_url(cfg, cfg->redis_url, err, sizeof(err)) == -1)
 		config_error(ctx, ctx->redis_url_line, "[redis] %s", err);
+	else if (redis_addr_topology(&cfg->redis, cfg->redis_cluster,
+	    cfg->redis_sentinels, cfg->redis_master,
+	    cfg->redis_sentinel_password, err, sizeof(err)) == -1)
+		config_error(ctx, 0, "[redis] %s", err);
+	config_check_targets(ctx);
 	if (cfg->pg_slot == NULL && cfg->pg_channel != NULL) {
 		char slot[64];
 
@@ -583,6 +592,10 @@ config_free(struct config *cfg)
 
 		free(t->name);
 		free(t->url);
+		free(t->cluster);
+		free(t->sentinels);
+		free(t->master);
+		free(t->sentinel_password);
 		redis_addr_free(&t->addr);
 	}
 	free(cfg->targets);

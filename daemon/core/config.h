@@ -44,8 +44,11 @@ struct table_rule {
 struct apply_target_cfg {
 	char *name;
 	char *url;		/* may hold a password: never log it */
-	struct redis_addr addr;	/* parsed from url */
+	/* NULL when not given */
+	char *cluster, *sentinels, *master, *sentinel_password;
+	struct redis_addr addr;	/* parsed from url and the four above */
 	int line;		/* of the section header */
+	int url_line;
 };
 
 struct config {
@@ -68,6 +71,10 @@ struct config {
 	char *redis_stream;		/* NULL: no replayable copy */
 	int redis_stream_maxlen;
 	enum redis_action redis_action;
+	char *redis_cluster;		/* off, on or broadcast */
+	char *redis_sentinels;
+	char *redis_master;
+	char *redis_sentinel_password;	/* never log it */
 	double redis_connect_timeout;
 	double redis_command_timeout;
 	/* parsed from redis_url; its password as config_redis_password()

@@ -43,6 +43,8 @@ int config_table_key(struct parse_ctx *ctx, const char *section_rest,
     const char *name, const char *value);
 int config_target_key(struct parse_ctx *ctx, const char *section_rest,
     const char *name, const char *value);
+/* Parses each target's url and arrangement, once the file is read. */
+void config_check_targets(struct parse_ctx *ctx);
 /* Refuses templates whose sweeps would reach other applications' keys. */
 void config_check_sweeps(struct parse_ctx *ctx, const struct table_rule *t);
 /* Catches a bad conninfo now rather than at every reconnect. */

@@ -167,7 +167,13 @@ config_holds_secret(const struct config *cfg)
 {
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(cfg->pg_conninfo, &err);
-	bool secret = cfg->redis_password_opt != NULL || cfg->redis_url_password;
+	bool secret = cfg->redis_password_opt != NULL ||
+	    cfg->redis_url_password || cfg->redis_sentinel_password != NULL;
+
+	for (size_t i = 0; i < cfg->ntargets; i++)
+		if (cfg->targets[i].addr.password != NULL ||
+		    cfg->targets[i].sentinel_password != NULL)
+			secret = true;
 
 	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
 		if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&

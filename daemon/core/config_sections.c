@@ -139,45 +139,84 @@ int
 config_target_key(struct parse_ctx *ctx, const char *section_rest,
     const char *name, const char *value)
 {
+	static const char *const keys[] = { "url", "cluster", "sentinels",
+		"master", "sentinel_password" };
 	struct config *cfg = ctx->cfg;
-	struct redis_addr addr = { 0 };
 	struct apply_target_cfg *t = NULL;
-	char err[256];
 	char *target = config_section_arg(section_rest);
+	char **field;
+	size_t k;
 
 	if (*target == '\0' || strpbrk(target, " \t\"\\") != NULL) {
 		config_error(ctx, ctx->line, "[target] needs a name of one word, "
 		    "such as [target eu-west]");
 		goto done;
 	}
-	if (strcmp(name, "url") != 0) {
+	for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (strcmp(name, keys[k]) == 0)
+			break;
+	if (k == sizeof(keys) / sizeof(keys[0])) {
 		config_error(ctx, ctx->line, "unknown setting \"%s\" in [target "
-		    "%s] (expected: url)", name, target);
+		    "%s] (expected: url, cluster, sentinels, master, "
+		    "sentinel_password)", name, target);
 		goto done;
 	}
 	for (size_t i = 0; i < cfg->ntargets; i++)
-		if (strcmp(cfg->targets[i].name, target) == 0) {
-			config_error(ctx, ctx->line, "[target %s] has a url already "
-			    "(line %d)", target, cfg->targets[i].line);
-			goto done;
-		}
-	if (redis_addr_parse(&addr, value, NULL, err, sizeof(err)) == -1) {
-		config_error(ctx, ctx->line, "[target %s] %s", target, err);
+		if (strcmp(cfg->targets[i].name, target) == 0)
+			t = &cfg->targets[i];
+	if (t != NULL && t->line != ctx->section_line) {
+		config_error(ctx, ctx->line, "[target %s] is given twice (line "
+		    "%d)", target, t->line);
 		goto done;
 	}
-	cfg->targets = xrealloc(cfg->targets, (cfg->ntargets + 1) * sizeof(*t));
-	t = &cfg->targets[cfg->ntargets++];
-	memset(t, 0, sizeof(*t));
-	t->name = target;
-	target = NULL;
-	t->url = xstrdup(value);
-	t->addr = addr;
-	t->line = ctx->section_line;
-	memset(&addr, 0, sizeof(addr));
+	if (t == NULL) {
+		cfg->targets = xrealloc(cfg->targets, (cfg->ntargets + 1) *
+		    sizeof(*t));
+		t = &cfg->targets[cfg->ntargets++];
+		memset(t, 0, sizeof(*t));
+		t->name = target;
+		target = NULL;
+		t->line = ctx->section_line;
+	}
+	field = k == 0 ? &t->url : k == 1 ? &t->cluster : k == 2 ?
+	    &t->sentinels : k == 3 ? &t->master : &t->sentinel_password;
+	if (*field != NULL) {
+		config_error(ctx, ctx->line, "%s is given twice in [target %s]",
+		    name, t->name);
+		goto done;
+	}
+	*field = xstrdup(value);
+	if (k == 0)
+		t->url_line = ctx->line;
 done:
-	redis_addr_free(&addr);
 	free(target);
 	return 1;
+}
+
+void
+config_check_targets(struct parse_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+	char err[256];
+
+	for (size_t i = 0; i < cfg->ntargets; i++) {
+		struct apply_target_cfg *t = &cfg->targets[i];
+
+		if (t->url == NULL && t->sentinels == NULL) {
+			config_error(ctx, t->line, "[target %s] needs a url "
+			    "(or sentinels and master)", t->name);
+			continue;
+		}
+		if (redis_addr_parse(&t->addr, t->url ? t->url :
+		    "redis://127.0.0.1", NULL, err, sizeof(err)) == -1)
+			config_error(ctx, t->url_line, "[target %s] %s",
+			    t->name, err);
+		else if (redis_addr_topology(&t->addr, t->cluster,
+		    t->sentinels, t->master, t->sentinel_password, err,
+		    sizeof(err)) == -1)
+			config_error(ctx, t->line, "[target %s] %s", t->name,
+			    err);
+	}
 }
 
 /*
