@@ -127,7 +127,9 @@ def test_cluster_kill_master():
         fill(cl, ["{pginval}:a", "{pginval}:b"])
         eq(old.command("WAIT", 1, 5000), 1, "replicas acked")
         sub = cl.ssubscribe("pginval", node=replica)
+        on_old = cl.ssubscribe("pginval")
         cl.kill_master(old)
+        eq(on_old.get_event(timeout=5), ("eof", None, None), "dead master")
         new = cl.wait_failover(old)
         eq(new, replica, "promoted")
         eq(new.role()[0], "master", "ROLE")
@@ -137,6 +139,12 @@ def test_cluster_kill_master():
         cl.spublish("pginval", "promoted")
         eq(sub.get(timeout=5), b"promoted", "smessage after the failover")
         sub.close()
+        # Starting over from any live master finds the new owner.
+        on_old.resubscribe(node=[m for m in cl.masters() if m is not new][0])
+        eq(on_old.port, new.port, "resubscribed at the promoted replica")
+        cl.spublish("pginval", "again")
+        eq(on_old.get(timeout=5), b"again", "smessage after resubscribing")
+        on_old.close()
         cl.restart_node(old)
         eq(old.role()[:3], ["slave", "127.0.0.1", new.port], "old master")
 

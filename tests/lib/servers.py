@@ -902,7 +902,7 @@ class ShardedSubscriber:
     unrequested); get_event() returns every event as a tuple instead:
     ("smessage", channel, payload), ("sunsubscribe", channel, count),
     ("eof", None, None), or None after the timeout. resubscribe() starts
-    over from the same node, following MOVED again.
+    over from the same node (or another), following MOVED again.
     """
 
     def __init__(self, host, port, *channels, timeout=5.0, password=None,
@@ -946,9 +946,13 @@ class ShardedSubscriber:
         raise ServerError("SSUBSCRIBE %s: still redirected after %d MOVED"
                           % (" ".join(self.channels), self.max_redirects))
 
-    def resubscribe(self):
+    def resubscribe(self, node=None):
         """Subscribe again (after an Unsubscribed or an EOF), following
-        MOVED from the node it was on. Events not read yet are dropped."""
+        MOVED from the node it was on, or from ``node`` (anything with
+        host and port: after an EOF, the old node may be gone). Events not
+        read yet are dropped."""
+        if node is not None:
+            self.host, self.port = node.host, node.port
         self._pending = []
         self._subscribe()
 
