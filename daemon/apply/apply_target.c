@@ -365,9 +365,11 @@ target_node_cb(void *arg, enum redis_router_event ev,
     struct redis_router_node *n)
 {
 	struct apply_target *t = arg;
-	struct redis_conn *conn = redis_router_conn(n);
+	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
 
 	switch (ev) {
+	case ROUTER_MAP:
+		break;
 	case ROUTER_NODE_NEW:
 	case ROUTER_NODE_GONE:
 		redis_sweep_nodes_changed(t->sweep);

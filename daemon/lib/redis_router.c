@@ -424,6 +424,7 @@ router_map_cb(void *arg, redisReply *reply, void *privdata)
 		log_info("%s: %zu masters in the cluster", r->name, m.nmasters);
 	r->have_map = true;
 	redis_slots_free(&m);
+	r->cb(r->arg, ROUTER_MAP, NULL);
 	ev_timer_start(r->loop, &r->reap_timer);	/* routes unrouted */
 }
 

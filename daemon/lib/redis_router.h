@@ -38,6 +38,7 @@ enum redis_router_event {
 	ROUTER_NODE_CLOSED,
 	ROUTER_NODE_LOST,
 	ROUTER_NODE_GONE,	/* the node left the map; its link is freed */
+	ROUTER_MAP,		/* a new slot map (n: NULL) */
 };
 
 /* May send commands (through the router, or on the node's link from

@@ -356,19 +356,46 @@ redis_sink_hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	redis_sink_pump(w->data);
 }
 
+/* The channel's master is ready: told once per link. */
+static void
+redis_sink_channel_ready(struct redis_sink *s)
+{
+	struct redis_router_node *n = redis_router_slot_node(s->router,
+	    s->slot);
+	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
+
+	if (conn == NULL || !redis_conn_ready(conn) || n == s->ready_on)
+		return;
+	s->ready_on = n;
+	if (redis_conn_reconnects(conn) > 0)
+		s->stats->redis_reconnects++;
+	log_info("redis: connected to %s, publishing on \"%s\"%s%s%s",
+	    redis_conn_where(conn), s->channel,
+	    s->stream ? " and appending to stream \"" : "",
+	    s->stream ? s->stream : "", s->stream ? "\"" : "");
+	s->cb(s->arg, REDIS_EVENT_READY, NULL, NULL);
+}
+
 static void
 redis_sink_node_cb(void *arg, enum redis_router_event ev,
     struct redis_router_node *n)
 {
 	struct redis_sink *s = arg;
-	struct redis_conn *conn = redis_router_conn(n);
-	bool channel = n == redis_router_slot_node(s->router, s->slot);
+	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
+	bool channel = n != NULL &&
+	    n == redis_router_slot_node(s->router, s->slot);
 
 	switch (ev) {
+	case ROUTER_MAP:
+		redis_sink_channel_ready(s);
+		redis_sink_kick(s);
+		break;
 	case ROUTER_NODE_NEW:
 	case ROUTER_NODE_GONE:
 		if (s->sweep != NULL)
 			redis_sweep_nodes_changed(s->sweep);
+		if (n == s->ready_on)
+			s->ready_on = NULL;
 		if (n == s->sent_on) {
 			/* Its replies came back NULL as it went. */
 			fifo_prepend(&s->requeue, &s->inflight);
@@ -379,15 +406,7 @@ redis_sink_node_cb(void *arg, enum redis_router_event ev,
 	case ROUTER_NODE_HANDSHAKE:
 		break;
 	case ROUTER_NODE_READY:
-		if (channel) {
-			if (redis_conn_reconnects(conn) > 0)
-				s->stats->redis_reconnects++;
-			log_info("redis: connected to %s, publishing on "
-			    "\"%s\"%s%s%s", redis_conn_where(conn), s->channel,
-			    s->stream ? " and appending to stream \"" : "",
-			    s->stream ? s->stream : "", s->stream ? "\"" : "");
-			s->cb(s->arg, REDIS_EVENT_READY, NULL, NULL);
-		}
+		redis_sink_channel_ready(s);
 		if (s->sweep != NULL)
 			redis_sweep_resume(s->sweep);
 		redis_sink_kick(s);
@@ -402,6 +421,8 @@ redis_sink_node_cb(void *arg, enum redis_router_event ev,
 		redis_sink_kick(s);
 		break;
 	case ROUTER_NODE_LOST:
+		if (n == s->ready_on)
+			s->ready_on = NULL;
 		if (channel)
 			s->cb(s->arg, REDIS_EVENT_LOST, NULL, NULL);
 		break;

@@ -36,6 +36,7 @@ struct redis_sink {
 	int slot;			/* the channel's */
 	const char *publish;		/* PUBLISH or SPUBLISH */
 	struct redis_router_node *sent_on;	/* what is in flight went here */
+	struct redis_router_node *ready_on;	/* READY was told for it */
 	struct redis_sweep *sweep;	/* action = delete: patterns */
 
 	struct fifo queue;		/* waiting to be sent */
