@@ -63,7 +63,8 @@ UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 RULES_OBJS := daemon/core/rules.o daemon/core/decode.o daemon/lib/keys.o \
 	daemon/lib/strs.o daemon/lib/json_read.o
 UNIT_DEPS_config  := daemon/core/config.o daemon/core/config_sections.o \
-	daemon/core/config_secret.o daemon/lib/redis_addr.o $(RULES_OBJS)
+	daemon/core/config_secret.o daemon/lib/redis_addr.o \
+	daemon/lib/redis_slots.o $(RULES_OBJS)
 UNIT_DEPS_decode  := daemon/core/decode.o daemon/lib/json_read.o
 UNIT_DEPS_message := daemon/core/message.o daemon/lib/json_write.o $(RULES_OBJS)
 UNIT_DEPS_rules   := $(RULES_OBJS)
