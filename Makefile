@@ -58,7 +58,7 @@ daemon/apply/apply_target.o: daemon/apply/fill_lua.h
 # Each unit test links only the module it tests (plus log, buf, xalloc and esc,
 # which every module uses: the log writer escapes every line).
 UNIT_TESTS := backoff config decode message rules apply_key stats prom fifo esc \
-	sign http_head log sink_msg pgoutput wal_rel
+	sign http_head log sink_msg pgoutput wal_rel redis_nodes redis_cap
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 RULES_OBJS := daemon/core/rules.o daemon/core/decode.o daemon/lib/keys.o \
 	daemon/lib/strs.o daemon/lib/json_read.o
@@ -79,6 +79,8 @@ UNIT_DEPS_http_head := daemon/lib/http_head.o
 UNIT_DEPS_log     :=
 UNIT_DEPS_pgoutput := daemon/core/pgoutput.o
 UNIT_DEPS_wal_rel := daemon/core/wal_rel.o daemon/core/pgoutput.o
+UNIT_DEPS_redis_nodes := daemon/lib/redis_nodes.o
+UNIT_DEPS_redis_cap := daemon/lib/redis_cap.o
 COMMON_OBJS := daemon/lib/log.o daemon/lib/buf.o daemon/lib/xalloc.o daemon/lib/esc.o
 
 .SECONDEXPANSION:

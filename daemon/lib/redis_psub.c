@@ -164,7 +164,7 @@ psub_retry(struct redis_psub *p, const char *why, bool rotate, bool now)
 	if (!now)
 		delay = backoff_next(&p->backoff);
 	if (now)
-		log_info("%s: %s", p->name, why);
+		log_info("%s: %s (%s)", p->name, why, p->where);
 	else
 		log_warnx("%s: %s (%s); retrying in %.1fs", p->name, why,
 		    p->where, delay);
@@ -274,18 +274,23 @@ static void
 psub_moved(struct redis_psub *p, const char *err, size_t len)
 {
 	char host[REDIS_NODES_HOST_MAX], to[REDIS_NODES_HOST_MAX + 16];
-	char why[800];
-	int port;
+	char why[600];
+	int port, i;
 
 	if (redis_moved_parse(err, len, psub_cur_host(p), host, &port) == -1) {
 		psub_retry(p, "a malformed MOVED reply to SSUBSCRIBE", true,
 		    false);
 		return;
 	}
-	p->cur = redis_nodes_add(&p->nodes, host, port, true);
+	i = redis_nodes_add(&p->nodes, host, port, true);
+	if (i == p->cur && p->o.locate == NULL) {
+		psub_retry(p, "a MOVED to the node itself", true, false);
+		return;
+	}
+	p->cur = i;
 	redis_hostport_format(host, port, to, sizeof(to));
-	snprintf(why, sizeof(why), "\"%.200s\" is served by %.280s (MOVED "
-	    "from %.280s)", p->channel, to, p->where);
+	snprintf(why, sizeof(why), "\"%.200s\" is served by %s (MOVED)",
+	    p->channel, to);
 	psub_retry(p, why, false, p->hops++ == 0);
 }
 
@@ -320,7 +325,7 @@ psub_step_reply(struct redis_psub *p, enum psub_step step, redisReply *r)
 	if (r->type == REDIS_REPLY_ERROR) {
 		log_error("%s: %s failed on %s: %s", p->name, cmd, p->where,
 		    r->str);
-		snprintf(why, sizeof(why), "%s failed", cmd);
+		snprintf(why, sizeof(why), "connection lost: %s", r->str);
 		psub_retry(p, why, true, false);
 		return -1;
 	}
