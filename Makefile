@@ -99,14 +99,14 @@ unit: $(UNIT_BINS)
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
-FUZZ_TARGETS := decode message rules config esc sign http pgoutput
+FUZZ_TARGETS := decode message rules config esc sign http pgoutput redis_nodes
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
 FUZZ_MODULES := lib/log lib/buf lib/xalloc lib/esc lib/json_read lib/json_write \
 	lib/keys lib/strs lib/redis_addr lib/http_head core/decode \
 	core/rules core/message core/config core/config_sections core/config_secret \
-	core/sign core/pgoutput core/wal_rel
+	core/sign core/pgoutput core/wal_rel lib/redis_nodes lib/redis_cap
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
-FUZZ_PKGS    := inih libpq libcrypto
+FUZZ_PKGS    := inih libpq libcrypto hiredis
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS  := -O1 -g -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
