@@ -117,8 +117,6 @@ psub_cur_host(const struct redis_psub *p)
 	return p->nodes.n > 0 ? p->nodes.v[p->cur].host : "";
 }
 
-/* -- the link ---------------------------------------------------------- */
-
 static void
 psub_watch(struct redis_psub *p, int events)
 {
@@ -485,7 +483,6 @@ psub_open(struct redis_psub *p)
 		if (p->o.locate(p->o.locate_arg, host, sizeof(host), &port) == -1)
 			return NULL;
 		psub_where(p, host, port);
-		/* Note: a host name is resolved with a blocking getaddrinfo. */
 		return redisConnectNonBlock(host, port);
 	}
 	if (p->addr.unix_path != NULL) {
@@ -535,8 +532,7 @@ redis_psub_new(struct ev_loop *loop, const struct redis_psub_opts *opts,
 	p->o.addr = NULL;
 	if (p->o.max_message == 0)
 		p->o.max_message = REDIS_PSUB_MAX_MESSAGE;
-	/* The message, its channel and the framing. */
-	p->cap.max = p->o.max_message + 4096;
+	p->cap.max = p->o.max_message + 4096;	/* and the framing */
 	p->name = xstrdup(opts->name);
 	p->channel = xstrdup(opts->channel);
 	p->client_name = opts->client_name ? xstrdup(opts->client_name) : NULL;
