@@ -85,38 +85,3 @@ redis_nodes_free(struct redis_nodes *ns)
 		free(ns->v[i].host);
 	memset(ns, 0, sizeof(*ns));
 }
-
-int
-redis_moved_parse(const char *err, size_t len, const char *cur_host,
-    char *host, int *port)
-{
-	const char *hp, *colon = NULL, *p;
-	long n = 0;
-
-	if (len < 6 || memcmp(err, "MOVED ", 6) != 0)
-		return -1;
-	/* The slot: digits, then one space, then host:port to the end. */
-	for (p = err + 6; p < err + len && *p >= '0' && *p <= '9'; p++)
-		;
-	if (p == err + 6 || p - (err + 6) > 5 || p >= err + len || *p != ' ')
-		return -1;
-	hp = p + 1;
-	for (p = hp; p < err + len; p++)
-		if (*p == ':')
-			colon = p;
-		else if (*p == ' ' || *p == '\0')
-			return -1;
-	if (colon == NULL || colon - hp >= REDIS_NODES_HOST_MAX ||
-	    colon + 1 == err + len || colon + 1 + 5 < err + len)
-		return -1;
-	for (p = colon + 1; p < err + len; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		n = n * 10 + (*p - '0');
-	}
-	if (n < 1 || n > 65535)
-		return -1;
-	redis_nodes_host(host, hp, (size_t)(colon - hp), cur_host);
-	*port = (int)n;
-	return 0;
-}

@@ -38,13 +38,4 @@ void redis_nodes_learn(struct redis_nodes *ns, const struct redisReply *slots,
     const char *cur_host);
 void redis_nodes_free(struct redis_nodes *ns);
 
-/*
- * The target of "MOVED <slot> <host>:<port>" (hiredis strips the "-"):
- * host (split at the last colon, for IPv6; empty or "?" is cur_host)
- * into host[REDIS_NODES_HOST_MAX], and *port. -1 when err is not such a
- * reply.
- */
-int redis_moved_parse(const char *err, size_t len, const char *cur_host,
-    char *host, int *port) __attribute__((warn_unused_result));
-
 #endif

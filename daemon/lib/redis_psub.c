@@ -26,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/redis_cap.h"
 #include "lib/redis_nodes.h"
+#include "lib/redis_slots.h"
 #include "lib/sock.h"
 #include "lib/xalloc.h"
 
@@ -271,15 +272,19 @@ psub_subscribed(struct redis_psub *p)
 static void
 psub_moved(struct redis_psub *p, const char *err, size_t len)
 {
-	char host[REDIS_NODES_HOST_MAX], to[REDIS_NODES_HOST_MAX + 16];
+	struct redis_redirect r;
+	char to[REDIS_NODES_HOST_MAX + 16];
 	char why[600];
+	const char *host;
 	int port, i;
 
-	if (redis_moved_parse(err, len, psub_cur_host(p), host, &port) == -1) {
+	if (redis_err_classify(err, len, &r) != REDIS_ERR_MOVED) {
 		psub_retry(p, "a malformed MOVED reply to SSUBSCRIBE", true,
 		    false);
 		return;
 	}
+	host = r.host[0] != '\0' ? r.host : psub_cur_host(p);
+	port = r.port;
 	i = redis_nodes_add(&p->nodes, host, port, true);
 	if (i == p->cur && p->o.locate == NULL) {
 		psub_retry(p, "a MOVED to the node itself", true, false);

@@ -31,17 +31,10 @@ fail(const char *what)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char host[REDIS_NODES_HOST_MAX];
 	struct redis_nodes ns = { 0 };
 	struct redis_cap cap = { .max = 4096 };
 	redisReader *r;
 	void *reply = NULL;
-	int port = 0;
-
-	if (redis_moved_parse((const char *)data, size, "cur", host,
-	    &port) == 0 && (port < 1 || port > 65535 ||
-	    strlen(host) >= sizeof(host)))
-		fail("MOVED parsed out of range");
 
 	if ((r = redisReaderCreate()) == NULL)
 		return 0;

@@ -18,67 +18,6 @@
 
 #include "tcheck.h"
 
-struct moved_case {
-	const char *name, *err;
-	int rc;
-	const char *host;
-	int port;
-};
-
-static const struct moved_case moved_cases[] = {
-	{ "real", "MOVED 9865 127.0.0.1:34619", 0, "127.0.0.1", 34619 },
-	{ "slot 0", "MOVED 0 10.0.0.1:6379", 0, "10.0.0.1", 6379 },
-	{ "ipv6: the last colon", "MOVED 1 ::1:7000", 0, "::1", 7000 },
-	{ "a name", "MOVED 16383 redis-2.local:1", 0, "redis-2.local", 1 },
-	{ "empty host: the current one", "MOVED 9865 :7001", 0, "cur", 7001 },
-	{ "? host: the current one", "MOVED 9865 ?:7001", 0, "cur", 7001 },
-	{ "port 65535", "MOVED 5 h:65535", 0, "h", 65535 },
-	{ "port 0", "MOVED 5 h:0", -1, NULL, 0 },
-	{ "port too big", "MOVED 5 h:65536", -1, NULL, 0 },
-	{ "port too long", "MOVED 5 h:0000001", -1, NULL, 0 },
-	{ "port not a number", "MOVED 5 h:0x50", -1, NULL, 0 },
-	{ "no port", "MOVED 5 h:", -1, NULL, 0 },
-	{ "no colon", "MOVED 5 h", -1, NULL, 0 },
-	{ "no slot", "MOVED  h:1", -1, NULL, 0 },
-	{ "slot not a number", "MOVED x h:1", -1, NULL, 0 },
-	{ "slot too long", "MOVED 123456 h:1", -1, NULL, 0 },
-	{ "trailing word", "MOVED 5 h:1 x", -1, NULL, 0 },
-	{ "ASK is not MOVED", "ASK 9865 127.0.0.1:34617", -1, NULL, 0 },
-	{ "another error", "ERR unknown command", -1, NULL, 0 },
-	{ "empty", "", -1, NULL, 0 },
-};
-
-static void
-test_moved(void **state)
-{
-	char host[REDIS_NODES_HOST_MAX], long_host[400];
-	int port;
-
-	for (size_t i = 0; i < sizeof(moved_cases) / sizeof(moved_cases[0]);
-	    i++) {
-		const struct moved_case *c = &moved_cases[i];
-
-		tcase = c->name;
-		port = -1;
-		CHECK_INT(redis_moved_parse(c->err, strlen(c->err), "cur", host,
-		    &port), c->rc);
-		if (c->rc == 0) {
-			CHECK_STR(host, c->host);
-			CHECK_INT(port, c->port);
-		}
-	}
-	tcase = "a host too long for the buffer";
-	memcpy(long_host, "MOVED 1 ", 8);
-	memset(long_host + 8, 'h', 300);
-	memcpy(long_host + 308, ":1", 3);
-	CHECK_INT(redis_moved_parse(long_host, strlen(long_host), "cur", host,
-	    &port), -1);
-	tcase = "a NUL inside";
-	CHECK_INT(redis_moved_parse("MOVED 1 h\0x:1", 13, "cur", host, &port),
-	    -1);
-	t_done();
-}
-
 static void
 test_add_is_bounded(void **state)
 {
@@ -164,7 +103,6 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_moved),
 		cmocka_unit_test(test_add_is_bounded),
 		cmocka_unit_test(test_learn),
 	};
