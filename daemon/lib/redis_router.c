@@ -379,6 +379,7 @@ router_map_cb(void *arg, redisReply *reply, void *privdata)
 	struct redis_router *r = n->r;
 	struct redis_slot_map m = { 0 };
 	struct redis_router_node **masters;
+	unsigned moved = 0;
 	char err[256];
 
 	(void)privdata;
@@ -408,6 +409,8 @@ router_map_cb(void *arg, redisReply *reply, void *privdata)
 		masters[i]->first_slot = -1;
 	}
 	for (int s = REDIS_SLOTS - 1; s >= 0; s--) {
+		if (r->by_slot[s] != masters[m.owner[s]])
+			moved++;
 		r->by_slot[s] = masters[m.owner[s]];
 		r->by_slot[s]->first_slot = s;
 	}
@@ -422,6 +425,9 @@ router_map_cb(void *arg, redisReply *reply, void *privdata)
 			router_node_drop(r, r->nodes[i]);
 	if (!r->have_map)
 		log_info("%s: %zu masters in the cluster", r->name, m.nmasters);
+	else if (moved > 0)
+		log_info("%s: %u slots have a new master; %zu masters in the "
+		    "cluster", r->name, moved, m.nmasters);
 	r->have_map = true;
 	redis_slots_free(&m);
 	r->cb(r->arg, ROUTER_MAP, NULL);

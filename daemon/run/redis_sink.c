@@ -152,9 +152,14 @@ redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 {
 	struct redis_sink *s = privdata;
 	struct sink_msg *m = list_pop(&s->inflight);
+	bool redirect = reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+	    redis_sink_redirected(s, arg, reply);
 
-	if (reply == NULL || (reply->type == REDIS_REPLY_ERROR &&
-	    redis_sink_redirected(s, arg, reply))) {
+	if (redirect)
+		s->redirected++;
+	else if (s->redirected > 0)
+		s->redirect_mixed = true;
+	if (reply == NULL || redirect) {
 		/* The link dropped before the reply, or the channel is
 		 * elsewhere: send it again later, unless it was refused once
 		 * too often. */
@@ -268,6 +273,10 @@ redis_sink_pump(struct redis_sink *s)
 	struct sink_msg *m;
 
 	if (s->inflight.n == 0) {
+		if (!s->redirect_mixed)
+			s->seq -= s->redirected;
+		s->redirected = 0;
+		s->redirect_mixed = false;
 		/* What came back (a lost link, a redirect) goes first. */
 		s->stats->requeued += s->requeue.n;
 		fifo_prepend(&s->queue, &s->requeue);

@@ -37,6 +37,11 @@ struct redis_sink {
 	const char *publish;		/* PUBLISH or SPUBLISH */
 	struct redis_router_node *sent_on;	/* what is in flight went here */
 	struct redis_router_node *ready_on;	/* READY was told for it */
+	/* Messages in flight that a redirect sent back: never published,
+	 * so their seqs are used again, unless something else came back
+	 * among them (mixed). */
+	unsigned redirected;
+	bool redirect_mixed;
 	struct redis_sweep *sweep;	/* action = delete: patterns */
 
 	struct fifo queue;		/* waiting to be sent */

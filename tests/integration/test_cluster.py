@@ -64,16 +64,17 @@ def user_keys(ids):
 
 
 class Stack:
-    """A daemon on the single Redis and an apply whose target is the
-    cluster (or the other way round, with daemon_cluster)."""
+    """A daemon on the single Redis (or on the cluster, with daemon_url)
+    and an apply whose target is the cluster; stopped (exit 0) after."""
 
     def __init__(self, apply=True, daemon_extra=None, apply_extra=None,
-                 daemon_url=None):
+                 daemon_url=None, apply_url=None):
         self.d = harness.Daemon(PG, REDIS, TABLES, extra=daemon_extra,
                                 redis_url=daemon_url)
+        targets = None if apply_url else {"cl": {"url": CL.seed_url,
+                                                 "cluster": "on"}}
         self.a = harness.Apply(PG, REDIS, TABLES, extra=apply_extra,
-                               targets={"cl": {"url": CL.seed_url,
-                                               "cluster": "on"}}) \
+                               redis_url=apply_url, targets=targets) \
             if apply else None
 
     def __enter__(self):
@@ -89,7 +90,7 @@ class Stack:
         procs = [p for p in (self.a, self.d) if p is not None]
         if exc is not None:
             for p in procs:
-                print("--- %s log ---\n%s" % (p.command, p.log_text()[-6000:]))
+                print("--- %s log ---\n%s" % (p.command, p.log_text()[-200000:]))
                 p.kill()
             return False
         for p in procs:
@@ -204,6 +205,33 @@ def test_daemon_follows_the_channel_slot():
             assert b'"user:4"' in msg, msg
         n = len(dst.command("XRANGE", "{pginval}:log", "-", "+"))
         assert n >= 2, "the stream moved with the slot and grew: %d" % n
+
+
+def test_apply_replays_after_the_channel_slot_moves():
+    # Everything on the cluster: the channel, the stream, the cache.
+    # Redis 7 unsubscribes sharded subscribers when the slot moves;
+    # apply subscribes again at the new owner and replays what it missed
+    # from the stream, which moved with the slot, instead of resetting.
+    slot = CL.keyslot("pginval")
+    extra = {"redis.cluster": "on", "redis.stream": "{pginval}:log"}
+    with Stack(daemon_extra=extra, daemon_url=CL.seed_url, apply_extra=extra,
+               apply_url=CL.seed_url) as s:
+        a = s.a
+        wait_for(lambda: "swept keys matching" in a.log_text(), "swept")
+        fill(range(1, 51))
+        update(range(1, 51))
+        wait_for(lambda: not stale(user_keys(range(1, 51))), "applied")
+        src = CL.owner(slot)
+        dst = [m for m in CL.masters() if m.port != src.port][0]
+        CL.migrate_slot(slot, dst)
+        fill(range(51, 101))
+        update(range(51, 101))
+        a.wait_log("resubscribed: replaying", timeout=20)
+        wait_for(lambda: not stale(user_keys(range(51, 101))),
+                 "applied after the move", timeout=20)
+        assert "resetting instead" not in a.log_text(), a.log_text()[-3000:]
+        assert a.log_text().count("reset of every table") == 1, \
+            "one reset: the start's"
 
 
 def test_daemon_deletes_on_every_master():
