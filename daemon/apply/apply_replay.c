@@ -267,6 +267,7 @@ replay_conn_cb(void *arg, enum redis_conn_event ev)
 		break;
 	case REDIS_CONN_EVENT_HANDSHAKE:
 	case REDIS_CONN_EVENT_LOST:
+	case REDIS_CONN_EVENT_FORGOT:	/* only links that write */
 		break;
 	}
 }

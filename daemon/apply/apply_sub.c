@@ -64,6 +64,7 @@ sub_conn_cb(void *arg, enum redis_conn_event ev)
 	switch (ev) {
 	case REDIS_CONN_EVENT_HANDSHAKE:
 	case REDIS_CONN_EVENT_CLOSED:
+	case REDIS_CONN_EVENT_FORGOT:	/* only links that write */
 		break;
 	case REDIS_CONN_EVENT_READY:
 		/* If it cannot be sent, the connect timeout, which lasts

@@ -86,6 +86,7 @@ struct apply_target {
 	struct buf marker;		/* scratch */
 	struct apply_stats *stats;
 	struct log_limit complaints;	/* about error replies */
+	unsigned long history_breaks;	/* REDIS_CONN_EVENT_FORGOT */
 };
 
 static void target_pump(struct apply_target *t);
@@ -383,6 +384,10 @@ target_conn_cb(void *arg, enum redis_conn_event ev)
 	case REDIS_CONN_EVENT_LOST:
 		t->cb(t->arg, t, TARGET_EVENT_LOST);
 		break;
+	case REDIS_CONN_EVENT_FORGOT:
+		t->history_breaks++;
+		t->cb(t->arg, t, TARGET_EVENT_FORGOT);
+		break;
 	}
 }
 
@@ -408,6 +413,7 @@ apply_target_new(struct ev_loop *loop, const struct apply_target_opts *opts,
 	co.name = prefix.data;
 	co.backlog = &t->queue.n;
 	co.backlog_unit = "commands";
+	co.writes = true;
 	t->conn = redis_conn_new(loop, &co, target_conn_cb, t);
 	buf_free(&prefix);
 	t->sweep = redis_sweep_new(loop, t->conn, target_sweep_cb, t);
@@ -482,4 +488,10 @@ const char *
 apply_target_fill_sha(const struct apply_target *t)
 {
 	return t->fill_sha;
+}
+
+unsigned long
+apply_target_history_breaks(const struct apply_target *t)
+{
+	return t->history_breaks;
 }

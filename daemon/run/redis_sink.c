@@ -434,6 +434,11 @@ redis_sink_conn_cb(void *arg, enum redis_conn_event ev)
 	case REDIS_CONN_EVENT_LOST:
 		s->cb(s->arg, REDIS_EVENT_LOST, NULL, NULL);
 		break;
+	case REDIS_CONN_EVENT_FORGOT:
+		s->stats->history_breaks++;
+		s->cb(s->arg, REDIS_EVENT_FORGOT, NULL,
+		    redis_conn_forgot_reason(s->conn));
+		break;
 	}
 }
 
@@ -457,6 +462,7 @@ redis_sink_conn_opts(struct redis_sink *s, const struct redis_sink_opts *o)
 		.reconnect_min = o->reconnect_min,
 		.reconnect_max = o->reconnect_max,
 		.backlog = &s->queue.n, .backlog_unit = "messages",
+		.writes = true,
 	};
 
 	return co;
