@@ -237,14 +237,11 @@ static void
 redis_conn_resolved(void *arg, const char *host, int port)
 {
 	struct redis_conn *c = arg;
-	char why[300];
 
 	if (c->state != REDIS_STATE_CONNECTING || c->ac != NULL)
 		return;
 	if (host == NULL) {
-		snprintf(why, sizeof(why), "no sentinel gave the address of "
-		    "master \"%s\"", c->addr.master);
-		redis_conn_lost(c, why);
+		redis_conn_lost(c, "no sentinel gave its address");
 		return;
 	}
 	free(c->master_host);

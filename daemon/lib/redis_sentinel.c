@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 struct redis_sentinel {
 	struct ev_loop *loop;
@@ -42,12 +43,12 @@ struct redis_sentinel {
 	char *name;
 	struct redis_addr addr;
 	double timeout;
-	size_t start;		/* the sentinel asked first */
+	size_t start;		/* the sentinel the next round asks first */
 
 	/* The resolve under way; resolve_cb NULL: none. */
 	redis_sentinel_resolve_cb *resolve_cb;
 	redisAsyncContext *rac;
-	size_t tried, cur;
+	size_t first, tried, cur;	/* this round's first, count, current */
 	bool answered;		/* the current sentinel has had its say */
 	bool found;
 	char host[256];
@@ -148,6 +149,44 @@ redis_sentinel_parse_addr(const redisReply *r, char *host, size_t hostlen,
 	host[r->element[0]->len] = '\0';
 	*port = (int)p;
 	return 0;
+}
+
+int
+redis_sentinel_ask(const struct redis_addr *a, size_t i, double timeout,
+    char *host, size_t hostlen, int *port, char *why, size_t whylen)
+{
+	struct timeval tv = { (time_t)timeout,
+	    (suseconds_t)((timeout - (time_t)timeout) * 1e6) };
+	redisContext *c = redisConnectWithTimeout(a->sentinels[i].host,
+	    a->sentinels[i].port, tv);
+	redisReply *r = NULL;
+	int rc = -1;
+
+	if (c == NULL || c->err) {
+		snprintf(why, whylen, "cannot connect: %s",
+		    c ? c->errstr : "out of memory");
+		goto done;
+	}
+	redisSetTimeout(c, tv);
+	if (a->sentinel_password != NULL) {
+		r = redisCommand(c, "AUTH %s", a->sentinel_password);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			snprintf(why, whylen, "AUTH refused: %s (check "
+			    "sentinel_password)", r ? r->str : c->errstr);
+			goto done;
+		}
+		freeReplyObject(r);
+	}
+	r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", a->master);
+	if (r == NULL)
+		snprintf(why, whylen, "%s", c->errstr);
+	else
+		rc = redis_sentinel_parse_addr(r, host, hostlen, port, why,
+		    whylen);
+done:
+	freeReplyObject(r);
+	redisFree(c);
+	return rc;
 }
 
 /* -- resolve ------------------------------------------------------------ */
@@ -298,7 +337,7 @@ resolve_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		cb(s->arg, s->found ? s->host : NULL, s->port);
 		return;
 	}
-	s->cur = (s->start + s->tried++) % s->addr.nsentinels;
+	s->cur = (s->first + s->tried++) % s->addr.nsentinels;
 	s->answered = false;
 	s->rac = sentinel_connect(s, s->cur, why, sizeof(why));
 	if (s->rac == NULL) {
@@ -325,6 +364,7 @@ redis_sentinel_resolve(struct redis_sentinel *s, redis_sentinel_resolve_cb *cb)
 {
 	redis_sentinel_cancel(s);
 	s->resolve_cb = cb;
+	s->first = s->start;
 	s->tried = 0;
 	s->found = false;
 	buf_reset(&s->said);

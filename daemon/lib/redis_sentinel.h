@@ -53,6 +53,14 @@ void redis_sentinel_cancel(struct redis_sentinel *s);
  */
 void redis_sentinel_follow(struct redis_sentinel *s,
     redis_sentinel_switch_cb *cb);
+/*
+ * Asks sentinel i of a, blocking for up to timeout seconds per step (for
+ * `pginval check`, not the loop): 0 with the master's host and port, -1
+ * with why (never the password).
+ */
+int redis_sentinel_ask(const struct redis_addr *a, size_t i, double timeout,
+    char *host, size_t hostlen, int *port, char *why, size_t whylen)
+    __attribute__((warn_unused_result));
 /* A sentinel's reply to get-master-addr-by-name, parsed: 0 with host
  * (into host, hostlen) and port; -1 with why. Pure. */
 struct redisReply;
