@@ -20,6 +20,7 @@
  * so that the disconnect callback this runs knows it is expected.
  */
 #include "lib/redis_sentinel.h"
+#include "lib/redis_sentinel_reply.h"
 #include "lib/backoff.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -116,39 +117,6 @@ sentinel_auth(struct redis_sentinel *s, redisAsyncContext *ac,
 
 	if (s->addr.sentinel_password != NULL)
 		(void)redisAsyncCommandArgv(ac, fn, NULL, 2, argv, NULL);
-}
-
-int
-redis_sentinel_parse_addr(const redisReply *r, char *host, size_t hostlen,
-    int *port, char *why, size_t whylen)
-{
-	char *end;
-	long p;
-
-	if (r->type == REDIS_REPLY_NIL) {
-		snprintf(why, whylen, "does not know that master name");
-		return -1;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		snprintf(why, whylen, "%s", r->str);
-		return -1;
-	}
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[0]->type != REDIS_REPLY_STRING ||
-	    r->element[1]->type != REDIS_REPLY_STRING ||
-	    r->element[0]->len == 0 || r->element[0]->len >= hostlen) {
-		snprintf(why, whylen, "an answer that is not [host, port]");
-		return -1;
-	}
-	p = strtol(r->element[1]->str, &end, 10);
-	if (*end != '\0' || end == r->element[1]->str || p <= 0 || p > 65535) {
-		snprintf(why, whylen, "an answer with a port that is not one");
-		return -1;
-	}
-	memcpy(host, r->element[0]->str, r->element[0]->len);
-	host[r->element[0]->len] = '\0';
-	*port = (int)p;
-	return 0;
 }
 
 int
@@ -391,26 +359,19 @@ follow_retry(struct redis_sentinel *s, const char *why)
 	ev_timer_start(s->loop, &s->ftimer);
 }
 
-/* "<name> <old-ip> <old-port> <new-ip> <new-port>" */
+/* "<name> <old-ip> <old-port> <new-ip> <new-port>": ours, or another's. */
 static void
 follow_message(struct redis_sentinel *s, const char *p, size_t len)
 {
-	char name[256], oldip[256], newip[256];
-	int oldport, newport;
-	char *copy = xmalloc(len + 1);
-	int n;
+	char host[256];
+	int port;
 
-	memcpy(copy, p, len);
-	copy[len] = '\0';
-	n = sscanf(copy, "%255s %255s %d %255s %d", name, oldip, &oldport,
-	    newip, &newport);
-	free(copy);
-	if (n != 5 || strcmp(name, s->addr.master) != 0 || newport <= 0 ||
-	    newport > 65535)
+	if (redis_sentinel_parse_switch(p, len, s->addr.master, host,
+	    sizeof(host), &port) == -1)
 		return;
-	log_info("%s: sentinel: master \"%s\" switched from %s:%d to %s:%d",
-	    s->name, s->addr.master, oldip, oldport, newip, newport);
-	s->switch_cb(s->arg, newip, newport);
+	log_info("%s: sentinel: master \"%s\" switched to %s:%d", s->name,
+	    s->addr.master, host, port);
+	s->switch_cb(s->arg, host, port);
 }
 
 static void

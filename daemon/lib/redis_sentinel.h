@@ -61,11 +61,4 @@ void redis_sentinel_follow(struct redis_sentinel *s,
 int redis_sentinel_ask(const struct redis_addr *a, size_t i, double timeout,
     char *host, size_t hostlen, int *port, char *why, size_t whylen)
     __attribute__((warn_unused_result));
-/* A sentinel's reply to get-master-addr-by-name, parsed: 0 with host
- * (into host, hostlen) and port; -1 with why. Pure. */
-struct redisReply;
-int redis_sentinel_parse_addr(const struct redisReply *r, char *host,
-    size_t hostlen, int *port, char *why, size_t whylen)
-    __attribute__((warn_unused_result));
-
 #endif

@@ -226,7 +226,7 @@ def test_follows_a_failover_under_load():
             finish(p)
             new = topo.node(topo.master_port())
             assert new is topo.replica, "the replica was promoted"
-            s.d.wait_log('master "mymaster" switched from', timeout=30)
+            s.d.wait_log('master "mymaster" switched to 127.0.0.1:', timeout=30)
             s.connected(new.port)
             # Every row was updated after the switch, too: no stale key.
             wait_for(lambda: not stale(new), "no stale key on the new "
