@@ -3,8 +3,9 @@
 restarted from an older snapshot or without its data is found out at the
 reconnect (INFO + ROLE, the replication-history rule) and reset, so the
 stale keys that came back are swept; a plain reconnect and a complete
-restart (SHUTDOWN SAVE, with a replica) are no alarm; and the daemon with
-action = delete sweeps every table after such a restart of its Redis.
+restart (SHUTDOWN SAVE, with a replica) are no alarm; the daemon with
+action = delete sweeps every table after such a restart of its Redis; and
+a Redis whose ACL refuses ROLE and INFO is written to, with one warning.
 
     python3 tests/integration/test_forget.py [-v] [name-substring ...]
 """
@@ -307,6 +308,33 @@ def test_daemon_with_action_delete_resets_after_a_restart():
             wait_for(lambda: not stale(m, 10), "the reset swept them")
             status, text = http_get(port, "/metrics")
             eq(metric(text, BREAKS), 1.0, BREAKS)
+        except BaseException:
+            print("--- run log ---\n" + d.log_text())
+            d.kill()
+            raise
+        d.stop()
+    finally:
+        m.close()
+
+
+def test_role_and_info_refused_is_one_warning():
+    m = Node().start()
+    try:
+        m.command("ACL", "SETUSER", "default", "-role", "-info")
+        d = harness.Daemon(PG, REDIS, TABLES, redis_url=m.url + "/0",
+                           extra={"redis.action": "delete"})
+        d.start()
+        try:
+            d.wait_log("redis: connected to 127.0.0.1:%d" % m.port)
+            m.command("CLIENT", "KILL", "TYPE", "normal")
+            d.wait_log("redis: connected to 127.0.0.1:%d" % m.port, count=2)
+            fill(m, 3)
+            update(3, "acl")
+            wait_for(lambda: not stale(m, 3), "deletes without the check")
+            text = d.log_text()
+            eq(text.count("refused on 127.0.0.1:%d" % m.port), 1,
+               "one warning that the check is off:\n" + text)
+            assert "NOPERM" in text, text
         except BaseException:
             print("--- run log ---\n" + d.log_text())
             d.kill()
