@@ -460,17 +460,6 @@ redis_conn_connect(struct redis_conn *c)
 		redis_conn_dial(c, NULL, 0);
 }
 
-void
-redis_conn_close(struct redis_conn *c, const char *why)
-{
-	if (c->ac == NULL || c->closing)
-		return;
-	c->closing = true;
-	c->handshake = 0;
-	snprintf(c->close_why, sizeof(c->close_why), "%s", why);
-	redisAsyncDisconnect(c->ac);
-}
-
 static char *
 dup_or_null(const char *s)
 {
@@ -588,23 +577,4 @@ unsigned long
 redis_conn_reconnects(const struct redis_conn *c)
 {
 	return c->reconnects;
-}
-
-const struct redis_history *
-redis_conn_history(const struct redis_conn *c)
-{
-	return &c->history;
-}
-
-void
-redis_conn_set_history(struct redis_conn *c, const struct redis_history *h)
-{
-	c->history = *h;
-	c->unconfirmed = false;
-}
-
-const char *
-redis_conn_forgot_reason(const struct redis_conn *c)
-{
-	return c->forgot ? c->forgot_why : NULL;
 }

@@ -88,11 +88,11 @@ void redis_conn_lost(struct redis_conn *c, const char *why);
 void redis_conn_drop(struct redis_conn *c, const char *why);
 /* Connects to host:port (NULL: the configured server). */
 void redis_conn_dial(struct redis_conn *c, const char *host, int port);
-/* Closes the link, from anywhere but a connect or disconnect callback,
- * logging why once it is gone (redis_conn.c). */
-void redis_conn_close(struct redis_conn *c, const char *why);
 
 /* redis_conn_master.c */
+/* Closes the link, from anywhere but a connect or disconnect callback,
+ * logging why once it is gone. */
+void redis_conn_close(struct redis_conn *c, const char *why);
 /* Makes c->sentinel anew from c->addr (NULL without sentinels). */
 void redis_conn_sentinel(struct redis_conn *c);
 /* Asks the sentinels, then dials the master (or lost()). */

@@ -7,7 +7,7 @@
  * At each connect, before READY, the handshake reads INFO server
  * replication and ROLE. ROLE must say master: a replica is refused (its
  * writes would fail, or, for PUBLISH, reach nobody), and so is a
- * sentinel. INFO gives run_id and the replication ids, which the §6 rule
+ * sentinel. INFO gives run_id and the replication ids, which the rule
  * of redis_history compares with what this link saw before: a Redis
  * restarted without its data, from an older snapshot, or a promoted
  * replica that lagged may have forgotten writes it acknowledged. The
@@ -165,6 +165,17 @@ redis_conn_role_steps(struct redis_conn *c)
 }
 
 void
+redis_conn_close(struct redis_conn *c, const char *why)
+{
+	if (c->ac == NULL || c->closing)
+		return;
+	c->closing = true;
+	c->handshake = 0;
+	snprintf(c->close_why, sizeof(c->close_why), "%s", why);
+	redisAsyncDisconnect(c->ac);
+}
+
+void
 redis_conn_demoted(struct redis_conn *c, const char *how)
 {
 	char why[400];
@@ -228,6 +239,27 @@ redis_conn_role_lost(struct redis_conn *c)
 		c->unconfirmed = true;
 	c->acked_since_role = 0;
 	c->role_inflight = false;
+}
+
+/* -- the history, for a router -------------------------------------------- */
+
+const struct redis_history *
+redis_conn_history(const struct redis_conn *c)
+{
+	return &c->history;
+}
+
+void
+redis_conn_set_history(struct redis_conn *c, const struct redis_history *h)
+{
+	c->history = *h;
+	c->unconfirmed = false;
+}
+
+const char *
+redis_conn_forgot_reason(const struct redis_conn *c)
+{
+	return c->forgot ? c->forgot_why : NULL;
 }
 
 /* -- Sentinel ----------------------------------------------------------- */
