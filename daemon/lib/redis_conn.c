@@ -130,8 +130,10 @@ redis_conn_become_ready(struct redis_conn *c)
 	c->cb(c->arg, REDIS_CONN_EVENT_READY);
 	/* After READY, so that what the owner does about it (a reset)
 	 * can be sent at once. */
-	if (c->forgot && c->state == REDIS_STATE_READY)
+	if (c->forgot && c->state == REDIS_STATE_READY) {
 		c->cb(c->arg, REDIS_CONN_EVENT_FORGOT);
+		c->forgot = false;
+	}
 }
 
 /* A handshake step answered. */

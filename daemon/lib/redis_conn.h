@@ -151,8 +151,8 @@ const char *redis_conn_where(const struct redis_conn *c);
 const struct redis_history *redis_conn_history(const struct redis_conn *c);
 void redis_conn_set_history(struct redis_conn *c,
     const struct redis_history *h);
-/* Why the server may have forgotten writes, from FORGOT until the next
- * connect; NULL otherwise. */
+/* Why the server may have forgotten writes, during the FORGOT event;
+ * NULL otherwise. */
 const char *redis_conn_forgot_reason(const struct redis_conn *c);
 /* Times the link was established again after the first time (READY; for
  * a subscriber, the first reply). */

@@ -107,10 +107,12 @@ role_judge(struct redis_conn *c)
 		snprintf(c->forgot_why, sizeof(c->forgot_why), "writes were "
 		    "acknowledged after the last offset read, and %s", why);
 		v = REDIS_HISTORY_BROKEN;
-	} else {
+	} else if (v == REDIS_HISTORY_BROKEN) {
 		snprintf(c->forgot_why, sizeof(c->forgot_why), "%s", why);
 	}
 	if (v == REDIS_HISTORY_BROKEN) {
+		/* Told at READY, however many connects that takes: the
+		 * history below is learnt now. */
 		c->forgot = true;
 		log_warnx("%s: %s may have forgotten writes it acknowledged: %s",
 		    c->name, redis_conn_where(c), c->forgot_why);
@@ -156,7 +158,6 @@ redis_conn_role_steps(struct redis_conn *c)
 	const char *info[] = { "INFO", "server", "replication" };
 	const char *role[] = { "ROLE" };
 
-	c->forgot = false;
 	c->info_ok = false;
 	c->role_inflight = false;
 	c->acked_since_role = 0;
