@@ -2,8 +2,11 @@
  * pginval tail. Prints, per message: local time, lag from the row change,
  * op, table and keys. Resets and sequence gaps stand out (in colour on a
  * terminal), and Ctrl-C prints a summary. --json passes messages through
- * unchanged for scripts. The connection is blocking: this is a client
- * with nothing else to do.
+ * unchanged for scripts. It subscribes through the daemon's subscriber
+ * link (redis_psub.h), so it follows a Redis Cluster the way pginval
+ * apply does: SSUBSCRIBE at the node that serves the channel with
+ * cluster = on, following the slot when it moves, and SUBSCRIBE
+ * otherwise. Every subscription after the first is shown as a gap.
  *
  * Anyone who can write a row, or PUBLISH on the channel, chooses bytes
  * that end up here: every field is printed through esc.h, so no escape
@@ -14,13 +17,12 @@
 #include "lib/esc.h"
 #include "lib/log.h"
 #include "core/message.h"
+#include "lib/redis_psub.h"
 #include "lib/xalloc.h"
 
-#include <errno.h>
+#include <ev.h>
 #include <fnmatch.h>
 #include <getopt.h>
-#include <hiredis/hiredis.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,19 +35,12 @@
 struct tail {
 	bool json, color;
 	bool connected;		/* subscribed once already */
-	const char *table, *key;
+	const char *table, *key, *channel;
+	struct redis_psub *link;
 	struct message_seq seq;	/* the gap rules, as apply keeps them */
 	struct message msg;	/* the last one read */
 	unsigned long messages, shown, resets, gaps;
 };
-
-static volatile sig_atomic_t tail_stop;
-
-static void
-tail_on_signal(int sig)
-{
-	tail_stop = 1;
-}
 
 void
 tail_usage(FILE *f)
@@ -54,7 +49,8 @@ tail_usage(FILE *f)
 	    "usage: pginval tail [-c FILE] [--url URL] [--password-file FILE]\n"
 	    "                    [--channel NAME] [--json] [--table NAME] [--key GLOB]\n"
 	    "\n"
-	    "  -c, --config FILE   take [redis] url, password and channel from FILE\n"
+	    "  -c, --config FILE   take [redis] url, password, channel and\n"
+	    "                      cluster from FILE\n"
 	    "  -u, --url URL       redis://[user:pass@]host:port/db or unix:/path\n"
 	    "                      (default redis://127.0.0.1:6379/0)\n"
 	    "  -P, --password-file FILE\n"
@@ -226,115 +222,68 @@ done:
 	buf_free(&line);
 }
 
-/* A server's error text, escaped for stderr (into a static buffer). */
-static const char *
-tail_errtext(const char *s)
+static void
+tail_link_cb(void *arg, enum redis_psub_event ev, const char *payload,
+    size_t len)
 {
-	static char out[1024];
+	struct tail *t = arg;
 
-	esc_str(out, sizeof(out), s, strlen(s), NULL);
-	return out;
+	if (ev == REDIS_PSUB_EVENT_MESSAGE) {
+		tail_print(t, payload, len);
+		return;
+	}
+	if (ev != REDIS_PSUB_EVENT_SUBSCRIBED)
+		return;	/* LOST: the link logs why, and subscribes again */
+	if (!t->json)
+		fprintf(stderr, "pginval tail: subscribed to \"%s\" on %s\n",
+		    t->channel, redis_psub_where(t->link));
+	/* Messages published while away are gone: that is a gap, whatever
+	 * the next seq says. */
+	if (t->connected) {
+		t->gaps++;
+		if (!t->json)
+			printf("%s!! gap: resubscribed, messages may have been "
+			    "missed%s\n", tail_paint(t, "\033[1;31m"),
+			    tail_paint(t, "\033[0m"));
+		fflush(stdout);
+	}
+	t->connected = true;
+	message_seq_forget(&t->seq);
 }
 
-static redisContext *
-tail_connect(const struct config *cfg, const char *channel)
+static void
+tail_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	struct timeval tv = { 5, 0 };
-	redisContext *c;
-	redisReply *r;
-
-	c = cfg->redis.host ? redisConnectWithTimeout(cfg->redis.host,
-	    cfg->redis.port, tv) :
-	    redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
-	if (c == NULL || c->err) {
-		fprintf(stderr, "pginval tail: cannot connect to %s: %s\n",
-		    cfg->redis.where, c ? tail_errtext(c->errstr) : "out of memory");
-		redisFree(c);
-		return NULL;
-	}
-	if (cfg->redis.password != NULL) {
-		r = cfg->redis.user ? redisCommand(c, "AUTH %s %s", cfg->redis.user,
-		    cfg->redis.password) : redisCommand(c, "AUTH %s",
-		    cfg->redis.password);
-		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			fprintf(stderr, "pginval tail: AUTH failed on %s: %s\n",
-			    cfg->redis.where, tail_errtext(r ? r->str : c->errstr));
-			freeReplyObject(r);
-			redisFree(c);
-			return NULL;
-		}
-		freeReplyObject(r);
-	}
-	r = redisCommand(c, "SUBSCRIBE %s", channel);
-	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-		fprintf(stderr, "pginval tail: SUBSCRIBE failed: %s\n",
-		    tail_errtext(r ? r->str : c->errstr));
-		freeReplyObject(r);
-		redisFree(c);
-		return NULL;
-	}
-	freeReplyObject(r);
-	/* No read timeout: wait for messages as long as it takes. */
-	tv.tv_sec = 0;
-	redisSetTimeout(c, tv);
-	return c;
+	ev_break(loop, EVBREAK_ALL);
 }
 
 static int
-tail_loop(struct tail *t, const struct config *cfg, const char *channel)
+tail_loop(struct tail *t, const struct config *cfg)
 {
-	redisContext *c = NULL;
+	struct ev_loop *loop = ev_default_loop(0);
+	struct redis_psub_opts po = {
+		.name = "tail", .addr = &cfg->redis, .channel = t->channel,
+		.client_name = "pginval-tail",
+		.connect_timeout = cfg->redis_connect_timeout > 0 ?
+		    cfg->redis_connect_timeout : 5,
+		.keepalive = cfg->health_interval > 0 ? cfg->health_interval : 30,
+		.reconnect_min = 1, .reconnect_max = 5,
+	};
+	ev_signal sigint, sigterm;
 
-	while (!tail_stop) {
-		redisReply *r = NULL;
-
-		if (c == NULL) {
-			c = tail_connect(cfg, channel);
-			if (c == NULL) {
-				sleep(1);
-				continue;
-			}
-			if (!t->json)
-				fprintf(stderr, "pginval tail: subscribed to \"%s\" on "
-				    "%s\n", channel, cfg->redis.where);
-			/* Messages published while away are gone: that is a
-			 * gap, whatever the next seq says. */
-			if (t->connected) {
-				t->gaps++;
-				if (!t->json)
-					printf("%s!! gap: reconnected, messages may "
-					    "have been missed%s\n",
-					    tail_paint(t, "\033[1;31m"),
-					    tail_paint(t, "\033[0m"));
-			}
-			t->connected = true;
-			message_seq_forget(&t->seq);
-		}
-		/* hiredis retries reads interrupted by a signal, so wait for
-		 * input here, where Ctrl-C can stop the wait. */
-		if (redisGetReplyFromReader(c, (void **)&r) == REDIS_OK &&
-		    r == NULL) {
-			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-
-			if (poll(&pfd, 1, -1) == -1)
-				continue;	/* EINTR: check tail_stop */
-			if (redisBufferRead(c) == REDIS_OK)
-				continue;
-		}
-		if (r == NULL) {
-			if (!tail_stop)
-				fprintf(stderr, "pginval tail: connection lost: %s; "
-				    "reconnecting\n", tail_errtext(c->errstr));
-			redisFree(c);
-			c = NULL;
-			continue;
-		}
-		if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-		    r->element[2]->type == REDIS_REPLY_STRING)
-			tail_print(t, r->element[2]->str, r->element[2]->len);
-		freeReplyObject(r);
-	}
-	redisFree(c);
+	/* Lost links and refusals, as warnings; tail says the rest. */
+	log_set_level(LOG_LEVEL_WARN);
+	ev_signal_init(&sigint, tail_on_signal, SIGINT);
+	ev_signal_start(loop, &sigint);
+	ev_signal_init(&sigterm, tail_on_signal, SIGTERM);
+	ev_signal_start(loop, &sigterm);
+	t->link = redis_psub_new(loop, &po, tail_link_cb, t);
+	redis_psub_start(t->link);
+	ev_run(loop, 0);
+	redis_psub_free(t->link);
+	t->link = NULL;
+	ev_signal_stop(loop, &sigint);
+	ev_signal_stop(loop, &sigterm);
 	if (!t->json)
 		fprintf(stderr, "\n%lu messages (%lu shown), %lu resets or "
 		    "truncates, %lu gaps\n", t->messages, t->shown, t->resets,
@@ -360,7 +309,6 @@ tail_main(int argc, char **argv)
 	struct tail t = { 0 };
 	struct config *cfg = NULL, dflt = { 0 };
 	const char *url = NULL, *channel = NULL, *path = NULL, *pwfile = NULL;
-	struct sigaction sa;
 	char err[256], *errors = NULL;
 	int ch, rc;
 
@@ -409,14 +357,11 @@ tail_main(int argc, char **argv)
 	}
 	if (channel == NULL)
 		channel = cfg->redis_channel ? cfg->redis_channel : "pginval";
+	t.channel = channel;
 	t.color = !t.json && isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = tail_on_signal;	/* no SA_RESTART: reads return EINTR */
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	rc = tail_loop(&t, cfg, channel);
+	rc = tail_loop(&t, cfg);
 	message_free(&t.msg);
 done:
 	if (cfg == &dflt) {

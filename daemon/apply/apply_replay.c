@@ -10,6 +10,8 @@
 #include "lib/log.h"
 #include "core/message.h"
 #include "lib/redis_conn.h"
+#include "lib/redis_router.h"
+#include "lib/redis_slots.h"
 #include "lib/xalloc.h"
 
 #include <ev.h>
@@ -43,7 +45,8 @@ struct apply_replay {
 	void *arg;
 	apply_replay_busy_fn *busy;
 	char *stream;
-	struct redis_conn *conn;
+	int slot;		/* the stream's */
+	struct redis_router *router;	/* follows the stream in a cluster */
 	double wait;		/* for the connection, at most */
 	enum replay_state state;
 	struct message_seq from;	/* the last handled message */
@@ -230,9 +233,19 @@ replay_next(struct apply_replay *r)
 	argv[5] = REPLAY_PAGE_STR;
 	if (!back)
 		r->again = false;	/* this read sees the end as it is now */
-	if (redis_conn_command(r->conn, replay_reply_cb, (void *)r->gen, 6,
-	    argv, NULL) == -1)
-		replay_fail(r, "cannot send to %s", redis_conn_where(r->conn));
+	redis_router_command(r->router, r->slot, NULL, replay_reply_cb,
+	    (void *)r->gen, 6, argv, NULL);
+}
+
+/* The link to the stream's node, once ready; else NULL. */
+static struct redis_conn *
+replay_conn(const struct apply_replay *r)
+{
+	struct redis_router_node *n = redis_router_slot_node(r->router,
+	    r->slot);
+
+	return n != NULL && redis_conn_ready(redis_router_conn(n)) ?
+	    redis_router_conn(n) : NULL;
 }
 
 static void
@@ -241,33 +254,41 @@ replay_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct apply_replay *r = w->data;
 
 	if (r->state == REPLAY_WAITING)
-		replay_fail(r, "no connection to %s within %.1f s",
-		    redis_conn_where(r->conn), r->wait);
+		replay_fail(r, "no connection to the stream's Redis within "
+		    "%.1f s", r->wait);
 	else if (r->state == REPLAY_READING)
 		replay_next(r);
 }
 
 static void
-replay_conn_cb(void *arg, enum redis_conn_event ev)
+replay_node_cb(void *arg, enum redis_router_event ev,
+    struct redis_router_node *n)
 {
 	struct apply_replay *r = arg;
 
 	switch (ev) {
-	case REDIS_CONN_EVENT_READY:
-		if (r->state == REPLAY_WAITING) {
+	case ROUTER_NODE_READY:
+	case ROUTER_MAP:
+		if (r->state == REPLAY_WAITING && replay_conn(r) != NULL) {
 			ev_timer_stop(r->loop, &r->timer);
 			r->state = REPLAY_SEARCHING;
 			replay_next(r);
 		}
 		break;
-	case REDIS_CONN_EVENT_CLOSED:
-		if (r->state == REPLAY_SEARCHING || r->state == REPLAY_READING)
+	case ROUTER_NODE_CLOSED:
+		/* What the node had not answered comes back later with an
+		 * old generation, and is ignored. */
+		if ((r->state == REPLAY_SEARCHING ||
+		    r->state == REPLAY_READING) &&
+		    n == redis_router_slot_node(r->router, r->slot))
 			replay_fail(r, "lost the link to %s",
-			    redis_conn_where(r->conn));
+			    redis_router_where(n));
 		break;
-	case REDIS_CONN_EVENT_HANDSHAKE:
-	case REDIS_CONN_EVENT_LOST:
-	case REDIS_CONN_EVENT_FORGOT:	/* only links that write */
+	case ROUTER_NODE_NEW:
+	case ROUTER_NODE_HANDSHAKE:
+	case ROUTER_NODE_LOST:
+	case ROUTER_NODE_GONE:
+	case ROUTER_NODE_FORGOT:	/* only links that write */
 		break;
 	}
 }
@@ -286,8 +307,9 @@ apply_replay_new(struct ev_loop *loop, const struct redis_conn_opts *conn,
 	r->arg = arg;
 	r->busy = busy;
 	r->stream = xstrdup(stream);
+	r->slot = (int)redis_keyslot(stream, strlen(stream));
 	r->wait = conn->connect_timeout;
-	r->conn = redis_conn_new(loop, &co, replay_conn_cb, r);
+	r->router = redis_router_new(loop, &co, replay_node_cb, r);
 	ev_timer_init(&r->timer, replay_timer_cb, 0, 0);
 	r->timer.data = r;
 	return r;
@@ -296,7 +318,7 @@ apply_replay_new(struct ev_loop *loop, const struct redis_conn_opts *conn,
 void
 apply_replay_start(struct apply_replay *r)
 {
-	redis_conn_start(r->conn);
+	redis_router_start(r->router);
 }
 
 void
@@ -305,7 +327,7 @@ apply_replay_free(struct apply_replay *r)
 	if (r == NULL)
 		return;
 	r->state = REPLAY_IDLE;
-	redis_conn_free(r->conn);
+	redis_router_free(r->router);
 	ev_timer_stop(r->loop, &r->timer);
 	apply_replay_drop_held(r);
 	message_free(&r->msg);
@@ -326,7 +348,7 @@ apply_replay_from(struct apply_replay *r, const char *epoch, uint64_t seq)
 	r->again = false;
 	r->gen++;
 	r->replayed = 0;
-	if (redis_conn_ready(r->conn)) {
+	if (replay_conn(r) != NULL) {
 		r->state = REPLAY_SEARCHING;
 		replay_next(r);
 		return;

@@ -1,84 +1,40 @@
 /*
- * The channel subscription of pginval apply, on a redis_conn in
- * subscriber mode. Connect, AUTH when needed, then SUBSCRIBE; hiredis
- * calls the subscribe callback for the confirmation and then for every
- * message, and once more with a NULL reply when the link drops. A
- * subscribed link is silent when idle, and hiredis 0.14 cannot PING on
- * it, so TCP keepalive (with TCP_USER_TIMEOUT) is what finds a peer that
- * vanished, and the connect timeout lasts until the confirmation.
+ * The channel subscription of pginval apply, on a redis_psub link: it
+ * SUBSCRIBEs on one Redis (or any node of a cluster in broadcast mode)
+ * and SSUBSCRIBEs at the node that owns the channel's slot in a sharded
+ * cluster, following the slot when it moves. A subscribed link is silent
+ * when idle, so TCP keepalive (with TCP_USER_TIMEOUT) is what finds a
+ * peer that vanished, and the connect timeout lasts until the
+ * confirmation. Each subscription after the first is a gap for apply.
  */
 #include "apply/apply_sub.h"
-#include "lib/buf.h"
-#include "lib/log.h"
 #include "lib/redis_conn.h"
+#include "lib/redis_psub.h"
 #include "lib/xalloc.h"
 
-#include <hiredis/hiredis.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct apply_sub {
 	apply_sub_cb *cb;
 	void *arg;
-	char *channel;
-	struct redis_conn *conn;	/* in subscriber mode */
-	bool subscribed;		/* Redis confirmed the subscription */
+	struct redis_psub *link;
 };
 
 static void
-sub_message_cb(void *arg, redisReply *reply, void *privdata)
+sub_link_cb(void *arg, enum redis_psub_event ev, const char *payload,
+    size_t len)
 {
 	struct apply_sub *s = arg;
-	const char *kind;
-
-	if (reply == NULL)
-		return;	/* the link is going; the loss is reported next */
-	if (reply->type == REDIS_REPLY_ERROR) {
-		log_error("channel: SUBSCRIBE failed on %s: %s",
-		    redis_conn_where(s->conn), reply->str);
-		redis_conn_disconnect(s->conn);
-		return;
-	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-	    reply->element[0]->type != REDIS_REPLY_STRING)
-		return;
-	kind = reply->element[0]->str;
-	if (strcmp(kind, "subscribe") == 0) {
-		s->subscribed = true;
-		log_info("channel: subscribed to \"%s\" on %s", s->channel,
-		    redis_conn_where(s->conn));
-		s->cb(s->arg, SUB_EVENT_SUBSCRIBED, NULL, 0);
-	} else if (strcmp(kind, "message") == 0 &&
-	    reply->element[2]->type == REDIS_REPLY_STRING) {
-		s->cb(s->arg, SUB_EVENT_MESSAGE, reply->element[2]->str,
-		    reply->element[2]->len);
-	}
-}
-
-static void
-sub_conn_cb(void *arg, enum redis_conn_event ev)
-{
-	struct apply_sub *s = arg;
-	const char *argv[] = { "SUBSCRIBE", s->channel };
 
 	switch (ev) {
-	case REDIS_CONN_EVENT_HANDSHAKE:
-	case REDIS_CONN_EVENT_CLOSED:
-	case REDIS_CONN_EVENT_FORGOT:	/* only links that write */
+	case REDIS_PSUB_EVENT_SUBSCRIBED:
+		s->cb(s->arg, SUB_EVENT_SUBSCRIBED, NULL, 0);
 		break;
-	case REDIS_CONN_EVENT_READY:
-		/* If it cannot be sent, the connect timeout, which lasts
-		 * until the confirmation, drops the link. */
-		if (redis_conn_command(s->conn, sub_message_cb, NULL, 2, argv,
-		    NULL) == -1)
-			log_warnx("channel: cannot send SUBSCRIBE to %s",
-			    redis_conn_where(s->conn));
+	case REDIS_PSUB_EVENT_MESSAGE:
+		s->cb(s->arg, SUB_EVENT_MESSAGE, payload, len);
 		break;
-	case REDIS_CONN_EVENT_LOST:
-		if (s->subscribed) {
-			s->subscribed = false;
-			s->cb(s->arg, SUB_EVENT_LOST, NULL, 0);
-		}
+	case REDIS_PSUB_EVENT_LOST:
+		s->cb(s->arg, SUB_EVENT_LOST, NULL, 0);
 		break;
 	}
 }
@@ -88,21 +44,27 @@ apply_sub_new(struct ev_loop *loop, const struct redis_conn_opts *conn,
     const char *channel, apply_sub_cb *cb, void *arg)
 {
 	struct apply_sub *s = xcalloc(1, sizeof(*s));
-	struct redis_conn_opts co = *conn;
+	struct redis_psub_opts po = {
+		.name = "channel",
+		.addr = conn->addr,
+		.channel = channel,
+		.client_name = conn->client_name,
+		.connect_timeout = conn->connect_timeout,
+		.keepalive = conn->keepalive,
+		.reconnect_min = conn->reconnect_min,
+		.reconnect_max = conn->reconnect_max,
+	};
 
-	co.name = "channel";
-	co.subscriber = true;
 	s->cb = cb;
 	s->arg = arg;
-	s->channel = xstrdup(channel);
-	s->conn = redis_conn_new(loop, &co, sub_conn_cb, s);
+	s->link = redis_psub_new(loop, &po, sub_link_cb, s);
 	return s;
 }
 
 void
 apply_sub_start(struct apply_sub *s)
 {
-	redis_conn_start(s->conn);
+	redis_psub_start(s->link);
 }
 
 void
@@ -110,32 +72,24 @@ apply_sub_free(struct apply_sub *s)
 {
 	if (s == NULL)
 		return;
-	redis_conn_free(s->conn);
-	free(s->channel);
+	redis_psub_free(s->link);
 	free(s);
 }
 
 bool
 apply_sub_subscribed(const struct apply_sub *s)
 {
-	return s->subscribed && redis_conn_state(s->conn) == REDIS_STATE_READY;
+	return redis_psub_state(s->link) == REDIS_PSUB_SUBSCRIBED;
 }
 
-/* The connection's states, with the subscription's in place of READY. */
 const char *
 apply_sub_state_name(const struct apply_sub *s)
 {
-	enum redis_state st = redis_conn_state(s->conn);
-
-	if (st == REDIS_STATE_HANDSHAKE)
-		return "auth";
-	if (st == REDIS_STATE_READY)
-		return s->subscribed ? "subscribed" : "subscribing";
-	return redis_state_name(st);
+	return redis_psub_state_name(redis_psub_state(s->link));
 }
 
 unsigned long
 apply_sub_reconnects(const struct apply_sub *s)
 {
-	return redis_conn_reconnects(s->conn);
+	return redis_psub_resubscriptions(s->link);
 }

@@ -11,8 +11,11 @@
  * EVAL; any other script error falls back to a plain UNLINK, so the key
  * is deleted even where scripts are forbidden.
  *
- * The link itself (handshake, timeouts, reconnects) is a redis_conn; the
- * reset sweeps are a redis_sweep on it.
+ * The links are a redis_router: one server, or every master of a Redis
+ * Cluster, where each command goes to the master of its key's slot (the
+ * marker shares it) and redirects and lost links are followed until
+ * Redis answers. Each node loads the scripts at its connect and has a
+ * redis_sweep of its own for resets.
  */
 #include "apply/apply_target.h"
 #include "apply/apply_key.h"
@@ -20,6 +23,8 @@
 #include "lib/fifo.h"
 #include "lib/log.h"
 #include "lib/redis_conn.h"
+#include "lib/redis_router.h"
+#include "lib/redis_slots.h"
 #include "lib/redis_sweep.h"
 #include "lib/xalloc.h"
 
@@ -68,6 +73,7 @@ struct tcmd {
 	int64_t ts;		/* change time, for the marker and the lag */
 	long ttl_ms;
 	bool eval;		/* send the script's text: NOSCRIPT was seen */
+	struct redis_router_node *to;	/* FLUSH: one master */
 };
 
 struct apply_target {
@@ -76,12 +82,11 @@ struct apply_target {
 	void *arg;
 	struct apply_target_opts o;	/* numbers; strings are below */
 	char *name;
-	struct redis_conn *conn;
-	struct redis_sweep *sweep;	/* resets */
+	struct redis_router *router;
+	struct redis_sweep *sweep;	/* resets, over every node */
 
 	struct fifo queue;		/* waiting to be sent */
-	struct fifo requeue;	/* collected while the link drops */
-	size_t inflight;
+	size_t inflight;		/* with the router */
 	char inval_sha[41], fill_sha[41];
 	struct buf marker;		/* scratch */
 	struct apply_stats *stats;
@@ -134,8 +139,8 @@ target_now_us(void)
 
 static void target_cmd_cb(void *arg, redisReply *reply, void *privdata);
 
-/* Sends c; on failure (only while disconnecting) it waits in requeue. */
-static int
+/* Hands c to the router, which keeps it until Redis answers. */
+static void
 target_send(struct apply_target *t, struct tcmd *c)
 {
 	const char *argv[8];
@@ -183,13 +188,10 @@ target_send(struct apply_target *t, struct tcmd *c)
 	}
 #undef ARG
 #undef ARGS
-	if (redis_conn_command(t->conn, target_cmd_cb, c, argc, argv,
-	    argvlen) == -1) {
-		fifo_push(&t->requeue, &c->node);
-		return -1;
-	}
 	t->inflight++;
-	return 0;
+	redis_router_command(t->router, c->kind == TCMD_FLUSH ?
+	    REDIS_ROUTER_ANY : (int)redis_keyslot(key, c->key.len), c->to,
+	    target_cmd_cb, c, argc, argv, argvlen);
 }
 
 static void
@@ -200,9 +202,8 @@ target_cmd_cb(void *arg, redisReply *reply, void *privdata)
 
 	if (t->inflight > 0)
 		t->inflight--;
-	if (reply == NULL) {
-		/* The link dropped before the reply: send it again later. */
-		fifo_push(&t->requeue, &c->node);
+	if (reply == NULL) {	/* the target is being freed */
+		cmd_free(c);
 		return;
 	}
 	if (reply->type == REDIS_REPLY_ERROR) {
@@ -236,11 +237,11 @@ target_cmd_cb(void *arg, redisReply *reply, void *privdata)
 static void
 target_enqueue(struct apply_target *t, struct tcmd *c)
 {
-	if (t->queue.n + t->requeue.n >= (size_t)t->o.max_queue) {
+	if (t->queue.n >= (size_t)t->o.max_queue) {
 		/* Memory stays bounded however long the target is away: what
 		 * is waiting is replaced by a reset of the target. */
 		log_warnx("target %s: %zu commands waiting, the limit; dropping "
-		    "them for a reset", t->name, t->queue.n + t->requeue.n);
+		    "them for a reset", t->name, t->queue.n);
 		cmd_list_free(&t->queue);
 		cmd_free(c);
 		t->stats->overflows++;
@@ -256,11 +257,9 @@ target_pump(struct apply_target *t)
 {
 	struct tcmd *c;
 
-	while (redis_conn_ready(t->conn) &&
-	    t->inflight < (size_t)t->o.max_inflight &&
+	while (t->inflight < (size_t)t->o.max_inflight &&
 	    (c = cmd_pop(&t->queue)) != NULL)
-		if (target_send(t, c) == -1)
-			break;
+		target_send(t, c);
 }
 
 static struct tcmd *
@@ -292,10 +291,16 @@ apply_target_set(struct apply_target *t, const char *key, size_t klen,
 	target_enqueue(t, c);
 }
 
+/* One FLUSHDB ASYNC per master. */
 void
 apply_target_flush(struct apply_target *t)
 {
-	target_enqueue(t, cmd_new(TCMD_FLUSH, "", 0, 0));
+	for (size_t i = 0; i < redis_router_nnodes(t->router); i++) {
+		struct tcmd *c = cmd_new(TCMD_FLUSH, "", 0, 0);
+
+		c->to = redis_router_node(t->router, i);
+		target_enqueue(t, c);
+	}
 }
 
 /* -- sweeps: SCAN cursor MATCH pattern COUNT 1000, UNLINK what it finds -- */
@@ -348,43 +353,48 @@ target_sha_cb(void *arg, redisReply *reply, void *privdata)
 }
 
 static void
-target_load(struct apply_target *t, const char *what, const char *script,
+target_load(struct redis_conn *conn, const char *what, const char *script,
     char *sha)
 {
 	const char *argv[] = { "SCRIPT", "LOAD", script };
 
-	redis_conn_handshake(t->conn, what, target_sha_cb, sha, 3, argv, NULL);
+	redis_conn_handshake(conn, what, target_sha_cb, sha, 3, argv, NULL);
 }
 
 static void
-target_conn_cb(void *arg, enum redis_conn_event ev)
+target_node_cb(void *arg, enum redis_router_event ev,
+    struct redis_router_node *n)
 {
 	struct apply_target *t = arg;
+	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
 
 	switch (ev) {
-	case REDIS_CONN_EVENT_HANDSHAKE:
-		t->inval_sha[0] = t->fill_sha[0] = '\0';
-		target_load(t, "SCRIPT LOAD", invalidate_lua, t->inval_sha);
-		target_load(t, "SCRIPT LOAD (fill)", fill_lua, t->fill_sha);
+	case ROUTER_MAP:
 		break;
-	case REDIS_CONN_EVENT_READY:
-		if (redis_conn_reconnects(t->conn) > 0)
+	case ROUTER_NODE_NEW:
+	case ROUTER_NODE_GONE:
+		redis_sweep_nodes_changed(t->sweep);
+		break;
+	case ROUTER_NODE_HANDSHAKE:
+		/* The same text has the same SHA1 on every node. */
+		target_load(conn, "SCRIPT LOAD", invalidate_lua, t->inval_sha);
+		target_load(conn, "SCRIPT LOAD (fill)", fill_lua, t->fill_sha);
+		break;
+	case ROUTER_NODE_READY:
+		if (redis_conn_reconnects(conn) > 0)
 			t->stats->target_reconnects++;
 		log_info("target %s: connected to %s (fill script %s)", t->name,
-		    redis_conn_where(t->conn), t->fill_sha);
+		    redis_conn_where(conn), t->fill_sha);
 		t->cb(t->arg, t, TARGET_EVENT_READY);
 		redis_sweep_resume(t->sweep);
-		target_pump(t);
 		break;
-	case REDIS_CONN_EVENT_CLOSED:
-		t->inflight = 0;
-		fifo_prepend(&t->queue, &t->requeue);
-		redis_sweep_reset(t->sweep);
+	case ROUTER_NODE_CLOSED:
+		redis_sweep_reset(t->sweep, conn);
 		break;
-	case REDIS_CONN_EVENT_LOST:
+	case ROUTER_NODE_LOST:
 		t->cb(t->arg, t, TARGET_EVENT_LOST);
 		break;
-	case REDIS_CONN_EVENT_FORGOT:
+	case ROUTER_NODE_FORGOT:
 		t->history_breaks++;
 		t->cb(t->arg, t, TARGET_EVENT_FORGOT);
 		break;
@@ -414,16 +424,16 @@ apply_target_new(struct ev_loop *loop, const struct apply_target_opts *opts,
 	co.backlog = &t->queue.n;
 	co.backlog_unit = "commands";
 	co.writes = true;
-	t->conn = redis_conn_new(loop, &co, target_conn_cb, t);
+	t->router = redis_router_new(loop, &co, target_node_cb, t);
+	t->sweep = redis_sweep_new(loop, t->router, target_sweep_cb, t);
 	buf_free(&prefix);
-	t->sweep = redis_sweep_new(loop, t->conn, target_sweep_cb, t);
 	return t;
 }
 
 void
 apply_target_start(struct apply_target *t)
 {
-	redis_conn_start(t->conn);
+	redis_router_start(t->router);
 }
 
 void
@@ -433,7 +443,7 @@ apply_target_tune(struct apply_target *t, const struct apply_target_opts *o)
 	t->o.max_queue = o->max_queue;
 	t->o.marker_ttl = o->marker_ttl;
 	t->o.marker_margin = o->marker_margin;
-	redis_conn_tune(t->conn, &o->conn);
+	redis_router_tune(t->router, &o->conn);
 	target_pump(t);
 }
 
@@ -442,12 +452,11 @@ apply_target_free(struct apply_target *t)
 {
 	if (t == NULL)
 		return;
-	/* First: pending commands come back to requeue. */
-	redis_conn_free(t->conn);
-	t->conn = NULL;
-	cmd_list_free(&t->queue);
-	cmd_list_free(&t->requeue);
+	/* First: commands in the router come back NULL and are freed. */
+	redis_router_free(t->router);
+	t->router = NULL;
 	redis_sweep_free(t->sweep);
+	cmd_list_free(&t->queue);
 	buf_free(&t->marker);
 	free(t->name);
 	free(t);
@@ -456,14 +465,13 @@ apply_target_free(struct apply_target *t)
 bool
 apply_target_busy(const struct apply_target *t)
 {
-	return t->queue.n > 0 || t->requeue.n > 0 || t->inflight > 0 ||
-	    redis_sweep_busy(t->sweep);
+	return t->queue.n > 0 || t->inflight > 0 || redis_sweep_busy(t->sweep);
 }
 
 size_t
 apply_target_queued(const struct apply_target *t)
 {
-	return t->queue.n + t->requeue.n;
+	return t->queue.n;
 }
 
 size_t
@@ -475,7 +483,7 @@ apply_target_inflight(const struct apply_target *t)
 enum redis_state
 apply_target_state(const struct apply_target *t)
 {
-	return redis_conn_state(t->conn);
+	return redis_router_state(t->router);
 }
 
 const char *

@@ -6,6 +6,7 @@
  * config_sections.c, the secrets and conninfo checks in config_secret.c.
  */
 #include "core/config.h"
+#include "lib/redis_slots.h"
 #include "core/config_parse.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -407,6 +408,17 @@ config_check(struct parse_ctx *ctx)
 	    cfg->redis_sentinels, cfg->redis_master,
 	    cfg->redis_sentinel_password, err, sizeof(err)) == -1)
 		config_error(ctx, 0, "[redis] %s", err);
+	else if (cfg->redis.cluster != REDIS_CLUSTER_OFF &&
+	    cfg->redis_stream != NULL && cfg->redis_channel != NULL &&
+	    redis_keyslot(cfg->redis_stream, strlen(cfg->redis_stream)) !=
+	    redis_keyslot(cfg->redis_channel, strlen(cfg->redis_channel)))
+		/* Pipelined on one link, the stream must live where the
+		 * channel is served: in the same slot. */
+		config_error(ctx, 0, "[redis] stream \"%.80s\" and channel "
+		    "\"%.80s\" hash to different slots of the cluster, so "
+		    "they may live on different nodes; put the channel's name "
+		    "in braces in the stream's, as in stream = {%.80s}:log",
+		    cfg->redis_stream, cfg->redis_channel, cfg->redis_channel);
 	config_check_targets(ctx);
 	if (cfg->pg_slot == NULL && cfg->pg_channel != NULL) {
 		char slot[64];

@@ -44,8 +44,10 @@ struct redis_slot_map {
 };
 
 /*
- * Reads a CLUSTER SLOTS reply (RESP2) into *m, which must be zeroed or
- * freed. Each entry is [start, end, master, replica...], a node being
+ * Reads a CLUSTER SLOTS reply (RESP2) into *m, which is zeroed or holds
+ * a map from before: that map is freed on success only, so a refresh can
+ * parse into the map in use and keep it when the reply is refused. Each
+ * entry is [start, end, master, replica...], a node being
  * [host, port, id, ...]. Checked: the shape and types, slots within
  * 0..16383 with start <= end, no slot given twice, every slot covered,
  * ports 1..65535, hosts of at most REDIS_HOST_MAX printable bytes, and one

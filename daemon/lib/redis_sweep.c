@@ -9,14 +9,23 @@
  * for it would come too soon after the pass; a request during either
  * marks it "again", and the next pass starts when the rest ends. A sweep
  * whose rest ends with nothing asked is gone.
+ *
+ * A pass scans the router's nodes one after the other (every master of a
+ * cluster). SCAN goes to the node's own link; the UNLINKs go through the
+ * router, one per slot in a cluster (CROSSSLOT otherwise), which follows
+ * a key that a migration moved. A node that joins or leaves during a pass
+ * makes it pass again.
  */
 #include "lib/redis_sweep.h"
+#include "lib/redis_slots.h"
 #include "lib/buf.h"
 #include "lib/redis_conn.h"
+#include "lib/redis_router.h"
 #include "lib/xalloc.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +38,7 @@ struct sweep {
 	char *pattern;
 	size_t len;
 	char cursor[24];
+	size_t node;		/* the router's node being scanned */
 	bool running;		/* a SCAN is awaiting its reply */
 	bool again;		/* asked for since the pass started */
 	bool resting;		/* between passes: rest is armed */
@@ -38,7 +48,7 @@ struct sweep {
 
 struct redis_sweep {
 	struct ev_loop *loop;
-	struct redis_conn *conn;
+	struct redis_router *router;
 	redis_sweep_cb *cb;
 	void *arg;
 	struct sweep *head;
@@ -61,27 +71,49 @@ redis_sweep_unlink_cb(void *arg, redisReply *reply, void *privdata)
 		    reply->str, 0);
 }
 
-/* UNLINKs the keys of one SCAN reply. */
-static int
+/* UNLINKs the keys of one SCAN reply: in one command, or in one per slot
+ * in a cluster. */
+static void
 redis_sweep_unlink(struct redis_sweep *sw, const redisReply *keys)
 {
-	const char **argv = xmalloc((keys->elements + 1) * sizeof(*argv));
-	size_t *argvlen = xmalloc((keys->elements + 1) * sizeof(*argvlen));
-	int argc = 1, rc = 0;
+	size_t n = keys->elements, nk = 0, run;
+	const char **k = xmalloc((n + 1) * sizeof(*k));
+	size_t *klen = xmalloc((n + 1) * sizeof(*klen));
+	const char **argv = xmalloc((n + 1) * sizeof(*argv));
+	size_t *argvlen = xmalloc((n + 1) * sizeof(*argvlen));
+	size_t *order = xmalloc((n + 1) * sizeof(*order));
+	uint16_t *slot = xmalloc((n + 1) * sizeof(*slot));
+	bool by_slot = redis_router_cluster(sw->router);
 
+	for (size_t i = 0; i < n; i++)
+		if (keys->element[i]->type == REDIS_REPLY_STRING) {
+			k[nk] = keys->element[i]->str;
+			klen[nk++] = keys->element[i]->len;
+		}
+	if (by_slot) {
+		redis_slots_group(k, klen, nk, slot, order);
+	} else {
+		for (size_t i = 0; i < nk; i++)
+			order[i] = i, slot[i] = 0;
+	}
 	argv[0] = "UNLINK";
 	argvlen[0] = 6;
-	for (size_t i = 0; i < keys->elements; i++)
-		if (keys->element[i]->type == REDIS_REPLY_STRING) {
-			argv[argc] = keys->element[i]->str;
-			argvlen[argc++] = keys->element[i]->len;
+	for (size_t i = 0; i < nk; i += run) {
+		run = by_slot ? redis_slots_run(slot, order, nk, i) : nk;
+		for (size_t j = 0; j < run; j++) {
+			argv[j + 1] = k[order[i + j]];
+			argvlen[j + 1] = klen[order[i + j]];
 		}
-	if (argc > 1)
-		rc = redis_conn_command(sw->conn, redis_sweep_unlink_cb, sw,
-		    argc, argv, argvlen);
+		redis_router_command(sw->router, by_slot ? slot[order[i]] :
+		    REDIS_ROUTER_ANY, NULL, redis_sweep_unlink_cb, sw,
+		    (int)run + 1, argv, argvlen);
+	}
+	free(k);
+	free(klen);
 	free(argv);
 	free(argvlen);
-	return rc;
+	free(order);
+	free(slot);
 }
 
 static void
@@ -105,6 +137,7 @@ redis_sweep_pass(struct sweep *s)
 	s->resting = false;
 	s->started = ev_now(s->sw->loop);
 	strcpy(s->cursor, "0");
+	s->node = 0;
 	s->sw->cb(s->sw->arg, REDIS_SWEEP_EVENT_STARTED, s->pattern, NULL, 0);
 	redis_sweep_scan(s);
 }
@@ -154,10 +187,10 @@ redis_sweep_scan_cb(void *arg, redisReply *reply, void *privdata)
 		redis_sweep_done(s);
 		return;
 	}
-	if (redis_sweep_unlink(sw, reply->element[1]) == -1)
-		return;	/* the link is closing: started again after it */
+	redis_sweep_unlink(sw, reply->element[1]);
 	snprintf(s->cursor, sizeof(s->cursor), "%s", reply->element[0]->str);
-	if (strcmp(s->cursor, "0") == 0)
+	if (strcmp(s->cursor, "0") == 0 &&
+	    ++s->node >= redis_router_nnodes(sw->router))
 		redis_sweep_passed(s);
 	else
 		redis_sweep_scan(s);
@@ -171,20 +204,23 @@ redis_sweep_scan(struct sweep *s)
 	size_t argvlen[] = { 4, strlen(s->cursor), 5, s->len, 5,
 	    strlen(SCAN_COUNT) };
 
-	if (!redis_conn_ready(s->sw->conn))
+	struct redis_router_node *n = redis_router_node(s->sw->router,
+	    s->node);
+
+	if (n == NULL || !redis_conn_ready(redis_router_conn(n)))
 		return;
-	s->running = redis_conn_command(s->sw->conn, redis_sweep_scan_cb, s, 6,
-	    argv, argvlen) == 0;
+	s->running = redis_conn_command(redis_router_conn(n),
+	    redis_sweep_scan_cb, s, 6, argv, argvlen) == 0;
 }
 
 struct redis_sweep *
-redis_sweep_new(struct ev_loop *loop, struct redis_conn *conn,
+redis_sweep_new(struct ev_loop *loop, struct redis_router *router,
     redis_sweep_cb *cb, void *arg)
 {
 	struct redis_sweep *sw = xcalloc(1, sizeof(*sw));
 
 	sw->loop = loop;
-	sw->conn = conn;
+	sw->router = router;
 	sw->cb = cb;
 	sw->arg = arg;
 	return sw;
@@ -236,12 +272,36 @@ redis_sweep_resume(struct redis_sweep *sw)
 }
 
 void
-redis_sweep_reset(struct redis_sweep *sw)
+redis_sweep_reset(struct redis_sweep *sw, const struct redis_conn *conn)
 {
 	for (struct sweep *s = sw->head; s != NULL; s = s->next) {
+		struct redis_router_node *n = redis_router_node(sw->router,
+		    s->node);
+
+		if (n != NULL && redis_router_conn(n) != conn)
+			continue;
 		s->running = false;
 		if (!s->resting)
 			strcpy(s->cursor, "0");
+	}
+}
+
+void
+redis_sweep_nodes_changed(struct redis_sweep *sw)
+{
+	for (struct sweep *s = sw->head; s != NULL; s = s->next) {
+		if (s->resting)
+			continue;
+		s->again = true;
+		if (!s->running) {
+			/* Its node may have gone: go on from the same
+			 * index, the next pass covers what shifted. */
+			strcpy(s->cursor, "0");
+			if (s->node >= redis_router_nnodes(sw->router))
+				redis_sweep_passed(s);
+			else
+				redis_sweep_scan(s);
+		}
 	}
 }
 

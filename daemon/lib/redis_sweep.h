@@ -1,9 +1,11 @@
 /*
- * Sweeps over one redis_conn: every key matching a glob pattern is
- * removed with SCAN cursor MATCH pattern COUNT 1000 and an UNLINK of each
- * batch found. The Redis sink needs them for action = delete, the targets
- * of pginval apply for resets. A sweep whose link drops starts again from
- * the beginning after the reconnect: the server may be a new one.
+ * Sweeps over a redis_router's nodes (one server, or every master of a
+ * cluster): every key matching a glob pattern is removed with SCAN
+ * cursor MATCH pattern COUNT 1000 on each node and an UNLINK of each
+ * batch found (one per slot in a cluster). The Redis sink needs them for
+ * action = delete, the targets of pginval apply for resets. A node whose
+ * link drops is scanned again from the beginning after the reconnect:
+ * the server may be a new one.
  *
  * A sweep asked for while one of the same pattern is under way, or
  * resting after one, merges with it: one more pass follows, which starts
@@ -23,6 +25,7 @@
 
 struct ev_loop;
 struct redis_conn;
+struct redis_router;
 struct redis_sweep;
 
 enum redis_sweep_event {
@@ -42,19 +45,21 @@ typedef void redis_sweep_cb(void *arg, enum redis_sweep_event ev,
     const char *pattern, const char *err, unsigned long n);
 
 /*
- * conn is borrowed. Its owner frees conn before the sweeps, and passes on
- * two of its events: READY to redis_sweep_resume(), CLOSED to
- * redis_sweep_reset().
+ * router is borrowed. Its owner frees the router before the sweeps, and
+ * passes on its node events: READY to redis_sweep_resume(), CLOSED to
+ * redis_sweep_reset() with that node's link, NEW and GONE to
+ * redis_sweep_nodes_changed().
  */
 struct redis_sweep *redis_sweep_new(struct ev_loop *loop,
-    struct redis_conn *conn, redis_sweep_cb *cb, void *arg);
+    struct redis_router *router, redis_sweep_cb *cb, void *arg);
 void redis_sweep_free(struct redis_sweep *sw);
 /* Sweeps the pattern (binary-safe): a pass starts now if the link is
  * ready, or one is added to a sweep of the same pattern (see above). */
 void redis_sweep_add(struct redis_sweep *sw, const char *pattern,
     size_t len);
 void redis_sweep_resume(struct redis_sweep *sw);
-void redis_sweep_reset(struct redis_sweep *sw);
+void redis_sweep_reset(struct redis_sweep *sw, const struct redis_conn *conn);
+void redis_sweep_nodes_changed(struct redis_sweep *sw);
 /* Passes under way or to come. */
 bool redis_sweep_busy(const struct redis_sweep *sw);
 

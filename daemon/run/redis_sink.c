@@ -9,10 +9,12 @@
  * in-flight messages find their way back to the queue, in order.
  */
 #include "run/redis_sink.h"
+#include "run/sink_int.h"
 #include "lib/buf.h"
 #include "lib/fifo.h"
 #include "lib/log.h"
 #include "core/message.h"
+#include "lib/redis_slots.h"
 #include "lib/redis_sweep.h"
 #include "lib/xalloc.h"
 
@@ -23,34 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-struct redis_sink {
-	struct ev_loop *loop;
-	redis_sink_cb *cb;
-	void *arg;
-	struct redis_sink_opts o;	/* numbers; strings are below */
-	char *epoch, *channel;
-	char *stream;			/* NULL: none */
-	char maxlen[24];		/* its MAXLEN, in decimal */
-	double stream_complained;	/* ev_now() of the last complaint */
-	char refusal[160];		/* the last refusal of a message */
-	struct log_limit refusal_lines;
-	struct redis_conn *conn;
-	struct redis_sweep *sweep;	/* action = delete: patterns */
 
-	struct fifo queue;		/* waiting to be sent */
-	struct fifo inflight;	/* sent, awaiting a reply */
-	struct fifo requeue;	/* collected while the link drops */
-	uint64_t seq;
-	struct buf frame;
-	struct buf body;		/* scratch for row messages */
-	ev_prepare kick;		/* sends at the end of a loop iteration */
-	bool held;			/* redis_sink_hold() */
-	ev_timer hold;			/* end of a coalescing window */
-	size_t bytes;			/* memory held by messages */
-	struct stats *stats;
-};
-
-static void redis_sink_kick(struct redis_sink *s);
 
 /* Messages are linked through their first member (struct sink_msg). */
 static struct sink_msg *
@@ -99,7 +74,7 @@ redis_sink_maybe_idle(struct redis_sink *s)
 
 /* An error reply that Redis gives to a command it cannot read, after
  * which it closes the link: the message itself is the cause. */
-static bool
+bool
 redis_sink_unreadable(const redisReply *reply)
 {
 	return reply->type == REDIS_REPLY_ERROR &&
@@ -108,7 +83,7 @@ redis_sink_unreadable(const redisReply *reply)
 
 /* The message whose commands are being answered: the first in flight,
  * since the replies to the messages sent before it came first. */
-static void
+void
 redis_sink_refused(struct redis_sink *s, const char *what, const char *err)
 {
 	struct sink_msg *m = list_first(&s->inflight);
@@ -143,15 +118,51 @@ redis_sink_retry(struct redis_sink *s, struct sink_msg *m)
 	return false;
 }
 
+/*
+ * A cluster's answers that say "not here" or "not now" (MOVED, ASK,
+ * TRYAGAIN, CLUSTERDOWN...), and READONLY from a master that became a
+ * replica: not the message's fault. True for those; the map is corrected
+ * and the message is sent again, to the owner, after a short wait.
+ */
+static bool
+redis_sink_redirected(struct redis_sink *s, struct redis_router_node *n,
+    const redisReply *reply)
+{
+	enum redis_err_kind kind = redis_err_classify(reply->str, reply->len,
+	    NULL);
+
+	if (kind == REDIS_ERR_OTHER || kind == REDIS_ERR_NOSCRIPT)
+		return false;
+	if (kind == REDIS_ERR_MOVED)
+		redis_router_moved(s->router, reply->str, reply->len,
+		    redis_router_conn(n));
+	else if (kind == REDIS_ERR_READONLY)
+		redis_conn_disconnect(redis_router_conn(n));
+	if (log_limit(&s->refusal_lines, ev_now(s->loop), "redirects"))
+		log_info("redis: %s answered %s; sending again", 
+		    redis_router_where(n), reply->str);
+	ev_timer_stop(s->loop, &s->hold);
+	ev_timer_set(&s->hold, kind == REDIS_ERR_MOVED ? 0 : 0.05, 0);
+	ev_timer_start(s->loop, &s->hold);
+	return true;
+}
+
 static void
 redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 {
-	struct redis_sink *s = arg;
+	struct redis_sink *s = privdata;
 	struct sink_msg *m = list_pop(&s->inflight);
+	bool redirect = reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+	    redis_sink_redirected(s, arg, reply);
 
-	if (reply == NULL) {
-		/* The link dropped before the reply: send it again later,
-		 * unless it was refused once too often. */
+	if (redirect)
+		s->redirected++;
+	else if (s->redirected > 0)
+		s->redirect_mixed = true;
+	if (reply == NULL || redirect) {
+		/* The link dropped before the reply, or the channel is
+		 * elsewhere: send it again later, unless it was refused once
+		 * too often. */
 		if (m != NULL && (!m->refused || redis_sink_retry(s, m)))
 			fifo_push(&s->requeue, &m->node);
 		return;
@@ -189,49 +200,18 @@ redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 	redis_sink_maybe_idle(s);
 }
 
-static void
-redis_sink_unlink_cb(void *arg, redisReply *reply, void *privdata)
-{
-	struct redis_sink *s = arg;
-
-	if (reply == NULL)
-		return;
-	if (reply->type == REDIS_REPLY_INTEGER)
-		s->stats->unlinked += (unsigned long)reply->integer;
-	else if (redis_sink_unreadable(reply))
-		redis_sink_refused(s, "UNLINK", reply->str);
-	else if (reply->type == REDIS_REPLY_ERROR)
-		log_error("redis: UNLINK failed: %s", reply->str);
-}
-
-static int
-redis_sink_unlink(struct redis_sink *s, const struct keys *k, size_t from,
-    size_t n)
-{
-	const char **argv = xmalloc((n + 1) * sizeof(*argv));
-	size_t *argvlen = xmalloc((n + 1) * sizeof(*argvlen));
-	int rc;
-
-	argv[0] = "UNLINK";
-	argvlen[0] = 6;
-	for (size_t i = 0; i < n; i++)
-		argv[i + 1] = keys_get(k, from + i, &argvlen[i + 1]);
-	rc = redis_conn_command(s->conn, redis_sink_unlink_cb, NULL,
-	    (int)(n + 1), argv, argvlen);
-	free(argv);
-	free(argvlen);
-	return rc;
-}
-
 /* A stream that refuses entries costs subscribers their replays (they
  * reset instead), not invalidations: said at most once a minute. */
 static void
 redis_sink_xadd_cb(void *arg, redisReply *reply, void *privdata)
 {
-	struct redis_sink *s = arg;
+	struct redis_sink *s = privdata;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
 		return;
+	if (redis_err_classify(reply->str, reply->len, NULL) !=
+	    REDIS_ERR_OTHER)
+		return;	/* a redirect: its PUBLISH gets one too */
 	s->stats->stream_refused++;
 	if (redis_sink_unreadable(reply)) {
 		redis_sink_refused(s, "XADD", reply->str);
@@ -248,7 +228,7 @@ redis_sink_xadd_cb(void *arg, redisReply *reply, void *privdata)
 }
 
 static int
-redis_sink_xadd(struct redis_sink *s)
+redis_sink_xadd(struct redis_sink *s, struct redis_conn *conn)
 {
 	const char *argv[] = { "XADD", s->stream, "MAXLEN", "~", s->maxlen,
 	    "*", "message", s->frame.data };
@@ -257,52 +237,8 @@ redis_sink_xadd(struct redis_sink *s)
 	for (size_t i = 0; i < 7; i++)
 		argvlen[i] = strlen(argv[i]);
 	argvlen[7] = s->frame.len;
-	return redis_conn_command(s->conn, redis_sink_xadd_cb, NULL, 8, argv,
+	return redis_conn_command(conn, redis_sink_xadd_cb, s, 8, argv,
 	    argvlen);
-}
-
-/* Remove first, announce second: a subscriber that refills on the
- * message must not race the UNLINK. Patterns are swept. */
-static int
-redis_sink_delete(struct redis_sink *s, const struct sink_msg *m)
-{
-	for (size_t i = 0; m->op != NULL && i < m->keys.n; i += 512)
-		if (redis_sink_unlink(s, &m->keys, i,
-		    m->keys.n - i < 512 ? m->keys.n - i : 512) == -1)
-			return -1;
-	for (size_t i = 0; i < m->patterns.n; i++) {
-		size_t len;
-		const char *p = keys_get(&m->patterns, i, &len);
-
-		redis_sweep_add(s->sweep, p, len);
-	}
-	return 0;
-}
-
-static void
-redis_sink_sweep_cb(void *arg, enum redis_sweep_event ev,
-    const char *pattern, const char *err, unsigned long n)
-{
-	struct redis_sink *s = arg;
-
-	switch (ev) {
-	case REDIS_SWEEP_EVENT_UNLINKED:
-		s->stats->unlinked += n;
-		break;
-	case REDIS_SWEEP_EVENT_UNLINK_FAILED:
-		log_error("redis: UNLINK failed: %s", err);
-		break;
-	case REDIS_SWEEP_EVENT_STARTED:
-	case REDIS_SWEEP_EVENT_MERGED:
-		break;
-	case REDIS_SWEEP_EVENT_DONE:
-		log_debug("redis: removed keys matching \"%s\"", pattern);
-		break;
-	case REDIS_SWEEP_EVENT_FAILED:
-		log_error("redis: SCAN for \"%s\" failed: %s; keys matching it "
-		    "may remain", pattern, err);
-		break;
-	}
 }
 
 /* Merges m into the last queued message, if it can; true if it did. */
@@ -321,7 +257,7 @@ redis_sink_merge_last(struct redis_sink *s, const struct sink_msg *m)
 	return true;
 }
 
-static void
+void
 redis_sink_kick(struct redis_sink *s)
 {
 	ev_prepare_start(s->loop, &s->kick);
@@ -331,9 +267,26 @@ redis_sink_kick(struct redis_sink *s)
 static void
 redis_sink_pump(struct redis_sink *s)
 {
+	struct redis_router_node *n = redis_router_slot_node(s->router,
+	    s->slot);
+	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
 	struct sink_msg *m;
 
-	while (redis_conn_ready(s->conn) &&
+	if (s->inflight.n == 0) {
+		if (!s->redirect_mixed)
+			s->seq -= s->redirected;
+		s->redirected = 0;
+		s->redirect_mixed = false;
+		/* What came back (a lost link, a redirect) goes first. */
+		s->stats->requeued += s->requeue.n;
+		fifo_prepend(&s->queue, &s->requeue);
+		s->sent_on = n;
+	}
+	/* Replies come in order on one link only: a new owner of the
+	 * channel waits until the old one has answered. */
+	if (n != s->sent_on)
+		return;
+	while (conn != NULL && redis_conn_ready(conn) &&
 	    s->inflight.n < (size_t)s->o.max_inflight &&
 	    (m = list_first(&s->queue)) != NULL) {
 		const char *argv[3];
@@ -356,6 +309,19 @@ redis_sink_pump(struct redis_sink *s)
 			ev_timer_start(s->loop, &s->hold);
 			break;
 		}
+		if (s->o.delete_keys) {
+			int rc = sink_delete(s, m, conn);
+
+			if (rc == 1)
+				break;	/* its UNLINKs are awaited */
+			if (rc == -1) {
+				/* Only while disconnecting; it will be
+				 * requeued. */
+				list_pop(&s->queue);
+				fifo_push(&s->requeue, &m->node);
+				break;
+			}
+		}
 		list_pop(&s->queue);
 		if (m->op != NULL) {
 			buf_reset(&s->body);
@@ -363,25 +329,20 @@ redis_sink_pump(struct redis_sink *s)
 			    m->ts, m->rows.data, m->rows.len, m->nrows);
 			body = &s->body;
 		}
-		if (s->o.delete_keys && redis_sink_delete(s, m) == -1) {
-			/* Only while disconnecting; it will be requeued. */
-			fifo_push(&s->requeue, &m->node);
-			break;
-		}
 		buf_reset(&s->frame);
 		message_frame(&s->frame, s->seq + 1, s->epoch, body->data,
 		    body->len);
-		if (s->stream != NULL && redis_sink_xadd(s) == -1) {
+		if (s->stream != NULL && redis_sink_xadd(s, conn) == -1) {
 			fifo_push(&s->requeue, &m->node);
 			break;
 		}
-		argv[0] = "PUBLISH";
-		argvlen[0] = 7;
+		argv[0] = s->publish;
+		argvlen[0] = strlen(s->publish);
 		argv[1] = s->channel;
 		argvlen[1] = strlen(s->channel);
 		argv[2] = s->frame.data;
 		argvlen[2] = s->frame.len;
-		if (redis_conn_command(s->conn, redis_sink_publish_cb, NULL, 3,
+		if (redis_conn_command(conn, redis_sink_publish_cb, s, 3,
 		    argv, argvlen) == -1) {
 			fifo_push(&s->requeue, &m->node);
 			break;
@@ -404,40 +365,80 @@ redis_sink_hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	redis_sink_pump(w->data);
 }
 
+/* The channel's master is ready: told once per link. */
 static void
-redis_sink_conn_cb(void *arg, enum redis_conn_event ev)
+redis_sink_channel_ready(struct redis_sink *s)
+{
+	struct redis_router_node *n = redis_router_slot_node(s->router,
+	    s->slot);
+	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
+
+	if (conn == NULL || !redis_conn_ready(conn) || n == s->ready_on)
+		return;
+	s->ready_on = n;
+	if (redis_conn_reconnects(conn) > 0)
+		s->stats->redis_reconnects++;
+	log_info("redis: connected to %s, publishing on \"%s\"%s%s%s",
+	    redis_conn_where(conn), s->channel,
+	    s->stream ? " and appending to stream \"" : "",
+	    s->stream ? s->stream : "", s->stream ? "\"" : "");
+	s->cb(s->arg, REDIS_EVENT_READY, NULL, NULL);
+}
+
+static void
+redis_sink_node_cb(void *arg, enum redis_router_event ev,
+    struct redis_router_node *n)
 {
 	struct redis_sink *s = arg;
+	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
+	bool channel = n != NULL &&
+	    n == redis_router_slot_node(s->router, s->slot);
 
 	switch (ev) {
-	case REDIS_CONN_EVENT_HANDSHAKE:
-		break;
-	case REDIS_CONN_EVENT_READY:
-		if (redis_conn_reconnects(s->conn) > 0)
-			s->stats->redis_reconnects++;
-		log_info("redis: connected to %s, publishing on \"%s\"%s%s%s",
-		    redis_conn_where(s->conn), s->channel,
-		    s->stream ? " and appending to stream \"" : "",
-		    s->stream ? s->stream : "", s->stream ? "\"" : "");
-		s->cb(s->arg, REDIS_EVENT_READY, NULL, NULL);
-		redis_sweep_resume(s->sweep);
+	case ROUTER_MAP:
+		redis_sink_channel_ready(s);
 		redis_sink_kick(s);
 		break;
-	case REDIS_CONN_EVENT_CLOSED:
+	case ROUTER_NODE_NEW:
+	case ROUTER_NODE_GONE:
+		if (s->sweep != NULL)
+			redis_sweep_nodes_changed(s->sweep);
+		if (n == s->ready_on)
+			s->ready_on = NULL;
+		if (n == s->sent_on) {
+			/* Its replies came back NULL as it went. */
+			fifo_prepend(&s->requeue, &s->inflight);
+			s->sent_on = NULL;
+			redis_sink_kick(s);
+		}
+		break;
+	case ROUTER_NODE_HANDSHAKE:
+		break;
+	case ROUTER_NODE_READY:
+		redis_sink_channel_ready(s);
+		if (s->sweep != NULL)
+			redis_sweep_resume(s->sweep);
+		redis_sink_kick(s);
+		break;
+	case ROUTER_NODE_CLOSED:
 		/* Whatever was in flight goes back, in order, before the
-		 * queue. */
-		fifo_prepend(&s->requeue, &s->inflight);
-		s->stats->requeued += s->requeue.n;
-		fifo_prepend(&s->queue, &s->requeue);
-		redis_sweep_reset(s->sweep);
+		 * queue (redis_sink_pump()). */
+		if (n == s->sent_on)
+			fifo_prepend(&s->requeue, &s->inflight);
+		if (s->sweep != NULL)
+			redis_sweep_reset(s->sweep, conn);
+		redis_sink_kick(s);
 		break;
-	case REDIS_CONN_EVENT_LOST:
-		s->cb(s->arg, REDIS_EVENT_LOST, NULL, NULL);
+	case ROUTER_NODE_LOST:
+		if (n == s->ready_on)
+			s->ready_on = NULL;
+		if (channel)
+			s->cb(s->arg, REDIS_EVENT_LOST, NULL, NULL);
 		break;
-	case REDIS_CONN_EVENT_FORGOT:
+	case ROUTER_NODE_FORGOT:	/* any node: deleted keys may be back */
 		s->stats->history_breaks++;
 		s->cb(s->arg, REDIS_EVENT_FORGOT, NULL,
-		    redis_conn_forgot_reason(s->conn));
+		    redis_conn_forgot_reason(conn));
 		break;
 	}
 }
@@ -486,8 +487,11 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->epoch = xstrdup(opts->epoch);
 	s->channel = xstrdup(opts->channel);
 	redis_sink_set_stream(s, opts);
-	s->conn = redis_conn_new(loop, &co, redis_sink_conn_cb, s);
-	s->sweep = redis_sweep_new(loop, s->conn, redis_sink_sweep_cb, s);
+	s->slot = (int)redis_keyslot(s->channel, strlen(s->channel));
+	s->publish = opts->addr->cluster == REDIS_CLUSTER_ON ? "SPUBLISH" :
+	    "PUBLISH";
+	s->router = redis_router_new(loop, &co, redis_sink_node_cb, s);
+	s->sweep = redis_sweep_new(loop, s->router, sink_delete_sweep_cb, s);
 	ev_prepare_init(&s->kick, redis_sink_kick_cb);
 	s->kick.data = s;
 	ev_timer_init(&s->hold, redis_sink_hold_cb, 0, 0);
@@ -498,7 +502,7 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 void
 redis_sink_start(struct redis_sink *s)
 {
-	redis_conn_start(s->conn);
+	redis_router_start(s->router);
 }
 
 void
@@ -507,8 +511,8 @@ redis_sink_free(struct redis_sink *s)
 	if (s == NULL)
 		return;
 	/* First: the replies it still awaits come back to the lists. */
-	redis_conn_free(s->conn);
-	s->conn = NULL;
+	redis_router_free(s->router);
+	s->router = NULL;
 	ev_timer_stop(s->loop, &s->hold);
 	ev_prepare_stop(s->loop, &s->kick);
 	list_free(&s->queue);
@@ -573,7 +577,8 @@ redis_sink_drop_queued(struct redis_sink *s)
 	size_t n = 0;
 
 	while ((m = list_pop(&s->queue)) != NULL) {
-		if (m->on_ack != NULL) {
+		/* Kept: acknowledged by the outbox, or awaited by UNLINKs. */
+		if (m->on_ack != NULL || m->unlinking > 0) {
 			fifo_push(&keep, &m->node);
 		} else {
 			redis_sink_release(s, m);
@@ -596,7 +601,10 @@ redis_sink_configure(struct redis_sink *s, const struct redis_sink_opts *o)
 	s->o.max_inflight = o->max_inflight;
 	s->o.max_keys = o->max_keys;
 	s->o.coalesce = o->coalesce;
-	if (!redis_conn_configure(s->conn, &co))
+	s->slot = (int)redis_keyslot(s->channel, strlen(s->channel));
+	s->publish = o->addr->cluster == REDIS_CLUSTER_ON ? "SPUBLISH" :
+	    "PUBLISH";
+	if (!redis_router_configure(s->router, &co))
 		return false;
 	redis_sink_kick(s);
 	return true;
@@ -623,7 +631,11 @@ redis_sink_inflight(const struct redis_sink *s)
 enum redis_state
 redis_sink_state(const struct redis_sink *s)
 {
-	return redis_conn_state(s->conn);
+	struct redis_router_node *n = redis_router_slot_node(s->router,
+	    s->slot);
+
+	return n != NULL ? redis_conn_state(redis_router_conn(n)) :
+	    redis_router_state(s->router);
 }
 
 uint64_t

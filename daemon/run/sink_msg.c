@@ -39,6 +39,7 @@ sink_msg_mergeable(const struct sink_msg *a, const struct sink_msg *b,
     size_t max_keys)
 {
 	return a->op != NULL && a->op == b->op && a->on_ack == b->on_ack &&
+	    a->unlinking == 0 && !a->unlinked &&
 	    a->ack_arg == b->ack_arg && strcmp(a->table, b->table) == 0 &&
 	    a->keys.n + b->keys.n <= max_keys;
 }

@@ -45,6 +45,9 @@ struct sink_msg {
 	 * sent again, REDIS_SINK_REFUSALS (redis_sink.h) times at most. */
 	unsigned refusals;
 	bool refused;		/* in the current attempt */
+	/* action = delete in a cluster: UNLINKs awaited, and done. */
+	unsigned unlinking;
+	bool unlinked;
 };
 
 struct sink_msg *sink_msg_new(void);

@@ -4,14 +4,15 @@ the same run. `make bench` builds the binaries and runs this.
 
     python3 tests/bench/run.py [scenario ...]
         # write trust walwrite drain latency bulk fanin stream waldrain
-        # wallatency
+        # wallatency fanout
 
 Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
 1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
 BENCH_LATENCY_T (seconds, 10), BENCH_WRITE_T (seconds per write-path cell,
 8), BENCH_FANIN_T (seconds, 8), BENCH_WALWRITE_T (seconds per cell of the
 wal write path, 4), BENCH_WALWRITE_RUNS (its repetitions, 3),
-BENCH_PGINVAL (the binary, ./pginval).
+BENCH_FANOUT_N (messages per fan-out run, 100000), BENCH_PGINVAL (the
+binary, ./pginval).
 
 Prints a table on stdout and writes the same figures, with every run's raw
 values, to tests/bench/out/results.json. Figures are measurements on the
@@ -53,6 +54,7 @@ def env_int(name, default):
 
 
 N = env_int("BENCH_N", 200000)
+FANOUT_N = env_int("BENCH_FANOUT_N", 100000)
 BULK = env_int("BENCH_BULK", 1000000)
 RUNS = max(1, env_int("BENCH_RUNS", 3))
 RATE = env_int("BENCH_RATE", 2000)
@@ -1036,6 +1038,193 @@ def scenario_wallatency(pg, redis):
 
 
 # --------------------------------------------------------------------------
+# Fan-out on a Redis Cluster: SPUBLISH against PUBLISH
+# --------------------------------------------------------------------------
+
+FANOUT_CHANNEL = "pginval"
+FANOUT_DEPTH = 16
+# One row change of a users table, as pginval publishes it.
+FANOUT_MESSAGE = ('{"v":1,"seq":184200,"epoch":"6f1c9a0e2b7d4c1f8a3e5b6d7c8f'
+                  '9a0b","op":"update","table":"public.users","keys":["user:'
+                  '42","user:email:a@x.io"],"ts":1764240000123456}')
+# What starts each delivered message on a subscriber's link, per kind.
+FANOUT_MARK = {"SSUBSCRIBE": b"$8\r\nsmessage\r\n",
+               "SUBSCRIBE": b"$7\r\nmessage\r\n"}
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def fanout_sub_main(host, port, verb, channel, count, timeout):
+    """A counting subscriber in a process of its own (so that the
+    publisher's process does not share its CPU): prints "ready" once
+    subscribed, then, at ``count`` messages, after 5 s without data, or
+    after ``timeout`` s, one line of JSON: msgs, bytes, cpu_s."""
+    count, timeout = int(count), float(timeout)
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(resp(verb, channel))
+    buf = b""
+    while b"\r\n:1\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk or chunk.startswith(b"-"):
+            sys.exit("fanout subscriber: %s %s on %s:%s: %r"
+                     % (verb, channel, host, port, chunk))
+        buf += chunk
+    print("ready", flush=True)
+    mark = FANOUT_MARK[verb]
+    msgs, nbytes, tail = 0, 0, b""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(5)
+    while msgs < count and time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(262144)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        nbytes += len(chunk)
+        data = tail + chunk     # a mark may straddle two reads
+        msgs += data.count(mark)
+        tail = data[-(len(mark) - 1):]
+    usage = os.times()
+    print(json.dumps({"msgs": msgs, "bytes": nbytes,
+                      "cpu_s": usage.user + usage.system}), flush=True)
+
+
+def fanout_publish(node, verb, n):
+    """Sends ``n`` copies of the message with ``verb``, pipelined
+    FANOUT_DEPTH deep, on one raw link; returns (seconds, first error)."""
+    cmd = resp(verb, FANOUT_CHANNEL, FANOUT_MESSAGE)
+    sock = socket.create_connection((node.host, node.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    error = None
+    sent = 0
+    t0 = time.monotonic()
+    try:
+        while sent < n:
+            k = min(FANOUT_DEPTH, n - sent)
+            sock.sendall(cmd * k)
+            got = 0
+            while got < k:      # each reply is one line: :N or -ERR
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("redis %s closed the link" % node.addr)
+                got += chunk.count(b"\n")
+                if error is None and b"-" in chunk:
+                    error = chunk.decode("utf-8", "replace").strip()
+            sent += k
+        return time.monotonic() - t0, error
+    finally:
+        sock.close()
+
+
+def node_cpu(node):
+    info = node.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def bus_sent(nodes):
+    """cluster_stats_messages_publish{,shard}_sent summed over the nodes."""
+    out = {"publish": 0, "publishshard": 0}
+    for node in nodes:
+        info = node.cluster_info()
+        for kind in out:
+            out[kind] += int(info.get("cluster_stats_messages_%s_sent"
+                                      % kind, 0))
+    return out
+
+
+def fanout_run(cl, owner, mode, n):
+    """One run of ``n`` messages in ``mode`` (spublish or publish)."""
+    verb, sub_verb, subscribed = {
+        # A sharded channel has subscribers on its shard only: the owner
+        # is the one master that takes SSUBSCRIBE (the others: -MOVED).
+        "spublish": ("SPUBLISH", "SSUBSCRIBE", [owner]),
+        "publish": ("PUBLISH", "SUBSCRIBE", cl.masters()),
+    }[mode]
+    subs = []
+    for node in subscribed:
+        proc = spawn([sys.executable, os.path.abspath(__file__),
+                      "--fanout-sub", node.host, str(node.port), sub_verb,
+                      FANOUT_CHANNEL, str(n), str(60 + n / 1000)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                     text=True)
+        subs.append(proc)
+        if readline(proc, 15) != "ready":
+            raise RuntimeError("fanout subscriber on %s did not start"
+                               % node.addr)
+    cpu0 = [node_cpu(node) for node in cl.nodes]
+    bus0 = bus_sent(cl.nodes)
+    took, error = fanout_publish(owner, verb, n)
+    got = []
+    for proc in subs:
+        line = readline(proc, 120 + n / 1000)
+        reap(proc)
+        got.append(json.loads(line)["msgs"] if line else 0)
+    cpu = [b - a for a, b in zip(cpu0, [node_cpu(x) for x in cl.nodes])]
+    bus1 = bus_sent(cl.nodes)
+    kind = "publishshard" if mode == "spublish" else "publish"
+    owner_i = cl.nodes.index(owner)
+    return {"msgs": n, "seconds": took, "msgs_per_s": n / took,
+            "subscribers": len(subs), "received": got,
+            "min_received": min(got), "all_delivered": min(got) == n,
+            "error": error,
+            "cluster_cpu_us_per_msg": sum(cpu) / n * 1e6,
+            "owner_cpu_us_per_msg": cpu[owner_i] / n * 1e6,
+            "node_cpu_s": {node.addr: c for node, c in zip(cl.nodes, cpu)},
+            "bus_per_msg": (bus1[kind] - bus0[kind]) / n}
+
+
+def scenario_fanout():
+    from servers import RedisCluster
+    n = FANOUT_N
+    out = {}
+    with RedisCluster(masters=3, replicas=1) as cl:
+        owner = cl.owner(cl.keyslot(FANOUT_CHANNEL))
+        log("fanout: cluster ready in %.1fs; %s owns %s (slot %d)"
+            % (cl.startup_s, owner.addr, FANOUT_CHANNEL,
+               cl.keyslot(FANOUT_CHANNEL)))
+        for rep in range(RUNS):
+            for mode in ("spublish", "publish"):
+                r = fanout_run(cl, owner, mode, n)
+                log("fanout %s run %d: %d msgs in %.2fs (%.0f/s), cluster "
+                    "CPU %.1f us/msg, owner %.1f us/msg, bus %.2f/msg, "
+                    "received %s"
+                    % (mode, rep + 1, n, r["seconds"], r["msgs_per_s"],
+                       r["cluster_cpu_us_per_msg"],
+                       r["owner_cpu_us_per_msg"], r["bus_per_msg"],
+                       r["received"]))
+                out.setdefault(mode, {"runs": []})["runs"].append(r)
+    for v in out.values():
+        v["median"] = summarize(v["runs"])
+    return out
+
+
+def fanout_problems(res):
+    """What went wrong in the fan-out runs, as lines: lost deliveries,
+    errors, and a bus count other than 1 (SPUBLISH: to the one replica)
+    or 5 (PUBLISH: to every other node)."""
+    lines = []
+    for mode, want in (("spublish", 1), ("publish", 5)):
+        for i, r in enumerate(res.get(mode, {}).get("runs", [])):
+            if not r["all_delivered"]:
+                lines.append("%s run %d: subscribers got %s of %d messages"
+                             % (mode, i + 1, r["received"], r["msgs"]))
+            if r["error"]:
+                lines.append("%s run %d: error reply %s"
+                             % (mode, i + 1, r["error"]))
+            if abs(r["bus_per_msg"] - want) > 0.01:
+                lines.append("%s run %d: %.3f bus messages per message, "
+                             "not %d" % (mode, i + 1, r["bus_per_msg"], want))
+    return lines
+
+
+# --------------------------------------------------------------------------
 # Machine, table, JSON
 # --------------------------------------------------------------------------
 
@@ -1055,7 +1244,7 @@ def machine_info(pg):
             info["debian"] = f.read().strip()
     except OSError:
         pass
-    info["postgres"] = pg.psql("SHOW server_version").strip()
+    info["postgres"] = pg.psql("SHOW server_version").strip() if pg else "-"
     text = subprocess.run(["redis-server", "--version"], capture_output=True,
                           text=True).stdout
     match = re.search(r"v=(\S+)", text)
@@ -1067,9 +1256,12 @@ def machine_info(pg):
     proc = subprocess.run(["git", "-C", ROOT, "describe", "--always",
                            "--dirty"], capture_output=True, text=True)
     info["source"] = proc.stdout.strip() or None
-    proc = subprocess.run([PGINVAL, "--version"], capture_output=True,
-                          text=True)
-    info["pginval"] = (proc.stdout or proc.stderr).strip()
+    try:
+        proc = subprocess.run([PGINVAL, "--version"], capture_output=True,
+                              text=True)
+        info["pginval"] = (proc.stdout or proc.stderr).strip()
+    except OSError:     # not built: fine for the fan-out alone
+        info["pginval"] = None
     proc = subprocess.run([os.environ.get("CC") or "cc", "--version"],
                           capture_output=True, text=True)
     info["cc"] = proc.stdout.splitlines()[0] if proc.stdout else ""
@@ -1278,6 +1470,26 @@ def build_rows(res):
         pair(scn, "changes received (ref: rows)", s, "events")
         pair(scn, "messages (PUBLISHes) received", s, "msgs")
         pair(scn, "resets received", s, "resets")
+    s = res.get("fanout")
+    if s and "publish" in s and "spublish" in s:
+        scn = ("k. fan-out %s msgs, 3+3 cluster, PUBLISH (ref: SPUBLISH)"
+               % "{:,}".format(FANOUT_N))
+        pub, spub = s["publish"], s["spublish"]
+        for metric, field in (
+                ("messages/s (one client, depth %d)" % FANOUT_DEPTH,
+                 "msgs_per_s"),
+                ("cluster CPU us per message (6 nodes)",
+                 "cluster_cpu_us_per_msg"),
+                ("owner CPU us per message", "owner_cpu_us_per_msg"),
+                ("bus messages per message", "bus_per_msg"),
+                ("subscribers (every master; ref: the owner)",
+                 "subscribers"),
+                ("fewest messages a subscriber got", "min_received")):
+            rows.append((scn, metric, pub["median"].get(field),
+                         spub["median"].get(field),
+                         median([ratio(a.get(field), b.get(field)) for a, b
+                                 in zip(pub["runs"], spub["runs"])]),
+                         spread(pub["runs"], spub["runs"], field)))
     s = res.get("wallatency")
     if s:
         scn = "j. latency %d tx/s, wal (ref: replication client)" % RATE
@@ -1318,9 +1530,10 @@ WRITE_SETTINGS = {"fsync": "on", "synchronous_commit": "on",
 WAL_SETTINGS = {"wal_level": "logical", "max_replication_slots": "10",
                 "max_wal_senders": "10"}
 SCENARIOS = ["write", "trust", "walwrite", "drain", "latency", "bulk",
-             "fanin", "stream", "waldrain", "wallatency"]
+             "fanin", "stream", "waldrain", "wallatency", "fanout"]
 STREAM_KEY = "bench:log"
 WAL_ONLY = ("write", "trust", "walwrite", "waldrain", "wallatency")
+NO_RELAY = WAL_ONLY + ("fanout",)   # scenarios without the relay cluster
 
 
 def run_scenarios(wanted, results, elapsed):
@@ -1359,7 +1572,10 @@ def run_scenarios(wanted, results, elapsed):
                 timed("waldrain", scenario_waldrain, pg, redis, BULK)
             if "wallatency" in wanted:
                 timed("wallatency", scenario_wallatency, pg, redis)
-    if not [w for w in wanted if w not in WAL_ONLY]:
+    if "fanout" in wanted:
+        machine = machine or machine_info(None)
+        timed("fanout", scenario_fanout)
+    if not [w for w in wanted if w not in NO_RELAY]:
         return machine
     with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as redis:
         machine = machine_info(pg)
@@ -1389,15 +1605,18 @@ def main(argv):
         sys.exit("bench: unknown scenario %s (choose from %s)"
                  % (", ".join(unknown), " ".join(SCENARIOS)))
     global PGINVAL, REFRELAY, SUB
-    for path in (PGINVAL, REFRELAY, SUB):
-        if not os.access(path, os.X_OK):
-            sys.exit("bench: %s is missing; run `make bench`" % path)
-    # The runs use copies: a rebuild (or make clean) while they go on must
-    # not mix versions, or pull a binary from under them.
-    bindir = os.path.join(OUT, "bin")
-    os.makedirs(bindir, exist_ok=True)
-    PGINVAL, REFRELAY, SUB = [shutil.copy2(path, bindir)
-                              for path in (PGINVAL, REFRELAY, SUB)]
+    os.makedirs(OUT, exist_ok=True)
+    # fanout alone needs none of the binaries.
+    if [w for w in wanted if w != "fanout"]:
+        for path in (PGINVAL, REFRELAY, SUB):
+            if not os.access(path, os.X_OK):
+                sys.exit("bench: %s is missing; run `make bench`" % path)
+        # The runs use copies: a rebuild (or make clean) while they go on
+        # must not mix versions, or pull a binary from under them.
+        bindir = os.path.join(OUT, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        PGINVAL, REFRELAY, SUB = [shutil.copy2(path, bindir)
+                                  for path in (PGINVAL, REFRELAY, SUB)]
     for name in os.listdir(OUT):
         if name.endswith(".log"):
             os.remove(os.path.join(OUT, name))
@@ -1443,6 +1662,22 @@ def main(argv):
                  100 * (cal["sub_cpu_share"] or 0),
                  "; during the drains it was busy at most %.0f%%"
                  % (100 * max(shares)) if shares else ""))
+    fan = results.get("fanout")
+    if fan and "publish" in fan and "spublish" in fan:
+        def x(field):   # the median of the runs' ratios, as in the table
+            return median([ratio(a[field], b[field]) for a, b in
+                           zip(fan["publish"]["runs"],
+                               fan["spublish"]["runs"])])
+        p, q = fan["publish"]["median"], fan["spublish"]["median"]
+        print("fan-out: PUBLISH / SPUBLISH, %d-byte message: cluster CPU per "
+              "message x%.2f (%.1f / %.1f us), owner CPU x%.2f, messages/s "
+              "x%.2f, bus messages %.2f / %.2f."
+              % (len(FANOUT_MESSAGE), x("cluster_cpu_us_per_msg"),
+                 p["cluster_cpu_us_per_msg"], q["cluster_cpu_us_per_msg"],
+                 x("owner_cpu_us_per_msg"), x("msgs_per_s"),
+                 p["bus_per_msg"], q["bus_per_msg"]))
+        for line in fanout_problems(fan):
+            print("WARNING: fan-out " + line)
     print("elapsed: " + ", ".join("%s %.0fs" % kv for kv in elapsed.items()))
     doc = {"note": note, "machine": machine,
            "params": {"runs": RUNS, "drain_rows": N, "bulk_rows": BULK,
@@ -1454,7 +1689,9 @@ def main(argv):
                       "walwrite_runs": WALWRITE_RUNS,
                       "wal_postgres_settings": WAL_SETTINGS,
                       "relay_postgres_settings": RELAY_SETTINGS,
-                      "write_postgres_settings": WRITE_SETTINGS},
+                      "write_postgres_settings": WRITE_SETTINGS,
+                      "fanout_msgs": FANOUT_N, "fanout_depth": FANOUT_DEPTH,
+                      "fanout_message_bytes": len(FANOUT_MESSAGE)},
            "table": [{"scenario": a, "metric": b, "pginval": c,
                       "reference": d, "ratio": e, "spread": f}
                      for a, b, c, d, e, f in rows],
@@ -1467,6 +1704,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--fanout-sub"]:
+        fanout_sub_main(*sys.argv[2:])
+        sys.exit(0)
     try:
         main(sys.argv[1:])
     except KeyboardInterrupt:

@@ -36,7 +36,8 @@ def write_config(path, pg, redis, tables, extra=None, targets=None,
                  redis_url=None):
     """tables: {"public.users": "user:{id}"} or {"public.users":
     {"keys": ..., "refresh": ..., "ttl": ...}}; extra: {"apply.reset":
-    "flush", ...}; targets: {"name": "redis://..."}."""
+    "flush", ...}; targets: {"name": "redis://..."} or {"name": {"url":
+    ..., "cluster": "on", ...}}."""
     lines = ["# written by the test suite", "[postgres]",
              "conninfo = " + pg.conninfo + " application_name=pginval",
              "[redis]", "url = " + (redis_url or redis.url + "/0")]
@@ -53,8 +54,11 @@ def write_config(path, pg, redis, tables, extra=None, targets=None,
             spec = {"keys": spec}
         lines.append("[table %s]" % table)
         lines += ["%s = %s" % kv for kv in spec.items()]
-    for name, url in (targets or {}).items():
-        lines += ["[target %s]" % name, "url = " + url]
+    for name, spec in (targets or {}).items():
+        if isinstance(spec, str):
+            spec = {"url": spec}
+        lines += ["[target %s]" % name]
+        lines += ["%s = %s" % kv for kv in spec.items()]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

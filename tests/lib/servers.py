@@ -11,6 +11,15 @@ test never leaves a server behind.
         ...
         assert sub.get(timeout=5) == b"..."
 
+RedisCluster (masters with replicas, slot moves, failovers, sharded
+pub/sub) and RedisSentinel (a master, replicas and sentinels) build
+topologies out of the same Redis processes:
+
+    with RedisCluster(masters=3, replicas=1) as cl:
+        slot = cl.keyslot("pginval")
+        sub = cl.ssubscribe("pginval")
+        cl.migrate_slot(slot, other_master)   # sub.get() -> Unsubscribed
+
 PostgreSQL refuses to run as root; when the tests run as root, initdb,
 pg_ctl and postgres are run as the "postgres" user through runuser(1).
 
@@ -31,6 +40,8 @@ import time
 __all__ = [
     "Postgres", "Redis", "Subscriber", "RespConnection",
     "PsqlError", "RedisError", "ServerError", "free_port", "pg_bindir",
+    "RedisCluster", "ClusterNode", "ShardedSubscriber", "Unsubscribed",
+    "RedisSentinel", "SentinelNode",
 ]
 
 _live = []             # servers to stop at exit, most recent last
@@ -499,8 +510,11 @@ class Subscriber:
     anything published afterwards is received.
     """
 
-    def __init__(self, host, port, *channels, pattern=False, timeout=5.0):
+    def __init__(self, host, port, *channels, pattern=False, timeout=5.0,
+                 password=None):
         self.conn = RespConnection(host, port, timeout=timeout)
+        if password:
+            self.conn.command("AUTH", password)
         self.pattern = pattern
         verb = "PSUBSCRIBE" if pattern else "SUBSCRIBE"
         self.conn.send(verb, *channels)
@@ -564,17 +578,31 @@ class Subscriber:
 
 
 class Redis:
-    """A throwaway redis-server, no persistence."""
+    """A throwaway redis-server, no persistence.
+
+    ``password`` sets ``requirepass`` (and ``masterauth``, so the server
+    can also be a replica of another with the same password); connect()
+    then authenticates, and ``url`` carries it.
+
+    Beyond start/stop/restart: ``kill(sig)`` (SIGKILL by default: a crash;
+    the directory stays for a later restart), ``pause()``/``resume()``
+    (SIGSTOP/SIGCONT), ``snapshot()`` (SAVE, the RDB moved aside, its path
+    returned), ``restart(rdb=path)`` (restart from that snapshot: a server
+    that comes back with older data), ``restart_empty()`` (comes back with
+    no data), ``info()`` and ``role()``.
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self, binary="redis-server", extra_args=()):
+    def __init__(self, binary="redis-server", extra_args=(), password=None):
         self.binary = binary
         self.extra_args = list(extra_args)
+        self.password = password
         self.port = None
         self.tmpdir = None
         self.logfile = None
         self.proc = None
+        self._snapshots = 0
 
     def __repr__(self):
         return "<Redis port=%s>" % self.port
@@ -594,7 +622,14 @@ class Redis:
 
     @property
     def url(self):
+        if self.password:
+            return "redis://:%s@%s:%d" % (self.password, self.host, self.port)
         return "redis://%s:%d" % (self.host, self.port)
+
+    @property
+    def addr(self):
+        """``127.0.0.1:PORT``."""
+        return "%s:%d" % (self.host, self.port)
 
     def start(self):
         if self.running:
@@ -613,32 +648,45 @@ class Redis:
         self.stop()
         raise last_error
 
-    def _spawn(self):
+    def _argv(self):
         argv = [self.binary, "--port", str(self.port), "--bind", self.host,
                 "--save", "", "--appendonly", "no", "--dir", self.tmpdir,
-                "--daemonize", "no", "--logfile", self.logfile] \
-            + self.extra_args
+                "--daemonize", "no", "--logfile", self.logfile]
+        if self.password:
+            argv += ["--requirepass", self.password,
+                     "--masterauth", self.password]
+        return argv + self._mode_args() + self.extra_args
+
+    def _mode_args(self):
+        """Arguments a subclass adds before ``extra_args``."""
+        return []
+
+    def _spawn(self):
         # Own session: stop() can kill the whole process group.
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        deadline = time.monotonic() + 15
+        # PONG only once an RDB is loaded (-LOADING until then). Generous:
+        # the machine may be busy with other servers.
+        deadline = time.monotonic() + 30
+        last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.proc = None
-                raise ServerError("redis-server exited at start:\n"
-                                  + self.log_tail())
+                raise ServerError("%s on port %s exited at start:\n%s"
+                                  % (self.binary, self.port, self.log_tail()))
             try:
-                with RespConnection(self.host, self.port, timeout=1) as c:
+                with self.connect(timeout=1) as c:
                     if c.command("PING") == "PONG":
                         return
-            except (OSError, RedisError):
-                pass
+            except (OSError, RedisError) as exc:
+                last = exc
             time.sleep(0.02)
         self._kill()
-        raise ServerError("redis-server did not answer PING:\n"
-                          + self.log_tail())
+        raise ServerError("%s on port %s did not answer PING within 30 s "
+                          "(last: %s):\n%s" % (self.binary, self.port, last,
+                                               self.log_tail()))
 
     def _kill(self):
         if self.proc is None:
@@ -667,15 +715,66 @@ class Redis:
             self.tmpdir = None
             _unregister(self)
 
-    def restart(self):
-        """Stop and start again on the same port (data is not kept)."""
+    def restart(self, rdb=None):
+        """Stop and start again on the same port (data is not kept: no
+        save on shutdown). With ``rdb`` (a path from snapshot()), the
+        server starts from that snapshot instead, as after a restart from
+        an older backup."""
         self._kill()
         if self.tmpdir is None:
             self.tmpdir = tempfile.mkdtemp(prefix="pginval-redis-", dir="/tmp")
             self.logfile = os.path.join(self.tmpdir, "redis.log")
         _register(self)
+        dump = os.path.join(self.tmpdir, "dump.rdb")
+        if rdb is not None:
+            shutil.copyfile(rdb, dump)
         self._spawn()
+        if rdb is not None:
+            os.remove(dump)   # loaded: the next restart() starts empty
         return self
+
+    def restart_empty(self):
+        """Crash (SIGKILL: nothing saved) and start again with no data,
+        as a server whose disk was lost."""
+        self.kill()
+        for name in ("dump.rdb", "appendonlydir"):
+            path = os.path.join(self.tmpdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.exists(path):
+                os.remove(path)
+        return self.restart()
+
+    def snapshot(self):
+        """SAVE, then move the RDB aside (so that a later restart() does
+        not load it); returns the snapshot's path for restart(rdb=...)."""
+        self.command("SAVE")
+        self._snapshots += 1
+        path = os.path.join(self.tmpdir, "snapshot-%d.rdb" % self._snapshots)
+        os.replace(os.path.join(self.tmpdir, "dump.rdb"), path)
+        return path
+
+    def kill(self, sig=signal.SIGKILL):
+        """Send ``sig`` (a crash by default) and wait for the process to
+        end. The directory stays: restart() brings the server back."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self.proc = None
+
+    def pause(self):
+        """SIGSTOP: the server stops answering, its links stay open."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def log_tail(self, nbytes=4000):
         try:
@@ -687,8 +786,16 @@ class Redis:
             return ""
 
     def connect(self, timeout=5.0):
-        """A new RespConnection (close it, or use it with ``with``)."""
-        return RespConnection(self.host, self.port, timeout=timeout)
+        """A new RespConnection (close it, or use it with ``with``),
+        authenticated when the server has a password."""
+        conn = RespConnection(self.host, self.port, timeout=timeout)
+        if self.password:
+            try:
+                conn.command("AUTH", self.password)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
 
     def command(self, *args):
         """Send one command on a fresh connection and return the parsed
@@ -696,10 +803,858 @@ class Redis:
         with self.connect() as conn:
             return conn.command(*args)
 
+    def info(self, *sections):
+        """INFO as a dict of str: str."""
+        text = self.command("INFO", *sections).decode("utf-8", "replace")
+        return _info_dict(text)
+
+    def role(self):
+        """ROLE, with bulk strings decoded: ['master', offset, [[ip,
+        port, offset], ...]] or ['slave', ip, port, state, offset]."""
+        return _decode(self.command("ROLE"))
+
     def subscribe(self, *channels, timeout=5.0):
         """A Subscriber on ``channels``, already confirmed by Redis."""
-        return Subscriber(self.host, self.port, *channels, timeout=timeout)
+        return Subscriber(self.host, self.port, *channels, timeout=timeout,
+                          password=self.password)
 
     def psubscribe(self, *patterns, timeout=5.0):
         return Subscriber(self.host, self.port, *patterns, pattern=True,
-                          timeout=timeout)
+                          timeout=timeout, password=self.password)
+
+
+def _info_dict(text):
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            key, value = line.split(":", 1)
+            out[key] = value
+    return out
+
+
+def _decode(value):
+    """Bulk strings (bytes) to str, recursively; the rest as it is."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------
+# Redis Cluster and Redis Sentinel
+# --------------------------------------------------------------------------
+
+class _NotYet(Exception):
+    """What a wait is still waiting for."""
+
+
+def _wait(what, check, timeout, logs=()):
+    """Calls check() until it returns a true value, and returns that.
+
+    check() raises _NotYet (or a Redis or socket error) to say why not
+    yet; the last reason goes into the ServerError raised after
+    ``timeout`` seconds, with the log tails of ``logs`` (servers, or a
+    callable returning them)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except (_NotYet, RedisError, OSError) as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    msg = "%s: not within %g s (last: %s)" % (what, timeout, last)
+    for server in (logs() if callable(logs) else logs):
+        msg += "\n--- %r log tail:\n%s" % (server, server.log_tail(1500))
+    raise ServerError(msg)
+
+
+def _kv(flat):
+    """A flat [key, value, ...] reply as a dict with str keys."""
+    flat = _decode(flat)
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+class Unsubscribed(Exception):
+    """A sharded subscriber got a ``sunsubscribe`` it did not ask for: its
+    channel's slot left the node (a migration, a failover)."""
+
+    def __init__(self, channel, count):
+        self.channel = channel
+        self.count = count
+        super().__init__("unrequested sunsubscribe from %r (%d left)"
+                         % (channel, count))
+
+
+class ShardedSubscriber:
+    """A connection in sharded subscribe mode (SSUBSCRIBE, Redis 7).
+
+    The constructor follows ``-MOVED`` to the owner of the channels' slot
+    (all channels must share a slot) and returns once every subscription
+    is confirmed; ``host``/``port`` then say where it is. get() returns the
+    next ``smessage`` payload and raises Unsubscribed for a
+    ``sunsubscribe`` (this class never sends SUNSUBSCRIBE, so any is
+    unrequested); get_event() returns every event as a tuple instead:
+    ("smessage", channel, payload), ("sunsubscribe", channel, count),
+    ("eof", None, None), or None after the timeout. resubscribe() starts
+    over from the same node (or another), following MOVED again.
+    """
+
+    def __init__(self, host, port, *channels, timeout=5.0, password=None,
+                 max_redirects=5):
+        self.host, self.port = host, port
+        self.channels = list(channels)
+        self.timeout = timeout
+        self.password = password
+        self.max_redirects = max_redirects
+        self.conn = None
+        self._pending = []
+        self._subscribe()
+
+    def _subscribe(self):
+        for _ in range(self.max_redirects + 1):
+            self.close()
+            self.conn = RespConnection(self.host, self.port,
+                                       timeout=self.timeout)
+            if self.password:
+                self.conn.command("AUTH", self.password)
+            self.conn.send("SSUBSCRIBE", *self.channels)
+            confirmed = 0
+            while confirmed < len(self.channels):
+                reply = self.conn.read_reply(timeout=self.timeout)
+                if isinstance(reply, RedisError):
+                    words = str(reply).split()
+                    if len(words) != 3 or words[0] != "MOVED":
+                        self.close()
+                        raise reply
+                    host, _, port = words[2].rpartition(":")
+                    self.host, self.port = host or self.host, int(port)
+                    break
+                if (isinstance(reply, list) and reply
+                        and reply[0] == b"ssubscribe"):
+                    confirmed += 1
+                else:
+                    self._pending.append(reply)
+            else:
+                return
+        self.close()
+        raise ServerError("SSUBSCRIBE %s: still redirected after %d MOVED"
+                          % (" ".join(self.channels), self.max_redirects))
+
+    def resubscribe(self, node=None):
+        """Subscribe again (after an Unsubscribed or an EOF), following
+        MOVED from the node it was on, or from ``node`` (anything with
+        host and port: after an EOF, the old node may be gone). Events not
+        read yet are dropped."""
+        if node is not None:
+            self.host, self.port = node.host, node.port
+        self._pending = []
+        self._subscribe()
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def get_event(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._pending:
+                reply = self._pending.pop(0)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    reply = self.conn.read_reply(timeout=left)
+                except socket.timeout:
+                    return None
+                except (ConnectionError, OSError):
+                    return ("eof", None, None)
+            if not isinstance(reply, list) or len(reply) != 3:
+                continue
+            if reply[0] == b"smessage":
+                return ("smessage", reply[1], reply[2])
+            if reply[0] == b"sunsubscribe":
+                return ("sunsubscribe", reply[1], reply[2])
+
+    def get(self, timeout=5.0):
+        """Payload of the next smessage as bytes, or None after
+        ``timeout``. Raises Unsubscribed, or ConnectionError at EOF."""
+        event = self.get_event(timeout)
+        if event is None:
+            return None
+        if event[0] == "sunsubscribe":
+            raise Unsubscribed(event[1], event[2])
+        if event[0] == "eof":
+            raise ConnectionError("redis %s:%d closed the sharded "
+                                  "subscriber's link" % (self.host, self.port))
+        return event[2]
+
+    def drain(self, timeout=0.2):
+        """All payloads arriving until ``timeout`` seconds pass quietly."""
+        out = []
+        while True:
+            payload = self.get(timeout)
+            if payload is None:
+                return out
+            out.append(payload)
+
+
+# A replica loads a full sync from the socket instead of writing it to
+# dump.rdb first, so that no node keeps an RDB a restart would load: a
+# restart starts empty unless a test hands it a snapshot.
+_NO_DUMP = ["--repl-diskless-load", "swapdb"]
+
+
+class ClusterNode(Redis):
+    """One redis-server of a RedisCluster: cluster mode, its nodes.conf in
+    its own directory, and a bus port of its own (``cluster-port``, so
+    that PORT+10000 need not be free). ``id`` is its node id."""
+
+    def __init__(self, node_timeout=1500, extra_args=()):
+        super().__init__(extra_args=extra_args)
+        self.node_timeout = node_timeout
+        self.bus_port = None
+        self._bus_for = None
+        self._id = None
+
+    def __repr__(self):
+        return "<ClusterNode %s:%s>" % (self.host, self.port)
+
+    def _mode_args(self):
+        if self._bus_for != self.port:   # a new port: a new bus port too
+            self.bus_port, self._bus_for = free_port(), self.port
+        return ["--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-port", str(self.bus_port),
+                "--cluster-node-timeout", str(self.node_timeout),
+                # A replica promotes however long its link was down: tests
+                # stop replicas (SIGSTOP) on purpose.
+                "--cluster-replica-validity-factor", "0",
+                "--enable-debug-command", "local",
+                # Replicas sync at once, not after the default 5 s; and
+                # leave "loading" (offset 0 in CLUSTER SHARDS) within 1 s,
+                # when the master's first ping reaches them, not 10 s.
+                "--repl-diskless-sync-delay", "0",
+                "--repl-ping-replica-period", "1"] + _NO_DUMP
+
+    @property
+    def id(self):
+        if self._id is None:            # stable: nodes.conf keeps it
+            self._id = _decode(self.command("CLUSTER", "MYID"))
+        return self._id
+
+    def cluster_info(self):
+        return _info_dict(_decode(self.command("CLUSTER", "INFO")))
+
+    def slot_map(self):
+        """CLUSTER SLOTS as sorted (start, end, master_port) tuples."""
+        return sorted((r[0], r[1], r[2][1])
+                      for r in self.command("CLUSTER", "SLOTS"))
+
+    def cluster_nodes(self):
+        """CLUSTER NODES as dicts: id, port, flags (a set), master (an id
+        or "-"), slots (the rest of the line)."""
+        out = []
+        for line in _decode(self.command("CLUSTER", "NODES")).splitlines():
+            f = line.split()
+            if len(f) < 8:
+                continue
+            addr = f[1].split("@")[0]
+            out.append({"id": f[0], "port": int(addr.rpartition(":")[2]),
+                        "flags": set(f[2].split(",")), "master": f[3],
+                        "slots": f[8:]})
+        return out
+
+
+class RedisCluster:
+    """A throwaway Redis Cluster: ``masters`` masters with ``replicas``
+    replicas each, one redis-server per node on free loopback ports,
+    created with ``redis-cli --cluster create``.
+
+    start() (or ``with``) returns once every node says cluster_state:ok,
+    all agree on the slot map, and every node is ``online`` in CLUSTER
+    SHARDS (replicas start as ``loading``); ``startup_s`` says how long
+    that took. Nodes run with no persistence (``save ""`` unless ``save``
+    is given) and ``--enable-debug-command local``.
+
+    Topology (asked of a live node each time, never cached):
+      nodes                 every ClusterNode (host, port, url, command())
+      seed_url              redis://127.0.0.1:PORT of the first node
+      keyslot(key)          CLUSTER KEYSLOT
+      owner(slot)           the master serving the slot
+      node_for(key)         owner(keyslot(key))
+      masters()             the masters serving slots, by first slot
+      replica_of(master)    a live replica of it, or None
+      all_keys()            SCAN of every master, as a sorted list
+      flushall()            FLUSHALL on every master
+    Changes:
+      migrate_slot(slot, dst)     the whole move, in one call; or in steps:
+        start_migration(slot, dst)  IMPORTING on dst, MIGRATING on the
+                                    owner (returns it): the slot is now
+                                    MIGRATING, tests can act
+        migrate_keys(slot, dst, keys=None)  MIGRATE those keys (default:
+                                    all, GETKEYSINSLOT in batches)
+        finish_migration(slot, dst) the remaining keys, SETSLOT NODE on
+                                    every master, wait until all agree
+      kill_master(node)     SIGKILL a master (remembers its replicas)
+      wait_failover(old)    the promoted replica, once the cluster is ok
+      snapshot(node)        SAVE, the RDB moved aside; returns its path
+      restart_node(node, rdb=None)  same port and nodes.conf, starting from
+                                    ``rdb`` if given, else empty (a
+                                    replica then syncs from its master);
+                                    waits until the cluster is ok and no
+                                    node flags it failed
+      wait_ok(replicas_online=False)
+    Pub/sub:
+      ssubscribe(*channels, node=None)  a ShardedSubscriber, at the owner
+                                    unless ``node`` says where to start
+      spublish(channel, payload)  SPUBLISH at the owner
+    """
+
+    def __init__(self, masters=3, replicas=1, node_timeout=1500, save=None,
+                 extra_args=()):
+        self.n_masters = masters
+        self.n_replicas = replicas
+        self.node_timeout = node_timeout
+        self.args = list(extra_args)
+        if save is not None:
+            self.args += ["--save", save]
+        self.nodes = []
+        self.startup_s = None
+        self._lost = {}          # killed master -> (its replicas, a slot)
+
+    def __repr__(self):
+        return "<RedisCluster %s>" % " ".join(n.addr for n in self.nodes
+                                              if n.port)
+
+    def __enter__(self):
+        if not self.nodes:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        _register(self)
+        t0 = time.monotonic()
+        try:
+            for _ in range(self.n_masters * (1 + self.n_replicas)):
+                node = ClusterNode(self.node_timeout, self.args)
+                self.nodes.append(node)
+                node.start()
+            self._create()
+            self.wait_ok(replicas_online=True)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - t0
+        return self
+
+    def _create(self):
+        argv = (["redis-cli", "--cluster", "create"]
+                + [n.addr for n in self.nodes]
+                + ["--cluster-replicas", str(self.n_replicas),
+                   "--cluster-yes"])
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            raise ServerError("redis-cli --cluster create took over 90 s")
+        if proc.returncode != 0:
+            raise ServerError("redis-cli --cluster create failed (exit %d):"
+                              "\n%s%s" % (proc.returncode, proc.stdout[-2000:],
+                                          proc.stderr[-2000:]))
+
+    def stop(self):
+        try:
+            for node in self.nodes:
+                node.stop()
+        finally:
+            _unregister(self)
+
+    @property
+    def seed_url(self):
+        return self.nodes[0].url
+
+    def running(self):
+        return [n for n in self.nodes if n.running]
+
+    def _any(self):
+        for node in self.running():
+            try:
+                if node.command("PING") == "PONG":
+                    return node
+            except (OSError, RedisError):
+                pass
+        raise ServerError("no node of %r answers" % self)
+
+    def by_port(self, port):
+        for node in self.nodes:
+            if node.port == int(port):
+                return node
+        raise ServerError("no node of %r has port %s" % (self, port))
+
+    # -- topology -----------------------------------------------------------
+
+    def keyslot(self, key):
+        return self._any().command("CLUSTER", "KEYSLOT", key)
+
+    def owner(self, slot):
+        for start, end, port in self._any().slot_map():
+            if start <= slot <= end:
+                return self.by_port(port)
+        raise ServerError("slot %d is not served (%r)" % (slot, self))
+
+    def node_for(self, key):
+        return self.owner(self.keyslot(key))
+
+    def masters(self):
+        ports = []
+        for _, _, port in self._any().slot_map():
+            if port not in ports:
+                ports.append(port)
+        return [self.by_port(p) for p in ports]
+
+    def replicas_of(self, master):
+        """Live replicas of ``master``, as CLUSTER NODES says."""
+        out = []
+        for n in self._any().cluster_nodes():
+            if n["master"] == master.id and not n["flags"] & {"fail",
+                                                              "fail?"}:
+                node = self.by_port(n["port"])
+                if node.running:
+                    out.append(node)
+        return out
+
+    def replica_of(self, master):
+        replicas = self.replicas_of(master)
+        return replicas[0] if replicas else None
+
+    def all_keys(self):
+        keys = set()
+        for node in self.masters():
+            with node.connect() as conn:
+                cursor = b"0"
+                while True:
+                    cursor, batch = conn.command("SCAN", cursor, "COUNT",
+                                                 1000)
+                    keys.update(batch)
+                    if cursor == b"0":
+                        break
+        return sorted(keys)
+
+    def flushall(self):
+        for node in self.masters():
+            node.command("FLUSHALL")
+
+    def _check_ok(self, replicas_online=False):
+        live = self.running()
+        views = {}
+        for node in live:
+            state = node.cluster_info().get("cluster_state")
+            if state != "ok":
+                raise _NotYet("%s says cluster_state:%s" % (node.addr, state))
+            views[node.addr] = node.slot_map()
+        if len({repr(v) for v in views.values()}) > 1:
+            raise _NotYet("the nodes disagree on the slot map: %r" % views)
+        if replicas_online:
+            for node in live:
+                health = {}
+                for shard in node.command("CLUSTER", "SHARDS"):
+                    for n in _kv(shard).get("nodes", []):
+                        n = _kv(n)
+                        health[n.get("port")] = n.get("health")
+                for other in live:
+                    if health.get(other.port) != "online":
+                        raise _NotYet("%s sees %s as %s" % (
+                            node.addr, other.addr, health.get(other.port)))
+        return True
+
+    def wait_ok(self, replicas_online=False, timeout=60):
+        """Every running node: cluster_state:ok, the same slot map and,
+        with ``replicas_online``, every running node online."""
+        return _wait("cluster %r ready" % self,
+                     lambda: self._check_ok(replicas_online), timeout,
+                     self.running)
+
+    # -- slot migration -----------------------------------------------------
+
+    def start_migration(self, slot, dst):
+        src = self.owner(slot)
+        if src is dst:
+            raise ServerError("slot %d is on %s already" % (slot, dst.addr))
+        dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.id)
+        src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.id)
+        return src
+
+    def migrate_keys(self, slot, dst, keys=None, batch=100):
+        """MIGRATE ``keys`` (default: every key of the slot still on the
+        source) from the slot's owner to ``dst``; returns how many moved."""
+        src = self.owner(slot)
+        moved = 0
+        while True:
+            if keys is None:
+                chunk = src.command("CLUSTER", "GETKEYSINSLOT", slot, batch)
+            else:
+                chunk, keys = keys[:batch], keys[batch:]
+            if not chunk:
+                return moved
+            reply = src.command("MIGRATE", dst.host, dst.port, "", 0, 10000,
+                                "REPLACE", "KEYS", *chunk)
+            if reply == "OK":
+                moved += len(chunk)
+
+    def finish_migration(self, slot, dst):
+        src = self.owner(slot)
+        self.migrate_keys(slot, dst)
+        # The target first: it bumps its epoch and wins any conflict.
+        for node in [dst, src] + [m for m in self.masters()
+                                  if m not in (dst, src)]:
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", dst.id)
+
+        def moved():
+            for node in self.running():
+                for start, end, port in node.slot_map():
+                    if start <= slot <= end and port != dst.port:
+                        raise _NotYet("%s still maps slot %d to port %d"
+                                      % (node.addr, slot, port))
+            return True
+        _wait("slot %d on %s everywhere" % (slot, dst.addr), moved, 30,
+              self.running)
+
+    def migrate_slot(self, slot, dst):
+        """Move ``slot`` and its keys to master ``dst``."""
+        self.start_migration(slot, dst)
+        self.finish_migration(slot, dst)
+
+    # -- failures and restarts ----------------------------------------------
+
+    def kill_master(self, node):
+        slots = [s for s, _, p in self._any().slot_map() if p == node.port]
+        if not slots:
+            raise ServerError("%s serves no slot: not a master" % node.addr)
+        replicas = self.replicas_of(node)
+        if not replicas:
+            raise ServerError("%s has no live replica to promote" % node.addr)
+        self._lost[node] = (replicas, slots[0])
+        node.kill()
+
+    def wait_failover(self, old, timeout=60):
+        """The replica promoted in place of the killed master ``old``,
+        once every running node says cluster_state:ok and maps the old
+        master's slots to it (about node_timeout + 2 s)."""
+        replicas, slot = self._lost[old]
+
+        def promoted():
+            new = None
+            for node in replicas:
+                if node.running and node.role()[0] == "master":
+                    new = node
+            if new is None:
+                raise _NotYet("no replica of %s is a master yet" % old.addr)
+            self._check_ok()
+            if self.owner(slot) is not new:
+                raise _NotYet("slot %d is not on %s yet" % (slot, new.addr))
+            return new
+        return _wait("failover of %s" % old.addr, promoted, timeout,
+                     self.running)
+
+    def snapshot(self, node):
+        return node.snapshot()
+
+    def restart_node(self, node, rdb=None, timeout=60):
+        node.restart(rdb=rdb)
+
+        def back():
+            for other in self.running():
+                for n in other.cluster_nodes():
+                    if n["port"] == node.port and n["flags"] & {"fail",
+                                                                "fail?"}:
+                        raise _NotYet("%s flags %s %s" % (
+                            other.addr, node.addr, ",".join(n["flags"])))
+            return self._check_ok()
+        _wait("%s back in the cluster" % node.addr, back, timeout,
+              self.running)
+        return node
+
+    # -- sharded pub/sub ----------------------------------------------------
+
+    def ssubscribe(self, *channels, node=None, timeout=5.0):
+        node = node or self.node_for(channels[0])
+        return ShardedSubscriber(node.host, node.port, *channels,
+                                 timeout=timeout)
+
+    def spublish(self, channel, payload):
+        return self.node_for(channel).command("SPUBLISH", channel, payload)
+
+
+class SentinelNode(Redis):
+    """A redis-server in sentinel mode (``--sentinel``), with its own
+    sentinel.conf (which Sentinel rewrites) in its directory."""
+
+    def __init__(self, conf_lines, password=None, debug=()):
+        super().__init__(password=password)
+        self.conf_lines = list(conf_lines)
+        self.debug = list(debug)
+
+    def __repr__(self):
+        return "<SentinelNode %s:%s>" % (self.host, self.port)
+
+    def _argv(self):
+        conf = os.path.join(self.tmpdir, "sentinel.conf")
+        if not os.path.exists(conf):
+            with open(conf, "w") as f:
+                f.write("\n".join(self.conf_lines) + "\n")
+        argv = [self.binary, conf, "--sentinel", "--port", str(self.port),
+                "--bind", self.host, "--dir", self.tmpdir,
+                "--daemonize", "no", "--logfile", self.logfile]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        return argv + self.extra_args
+
+    def _spawn(self):
+        super()._spawn()
+        if self.debug:
+            self.command("SENTINEL", "DEBUG", *self.debug)
+
+
+class RedisSentinel:
+    """A throwaway Sentinel setup: 1 master, ``replicas`` replicas and
+    ``sentinels`` sentinels monitoring it as ``mymaster`` (quorum 2).
+
+    ``password`` is the data nodes' requirepass (and masterauth; the
+    sentinels get it as auth-pass); ``sentinel_password`` the sentinels'
+    own requirepass (and sentinel-pass, between them). start() (or
+    ``with``) returns once the replicas are in sync and every sentinel
+    knows the master, every replica (link ok) and every other sentinel;
+    ``startup_s`` says how long that took.
+
+      data_nodes          the Redis data nodes (the first was the master)
+      sentinels           the SentinelNode processes
+      sentinel_addrs      "127.0.0.1:P1, 127.0.0.1:P2, 127.0.0.1:P3"
+      master_addr()       (host, port) as the first answering sentinel says
+      master              the data node that master_addr() names
+      replica / replicas  the other running data node(s)
+      failover()          SENTINEL FAILOVER; returns the new master once
+                          every sentinel names it and its ROLE is master
+      kill_master()       SIGKILL the master; returns the promoted replica
+      wait_demoted(node)  until ``node`` is a replica of the current master
+                          (an old master turns replica some 10 s after a
+                          failover: it stays a writable master till then)
+      restart_node(node, rdb=None)  restart a data node (Redis.restart)
+    """
+
+    name = "mymaster"
+
+    def __init__(self, replicas=1, sentinels=3, down_after=1000,
+                 password=None, sentinel_password=None, failover_timeout=3000,
+                 quorum=2):
+        self.n_replicas = replicas
+        self.n_sentinels = sentinels
+        self.down_after = down_after
+        self.failover_timeout = failover_timeout
+        self.quorum = quorum
+        self.password = password
+        self.sentinel_password = sentinel_password
+        self.data_nodes = []
+        self.sentinels = []
+        self.startup_s = None
+
+    def __repr__(self):
+        return "<RedisSentinel %s>" % self.sentinel_addrs
+
+    def __enter__(self):
+        if not self.data_nodes:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def _all(self):
+        return self.data_nodes + self.sentinels
+
+    def start(self):
+        _register(self)
+        t0 = time.monotonic()
+        args = ["--enable-debug-command", "local",
+                "--repl-diskless-sync-delay", "0"] + _NO_DUMP
+        try:
+            master = Redis(password=self.password, extra_args=args)
+            self.data_nodes.append(master)
+            master.start()
+            for _ in range(self.n_replicas):
+                node = Redis(password=self.password, extra_args=args)
+                self.data_nodes.append(node)
+                node.start()
+                node.command("REPLICAOF", master.host, master.port)
+            _wait("replicas in sync with %s" % master.addr,
+                  lambda: self._in_sync(master), 60, self.data_nodes)
+            # Started after the replicas are in sync: a sentinel learns
+            # them from its first INFO of the master.
+            for _ in range(self.n_sentinels):
+                node = SentinelNode(self._sentinel_conf(master),
+                                    password=self.sentinel_password,
+                                    debug=["tilt-period", 5000])
+                self.sentinels.append(node)
+                node.start()
+            _wait("sentinels ready", self._sentinels_ready, 60, self._all)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - t0
+        return self
+
+    def _sentinel_conf(self, master):
+        conf = ["sentinel monitor %s %s %d %d" % (self.name, master.host,
+                                                  master.port, self.quorum),
+                "sentinel down-after-milliseconds %s %d"
+                % (self.name, self.down_after),
+                "sentinel failover-timeout %s %d"
+                % (self.name, self.failover_timeout),
+                "sentinel parallel-syncs %s 1" % self.name]
+        if self.password:
+            conf.append("sentinel auth-pass %s %s" % (self.name,
+                                                      self.password))
+        if self.sentinel_password:
+            conf.append("sentinel sentinel-pass %s" % self.sentinel_password)
+        return conf
+
+    def _in_sync(self, master):
+        role = master.role()
+        if len(role[2]) < self.n_replicas:
+            raise _NotYet("%s has %d replicas" % (master.addr, len(role[2])))
+        for node in self.data_nodes[1:]:
+            role = node.role()
+            if role[0] != "slave" or role[3] != "connected":
+                raise _NotYet("%s: ROLE %r" % (node.addr, role))
+        return True
+
+    def _sentinels_ready(self):
+        master = self.data_nodes[0]
+        for s in self.sentinels:
+            addr = s.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+            if addr is None or int(addr[1]) != master.port:
+                raise _NotYet("%s names master %r" % (s.addr, addr))
+            reps = [_kv(r) for r in s.command("SENTINEL", "REPLICAS",
+                                              self.name)]
+            ok = [r for r in reps if r.get("flags") == "slave"
+                  and r.get("master-link-status") == "ok"]
+            if len(ok) < self.n_replicas:
+                raise _NotYet("%s knows replicas %r" % (s.addr, reps))
+            peers = s.command("SENTINEL", "SENTINELS", self.name)
+            if len(peers) < self.n_sentinels - 1:
+                raise _NotYet("%s knows %d other sentinels" % (s.addr,
+                                                               len(peers)))
+        return True
+
+    def stop(self):
+        try:
+            for node in self.sentinels + self.data_nodes:
+                node.stop()
+        finally:
+            _unregister(self)
+
+    @property
+    def sentinel_addrs(self):
+        return ", ".join(s.addr for s in self.sentinels)
+
+    def master_addr(self):
+        last = None
+        for s in self.sentinels:
+            if not s.running:
+                continue
+            try:
+                addr = s.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                 self.name)
+            except (OSError, RedisError) as exc:
+                last = exc
+                continue
+            if addr:
+                return _decode(addr[0]), int(addr[1])
+        raise ServerError("no sentinel of %r names the master (last: %s)"
+                          % (self, last))
+
+    def _node(self, port):
+        for node in self.data_nodes:
+            if node.port == port:
+                return node
+        raise ServerError("the sentinels name port %d, not a data node of %r"
+                          % (port, self))
+
+    @property
+    def master(self):
+        return self._node(self.master_addr()[1])
+
+    @property
+    def replicas(self):
+        master = self.master
+        return [n for n in self.data_nodes if n is not master and n.running]
+
+    @property
+    def replica(self):
+        replicas = self.replicas
+        return replicas[0] if replicas else None
+
+    def _wait_switch(self, old_port, timeout):
+        def switched():
+            ports = set()
+            for s in self.sentinels:
+                if s.running:
+                    addr = s.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                     self.name)
+                    ports.add(int(addr[1]))
+            if len(ports) != 1 or old_port in ports:
+                raise _NotYet("the sentinels name ports %r" % sorted(ports))
+            new = self._node(ports.pop())
+            if new.role()[0] != "master":
+                raise _NotYet("%s: ROLE %r" % (new.addr, new.role()))
+            return new
+        return _wait("failover from port %d" % old_port, switched, timeout,
+                     self._all)
+
+    def failover(self, timeout=60):
+        """A graceful failover; returns the new master node."""
+        old = self.master_addr()[1]
+
+        def asked():
+            # -NOGOODSLAVE or -INPROG until the sentinels are settled.
+            return self.sentinels[0].command("SENTINEL", "FAILOVER",
+                                             self.name) == "OK"
+        _wait("SENTINEL FAILOVER accepted", asked, timeout, self.sentinels)
+        return self._wait_switch(old, timeout)
+
+    def kill_master(self, timeout=60):
+        """SIGKILL the master; returns the promoted replica (about
+        down_after + 2 s later)."""
+        old = self.master
+        old.kill()
+        return self._wait_switch(old.port, timeout)
+
+    def wait_demoted(self, node, timeout=60):
+        def demoted():
+            role = node.role()
+            if role[0] != "slave" or role[2] != self.master_addr()[1]:
+                raise _NotYet("%s: ROLE %r" % (node.addr, role))
+            return True
+        return _wait("%s a replica" % node.addr, demoted, timeout, self._all)
+
+    def restart_node(self, node, rdb=None):
+        return node.restart(rdb=rdb)

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""pginval on a Redis Cluster (3 masters with a replica each), against real
+servers: apply's invalidations routed by slot to every master, markers in
+their key's slot, MOVED after a slot migration, truncates that sweep every
+master, a master killed under write load, a master restarted from an older
+snapshot; the daemon publishing with SPUBLISH at the channel's owner (the
+stream in the same slot), following a migration of the channel's slot, and
+deleting keys on every master with action = delete. Every test ends with
+no stale key.
+
+    python3 tests/integration/test_cluster.py [-v] [name-substring ...]
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "tests", "consistency"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+import harness  # noqa: E402
+import runner  # noqa: E402
+from pginval_proc import wait_for  # noqa: E402
+from runner import eq  # noqa: E402
+from servers import (Postgres, Redis, RedisCluster, RedisError,  # noqa: E402
+                     Unsubscribed)
+
+PG = REDIS = CL = None
+TABLES = {"public.users": "user:{id}, user:email:{email}"}
+N = 300
+
+
+def sql(text):
+    return PG.psql(text)
+
+
+def cset(key, value="stale"):
+    """SET on the key's owner, following the cluster through failovers."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return CL.node_for(key).command("SET", key, value)
+        except (RedisError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def cget(key):
+    return CL.node_for(key).command("GET", key)
+
+
+def stale(keys):
+    return [k for k in keys if cget(k) is not None]
+
+
+def user_keys(ids):
+    return ["user:%d" % i for i in ids]
+
+
+class Stack:
+    """A daemon on the single Redis (or on the cluster, with daemon_url)
+    and an apply whose target is the cluster; stopped (exit 0) after."""
+
+    def __init__(self, apply=True, daemon_extra=None, apply_extra=None,
+                 daemon_url=None, apply_url=None):
+        self.d = harness.Daemon(PG, REDIS, TABLES, extra=daemon_extra,
+                                redis_url=daemon_url)
+        targets = None if apply_url else {"cl": {"url": CL.seed_url,
+                                                 "cluster": "on"}}
+        self.a = harness.Apply(PG, REDIS, TABLES, extra=apply_extra,
+                               redis_url=apply_url, targets=targets) \
+            if apply else None
+
+    def __enter__(self):
+        self.d.start()
+        if self.a:
+            self.a.start()
+            self.a.wait_log("reset of every table")
+            wait_for(lambda: "masters in the cluster" in self.a.log_text(),
+                     "the cluster's map")
+        return self
+
+    def __exit__(self, exc, *rest):
+        procs = [p for p in (self.a, self.d) if p is not None]
+        if exc is not None:
+            for p in procs:
+                print("--- %s log ---\n%s" % (p.command, p.log_text()[-200000:]))
+                p.kill()
+            return False
+        for p in procs:
+            p.stop()
+        return False
+
+
+def fill(ids, value="stale"):
+    for k in user_keys(ids):
+        cset(k, value)
+
+
+def update(ids):
+    sql("UPDATE users SET name = md5(random()::text) WHERE id IN (%s)"
+        % ",".join(str(i) for i in ids))
+
+
+# -- tests --------------------------------------------------------------------
+
+def setup():
+    PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
+        "SELECT pginval.watch('users', ARRAY['id', 'email']);"
+        "INSERT INTO users SELECT g, 'u' || g || '@x', 'n' FROM "
+        "generate_series(1, %d) g" % N)
+
+
+def before_each():
+    REDIS.command("FLUSHALL")
+    CL.flushall()
+
+
+def test_apply_routes_every_key_to_its_master():
+    ids = range(1, N + 1)
+    with Stack():
+        fill(ids)
+        masters = {CL.node_for(k).port for k in user_keys(ids)}
+        eq(len(masters), 3, "the keys live on every master")
+        update(ids)
+        wait_for(lambda: not stale(user_keys(ids)), "every key deleted")
+        for k in user_keys(ids[:20]):
+            marker = "pginval:m:{%s}" % k
+            eq(CL.keyslot(marker), CL.keyslot(k), "marker shares the slot")
+            assert cget(marker) is not None, "no marker for " + k
+
+
+def test_moved_after_a_slot_migration():
+    key = "user:7"
+    slot = CL.keyslot(key)
+    with Stack():
+        fill([7])
+        src = CL.owner(slot)
+        dst = [m for m in CL.masters() if m.port != src.port][0]
+        CL.migrate_slot(slot, dst)
+        eq(CL.owner(slot).port, dst.port, "the slot moved")
+        eq(cget(key), b"stale", "the key moved with it")
+        update([7])
+        wait_for(lambda: cget(key) is None, "deleted on the new owner")
+        assert dst.command("GET", "pginval:m:{%s}" % key) is not None, \
+            "marker on the new owner"
+        # Keys of the moved slot and others, many times, after the move.
+        fill(range(1, 101))
+        update(range(1, 101))
+        wait_for(lambda: not stale(user_keys(range(1, 101))), "all deleted")
+
+
+def test_truncate_sweeps_every_master():
+    ids = range(1, N + 1)
+    with Stack() as s:
+        fill(ids)
+        others = ["other:%d" % i for i in range(30)]
+        for k in others:
+            cset(k, "keep")
+        sql("BEGIN; CREATE TEMP TABLE keep AS SELECT * FROM users; "
+            "TRUNCATE users; INSERT INTO users SELECT * FROM keep; COMMIT")
+        s.a.wait_log("truncate of public.users")
+        wait_for(lambda: not stale(user_keys(ids)), "every master swept")
+        eq([cget(k) for k in others], [b"keep"] * 30, "other keys stay")
+
+
+def test_daemon_publishes_on_the_channel_owner():
+    # [redis] is the cluster: SPUBLISH at the owner of the channel's slot,
+    # the stream in the same slot, url naming another master.
+    owner = CL.owner(CL.keyslot("pginval"))
+    seed = [m for m in CL.masters() if m.port != owner.port][0]
+    url = "redis://127.0.0.1:%d" % seed.port
+    with CL.ssubscribe("pginval") as sub:
+        with Stack(apply=False, daemon_url=url, daemon_extra={
+                "redis.cluster": "on",
+                "redis.stream": "{pginval}:log"}) as s:
+            s.d.wait_log("publishing on")
+            first = sub.get(timeout=10)         # the start reset
+            assert b'"op":"reset"' in first, first
+            update([1, 2, 3])
+            msg = sub.get(timeout=10)
+            assert b'"user:1"' in msg, msg
+            eq(len(owner.command("XRANGE", "{pginval}:log", "-", "+")), 2,
+               "both messages in the stream, on the owner")
+
+
+def test_daemon_follows_the_channel_slot():
+    slot = CL.keyslot("pginval")
+    with Stack(apply=False, daemon_url=CL.seed_url, daemon_extra={
+            "redis.cluster": "on", "redis.stream": "{pginval}:log"}) as s:
+        s.d.wait_log("publishing on")
+        src = CL.owner(slot)
+        dst = [m for m in CL.masters() if m.port != src.port][0]
+        CL.migrate_slot(slot, dst)
+        with CL.ssubscribe("pginval") as sub:
+            update([4])
+            msg = sub.get(timeout=15)
+            assert b'"user:4"' in msg, msg
+        n = len(dst.command("XRANGE", "{pginval}:log", "-", "+"))
+        assert n >= 2, "the stream moved with the slot and grew: %d" % n
+
+
+def test_apply_replays_after_the_channel_slot_moves():
+    # Everything on the cluster: the channel, the stream, the cache.
+    # Redis 7 unsubscribes sharded subscribers when the slot moves;
+    # apply subscribes again at the new owner and replays what it missed
+    # from the stream, which moved with the slot, instead of resetting.
+    slot = CL.keyslot("pginval")
+    extra = {"redis.cluster": "on", "redis.stream": "{pginval}:log"}
+    with Stack(daemon_extra=extra, daemon_url=CL.seed_url, apply_extra=extra,
+               apply_url=CL.seed_url) as s:
+        a = s.a
+        wait_for(lambda: "swept keys matching" in a.log_text(), "swept")
+        fill(range(1, 51))
+        update(range(1, 51))
+        wait_for(lambda: not stale(user_keys(range(1, 51))), "applied")
+        src = CL.owner(slot)
+        dst = [m for m in CL.masters() if m.port != src.port][0]
+        CL.migrate_slot(slot, dst)
+        fill(range(51, 101))
+        update(range(51, 101))
+        a.wait_log("resubscribed: replaying", timeout=20)
+        wait_for(lambda: not stale(user_keys(range(51, 101))),
+                 "applied after the move", timeout=20)
+        assert "resetting instead" not in a.log_text(), a.log_text()[-3000:]
+        assert a.log_text().count("reset of every table") == 1, \
+            "one reset: the start's"
+
+
+def test_daemon_deletes_on_every_master():
+    ids = range(1, N + 1)
+    with Stack(apply=False, daemon_url=CL.seed_url, daemon_extra={
+            "redis.cluster": "on", "redis.action": "delete"}) as s:
+        s.d.wait_log("publishing on")
+        time.sleep(0.3)                 # the start reset's sweep
+        fill(ids)
+        with CL.ssubscribe("pginval") as sub:
+            update(ids)
+            got = b""
+            deadline = time.monotonic() + 15
+            while b'"user:%d"' % N not in got and \
+                    time.monotonic() < deadline:
+                got += sub.get(timeout=15)
+            # Announced only once deleted, on every master.
+            eq(stale(user_keys(ids)), [], "deleted before announced")
+        fill(ids)
+        sql("TRUNCATE users CASCADE; INSERT INTO users SELECT g, "
+            "'u' || g || '@x', 'n' FROM generate_series(1, %d) g" % N)
+        wait_for(lambda: not stale(user_keys(ids)), "truncate swept")
+
+
+def test_check_refuses_a_stream_in_another_slot():
+    d = harness.Daemon(PG, REDIS, TABLES, redis_url=CL.seed_url, extra={
+        "redis.cluster": "on", "redis.stream": "pginval:log"})
+    r = subprocess.run([harness.BIN, "check", "-c", d.config],
+                       capture_output=True, text=True)
+    eq(r.returncode, 1, r.stderr)
+    assert "hash to different slots" in r.stderr, r.stderr
+    assert "stream = {pginval}:log" in r.stderr, r.stderr
+    d = harness.Daemon(PG, REDIS, TABLES, redis_url=CL.seed_url + "/2",
+                       extra={"redis.cluster": "on"})
+    r = subprocess.run([harness.BIN, "check", "-c", d.config],
+                       capture_output=True, text=True)
+    eq(r.returncode, 1, r.stderr)
+    assert "only database 0" in r.stderr, r.stderr
+
+
+def test_master_killed_under_write_load():
+    # Last but one: the cluster keeps a master without a replica after.
+    ids = list(range(1, N + 1))
+    stop = threading.Event()
+    rounds = [0]
+
+    def writer():
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline:
+            batch = ids[(rounds[0] * 30) % N:][:30]
+            fill(batch)
+            update(batch)
+            rounds[0] += 1
+
+    with Stack() as s:
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(1)
+        victim = CL.owner(CL.keyslot("user:1"))
+        CL.kill_master(victim)
+        CL.wait_failover(victim)
+        time.sleep(1)
+        stop.set()
+        t.join()
+        assert rounds[0] >= 5, rounds
+        # Whatever the writer cached is invalidated by its update, so
+        # once apply has caught up no key may be left.
+        wait_for(lambda: not stale(user_keys(ids)), "no stale key",
+                 timeout=30)
+        assert "masters in the cluster" in s.a.log_text()
+
+
+def around():
+    import contextlib
+
+    @contextlib.contextmanager
+    def servers():
+        global PG, REDIS, CL
+        with Postgres() as pg, Redis() as rd, \
+                RedisCluster(masters=3, replicas=1) as cl:
+            PG, REDIS, CL = pg, rd, cl
+            yield
+    return servers()
+
+
+if __name__ == "__main__":
+    sys.exit(runner.run(globals(), sys.argv[1:], around=around))

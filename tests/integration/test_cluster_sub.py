@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""The channel subscription of `pginval apply` and `pginval tail` on a real
+Redis Cluster: SSUBSCRIBE at the node that owns the channel's slot when
+`cluster = on` (following -MOVED from a seed that is not the owner, and the
+slot when it migrates), SUBSCRIBE on any node with `cluster = broadcast`,
+and hostile nodes that answer the subscription with garbage, a reply too
+big to hold, or a MOVED loop.
+
+    python3 tests/integration/test_cluster_sub.py [-v] [name-substring ...]
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "tests", "consistency"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+import harness  # noqa: E402
+import runner  # noqa: E402
+from pginval_proc import BIN, SLOW, wait_for  # noqa: E402
+from runner import eq  # noqa: E402
+from servers import Redis, RedisError  # noqa: E402
+from servers import _Incomplete, _parse  # noqa: E402
+
+CHANNEL = "pginval"
+SLOT = 9865             # CLUSTER KEYSLOT pginval
+TABLES = {"public.users": "user:{id}"}
+CLUSTER = TARGET = None
+
+
+class FakePG:
+    """apply needs a [postgres] conninfo, and connects only to refresh."""
+    conninfo = "host=127.0.0.1 port=1 dbname=unused"
+
+
+class MiniCluster:
+    """Three masters, no replicas, on free loopback ports. (A stand-in
+    until the shared cluster fixture of tests/lib/servers.py lands.)"""
+
+    def __init__(self, n=3):
+        self.nodes = [Redis(extra_args=["--cluster-enabled", "yes",
+                                        "--cluster-node-timeout", "2000"])
+                      for _ in range(n)]
+
+    def __enter__(self):
+        for r in self.nodes:
+            r.start()
+        subprocess.run(["redis-cli", "--cluster", "create"] +
+                       ["127.0.0.1:%d" % r.port for r in self.nodes] +
+                       ["--cluster-yes"], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ids = {r.port: r.command("CLUSTER", "MYID").decode()
+                    for r in self.nodes}
+        wait_for(lambda: all(b"cluster_state:ok" in r.command("CLUSTER", "INFO")
+                             for r in self.nodes), "cluster_state:ok", 30)
+        return self
+
+    def __exit__(self, *exc):
+        for r in self.nodes:
+            r.stop()
+        return False
+
+    def owner(self, slot=SLOT, asked=None):
+        """The master that asked (default: every node agrees) says owns
+        slot."""
+        def of(r):
+            for start, end, master, *rest in r.command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return master[1]
+        if asked is not None:
+            return self.by_port(of(asked))
+        ports = {of(r) for r in self.nodes}
+        return self.by_port(ports.pop()) if len(ports) == 1 else None
+
+    def by_port(self, port):
+        return next(r for r in self.nodes if r.port == port)
+
+    def others(self, node):
+        return [r for r in self.nodes if r is not node]
+
+    def migrate(self, slot, dst):
+        """Moves slot (holding no key) to dst, as redis-cli --cluster
+        reshard would: IMPORTING, MIGRATING, then NODE everywhere."""
+        src = wait_for(self.owner, "one owner of the slot")
+        assert src is not dst
+        dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.ids[src.port])
+        src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.ids[dst.port])
+        eq(src.command("CLUSTER", "COUNTKEYSINSLOT", slot), 0, "keys in slot")
+        for r in [dst, src] + [r for r in self.nodes if r not in (src, dst)]:
+            r.command("CLUSTER", "SETSLOT", slot, "NODE", self.ids[dst.port])
+        wait_for(lambda: self.owner() is dst, "every node agrees on the owner")
+        return src
+
+
+SEQ = iter(range(1, 1000000))
+EPOCH = "e%d" % os.getpid()
+
+
+def message(key):
+    return json.dumps({"v": 1, "epoch": EPOCH, "seq": next(SEQ),
+                       "op": "update", "table": "public.users",
+                       "keys": [key], "ts": 1})
+
+
+def apply_proc(seed, mode):
+    return harness.Apply(FakePG, TARGET, TABLES,
+                         redis_url="redis://127.0.0.1:%d" % seed.port,
+                         extra={"redis.cluster": mode},
+                         targets={"t": TARGET.url + "/0"})
+
+
+def started(a):
+    """Waits for the start reset, so that it sweeps no key of the test."""
+    a.start(wait="")
+    a.wait_log('channel: subscribed to "%s"' % CHANNEL)
+    a.wait_log("swept keys matching")
+    return a
+
+
+def invalidated(send, key):
+    """SETs key on the target, sends a message about it with send, and
+    waits until apply deleted it. Returns what send returned."""
+    TARGET.command("SET", key, "x")
+    n = send(message(key))
+    wait_for(lambda: TARGET.command("EXISTS", key) == 0, "apply deletes " + key)
+    return n
+
+
+def spublish(node):
+    return lambda body: node.command("SPUBLISH", CHANNEL, body)
+
+
+# -- tests --------------------------------------------------------------------
+
+def test_apply_follows_moved_from_a_seed_that_is_not_the_owner():
+    owner = CLUSTER.owner()
+    seed = CLUSTER.others(owner)[0]
+    try:
+        seed.command("SSUBSCRIBE", CHANNEL)
+        raise AssertionError("the seed serves the channel")
+    except RedisError as e:
+        assert str(e).startswith("MOVED %d " % SLOT), e
+    a = started(apply_proc(seed, "on"))
+    try:
+        log = a.log_text()
+        assert ('"%s" is served by 127.0.0.1:%d (MOVED) (127.0.0.1:%d)'
+                % (CHANNEL, owner.port, seed.port)) in log, log
+        assert ('subscribed to "%s" on 127.0.0.1:%d (sharded'
+                % (CHANNEL, owner.port)) in log, log
+        eq(invalidated(spublish(owner), "user:1"), 1, "SPUBLISH receivers")
+        eq(invalidated(spublish(owner), "user:2"), 1, "SPUBLISH receivers")
+        # A sharded subscriber hears nothing of a broadcast PUBLISH.
+        eq(owner.command("PUBLISH", CHANNEL, message("user:3")), 0,
+           "PUBLISH receivers on the owner")
+    finally:
+        a.stop()
+
+
+def test_apply_broadcast_subscribes_on_any_node():
+    seed, other = CLUSTER.nodes[0], CLUSTER.nodes[2]
+    a = started(apply_proc(seed, "broadcast"))
+    try:
+        assert ('subscribed to "%s" on 127.0.0.1:%d\n'
+                % (CHANNEL, seed.port)) in a.log_text(), a.log_text()
+        invalidated(lambda body: other.command("PUBLISH", CHANNEL, body),
+                    "user:10")
+        eq(other.command("PUBLISH", CHANNEL, "x"), 0,
+           "PUBLISH counts the receiving node's subscribers only")
+    finally:
+        a.stop()
+
+
+def test_apply_resubscribes_at_the_new_owner_after_a_migration():
+    owner = CLUSTER.owner()
+    a = started(apply_proc(CLUSTER.others(owner)[0], "on"))
+    try:
+        invalidated(spublish(owner), "user:20")
+        TARGET.command("SET", "user:21", "x")
+        dst = CLUSTER.others(owner)[1]
+        CLUSTER.migrate(SLOT, dst)
+        a.wait_log("127.0.0.1:%d unsubscribed us from \"%s\"" % (owner.port,
+                                                                 CHANNEL))
+        a.wait_log('subscribed to "%s" on 127.0.0.1:%d (sharded'
+                   % (CHANNEL, dst.port))
+        # The resubscription is a gap: without a stream, a reset.
+        a.wait_log("resubscribed: messages sent meanwhile were missed")
+        wait_for(lambda: TARGET.command("EXISTS", "user:21") == 0,
+                 "the reset after the resubscription")
+        eq(invalidated(spublish(dst), "user:22"), 1, "SPUBLISH receivers")
+        try:
+            owner.command("SSUBSCRIBE", CHANNEL)
+            raise AssertionError("the old owner still serves the channel")
+        except RedisError as e:
+            eq(str(e), "MOVED %d 127.0.0.1:%d" % (SLOT, dst.port))
+    finally:
+        a.stop()
+
+
+class Tail:
+    def __init__(self, config):
+        fd, self.errfile = tempfile.mkstemp(prefix="pginval-tail-")
+        with os.fdopen(fd, "wb") as err:
+            self.proc = subprocess.Popen([BIN, "tail", "-c", config],
+                                         stdout=subprocess.PIPE, stderr=err)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.decode("utf-8", "replace"))
+
+    def stderr(self):
+        with open(self.errfile, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def shown(self, text):
+        return any(text in line for line in self.lines)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            eq(self.proc.wait(timeout=10 * SLOW), 0, "tail's exit status")
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            os.unlink(self.errfile)
+
+
+def test_tail_shows_spublished_messages_and_follows_a_migration():
+    owner = CLUSTER.owner()
+    seed = CLUSTER.others(owner)[0]
+    a = apply_proc(seed, "on")      # only its config
+    t = Tail(a.config)
+    try:
+        wait_for(lambda: 'subscribed to "%s" on 127.0.0.1:%d'
+                 % (CHANNEL, owner.port) in t.stderr(), "tail subscribes")
+        eq(owner.command("SPUBLISH", CHANNEL, message("user:30")), 1,
+           "SPUBLISH receivers")
+        wait_for(lambda: t.shown("user:30"), "tail shows user:30")
+        dst = CLUSTER.others(owner)[1]
+        CLUSTER.migrate(SLOT, dst)
+        wait_for(lambda: 'subscribed to "%s" on 127.0.0.1:%d'
+                 % (CHANNEL, dst.port) in t.stderr(), "tail resubscribes")
+        wait_for(lambda: t.shown("!! gap: resubscribed"), "the gap line")
+        eq(dst.command("SPUBLISH", CHANNEL, message("user:31")), 1,
+           "SPUBLISH receivers at the new owner")
+        wait_for(lambda: t.shown("user:31"), "tail shows user:31")
+    except AssertionError:
+        print("--- tail stderr ---\n" + t.stderr())
+        raise
+    finally:
+        t.stop()
+
+
+class FakeNode:
+    """A listening socket that speaks just enough RESP: +OK to the login,
+    an empty CLUSTER SLOTS, and reply(port) to SSUBSCRIBE. Counts the
+    connections it accepted."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.done = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self.done:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._talk, args=(conn,),
+                             daemon=True).start()
+
+    def _talk(self, conn):
+        conn.settimeout(5)
+        buf = bytearray()
+        try:
+            while not self.done:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while True:
+                    try:
+                        cmd, pos = _parse(buf, 0)
+                    except _Incomplete:
+                        break
+                    del buf[:pos]
+                    if cmd[0].upper() == b"SSUBSCRIBE":
+                        for part in self.reply(self.port):
+                            conn.sendall(part)
+                    elif cmd[0].upper() == b"CLUSTER":
+                        conn.sendall(b"*0\r\n")
+                    else:
+                        conn.sendall(b"+OK\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.done = True
+        self.sock.close()
+
+
+def huge_bulk(port):
+    yield b"$2000000000\r\n"
+    chunk = b"x" * (1 << 20)
+    for _ in range(20):         # 20 MB: past the 16 MB a message may have
+        yield chunk
+
+
+HOSTILE = {
+    "garbage": (lambda port: [b"?\x1b[2Jnot resp\r\n"], "protocol error"),
+    "a huge bulk": (huge_bulk, "a reply over 16777216 bytes"),
+    "a huge array": (lambda port: [b"*2000000000\r\n"],
+                     "a reply over 16777216 bytes"),
+    "a MOVED loop": (lambda port: [b"-MOVED 9865 127.0.0.1:%d\r\n" % port],
+                     "a MOVED to the node itself"),
+    "a MOVED to an empty host": (lambda port: [b"-MOVED 9865 :%d\r\n" % port],
+                                 "a MOVED to the node itself"),
+    "a malformed MOVED": (lambda port: [b"-MOVED 9865 127.0.0.1:0x50\r\n"],
+                          "a malformed MOVED reply"),
+    "a foreign confirmation": (
+        lambda port: [b"*3\r\n$10\r\nssubscribe\r\n$5\r\nother\r\n:1\r\n"],
+        "an unexpected reply to the subscription"),
+}
+
+
+def test_hostile_nodes_neither_crash_nor_spin_apply():
+    for what, (reply, logged) in HOSTILE.items():
+        fake = FakeNode(reply)
+        a = harness.Apply(FakePG, TARGET, TABLES,
+                          redis_url="redis://127.0.0.1:%d" % fake.port,
+                          extra={"redis.cluster": "on"},
+                          targets={"t": TARGET.url + "/0"})
+        try:
+            a.start(wait="")
+            a.wait_log(logged, timeout=20)
+            # Backoff with reconnect_max = 1: a handful of connects a
+            # second at most, never a busy loop.
+            t0, n0 = time.monotonic(), fake.accepted
+            time.sleep(2)
+            rate = (fake.accepted - n0) / (time.monotonic() - t0)
+            assert rate <= 5, "%s: %.1f connects/s\n%s" % (what, rate,
+                                                            a.log_text())
+            assert a.alive(), "%s: apply died\n%s" % (what, a.log_text())
+            assert "subscribed to" not in a.log_text(), what
+        finally:
+            a.stop()
+            fake.close()
+
+
+def around():
+    import contextlib
+
+    @contextlib.contextmanager
+    def servers():
+        global CLUSTER, TARGET
+        with MiniCluster() as cluster, Redis() as target:
+            CLUSTER, TARGET = cluster, target
+            yield
+    return servers()
+
+
+if __name__ == "__main__":
+    sys.exit(runner.run(globals(), sys.argv[1:], around=around))
