@@ -55,6 +55,8 @@ struct redis_sentinel {
 	char host[256];
 	int port;
 	struct buf said;	/* what each sentinel said, for the log */
+	char known_host[256];	/* the last address given; "" none */
+	int known_port;
 	ev_timer rtimer;	/* the current sentinel's deadline */
 	ev_timer rstep;		/* the next step, outside hiredis */
 
@@ -302,6 +304,11 @@ resolve_step_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		else
 			log_debug("%s: sentinels: master \"%s\" is at %s:%d",
 			    s->name, s->addr.master, s->host, s->port);
+		if (s->found) {
+			snprintf(s->known_host, sizeof(s->known_host), "%s",
+			    s->host);
+			s->known_port = s->port;
+		}
 		cb(s->arg, s->found ? s->host : NULL, s->port);
 		return;
 	}
@@ -339,6 +346,25 @@ redis_sentinel_resolve(struct redis_sentinel *s, redis_sentinel_resolve_cb *cb)
 	resolve_next(s);
 }
 
+/* The cache above is all a locate needs. */
+static void
+locate_done(void *arg, const char *host, int port)
+{
+}
+
+int
+redis_sentinel_locate(struct redis_sentinel *s, char *host, size_t hostlen,
+    int *port)
+{
+	if (s->resolve_cb == NULL)
+		redis_sentinel_resolve(s, locate_done);
+	if (s->known_host[0] == '\0' || strlen(s->known_host) >= hostlen)
+		return -1;
+	memcpy(host, s->known_host, strlen(s->known_host) + 1);
+	*port = s->known_port;
+	return 0;
+}
+
 /* -- follow ------------------------------------------------------------- */
 
 static void follow_connect(struct redis_sentinel *s);
@@ -371,6 +397,8 @@ follow_message(struct redis_sentinel *s, const char *p, size_t len)
 		return;
 	log_info("%s: sentinel: master \"%s\" switched to %s:%d", s->name,
 	    s->addr.master, host, port);
+	snprintf(s->known_host, sizeof(s->known_host), "%s", host);
+	s->known_port = port;
 	s->switch_cb(s->arg, host, port);
 }
 

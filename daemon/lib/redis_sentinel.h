@@ -44,6 +44,14 @@ void redis_sentinel_free(struct redis_sentinel *s);
  */
 void redis_sentinel_resolve(struct redis_sentinel *s,
     redis_sentinel_resolve_cb *cb);
+/*
+ * For a link that asks synchronously where to connect (redis_psub's
+ * locate hook): 0 with the address the sentinels gave last (or a switch
+ * announced), -1 when none is known yet. Either way a resolve starts
+ * unless one is under way, so the next connect has a fresh answer.
+ */
+int redis_sentinel_locate(struct redis_sentinel *s, char *host,
+    size_t hostlen, int *port) __attribute__((warn_unused_result));
 /* Forgets a resolve under way: its callback will not run. */
 void redis_sentinel_cancel(struct redis_sentinel *s);
 /*

@@ -11,6 +11,7 @@ settings.
 """
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -253,6 +254,31 @@ def test_follows_the_promotion_after_a_killed_master():
             sql("UPDATE users SET name = 'killed'")
             wait_for(lambda: not stale(topo.replica), "invalidations on "
                      "the promoted replica")
+    finally:
+        topo.close()
+
+
+def test_tail_subscribes_at_the_master():
+    topo = Topology()
+    try:
+        extra = topo.settings("redis")
+        d = harness.Daemon(PG, None, TABLES, extra=extra,
+                           redis_url=extra.pop("redis.url"))
+        p = subprocess.Popen([harness.BIN, "tail", "-c", d.config],
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            line = ""
+            deadline = time.monotonic() + 20
+            while "subscribed" not in line and time.monotonic() < deadline:
+                if select.select([p.stderr], [], [], 0.5)[0]:
+                    line = p.stderr.readline()
+            assert 'subscribed to "pginval" on 127.0.0.1:%d' \
+                % topo.master.port in line, line
+        finally:
+            p.terminate()
+            p.wait(timeout=10)
     finally:
         topo.close()
 
