@@ -505,7 +505,8 @@ check_role(redisContext *c, const char *where, FILE *out)
 	else
 		problems = check_problem(out, "redis: %s is a %s, not a "
 		    "master: pginval writes only to a master; fix [redis] url",
-		    where, r->element[0]->str);
+		    where, strcmp(r->element[0]->str, "slave") == 0 ?
+		    "replica" : r->element[0]->str);
 	freeReplyObject(r);
 	return problems;
 }
