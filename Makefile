@@ -59,7 +59,7 @@ daemon/apply/apply_target.o: daemon/apply/fill_lua.h
 # which every module uses: the log writer escapes every line).
 UNIT_TESTS := backoff config decode message rules apply_key stats prom fifo esc \
 	sign http_head log sink_msg pgoutput wal_rel redis_slots redis_history \
-	redis_nodes redis_cap
+	redis_nodes redis_cap redis_sentinel_reply
 UNIT_BINS  := $(UNIT_TESTS:%=tests/unit/test_%)
 RULES_OBJS := daemon/core/rules.o daemon/core/decode.o daemon/lib/keys.o \
 	daemon/lib/strs.o daemon/lib/json_read.o
@@ -85,6 +85,7 @@ UNIT_DEPS_redis_slots := daemon/lib/redis_slots.o
 UNIT_DEPS_redis_history := daemon/lib/redis_history.o
 UNIT_DEPS_redis_nodes := daemon/lib/redis_nodes.o
 UNIT_DEPS_redis_cap := daemon/lib/redis_cap.o
+UNIT_DEPS_redis_sentinel_reply := daemon/lib/redis_sentinel_reply.o
 COMMON_OBJS := daemon/lib/log.o daemon/lib/buf.o daemon/lib/xalloc.o daemon/lib/esc.o
 
 .SECONDEXPANSION:
@@ -104,13 +105,13 @@ FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_FLAGS   ?= -max_len=16384 -timeout=30 -print_final_stats=1
 FUZZ_TARGETS := decode message rules config esc sign http pgoutput redis_slots \
-	redis_nodes
+	redis_nodes redis_sentinel
 FUZZ_BINS    := $(FUZZ_TARGETS:%=tests/fuzz/fuzz_%)
 FUZZ_MODULES := lib/log lib/buf lib/xalloc lib/esc lib/json_read lib/json_write \
 	lib/keys lib/strs lib/redis_addr lib/http_head core/decode \
 	core/rules core/message core/config core/config_sections core/config_secret \
 	core/sign core/pgoutput core/wal_rel lib/redis_slots lib/redis_history \
-	lib/redis_nodes lib/redis_cap
+	lib/redis_nodes lib/redis_cap lib/redis_sentinel_reply
 FUZZ_OBJS    := $(FUZZ_MODULES:%=tests/fuzz/obj/%.o)
 FUZZ_PKGS    := inih libpq libcrypto hiredis
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "core/message.h"
 #include "lib/redis_psub.h"
+#include "lib/redis_sentinel.h"
 #include "lib/xalloc.h"
 
 #include <ev.h>
@@ -37,6 +38,7 @@ struct tail {
 	bool connected;		/* subscribed once already */
 	const char *table, *key, *channel;
 	struct redis_psub *link;
+	struct redis_sentinel *sentinel;	/* NULL without sentinels */
 	struct message_seq seq;	/* the gap rules, as apply keeps them */
 	struct message msg;	/* the last one read */
 	unsigned long messages, shown, resets, gaps;
@@ -251,6 +253,23 @@ tail_link_cb(void *arg, enum redis_psub_event ev, const char *payload,
 	message_seq_forget(&t->seq);
 }
 
+/* With sentinels: the master they name, and a move when it switches. */
+static int
+tail_locate(void *arg, char *host, size_t hostlen, int *port)
+{
+	struct tail *t = arg;
+
+	return redis_sentinel_locate(t->sentinel, host, hostlen, port);
+}
+
+static void
+tail_switched(void *arg, const char *host, int port)
+{
+	struct tail *t = arg;
+
+	redis_psub_reconnect(t->link, "the master switched");
+}
+
 static void
 tail_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -277,11 +296,25 @@ tail_loop(struct tail *t, const struct config *cfg)
 	ev_signal_start(loop, &sigint);
 	ev_signal_init(&sigterm, tail_on_signal, SIGTERM);
 	ev_signal_start(loop, &sigterm);
+	if (cfg->redis.nsentinels > 0) {
+		struct redis_sentinel_opts so = {
+			.name = "tail", .addr = &cfg->redis,
+			.timeout = po.connect_timeout,
+			.reconnect_min = 1, .reconnect_max = 5,
+		};
+
+		t->sentinel = redis_sentinel_new(loop, &so, t);
+		po.locate = tail_locate;
+		po.locate_arg = t;
+		redis_sentinel_follow(t->sentinel, tail_switched);
+	}
 	t->link = redis_psub_new(loop, &po, tail_link_cb, t);
 	redis_psub_start(t->link);
 	ev_run(loop, 0);
 	redis_psub_free(t->link);
 	t->link = NULL;
+	redis_sentinel_free(t->sentinel);
+	t->sentinel = NULL;
 	ev_signal_stop(loop, &sigint);
 	ev_signal_stop(loop, &sigterm);
 	if (!t->json)

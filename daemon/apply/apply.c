@@ -416,9 +416,10 @@ apply_target_event(void *arg, struct apply_target *t,
 {
 	struct apply *a = arg;
 
-	if (ev == TARGET_EVENT_OVERFLOW) {
-		log_warnx("target %s: queue overflowed; resetting it",
-		    apply_target_name(t));
+	if (ev == TARGET_EVENT_OVERFLOW || ev == TARGET_EVENT_FORGOT) {
+		log_warnx("target %s: %s; resetting it", apply_target_name(t),
+		    ev == TARGET_EVENT_OVERFLOW ? "queue overflowed" :
+		    "its Redis may have forgotten invalidations");
 		apply_reset_target(a, t);
 		return;
 	}
@@ -571,6 +572,7 @@ apply_metrics(struct apply *a, struct buf *out)
 		tg[i].state = redis_state_name(apply_target_state(t));
 		tg[i].queued = apply_target_queued(t);
 		tg[i].inflight = apply_target_inflight(t);
+		tg[i].history_breaks = apply_target_history_breaks(t);
 	}
 	apply_stats_render(&a->stats, &g, out);
 	free(tg);

@@ -288,6 +288,7 @@ replay_node_cb(void *arg, enum redis_router_event ev,
 	case ROUTER_NODE_HANDSHAKE:
 	case ROUTER_NODE_LOST:
 	case ROUTER_NODE_GONE:
+	case ROUTER_NODE_FORGOT:	/* only links that write */
 		break;
 	}
 }

@@ -26,7 +26,8 @@ per_target(struct buf *out, const char *name, const struct apply_gauges *g,
 		}
 		snprintf(num, sizeof(num), "\"} %.17g\n", which == 0 ?
 		    (double)t->up : which == 1 ? (double)t->queued :
-		    which == 2 ? (double)t->inflight : 1.0);
+		    which == 2 ? (double)t->inflight : which == 4 ?
+		    (double)t->history_breaks : 1.0);
 		buf_adds(out, num);
 	}
 }
@@ -123,6 +124,12 @@ apply_stats_render(const struct apply_stats *s, const struct apply_gauges *g,
 	prom_counter(out, "pginval_apply_overflows_total",
 	    "Target queues that overflowed and were replaced by a reset.",
 	    s->overflows);
+	prom_head(out, "pginval_redis_history_breaks_total", "counter",
+	    "Times a target Redis may have forgotten invalidations it had "
+	    "acknowledged (restarted without its data or from an older "
+	    "snapshot, a promoted replica that was behind): each reset that "
+	    "target.");
+	per_target(out, "pginval_redis_history_breaks_total", g, 4);
 	prom_head(out, "pginval_apply_reconnects_total", "counter",
 	    "Successful reconnections after a lost connection.");
 	prom_sample(out, "pginval_apply_reconnects_total",

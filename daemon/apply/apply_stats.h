@@ -36,6 +36,7 @@ struct apply_target_gauge {
 	int up;
 	const char *state;
 	size_t queued, inflight;
+	unsigned long history_breaks;	/* its Redis forgot writes */
 };
 
 struct apply_gauges {

@@ -6,10 +6,13 @@
  * when idle, so TCP keepalive (with TCP_USER_TIMEOUT) is what finds a
  * peer that vanished, and the connect timeout lasts until the
  * confirmation. Each subscription after the first is a gap for apply.
+ * With sentinels, each connect goes where they say the master is, and a
+ * switch of that master moves the subscription there.
  */
 #include "apply/apply_sub.h"
 #include "lib/redis_conn.h"
 #include "lib/redis_psub.h"
+#include "lib/redis_sentinel.h"
 #include "lib/xalloc.h"
 
 #include <stdlib.h>
@@ -18,7 +21,24 @@ struct apply_sub {
 	apply_sub_cb *cb;
 	void *arg;
 	struct redis_psub *link;
+	struct redis_sentinel *sentinel;	/* NULL without sentinels */
 };
+
+static int
+sub_locate(void *arg, char *host, size_t hostlen, int *port)
+{
+	struct apply_sub *s = arg;
+
+	return redis_sentinel_locate(s->sentinel, host, hostlen, port);
+}
+
+static void
+sub_switched(void *arg, const char *host, int port)
+{
+	struct apply_sub *s = arg;
+
+	redis_psub_reconnect(s->link, "the master switched");
+}
 
 static void
 sub_link_cb(void *arg, enum redis_psub_event ev, const char *payload,
@@ -57,6 +77,18 @@ apply_sub_new(struct ev_loop *loop, const struct redis_conn_opts *conn,
 
 	s->cb = cb;
 	s->arg = arg;
+	if (conn->addr->nsentinels > 0) {
+		struct redis_sentinel_opts so = {
+			.name = "channel", .addr = conn->addr,
+			.timeout = conn->connect_timeout,
+			.reconnect_min = conn->reconnect_min,
+			.reconnect_max = conn->reconnect_max,
+		};
+
+		s->sentinel = redis_sentinel_new(loop, &so, s);
+		po.locate = sub_locate;
+		po.locate_arg = s;
+	}
 	s->link = redis_psub_new(loop, &po, sub_link_cb, s);
 	return s;
 }
@@ -64,6 +96,8 @@ apply_sub_new(struct ev_loop *loop, const struct redis_conn_opts *conn,
 void
 apply_sub_start(struct apply_sub *s)
 {
+	if (s->sentinel != NULL)
+		redis_sentinel_follow(s->sentinel, sub_switched);
 	redis_psub_start(s->link);
 }
 
@@ -73,6 +107,7 @@ apply_sub_free(struct apply_sub *s)
 	if (s == NULL)
 		return;
 	redis_psub_free(s->link);
+	redis_sentinel_free(s->sentinel);
 	free(s);
 }
 

@@ -91,6 +91,7 @@ struct apply_target {
 	struct buf marker;		/* scratch */
 	struct apply_stats *stats;
 	struct log_limit complaints;	/* about error replies */
+	unsigned long history_breaks;	/* REDIS_CONN_EVENT_FORGOT */
 };
 
 static void target_pump(struct apply_target *t);
@@ -393,6 +394,10 @@ target_node_cb(void *arg, enum redis_router_event ev,
 	case ROUTER_NODE_LOST:
 		t->cb(t->arg, t, TARGET_EVENT_LOST);
 		break;
+	case ROUTER_NODE_FORGOT:
+		t->history_breaks++;
+		t->cb(t->arg, t, TARGET_EVENT_FORGOT);
+		break;
 	}
 }
 
@@ -418,6 +423,7 @@ apply_target_new(struct ev_loop *loop, const struct apply_target_opts *opts,
 	co.name = prefix.data;
 	co.backlog = &t->queue.n;
 	co.backlog_unit = "commands";
+	co.writes = true;
 	t->router = redis_router_new(loop, &co, target_node_cb, t);
 	t->sweep = redis_sweep_new(loop, t->router, target_sweep_cb, t);
 	buf_free(&prefix);
@@ -490,4 +496,10 @@ const char *
 apply_target_fill_sha(const struct apply_target *t)
 {
 	return t->fill_sha;
+}
+
+unsigned long
+apply_target_history_breaks(const struct apply_target *t)
+{
+	return t->history_breaks;
 }

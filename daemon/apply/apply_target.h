@@ -25,6 +25,10 @@ enum apply_target_event {
 	TARGET_EVENT_READY,	/* connected and ready for commands */
 	TARGET_EVENT_LOST,	/* connection lost; commands kept for later */
 	TARGET_EVENT_OVERFLOW,	/* the queue was dropped: reset this target */
+	/* The Redis may have forgotten invalidations it acknowledged (a
+	 * restart from an older snapshot, a promoted replica that was
+	 * behind): reset this target. Logged and counted already. */
+	TARGET_EVENT_FORGOT,
 };
 
 /* The callback may queue commands on t, never free it. */
@@ -73,6 +77,8 @@ size_t apply_target_inflight(const struct apply_target *t);
 /* The connection's state; redis_state_name() names it. */
 enum redis_state apply_target_state(const struct apply_target *t);
 const char *apply_target_name(const struct apply_target *t);
+/* Times the target's Redis may have forgotten acknowledged writes. */
+unsigned long apply_target_history_breaks(const struct apply_target *t);
 /* The SHA1 of the fill script, once a connection has loaded it; "" before. */
 const char *apply_target_fill_sha(const struct apply_target *t);
 

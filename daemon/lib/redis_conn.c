@@ -16,8 +16,8 @@
  * the context is freed after the disconnect callback returns, so the
  * pointer to it is cleared there.
  */
-#include "lib/redis_conn.h"
-#include "lib/backoff.h"
+#include "lib/redis_conn_int.h"
+#include "lib/redis_sentinel.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -30,38 +30,8 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
-
-struct redis_conn {
-	struct ev_loop *loop;
-	redis_conn_cb *cb;
-	void *arg;
-	struct redis_conn_opts o;	/* numbers; strings are below */
-	char *name;
-	struct redis_addr addr;
-	char *client_name;
-	struct backoff backoff;
-
-	enum redis_state state;
-	redisAsyncContext *ac;
-	ev_timer timer;		/* connect timeout, or backoff */
-	ev_timer tick;		/* health PING and command timeout */
-	int handshake;		/* replies still expected before READY */
-	bool established;	/* since the last connect */
-	bool ever_established;
-	unsigned long reconnects;
-	unsigned outstanding;	/* commands awaiting a reply */
-	ev_tstamp progress_at;	/* last reply, or first command */
-};
-
-/* A command's privdata, as hiredis sees it. */
-struct redis_conn_cmd {
-	redis_conn_reply_cb *fn;	/* NULL: nobody to tell (PING) */
-	void *privdata;
-	const char *step;	/* a handshake step: its name */
-	bool optional;		/* a step whose refusal is not fatal */
-	bool persist;		/* a subscription: runs for every message */
-};
 
 static void redis_conn_connect(struct redis_conn *c);
 
@@ -94,7 +64,7 @@ redis_conn_set_state(struct redis_conn *c, enum redis_state st)
  * being freed by hiredis, and pending replies have come back NULL; only
  * the bookkeeping is left.
  */
-static void
+void
 redis_conn_lost(struct redis_conn *c, const char *why)
 {
 	bool was_up = c->state == REDIS_STATE_READY ||
@@ -106,17 +76,21 @@ redis_conn_lost(struct redis_conn *c, const char *why)
 	c->ac = NULL;
 	c->outstanding = 0;
 	c->handshake = 0;
+	redis_conn_role_lost(c);
+	if (c->closing)
+		why = c->close_why;
+	c->closing = false;
 	if (c->state == REDIS_STATE_STOPPED)
 		return;
 	c->cb(c->arg, REDIS_CONN_EVENT_CLOSED);
 	delay = backoff_next(&c->backoff);
 	if (c->o.backlog != NULL)
 		log_warnx("%s: %s (%s); %zu %s queued, retrying in %.1fs",
-		    c->name, why, c->addr.where, *c->o.backlog, c->o.backlog_unit,
-		    delay);
+		    c->name, why, redis_conn_where(c), *c->o.backlog,
+		    c->o.backlog_unit, delay);
 	else
 		log_warnx("%s: %s (%s); retrying in %.1fs", c->name, why,
-		    c->addr.where, delay);
+		    redis_conn_where(c), delay);
 	redis_conn_set_state(c, REDIS_STATE_BACKOFF);
 	ev_timer_set(&c->timer, delay, 0);
 	ev_timer_start(c->loop, &c->timer);
@@ -124,8 +98,8 @@ redis_conn_lost(struct redis_conn *c, const char *why)
 		c->cb(c->arg, REDIS_CONN_EVENT_LOST);
 }
 
-/* Drops the link from outside any hiredis callback. */
-static void
+/* Drops the link from outside its own hiredis callbacks. */
+void
 redis_conn_drop(struct redis_conn *c, const char *why)
 {
 	redisAsyncContext *ac = c->ac;
@@ -154,6 +128,12 @@ redis_conn_become_ready(struct redis_conn *c)
 	if (!c->o.subscriber)
 		redis_conn_established(c);
 	c->cb(c->arg, REDIS_CONN_EVENT_READY);
+	/* After READY, so that what the owner does about it (a reset)
+	 * can be sent at once. */
+	if (c->forgot && c->state == REDIS_STATE_READY) {
+		c->cb(c->arg, REDIS_CONN_EVENT_FORGOT);
+		c->forgot = false;
+	}
 }
 
 /* A handshake step answered. */
@@ -164,11 +144,14 @@ redis_conn_step_reply(struct redis_conn *c, redisAsyncContext *ac,
 	if (c->handshake <= 0)
 		return;	/* an earlier step failed; disconnecting */
 	if (reply->type == REDIS_REPLY_ERROR && cmd->optional) {
-		/* Only a convenience: an ACL may forbid it. */
+		/* Only a convenience (an ACL may forbid it), or a check that
+		 * its callback turns off. */
 		log_debug("%s: %s refused: %s", c->name, cmd->step, reply->str);
+		if (cmd->fn != NULL)
+			cmd->fn(c->arg, reply, cmd->privdata);
 	} else if (reply->type == REDIS_REPLY_ERROR) {
 		log_error("%s: %s failed on %s: %s", c->name, cmd->step,
-		    c->addr.where, reply->str);
+		    redis_conn_where(c), reply->str);
 		/* Allowed from a reply callback; the disconnect callback
 		 * then schedules the retry. */
 		c->handshake = 0;
@@ -177,7 +160,7 @@ redis_conn_step_reply(struct redis_conn *c, redisAsyncContext *ac,
 	} else if (cmd->fn != NULL) {
 		cmd->fn(c->arg, reply, cmd->privdata);
 	}
-	if (--c->handshake == 0)
+	if (c->handshake > 0 && --c->handshake == 0 && !c->closing)
 		redis_conn_become_ready(c);
 }
 
@@ -201,18 +184,28 @@ redis_conn_reply(redisAsyncContext *ac, void *r, void *privdata)
 	c->progress_at = ev_now(c->loop);
 	if (cmd->step != NULL) {
 		redis_conn_step_reply(c, ac, cmd, reply);
+	} else if (!c->o.subscriber && (c->closing ||
+	    (reply->type == REDIS_REPLY_ERROR &&
+	    strncmp(reply->str, "READONLY", 8) == 0))) {
+		/* Demoted under us: as if the link had gone first, so the
+		 * owner sends it again after the reconnect. */
+		if (!c->closing)
+			redis_conn_demoted(c, "READONLY");
+		if (cmd->fn != NULL)
+			cmd->fn(c->arg, NULL, cmd->privdata);
 	} else {
 		if (!c->established)
 			redis_conn_established(c);	/* a subscriber */
 		if (cmd->fn != NULL)
 			cmd->fn(c->arg, reply, cmd->privdata);
+		if (c->o.writes && !cmd->internal && cmd->fn != NULL)
+			redis_conn_role_after(c);
 	}
 	if (!cmd->persist)
 		free(cmd);
 }
 
-/* Sends argv with cmd as its privdata; cmd is freed if it cannot be. */
-static int
+int
 redis_conn_send(struct redis_conn *c, struct redis_conn_cmd *cmd, int argc,
     const char **argv, const size_t *argvlen)
 {
@@ -242,14 +235,14 @@ redis_conn_command(struct redis_conn *c, redis_conn_reply_cb *fn,
 {
 	struct redis_conn_cmd *cmd;
 
-	if (c->state != REDIS_STATE_READY)
+	if (c->state != REDIS_STATE_READY || c->closing)
 		return -1;
 	cmd = redis_conn_cmd_new(fn, privdata);
 	cmd->persist = c->o.subscriber;
 	return redis_conn_send(c, cmd, argc, argv, argvlen);
 }
 
-static void
+void
 redis_conn_step(struct redis_conn *c, const char *what, bool optional,
     redis_conn_reply_cb *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen)
@@ -336,6 +329,8 @@ redis_conn_steps(struct redis_conn *c)
 		redis_conn_step(c, "CLIENT SETNAME", true, NULL, NULL, 3, argv,
 		    NULL);
 	}
+	if (c->o.writes)
+		redis_conn_role_steps(c);
 }
 
 static void
@@ -361,6 +356,7 @@ redis_conn_connect_cb(const redisAsyncContext *ac, int status)
 		redis_conn_keepalive(ac->c.fd, c->o.keepalive);
 	c->handshake = 0;
 	c->established = false;
+	c->closing = false;
 	redis_conn_set_state(c, REDIS_STATE_HANDSHAKE);
 	if (!c->o.subscriber) {
 		ev_timer_set(&c->tick, redis_conn_tick_interval(c),
@@ -421,15 +417,19 @@ redis_conn_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
-static void
-redis_conn_connect(struct redis_conn *c)
+/* Connects to host:port, or to the configured server when host is NULL. */
+void
+redis_conn_dial(struct redis_conn *c, const char *host, int port)
 {
 	redisAsyncContext *ac;
 
-	redis_conn_set_state(c, REDIS_STATE_CONNECTING);
 	/* Note: a host name is resolved with a blocking getaddrinfo. */
-	ac = c->addr.host != NULL ? redisAsyncConnect(c->addr.host,
-	    c->addr.port) : redisAsyncConnectUnix(c->addr.unix_path);
+	if (host == NULL) {
+		host = c->addr.host;
+		port = c->addr.port;
+	}
+	ac = host != NULL ? redisAsyncConnect(host, port) :
+	    redisAsyncConnectUnix(c->addr.unix_path);
 	if (ac == NULL || ac->err) {
 		char why[256];
 
@@ -450,6 +450,16 @@ redis_conn_connect(struct redis_conn *c)
 	redisAsyncSetDisconnectCallback(ac, redis_conn_disconnect_cb);
 	ev_timer_set(&c->timer, c->o.connect_timeout, 0);
 	ev_timer_start(c->loop, &c->timer);
+}
+
+static void
+redis_conn_connect(struct redis_conn *c)
+{
+	redis_conn_set_state(c, REDIS_STATE_CONNECTING);
+	if (c->sentinel != NULL)
+		redis_conn_resolve(c);
+	else
+		redis_conn_dial(c, NULL, 0);
 }
 
 static char *
@@ -479,14 +489,17 @@ redis_conn_new(struct ev_loop *loop, const struct redis_conn_opts *opts,
 	c->timer.data = c;
 	ev_timer_init(&c->tick, redis_conn_tick_cb, 1, 1);
 	c->tick.data = c;
+	redis_conn_sentinel(c);
 	return c;
 }
 
 void
 redis_conn_start(struct redis_conn *c)
 {
-	if (c->state == REDIS_STATE_STOPPED)
-		redis_conn_connect(c);
+	if (c->state != REDIS_STATE_STOPPED)
+		return;
+	redis_conn_follow(c);
+	redis_conn_connect(c);
 }
 
 void
@@ -503,6 +516,8 @@ redis_conn_free(struct redis_conn *c)
 		c->ac = NULL;
 		redisAsyncFree(ac);	/* pending replies come back NULL */
 	}
+	redis_sentinel_free(c->sentinel);
+	free(c->master_host);
 	free(c->name);
 	redis_addr_free(&c->addr);
 	free(c->client_name);
@@ -527,11 +542,17 @@ redis_conn_configure(struct redis_conn *c, const struct redis_conn_opts *o)
 	redis_addr_free(&c->addr);
 	redis_addr_copy(&c->addr, o->addr);
 	redis_conn_tune(c, o);
-	if (!moved || c->state == REDIS_STATE_STOPPED)
+	if (!moved)
+		return false;
+	redis_conn_sentinel(c);
+	if (c->state == REDIS_STATE_STOPPED)
 		return false;
 	backoff_reset(&c->backoff);
 	if (c->ac != NULL || c->state == REDIS_STATE_CONNECTING)
 		redis_conn_drop(c, "settings changed; reconnecting");
+	/* Other servers: what was known of the old ones does not hold. */
+	memset(&c->history, 0, sizeof(c->history));
+	c->unconfirmed = false;
 	/* In backoff, the next attempt uses the new settings anyway. */
 	return true;
 }
@@ -539,7 +560,7 @@ redis_conn_configure(struct redis_conn *c, const struct redis_conn_opts *o)
 bool
 redis_conn_ready(const struct redis_conn *c)
 {
-	return c->state == REDIS_STATE_READY && c->ac != NULL;
+	return c->state == REDIS_STATE_READY && c->ac != NULL && !c->closing;
 }
 
 enum redis_state
@@ -551,7 +572,7 @@ redis_conn_state(const struct redis_conn *c)
 const char *
 redis_conn_where(const struct redis_conn *c)
 {
-	return c->addr.where;
+	return c->sentinel != NULL ? c->master_where : c->addr.where;
 }
 
 unsigned long

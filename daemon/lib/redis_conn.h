@@ -6,6 +6,14 @@
  * idle link alive with PING, drops one whose replies stop coming, and
  * reconnects with backoff and jitter. The owner sends commands through
  * redis_conn_command() and hears about the link through one callback.
+ *
+ * With sentinels in the address, each connect first asks them where the
+ * master is, and a +switch-master of that master drops the link, to
+ * connect again. A link that writes (opts.writes) also checks, at each
+ * connect, that the server is a master and that it still holds what it
+ * acknowledged before (INFO + ROLE, the rule of redis_history.h), and
+ * reads ROLE after writes to know how far that goes. A write refused
+ * with READONLY counts as a lost link.
  */
 #ifndef PGINVAL_REDIS_CONN_H
 #define PGINVAL_REDIS_CONN_H
@@ -17,6 +25,7 @@
 
 struct ev_loop;
 struct redis_conn;
+struct redis_history;
 struct redisReply;
 
 enum redis_state {
@@ -38,6 +47,11 @@ enum redis_conn_event {
 	/* After CLOSED, if the link had connected: a reconnect is
 	 * scheduled and the state is BACKOFF. */
 	REDIS_CONN_EVENT_LOST,
+	/* Right after READY, on a link that writes: the server may have
+	 * forgotten writes it acknowledged before (restarted without its
+	 * data or from an older snapshot, a replica promoted while behind);
+	 * redis_conn_forgot_reason() says why. Already logged. */
+	REDIS_CONN_EVENT_FORGOT,
 };
 
 /*
@@ -72,6 +86,14 @@ struct redis_conn_opts {
 	 * subscription's confirmation), and keepalive finds a dead peer.
 	 */
 	bool subscriber;
+	/*
+	 * A link that writes: at each connect ROLE must say master (else the
+	 * link closes and backs off; with sentinels they are asked again),
+	 * and INFO server replication is compared with what this link saw
+	 * before (REDIS_CONN_EVENT_FORGOT). A server that refuses ROLE or
+	 * INFO is used all the same, with one warning.
+	 */
+	bool writes;
 	/* For the log line of a lost link, "N <backlog_unit> queued": the
 	 * owner's queue once CLOSED is handled. Borrowed; may be NULL. */
 	const size_t *backlog;
@@ -115,11 +137,23 @@ void redis_conn_tune(struct redis_conn *c, const struct redis_conn_opts *opts);
 bool redis_conn_configure(struct redis_conn *c,
     const struct redis_conn_opts *opts);
 
-/* READY: commands may be sent. */
+/* READY: commands may be sent. With sentinels, redis_conn_where() is
+ * the master's address once they gave it. */
 bool redis_conn_ready(const struct redis_conn *c);
 enum redis_state redis_conn_state(const struct redis_conn *c);
 const char *redis_state_name(enum redis_state st);
 const char *redis_conn_where(const struct redis_conn *c);
+/*
+ * What is known of the server's write history (redis_history.h): kept
+ * across reconnects, so that a router may move it to the link of a
+ * promoted replica. _set_ replaces it; forgotten on an address change.
+ */
+const struct redis_history *redis_conn_history(const struct redis_conn *c);
+void redis_conn_set_history(struct redis_conn *c,
+    const struct redis_history *h);
+/* Why the server may have forgotten writes, during the FORGOT event;
+ * NULL otherwise. */
+const char *redis_conn_forgot_reason(const struct redis_conn *c);
 /* Times the link was established again after the first time (READY; for
  * a subscriber, the first reply). */
 unsigned long redis_conn_reconnects(const struct redis_conn *c);

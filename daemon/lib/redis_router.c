@@ -506,6 +506,9 @@ router_conn_cb(void *arg, enum redis_conn_event ev)
 		r->cb(r->arg, ROUTER_NODE_LOST, n);
 		router_refresh(r);	/* a failover moves its slots */
 		break;
+	case REDIS_CONN_EVENT_FORGOT:
+		r->cb(r->arg, ROUTER_NODE_FORGOT, n);
+		break;
 	}
 }
 

@@ -38,6 +38,9 @@ enum redis_router_event {
 	ROUTER_NODE_CLOSED,
 	ROUTER_NODE_LOST,
 	ROUTER_NODE_GONE,	/* the node left the map; its link is freed */
+	/* the node may have forgotten acknowledged writes (a link that
+	 * writes: REDIS_CONN_EVENT_FORGOT, passed on) */
+	ROUTER_NODE_FORGOT,
 	ROUTER_MAP,		/* a new slot map (n: NULL) */
 };
 

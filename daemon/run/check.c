@@ -7,6 +7,7 @@
 #include "lib/buf.h"
 #include "lib/esc.h"
 #include "lib/pg_conn.h"
+#include "lib/redis_sentinel.h"
 #include "core/sign.h"
 #include "lib/xalloc.h"
 
@@ -457,20 +458,81 @@ done:
 	return problems;
 }
 
+/* With sentinels: where the first one that knows says the master is. */
+static int
+check_sentinels(const struct redis_addr *a, FILE *out, char *host,
+    size_t hostlen, int *port)
+{
+	struct buf said = { 0 };
+	char where[300], why[300];
+	int problems = 0;
+
+	for (size_t i = 0; i < a->nsentinels; i++) {
+		redis_hostport_format(a->sentinels[i].host,
+		    a->sentinels[i].port, where, sizeof(where));
+		if (redis_sentinel_ask(a, i, 2, host, hostlen, port, why,
+		    sizeof(why)) == 0) {
+			fprintf(out, "ok: sentinel %s: master \"%s\" is at "
+			    "%s:%d\n", where, a->master, host, *port);
+			goto done;
+		}
+		buf_adds(&said, said.len ? "; " : "");
+		buf_adds(&said, where);
+		buf_adds(&said, ": ");
+		buf_adds(&said, why);
+	}
+	problems = check_problem(out, "redis: no sentinel gave the address of "
+	    "master \"%s\" (%s); fix sentinels, master or sentinel_password",
+	    a->master, said.data ? said.data : "");
+done:
+	buf_free(&said);
+	return problems;
+}
+
+/* ROLE: pginval writes only to a master. */
+static int
+check_role(redisContext *c, const char *where, FILE *out)
+{
+	redisReply *r = redisCommand(c, "ROLE");
+	int problems = 0;
+
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	    r->element[0]->type != REDIS_REPLY_STRING)
+		fprintf(out, "ok: ROLE refused on %s; pginval will write "
+		    "without checking that it is a master\n", where);
+	else if (strcmp(r->element[0]->str, "master") == 0)
+		fprintf(out, "ok: redis %s is a master\n", where);
+	else
+		problems = check_problem(out, "redis: %s is a %s, not a "
+		    "master: pginval writes only to a master; fix [redis] url",
+		    where, strcmp(r->element[0]->str, "slave") == 0 ?
+		    "replica" : r->element[0]->str);
+	freeReplyObject(r);
+	return problems;
+}
+
 static int
 check_redis(const struct config *cfg, FILE *out)
 {
 	struct timeval tv = { 5, 0 };
 	redisContext *c;
 	redisReply *r = NULL;
-	int problems = 0;
+	int problems = 0, port = cfg->redis.port;
+	char host[256], where[300];
 
-	c = cfg->redis.host ? redisConnectWithTimeout(cfg->redis.host,
-	    cfg->redis.port, tv) :
+	snprintf(host, sizeof(host), "%s", cfg->redis.host ?
+	    cfg->redis.host : "");
+	snprintf(where, sizeof(where), "%s", cfg->redis.where);
+	if (cfg->redis.nsentinels > 0) {
+		if (check_sentinels(&cfg->redis, out, host, sizeof(host), &port))
+			return 1;
+		redis_hostport_format(host, port, where, sizeof(where));
+	}
+	c = host[0] != '\0' ? redisConnectWithTimeout(host, port, tv) :
 	    redisConnectUnixWithTimeout(cfg->redis.unix_path, tv);
 	if (c == NULL || c->err) {
 		problems += check_problem(out, "redis: cannot connect to %s: %s; "
-		    "fix [redis] url in %s", cfg->redis.where,
+		    "fix [redis] url in %s", where,
 		    c ? c->errstr : "out of memory", cfg->path);
 		goto done;
 	}
@@ -482,22 +544,24 @@ check_redis(const struct config *cfg, FILE *out)
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			problems += check_problem(out, "redis: AUTH failed on %s: "
 			    "%s; fix the user and password in [redis] url",
-			    cfg->redis.where, r ? r->str : c->errstr);
+			    where, r ? r->str : c->errstr);
 			goto done;
 		}
 		freeReplyObject(r);
 	}
+	if ((problems = check_role(c, where, out)) > 0)
+		goto done;
 	r = redisCommand(c, "SELECT %d", cfg->redis.db);
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		problems += check_problem(out, "redis: SELECT %d failed on %s: %s",
-		    cfg->redis.db, cfg->redis.where, r ? r->str : c->errstr);
+		    cfg->redis.db, where, r ? r->str : c->errstr);
 		goto done;
 	}
 	freeReplyObject(r);
 	r = redisCommand(c, "PUBLISH %s %s", "pginval-check", "ping");
 	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 		problems += check_problem(out, "redis: cannot PUBLISH on %s: %s; "
-		    "fix the user's ACL", cfg->redis.where, r ? r->str : c->errstr);
+		    "fix the user's ACL", where, r ? r->str : c->errstr);
 		goto done;
 	}
 	if (cfg->redis_stream != NULL) {
@@ -509,12 +573,12 @@ check_redis(const struct config *cfg, FILE *out)
 			problems += check_problem(out, "redis: [redis] stream "
 			    "\"%s\" is %s on %s, not a stream; choose another "
 			    "key, or delete it", cfg->redis_stream,
-			    r && r->str ? r->str : c->errstr, cfg->redis.where);
+			    r && r->str ? r->str : c->errstr, where);
 			goto done;
 		}
 	}
 	fprintf(out, "ok: connected to redis %s, database %d\n",
-	    cfg->redis.where, cfg->redis.db);
+	    where, cfg->redis.db);
 done:
 	freeReplyObject(r);
 	redisFree(c);

@@ -435,6 +435,11 @@ redis_sink_node_cb(void *arg, enum redis_router_event ev,
 		if (channel)
 			s->cb(s->arg, REDIS_EVENT_LOST, NULL, NULL);
 		break;
+	case ROUTER_NODE_FORGOT:	/* any node: deleted keys may be back */
+		s->stats->history_breaks++;
+		s->cb(s->arg, REDIS_EVENT_FORGOT, NULL,
+		    redis_conn_forgot_reason(conn));
+		break;
 	}
 }
 
@@ -458,6 +463,7 @@ redis_sink_conn_opts(struct redis_sink *s, const struct redis_sink_opts *o)
 		.reconnect_min = o->reconnect_min,
 		.reconnect_max = o->reconnect_max,
 		.backlog = &s->queue.n, .backlog_unit = "messages",
+		.writes = true,
 	};
 
 	return co;

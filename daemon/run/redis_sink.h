@@ -38,9 +38,13 @@ enum redis_event {
 	 * callback, which queues what replaces it (a reset). */
 	REDIS_EVENT_REFUSED,
 	REDIS_EVENT_IDLE,	/* nothing queued and nothing in flight */
+	/* Right after READY: Redis may have forgotten writes it had
+	 * acknowledged (why says how; logged and counted already). */
+	REDIS_EVENT_FORGOT,
 };
 
-/* m and why are NULL except for REDIS_EVENT_REFUSED, and borrowed. */
+/* m is NULL except for REDIS_EVENT_REFUSED, why except for it and
+ * REDIS_EVENT_FORGOT; both borrowed. */
 typedef void redis_sink_cb(void *arg, enum redis_event ev,
     const struct sink_msg *m, const char *why);
 

@@ -324,6 +324,19 @@ relay_sink_cb(void *arg, enum redis_event ev, const struct sink_msg *m,
 
 	if (ev == REDIS_EVENT_REFUSED)
 		relay_refused(r, m, why);
+	if (ev == REDIS_EVENT_FORGOT) {
+		char reason[200];
+
+		if (r->cfg->redis_action != REDIS_ACTION_DELETE) {
+			log_info("redis: it holds no cache data (action = "
+			    "publish): nothing to repair");
+			return;
+		}
+		/* Keys it deleted may be back: sweep them all again. */
+		snprintf(reason, sizeof(reason), "Redis may have forgotten "
+		    "keys it deleted (%.140s)", why ? why : "");
+		relay_reset_all(r, reason);
+	}
 	if (ev == REDIS_EVENT_READY || ev == REDIS_EVENT_LOST) {
 		relay_outbox_gate(r);
 		relay_check_ready(r);

@@ -140,6 +140,11 @@ stats_render(const struct stats *s, const struct stats_gauges *g,
 	    (double)s->table_resets);
 	prom_counter(out, "pginval_keys_unlinked_total",
 	    "Keys removed from Redis (action = delete).", s->unlinked);
+	prom_counter(out, "pginval_redis_history_breaks_total",
+	    "Times the channel's Redis may have forgotten writes it had "
+	    "acknowledged (restarted without its data or from an older "
+	    "snapshot, a promoted replica that was behind); with action = "
+	    "delete, each queued a reset of every table.", s->history_breaks);
 	prom_head(out, "pginval_reconnects_total", "counter",
 	    "Successful reconnections after a lost connection.");
 	prom_sample(out, "pginval_reconnects_total", "side=\"postgres\"",

@@ -41,6 +41,7 @@ struct stats {
 	unsigned long requeued;		/* resent after a lost connection */
 	unsigned long unlinked;		/* keys removed (action = delete) */
 	unsigned long pg_reconnects, redis_reconnects;
+	unsigned long history_breaks;	/* Redis forgot acknowledged writes */
 
 	struct hist lag;	/* row change to Redis acknowledgement */
 

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Redis nodes that forget acknowledged writes: a target of `pginval apply`
+restarted from an older snapshot or without its data is found out at the
+reconnect (INFO + ROLE, the replication-history rule) and reset, so the
+stale keys that came back are swept; a plain reconnect and a complete
+restart (SHUTDOWN SAVE, with a replica) are no alarm; the daemon with
+action = delete sweeps every table after such a restart of its Redis; and
+a Redis whose ACL refuses ROLE and INFO is written to, with one warning.
+
+    python3 tests/integration/test_forget.py [-v] [name-substring ...]
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "tests", "consistency"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+import harness  # noqa: E402
+import runner  # noqa: E402
+from pginval_proc import http_get, metric, wait_for  # noqa: E402
+from runner import eq  # noqa: E402
+from servers import (Postgres, Redis, RedisError, RespConnection,  # noqa: E402
+                     free_port)
+
+PG = REDIS = None
+TABLES = {"public.users": "user:{id}, user:email:{email}"}
+BREAKS = "pginval_redis_history_breaks_total"
+
+
+class Node:
+    """A redis-server (or, with sentinel=..., a sentinel) whose directory
+    and port outlive its restarts, so that a test can restart it from the
+    snapshot of its choice. Small and local on purpose."""
+
+    def __init__(self, password=None, args=(), sentinel=None):
+        self.dir = tempfile.mkdtemp(prefix="pginval-node-", dir="/tmp")
+        self.port = free_port()
+        self.password = password
+        self.args = list(args)
+        self.sentinel = sentinel     # the lines of a sentinel's config
+        self.proc = None
+
+    @property
+    def url(self):
+        auth = ":%s@" % self.password if self.password else ""
+        return "redis://%s127.0.0.1:%d" % (auth, self.port)
+
+    @property
+    def rdb(self):
+        return os.path.join(self.dir, "dump.rdb")
+
+    def start(self):
+        log = os.path.join(self.dir, "redis.log")
+        if self.sentinel is not None:
+            conf = os.path.join(self.dir, "sentinel.conf")
+            if not os.path.exists(conf):   # sentinels rewrite it
+                with open(conf, "w") as f:
+                    f.write("\n".join(["port %d" % self.port,
+                                       "bind 127.0.0.1", "dir " + self.dir,
+                                       "logfile " + log]
+                                      + self.sentinel) + "\n")
+            argv = ["redis-server", conf, "--sentinel"]
+        else:
+            argv = ["redis-server", "--port", str(self.port), "--bind",
+                    "127.0.0.1", "--dir", self.dir, "--save", "",
+                    "--appendonly", "no", "--logfile", log,
+                    "--repl-diskless-sync-delay", "0"] + self.args
+            if self.password:
+                argv += ["--requirepass", self.password,
+                         "--masterauth", self.password]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        wait_for(lambda: self._pong(), "redis on port %d" % self.port)
+        return self
+
+    def _pong(self):
+        try:
+            return self.command("PING") == "PONG"
+        except (OSError, RedisError):
+            return False
+
+    def connect(self):
+        c = RespConnection("127.0.0.1", self.port)
+        if self.password:
+            c.command("AUTH", self.password)
+        return c
+
+    def command(self, *args):
+        with self.connect() as c:
+            return c.command(*args)
+
+    def shutdown(self, how="NOSAVE"):
+        try:
+            self.command("SHUTDOWN", how)
+        except (OSError, RedisError, ConnectionError):
+            pass                          # the link goes with it
+        self.proc.wait(timeout=20)
+        self.proc = None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def offset(self):
+        """master_repl_offset, from INFO replication."""
+        text = self.command("INFO", "replication").decode()
+        return int(text.split("master_repl_offset:")[1].split()[0])
+
+
+def in_sync(m, r):
+    wait_for(lambda: r.offset() >= m.offset(), "the replica caught up")
+
+
+def sql(text):
+    return PG.psql(text)
+
+
+class Apply:
+    """pginval apply with a target node and a daemon on the channel Redis."""
+
+    def __init__(self, target, port=None):
+        self.port = port or free_port()
+        self.d = harness.Daemon(PG, REDIS, TABLES)
+        self.a = harness.Apply(PG, REDIS, TABLES,
+                               targets={"t": target.url + "/0"},
+                               extra={"metrics.listen":
+                                      "127.0.0.1:%d" % self.port})
+
+    def __enter__(self):
+        self.d.start()
+        self.a.start()
+        self.a.wait_log("swept keys matching")     # the start reset
+        return self
+
+    def __exit__(self, exc, *rest):
+        if exc is not None:
+            for p in (self.a, self.d):
+                print("--- %s log ---\n%s" % (p.command, p.log_text()))
+                p.kill()
+        else:
+            self.a.stop()
+            self.d.stop()
+        return False
+
+    def breaks(self):
+        status, text = http_get(self.port, "/metrics")
+        eq(status, 200, "GET /metrics")
+        return metric(text, '%s{target="t"}' % BREAKS)
+
+    def confirmed(self):
+        """Lets apply read ROLE after its last writes (the pipeline
+        drained), which is what a restart is compared with."""
+        time.sleep(0.3)
+
+
+def fill(node, n):
+    with node.connect() as c:
+        for i in range(1, n + 1):
+            c.command("SET", "user:%d" % i, "cached")
+
+
+def update(n, tag):
+    sql("UPDATE users SET name = '%s' WHERE id <= %d" % (tag, n))
+
+
+def stale(node, n):
+    return [i for i in range(1, n + 1)
+            if node.command("EXISTS", "user:%d" % i)]
+
+
+# -- tests --------------------------------------------------------------------
+
+def setup():
+    PG.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    sql("CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
+        "SELECT pginval.watch('users', ARRAY['id', 'email']);"
+        "INSERT INTO users SELECT i, 'u' || i || '@x.io', 'n' "
+        "FROM generate_series(1, 50) i;")
+
+
+def before_each():
+    REDIS.command("FLUSHALL")
+
+
+def test_restart_from_an_older_snapshot_resets_the_target():
+    m = r = None
+    target = Node()
+    try:
+        target.start()
+        m, r = target, Node(args=["--replicaof", "127.0.0.1",
+                                  str(target.port)]).start()
+        wait_for(lambda: b"master_link_status:up" in
+                 r.command("INFO", "replication"), "the replica in sync")
+        with Apply(m) as s:
+            fill(m, 20)
+            m.command("SAVE")
+            shutil.copy(m.rdb, m.rdb + ".old")
+            update(20, "a")
+            wait_for(lambda: not stale(m, 20), "apply deleted the keys")
+            s.confirmed()
+            eq(s.breaks(), 0.0, "no break before the restart")
+            # Restarted from the snapshot taken before the deletes.
+            m.shutdown("NOSAVE")
+            shutil.copy(m.rdb + ".old", m.rdb)
+            m.start()
+            s.a.wait_log("may have forgotten writes it acknowledged")
+            assert "offset went back" in s.a.log_text(), s.a.log_text()
+            s.a.wait_log("target t: its Redis may have forgotten "
+                         "invalidations; resetting it")
+            wait_for(lambda: not stale(m, 20), "the reset swept them")
+            eq(s.breaks(), 1.0, BREAKS)
+    finally:
+        for n in (target, r):
+            if n is not None:
+                n.close()
+
+
+def test_restart_without_data_resets_the_target():
+    m = Node()
+    try:
+        m.start()
+        with Apply(m) as s:
+            update(5, "b")
+            wait_for(lambda: m.command("EXISTS", "pginval:m:{user:5}"),
+                     "apply marked the keys")
+            s.confirmed()
+            m.shutdown("NOSAVE")
+            if os.path.exists(m.rdb):
+                os.unlink(m.rdb)
+            m.start()
+            s.a.wait_log("may have forgotten writes it acknowledged")
+            s.a.wait_log("resetting it")
+            eq(s.breaks(), 1.0, BREAKS)
+    finally:
+        m.close()
+
+
+def test_plain_reconnect_and_complete_restart_are_no_alarm():
+    m = r = None
+    try:
+        m = Node().start()
+        r = Node(args=["--replicaof", "127.0.0.1", str(m.port)]).start()
+        wait_for(lambda: b"master_link_status:up" in
+                 r.command("INFO", "replication"), "the replica in sync")
+        with Apply(m) as s:
+            fill(m, 10)
+            update(10, "c")
+            wait_for(lambda: not stale(m, 10), "apply deleted the keys")
+            s.confirmed()
+            # A reconnect to the same process.
+            m.command("CLIENT", "KILL", "TYPE", "normal")
+            s.a.wait_log("target t: connected to", count=2)
+            # A complete restart: the snapshot holds every write.
+            in_sync(m, r)
+            m.shutdown("SAVE")
+            m.start()
+            s.a.wait_log("target t: connected to", count=3)
+            fill(m, 10)
+            update(10, "d")
+            wait_for(lambda: not stale(m, 10), "apply still deletes")
+            eq(s.breaks(), 0.0, BREAKS)
+            assert "may have forgotten" not in s.a.log_text(), \
+                s.a.log_text()
+    finally:
+        for n in (m, r):
+            if n is not None:
+                n.close()
+
+
+def test_daemon_with_action_delete_resets_after_a_restart():
+    m = Node()
+    port = free_port()
+    try:
+        m.start()
+        d = harness.Daemon(PG, REDIS, TABLES, redis_url=m.url + "/0",
+                           extra={"redis.action": "delete",
+                                  "metrics.listen": "127.0.0.1:%d" % port})
+        d.start()
+        try:
+            fill(m, 10)
+            m.command("SAVE")
+            shutil.copy(m.rdb, m.rdb + ".old")
+            update(10, "e")
+            wait_for(lambda: not stale(m, 10), "the daemon deleted them")
+            time.sleep(0.3)
+            m.shutdown("NOSAVE")
+            shutil.copy(m.rdb + ".old", m.rdb)
+            m.start()
+            d.wait_log("may have forgotten writes it acknowledged")
+            d.wait_log("queued a reset: Redis may have forgotten keys")
+            wait_for(lambda: not stale(m, 10), "the reset swept them")
+            status, text = http_get(port, "/metrics")
+            eq(metric(text, BREAKS), 1.0, BREAKS)
+        except BaseException:
+            print("--- run log ---\n" + d.log_text())
+            d.kill()
+            raise
+        d.stop()
+    finally:
+        m.close()
+
+
+def test_role_and_info_refused_is_one_warning():
+    m = Node().start()
+    try:
+        m.command("ACL", "SETUSER", "default", "-role", "-info")
+        d = harness.Daemon(PG, REDIS, TABLES, redis_url=m.url + "/0",
+                           extra={"redis.action": "delete"})
+        d.start()
+        try:
+            d.wait_log("redis: connected to 127.0.0.1:%d" % m.port)
+            m.command("CLIENT", "KILL", "TYPE", "normal")
+            d.wait_log("redis: connected to 127.0.0.1:%d" % m.port, count=2)
+            fill(m, 3)
+            update(3, "acl")
+            wait_for(lambda: not stale(m, 3), "deletes without the check")
+            text = d.log_text()
+            eq(text.count("refused on 127.0.0.1:%d" % m.port), 1,
+               "one warning that the check is off:\n" + text)
+            assert "NOPERM" in text, text
+        except BaseException:
+            print("--- run log ---\n" + d.log_text())
+            d.kill()
+            raise
+        d.stop()
+    finally:
+        m.close()
+
+
+def around():
+    import contextlib
+
+    @contextlib.contextmanager
+    def servers():
+        global PG, REDIS
+        with Postgres() as pg, Redis() as rd:
+            PG, REDIS = pg, rd
+            yield
+    return servers()
+
+
+if __name__ == "__main__":
+    sys.exit(runner.run(globals(), sys.argv[1:], around=around))
