@@ -552,7 +552,6 @@ redis_conn_configure(struct redis_conn *c, const struct redis_conn_opts *o)
 		redis_conn_drop(c, "settings changed; reconnecting");
 	/* Other servers: what was known of the old ones does not hold. */
 	memset(&c->history, 0, sizeof(c->history));
-	c->unconfirmed = false;
 	/* In backoff, the next attempt uses the new settings anyway. */
 	return true;
 }

@@ -58,7 +58,6 @@ struct redis_conn {
 	bool role_inflight;	/* a ROLE after writes awaits its reply */
 	ev_tstamp role_sent_at;
 	unsigned long acked_since_role;	/* replies after the last ROLE */
-	bool unconfirmed;	/* the last link went with such replies */
 	bool forgot;		/* a break seen, FORGOT not yet told */
 	char forgot_why[300];
 };

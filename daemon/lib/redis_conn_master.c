@@ -101,7 +101,7 @@ role_judge(struct redis_conn *c)
 	if (!c->info_ok)
 		return;
 	v = redis_history_check(&c->history, &c->info, why, sizeof(why));
-	if (v == REDIS_HISTORY_CONTINUED && c->unconfirmed) {
+	if (v == REDIS_HISTORY_CONTINUED && c->history.unconfirmed) {
 		/* Replies after the last ROLE: their writes are covered by
 		 * no offset, so only the same process surely has them. */
 		snprintf(c->forgot_why, sizeof(c->forgot_why), "writes were "
@@ -121,7 +121,7 @@ role_judge(struct redis_conn *c)
 		    redis_conn_where(c), redis_history_name(v), why);
 	}
 	redis_history_learn(&c->history, &c->info);
-	c->unconfirmed = false;
+	c->history.unconfirmed = false;
 }
 
 static void
@@ -237,7 +237,7 @@ void
 redis_conn_role_lost(struct redis_conn *c)
 {
 	if (c->acked_since_role > 0)
-		c->unconfirmed = true;
+		c->history.unconfirmed = true;
 	c->acked_since_role = 0;
 	c->role_inflight = false;
 }
@@ -254,7 +254,6 @@ void
 redis_conn_set_history(struct redis_conn *c, const struct redis_history *h)
 {
 	c->history = *h;
-	c->unconfirmed = false;
 }
 
 const char *

@@ -51,6 +51,10 @@ struct redis_history {
 	bool known;
 	char run_id[41], replid[41];
 	long long confirmed;
+	/* Writes were acknowledged after confirmed, and the link was then
+	 * lost: no offset covers them, so only the same process surely has
+	 * them. */
+	bool unconfirmed;
 };
 
 enum redis_history_verdict {

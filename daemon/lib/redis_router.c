@@ -10,6 +10,7 @@
 #include "lib/redis_router.h"
 #include "lib/fifo.h"
 #include "lib/log.h"
+#include "lib/redis_history.h"
 #include "lib/redis_slots.h"
 #include "lib/xalloc.h"
 
@@ -43,6 +44,8 @@ struct redis_router_node {
 	char where[300];
 	int first_slot;		/* -1: none (not a master in the map) */
 	int home_slot;		/* the first slot it ever owned, or -1 */
+	char **shard;		/* ids of its replicas in the last map */
+	size_t nshard;
 	struct fifo wait, requeue;
 	void *data;
 	bool gone;
@@ -170,6 +173,42 @@ router_node_drop(struct redis_router *r, struct redis_router_node *n)
 	ev_timer_start(r->loop, &r->reap_timer);
 }
 
+/* Remembers the replicas the map lists with n (none: forgets them). */
+static void
+router_node_shard(struct redis_router_node *n, const struct redis_node *m)
+{
+	for (size_t i = 0; i < n->nshard; i++)
+		free(n->shard[i]);
+	free(n->shard);
+	n->shard = NULL;
+	n->nshard = 0;
+	if (m == NULL || m->nreplicas == 0)
+		return;
+	n->shard = xcalloc(m->nreplicas, sizeof(*n->shard));
+	for (size_t i = 0; i < m->nreplicas; i++)
+		n->shard[n->nshard++] = xstrdup(m->replicas[i]);
+}
+
+/*
+ * A master new to the router that was a replica of one it knew (a
+ * failover) takes over what that link knew of the shard's write history,
+ * so that writes the old master acknowledged and the replica never got
+ * are noticed at its connect (redis_history.h).
+ */
+static void
+router_node_inherit(struct redis_router *r, struct redis_router_node *n,
+    const char *id)
+{
+	for (size_t i = 0; i < r->nnodes; i++)
+		for (size_t j = 0; j < r->nodes[i]->nshard; j++)
+			if (r->nodes[i] != n &&
+			    strcmp(r->nodes[i]->shard[j], id) == 0) {
+				redis_conn_set_history(n->conn,
+				    redis_conn_history(r->nodes[i]->conn));
+				return;
+			}
+}
+
 static void
 router_node_free(struct redis_router *r, struct redis_router_node *n)
 {
@@ -191,6 +230,7 @@ router_node_free(struct redis_router *r, struct redis_router_node *n)
 			c->slot = n->home_slot;
 		fifo_push(&r->unrouted, &c->node);
 	}
+	router_node_shard(n, NULL);
 	free(n->host);
 	free(n);
 }
@@ -406,8 +446,12 @@ router_map_cb(void *arg, redisReply *reply, void *privdata)
 			    m.masters[i].port);
 			redis_conn_start(masters[i]->conn);
 		}
+		if (!redis_conn_history(masters[i]->conn)->known)
+			router_node_inherit(r, masters[i], m.masters[i].id);
 		masters[i]->first_slot = -1;
 	}
+	for (size_t i = 0; i < m.nmasters; i++)
+		router_node_shard(masters[i], &m.masters[i]);
 	for (int s = REDIS_SLOTS - 1; s >= 0; s--) {
 		if (r->by_slot[s] != masters[m.owner[s]])
 			moved++;

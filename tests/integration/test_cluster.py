@@ -272,6 +272,24 @@ def test_check_refuses_a_stream_in_another_slot():
     assert "only database 0" in r.stderr, r.stderr
 
 
+def test_master_restarted_from_an_older_snapshot():
+    # Its deletes since the snapshot come back as stale keys: apply sees
+    # its replication history go back at the reconnect and resets.
+    ids = list(range(1, N + 1))
+    with Stack() as s:
+        fill(ids)
+        node = CL.node_for("user:1")
+        mine = [k for k in user_keys(ids) if CL.node_for(k) is node]
+        rdb = CL.snapshot(node)
+        update(ids)
+        wait_for(lambda: not stale(user_keys(ids)), "deleted")
+        CL.restart_node(node, rdb=rdb)
+        s.a.wait_log("may have forgotten", timeout=20)
+        wait_for(lambda: not stale(mine), "the stale keys repaired",
+                 timeout=20)
+        assert "resetting it" in s.a.log_text(), s.a.log_text()[-3000:]
+
+
 def test_master_killed_under_write_load():
     # Last but one: the cluster keeps a master without a replica after.
     ids = list(range(1, N + 1))
