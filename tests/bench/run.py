@@ -1399,6 +1399,28 @@ def proc_syscalls(pid):
     return int(io["syscr"]) + int(io["syscw"])
 
 
+def apply_settled(path, port, proc, timeout=60, quiet=0.5):
+    """Waits until apply's start sweep is over: every pass it started
+    (pginval_apply_sweeps_total) logged its end, and none started for
+    ``quiet`` s. One end is not enough: the cluster's map, which comes
+    during the first pass, makes it pass again."""
+    wait_log(path, b"swept keys matching", proc, timeout)
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(path, "rb") as f:
+            ended = f.read().count(b"swept keys matching")
+        started = metric_sum(apply_metrics(port), "pginval_apply_sweeps_total")
+        if (started, ended) != last:
+            last, since = (started, ended), time.monotonic()
+        elif ended >= started and time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("apply's start sweep did not settle within %ds "
+                       "(passes started, ended: %s); see %s"
+                       % (timeout, last, path))
+
+
 def apply_conf(pg, channel_redis, target, port):
     conf = os.path.join(OUT, "apply-%s.conf" % target.name)
     with open(conf, "w") as f:
@@ -1447,7 +1469,7 @@ def apply_run(pg, channel_redis, target, cell, tag):
     try:
         # Its start is a reset: a sweep of user:* on every master.
         wait_log(path, b"channel: subscribed", proc, 30)
-        wait_log(path, b"swept keys matching", proc, 60)
+        apply_settled(path, port, proc)
         if cell == "filled":
             target.fill(n)
         msgs = apply_messages(n, os.urandom(16).hex())
