@@ -4,15 +4,15 @@ the same run. `make bench` builds the binaries and runs this.
 
     python3 tests/bench/run.py [scenario ...]
         # write trust walwrite drain latency bulk fanin stream waldrain
-        # wallatency fanout
+        # wallatency fanout applyrate
 
 Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
 1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
 BENCH_LATENCY_T (seconds, 10), BENCH_WRITE_T (seconds per write-path cell,
 8), BENCH_FANIN_T (seconds, 8), BENCH_WALWRITE_T (seconds per cell of the
 wal write path, 4), BENCH_WALWRITE_RUNS (its repetitions, 3),
-BENCH_FANOUT_N (messages per fan-out run, 100000), BENCH_PGINVAL (the
-binary, ./pginval).
+BENCH_FANOUT_N (messages per fan-out run, 100000), BENCH_APPLY_N (keys
+invalidated per apply run, 200000), BENCH_PGINVAL (the binary, ./pginval).
 
 Prints a table on stdout and writes the same figures, with every run's raw
 values, to tests/bench/out/results.json. Figures are measurements on the
@@ -20,6 +20,7 @@ machine at hand, not assertions: nothing here fails because a number is
 low. See tests/bench/README.md.
 """
 
+import binascii
 import fcntl
 import json
 import os
@@ -41,6 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from servers import Postgres, Redis, Subscriber  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "recipes"))
+from cache_aside import marker_key  # noqa: E402
 
 OUT = os.path.join(HERE, "out")
 PGINVAL = os.environ.get("BENCH_PGINVAL") or os.path.join(ROOT, "pginval")
@@ -1225,6 +1228,383 @@ def fanout_problems(res):
 
 
 # --------------------------------------------------------------------------
+# pginval apply: invalidations/s on a Redis Cluster against a single Redis
+# --------------------------------------------------------------------------
+
+APPLY_N = env_int("BENCH_APPLY_N", 200000)
+APPLY_BATCH = 1000          # keys per message: [daemon] max_keys's default
+APPLY_CHANNEL = "bench.apply"
+APPLY_MARKER_TTL = 600      # s: the markers outlive the run and its check
+APPLY_SAMPLE = 1000         # keys whose marker the check looks for
+APPLY_CELLS = ("empty", "filled")
+
+
+def apply_messages(n, epoch):
+    """The messages of ``n`` keys user:1..n, APPLY_BATCH a message, seq
+    from 1, with b"@TS@" where the send time goes."""
+    out = []
+    for seq, first in enumerate(range(1, n + 1, APPLY_BATCH), 1):
+        keys = ",".join('"user:%d"' % i for i in
+                        range(first, min(first + APPLY_BATCH, n + 1)))
+        msg = ('{"v":1,"seq":%d,"epoch":"%s","op":"update","table":'
+               '"public.users","keys":[%s],"ts":@TS@}' % (seq, epoch, keys))
+        out.append(msg.encode())
+    return out
+
+
+def apply_metrics(port):
+    """/metrics of apply as {name or name{labels}: value}."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    out = {}
+    for line in data.split(b"\r\n\r\n", 1)[-1].decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def metric_sum(m, name):
+    """A counter summed over its labels."""
+    return sum(v for k, v in m.items()
+               if k == name or k.startswith(name + "{"))
+
+
+def hist_bound(m, name, q):
+    """The upper bound of the histogram bucket that holds the q-th
+    quantile: the buckets (0.5 ms to 10 s, about 2.5x apart) are too
+    coarse to interpolate within."""
+    buckets = sorted((float(k.split('le="')[1].split('"')[0]), v)
+                     for k, v in m.items() if k.startswith(name + "_bucket{"))
+    if not buckets or not buckets[-1][1]:
+        return None
+    for bound, count in buckets:
+        if count >= q * buckets[-1][1]:
+            return bound
+    return None
+
+
+def hist_mean(m, name):
+    count = m.get(name + "_count")
+    return m.get(name + "_sum", 0) / count if count else None
+
+
+class ApplyTarget:
+    """What apply invalidates: a single Redis, or a cluster's masters; the
+    master of each slot, and every node's CPU."""
+
+    def __init__(self, name, server):
+        self.name, self.server = name, server
+        self.cluster = hasattr(server, "masters")
+        if self.cluster:
+            self.nodes = list(server.nodes)
+            self.masters = server.masters()
+            owner = {}
+            for start, end, port in self.masters[0].slot_map():
+                for slot in range(start, end + 1):
+                    owner[slot] = server.by_port(port)
+            self.owner = owner
+        else:
+            self.nodes = self.masters = [server]
+
+    def url(self):
+        if self.cluster:
+            return "url = %s\ncluster = on" % self.server.seed_url
+        return "url = %s/0" % self.server.url
+
+    def node_for(self, key):
+        if not self.cluster:
+            return self.server
+        return self.owner[binascii.crc_hqx(key.encode(), 0) & 16383]
+
+    def cpu(self):
+        return [node_cpu(node) for node in self.nodes]
+
+    def stats(self):
+        """Summed over the masters: reads from client sockets, and the
+        calls and microseconds of EVALSHA (INFO commandstats)."""
+        out = {"reads": 0, "evalsha_calls": 0, "evalsha_usec": 0}
+        for node in self.masters:
+            info = node.info("stats", "commandstats")
+            out["reads"] += int(info["total_reads_processed"])
+            cmd = dict(kv.split("=") for kv in
+                       info.get("cmdstat_evalsha", "calls=0,usec=0")
+                       .split(","))
+            out["evalsha_calls"] += int(cmd["calls"])
+            out["evalsha_usec"] += int(cmd["usec"])
+        return out
+
+    def flush(self):
+        for node in self.masters:
+            node.command("FLUSHALL")
+
+    def by_node(self, keys):
+        out = {}
+        for key in keys:
+            out.setdefault(self.node_for(key), []).append(key)
+        return out
+
+    def fill(self, n):
+        """SET user:1..n, pipelined on each master."""
+        for node, keys in self.by_node(["user:%d" % i
+                                        for i in range(1, n + 1)]).items():
+            with node.connect(timeout=30) as conn:
+                for i in range(0, len(keys), 10000):
+                    part = keys[i:i + 10000]
+                    conn.sock.sendall(b"".join(resp("SET", k, "1")
+                                               for k in part))
+                    for _ in part:
+                        reply = conn.read_reply(timeout=30)
+                        if reply != "OK":
+                            raise RuntimeError("SET on %s: %r"
+                                               % (node.addr, reply))
+
+    def check(self, n):
+        """Markers of a sample of the keys, each looked for on its slot's
+        master; user:* keys left on any master."""
+        step = max(1, n // APPLY_SAMPLE)
+        sample = ["user:%d" % i for i in range(1, n + 1, step)]
+        missing = 0
+        for node, keys in self.by_node(sample).items():
+            with node.connect() as conn:
+                for key in keys:
+                    conn.send("EXISTS", marker_key(key))
+                for key in keys:
+                    missing += conn.read_reply() != 1
+        left = 0
+        for node in self.masters:
+            with node.connect() as conn:
+                cursor = b"0"
+                while True:
+                    cursor, batch = conn.command("SCAN", cursor, "MATCH",
+                                                 "user:*", "COUNT", 1000)
+                    left += len(batch)
+                    if cursor == b"0":
+                        break
+        return {"markers_checked": len(sample), "markers_missing": missing,
+                "keys_left": left}
+
+
+def proc_syscalls(pid):
+    """read- and write-like system calls of a process so far
+    (/proc/PID/io syscr + syscw)."""
+    with open("/proc/%d/io" % pid) as f:
+        io = dict(line.split(": ") for line in f.read().splitlines())
+    return int(io["syscr"]) + int(io["syscw"])
+
+
+def apply_settled(path, port, proc, timeout=60, quiet=0.5):
+    """Waits until apply's start sweep is over: every pass it started
+    (pginval_apply_sweeps_total) logged its end, and none started for
+    ``quiet`` s. One end is not enough: the cluster's map, which comes
+    during the first pass, makes it pass again."""
+    wait_log(path, b"swept keys matching", proc, timeout)
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(path, "rb") as f:
+            ended = f.read().count(b"swept keys matching")
+        started = metric_sum(apply_metrics(port), "pginval_apply_sweeps_total")
+        if (started, ended) != last:
+            last, since = (started, ended), time.monotonic()
+        elif ended >= started and time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("apply's start sweep did not settle within %ds "
+                       "(passes started, ended: %s); see %s"
+                       % (timeout, last, path))
+
+
+def apply_conf(pg, channel_redis, target, port):
+    conf = os.path.join(OUT, "apply-%s.conf" % target.name)
+    with open(conf, "w") as f:
+        f.write("\n".join([
+            "# written by tests/bench/run.py",
+            "[postgres]",
+            "conninfo = %s application_name=%s" % (pg.conninfo, DAEMON_APP),
+            "[redis]", "url = %s/0" % channel_redis.url,
+            "channel = " + APPLY_CHANNEL,
+            # debug: the end of the start sweep is logged at that level.
+            "[daemon]", "log_level = debug",
+            "[metrics]", "listen = 127.0.0.1:%d" % port,
+            # The whole burst waits in apply: the default (100000) would
+            # replace it by a reset of the target.
+            "[apply]", "marker_ttl = %d" % APPLY_MARKER_TTL,
+            "max_queue = %d" % max(100000, 2 * APPLY_N),
+            "[table public.users]", "keys = user:{id}",
+            "[target %s]" % target.name, target.url(), ""]))
+    return conf
+
+
+def wait_log(path, needle, proc, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(path, "rb") as f:
+            if needle in f.read():
+                return
+        time.sleep(0.02)
+    raise RuntimeError("apply did not log %r within %ds (exit %s); see %s"
+                       % (needle.decode(), timeout, proc.poll(), path))
+
+
+def apply_run(pg, channel_redis, target, cell, tag):
+    """One apply, fresh, on ``target``; the burst of APPLY_N keys
+    published at once; returns the figures."""
+    from servers import free_port
+    n = APPLY_N
+    target.flush()
+    port = free_port()
+    conf = apply_conf(pg, channel_redis, target, port)
+    path = os.path.join(OUT, "apply-%s.log" % tag)
+    logfile = open(path, "wb")
+    proc = spawn([PGINVAL, "apply", "-c", conf], stdin=subprocess.DEVNULL,
+                 stdout=logfile, stderr=logfile)
+    logfile.close()
+    try:
+        # Its start is a reset: a sweep of user:* on every master.
+        wait_log(path, b"channel: subscribed", proc, 30)
+        apply_settled(path, port, proc)
+        if cell == "filled":
+            target.fill(n)
+        msgs = apply_messages(n, os.urandom(16).hex())
+        m0 = apply_metrics(port)
+        cpu0, tcpu0, st0 = proc_cpu(proc.pid), target.cpu(), target.stats()
+        sys0 = proc_syscalls(proc.pid)
+        with channel_redis.connect(timeout=30) as conn:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Every message carries the time the burst is sent as its ts.
+            ts = b"%d" % int(time.time() * 1e6)
+            burst = b"".join(resp("PUBLISH", APPLY_CHANNEL,
+                                  msg.replace(b"@TS@", ts)) for msg in msgs)
+            t0 = time.monotonic()
+            conn.sock.sendall(burst)
+            published = time.monotonic() - t0
+            receivers = [conn.read_reply(timeout=30) for _ in msgs]
+        deadline = t0 + 60 + n / 2000
+        done = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            m = apply_metrics(port)
+            if m.get("pginval_apply_keys_deleted_total", 0) >= n:
+                done = time.monotonic()
+                break
+            time.sleep(0.01)
+        cpu = proc_cpu(proc.pid) - cpu0
+        syscalls = proc_syscalls(proc.pid) - sys0
+        tcpu = [b - a for a, b in zip(tcpu0, target.cpu())]
+        st = {k: v - st0[k] for k, v in target.stats().items()}
+        hwm = proc_hwm_mb(proc.pid)
+        m = apply_metrics(port)
+    finally:
+        reap(proc)
+    took = done - t0 if done else None
+    deleted = m.get("pginval_apply_keys_deleted_total", 0)
+    masters = [c for node, c in zip(target.nodes, tcpu)
+               if node in target.masters]
+    r = {"keys": n, "messages": len(msgs), "cell": cell,
+         "publish_s": published, "seconds": took,
+         "invalidations_per_s": n / took if took else None,
+         "apply_cpu_ms_per_k": cpu / deleted * 1e6 if deleted else None,
+         "target_cpu_ms_per_k": (sum(masters) / deleted * 1e6
+                                 if deleted else None),
+         "target_all_cpu_ms_per_k": (sum(tcpu) / deleted * 1e6
+                                     if deleted else None),
+         # Its metrics, polled every 10 ms, add a few per poll.
+         "apply_syscalls_per_k": (syscalls / deleted * 1000
+                                  if deleted else None),
+         "node_cpu_s": {node.addr: c for node, c in zip(target.nodes, tcpu)},
+         # How well the commands were batched: socket reads per 1000.
+         "target_reads_per_k": (st["reads"] / deleted * 1000
+                                if deleted else None),
+         "evalsha_us_per_call": (st["evalsha_usec"] / st["evalsha_calls"]
+                                 if st["evalsha_calls"] else None),
+         "lag_mean_s": hist_mean(m, "pginval_apply_lag_seconds"),
+         "lag_p99_le_s": hist_bound(m, "pginval_apply_lag_seconds", 0.99),
+         "apply_peak_rss_mb": hwm,
+         "keys_deleted": deleted,
+         "keys_existed": m.get("pginval_apply_keys_existed_total", 0),
+         "receivers": sorted(set(receivers), key=repr),
+         "messages_applied": (metric_sum(m, "pginval_apply_messages_total")
+                              - metric_sum(m0,
+                                           "pginval_apply_messages_total")),
+         "gaps": (metric_sum(m, "pginval_apply_gaps_total")
+                  - metric_sum(m0, "pginval_apply_gaps_total")),
+         "invalid": metric_sum(m, "pginval_apply_invalid_messages_total"),
+         "overflows": metric_sum(m, "pginval_apply_overflows_total"),
+         "command_errors": metric_sum(m,
+                                      "pginval_apply_command_errors_total")}
+    if took:
+        r.update(target.check(n))
+    return r
+
+
+def scenario_applyrate(pg):
+    from servers import RedisCluster
+    out = {}
+    with Redis() as channel, Redis() as single, \
+            RedisCluster(masters=3, replicas=1) as cl:
+        log("applyrate: cluster ready in %.1fs" % cl.startup_s)
+        targets = [ApplyTarget("cluster", cl), ApplyTarget("single", single)]
+        for rep in range(RUNS):
+            for cell in APPLY_CELLS:
+                for target in targets:
+                    side = "pginval" if target.cluster else "reference"
+                    r = apply_run(pg, channel, target, cell, "%s-%s-%d" % (
+                        target.name, cell, rep + 1))
+                    log("applyrate %s %s run %d: %d keys in %.3fs "
+                        "(%.0f/s), apply %.3f ms/1000, redis %.3f ms/1000 "
+                        "(all nodes %.3f), lag p99 <= %s s, existed %d, "
+                        "markers missing %s, keys left %s"
+                        % (cell, target.name, rep + 1, r["keys"],
+                           r["seconds"] or -1,
+                           r["invalidations_per_s"] or -1,
+                           r["apply_cpu_ms_per_k"] or -1,
+                           r["target_cpu_ms_per_k"] or -1,
+                           r["target_all_cpu_ms_per_k"] or -1,
+                           fmt(r["lag_p99_le_s"]), r["keys_existed"],
+                           r.get("markers_missing"), r.get("keys_left")))
+                    out.setdefault(cell, {}).setdefault(
+                        side, {"runs": []})["runs"].append(r)
+    for sides in out.values():
+        for v in sides.values():
+            v["median"] = summarize(v["runs"])
+    return out
+
+
+def applyrate_problems(res):
+    """What went wrong in the apply runs, as lines: a run that did not
+    finish, messages not all applied, gaps, bad messages, overflows,
+    command errors, missing markers, keys left behind."""
+    lines = []
+    for cell, sides in res.items():
+        for side, v in sides.items():
+            for i, r in enumerate(v["runs"]):
+                what = "%s %s run %d" % (cell, side, i + 1)
+                want = {"receivers": [1], "messages_applied": r["messages"],
+                        "invalid": 0, "overflows": 0, "command_errors": 0,
+                        "markers_missing": 0, "keys_left": 0,
+                        "keys_existed": r["keys"] if cell == "filled" else 0}
+                if r["seconds"] is None:
+                    lines.append("%s: %d of %d keys deleted before the "
+                                 "timeout" % (what, r["keys_deleted"],
+                                              r["keys"]))
+                for field, value in want.items():
+                    if field in r and r[field] != value:
+                        lines.append("%s: %s is %r, not %r"
+                                     % (what, field, r[field], value))
+                # The subscription's own gap was counted before the burst.
+                if r["gaps"]:
+                    lines.append("%s: %d gaps during the burst"
+                                 % (what, r["gaps"]))
+    return lines
+
+
+# --------------------------------------------------------------------------
 # Machine, table, JSON
 # --------------------------------------------------------------------------
 
@@ -1490,6 +1870,30 @@ def build_rows(res):
                          median([ratio(a.get(field), b.get(field)) for a, b
                                  in zip(pub["runs"], spub["runs"])]),
                          spread(pub["runs"], spub["runs"], field)))
+    for cell, data in sorted(res.get("applyrate", {}).items()):
+        if "pginval" not in data or "reference" not in data:
+            continue
+        scn = ("l. apply %s keys%s, 3+3 cluster (ref: single Redis)"
+               % ("{:,}".format(APPLY_N),
+                  ", pre-filled" if cell == "filled" else ""))
+        pair(scn, "first PUBLISH -> last ack (s)", data, "seconds")
+        pair(scn, "invalidations/s", data, "invalidations_per_s")
+        pair(scn, "apply CPU ms per 1000 invalidations", data,
+             "apply_cpu_ms_per_k")
+        pair(scn, "apply read/write syscalls per 1000", data,
+             "apply_syscalls_per_k")
+        pair(scn, "Redis CPU ms per 1000, masters", data,
+             "target_cpu_ms_per_k")
+        pair(scn, "Redis CPU ms per 1000, all nodes", data,
+             "target_all_cpu_ms_per_k")
+        pair(scn, "Redis socket reads per 1000, masters", data,
+             "target_reads_per_k")
+        pair(scn, "EVALSHA us per call (commandstats)", data,
+             "evalsha_us_per_call")
+        pair(scn, "lag mean, from the burst's ts (s)", data, "lag_mean_s")
+        pair(scn, "lag p99 at most (s; bucket bound)", data, "lag_p99_le_s")
+        pair(scn, "apply peak RSS (MB)", data, "apply_peak_rss_mb")
+        pair(scn, "keys that existed", data, "keys_existed")
     s = res.get("wallatency")
     if s:
         scn = "j. latency %d tx/s, wal (ref: replication client)" % RATE
@@ -1530,10 +1934,12 @@ WRITE_SETTINGS = {"fsync": "on", "synchronous_commit": "on",
 WAL_SETTINGS = {"wal_level": "logical", "max_replication_slots": "10",
                 "max_wal_senders": "10"}
 SCENARIOS = ["write", "trust", "walwrite", "drain", "latency", "bulk",
-             "fanin", "stream", "waldrain", "wallatency", "fanout"]
+             "fanin", "stream", "waldrain", "wallatency", "fanout",
+             "applyrate"]
 STREAM_KEY = "bench:log"
 WAL_ONLY = ("write", "trust", "walwrite", "waldrain", "wallatency")
-NO_RELAY = WAL_ONLY + ("fanout",)   # scenarios without the relay cluster
+# scenarios without the relay cluster
+NO_RELAY = WAL_ONLY + ("fanout", "applyrate")
 
 
 def run_scenarios(wanted, results, elapsed):
@@ -1575,6 +1981,11 @@ def run_scenarios(wanted, results, elapsed):
     if "fanout" in wanted:
         machine = machine or machine_info(None)
         timed("fanout", scenario_fanout)
+    if "applyrate" in wanted:
+        # Its PostgreSQL only answers apply's connection: no refresh runs.
+        with Postgres() as pg:
+            machine = machine_info(pg)
+            timed("applyrate", scenario_applyrate, pg)
     if not [w for w in wanted if w not in NO_RELAY]:
         return machine
     with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as redis:
@@ -1606,16 +2017,20 @@ def main(argv):
                  % (", ".join(unknown), " ".join(SCENARIOS)))
     global PGINVAL, REFRELAY, SUB
     os.makedirs(OUT, exist_ok=True)
-    # fanout alone needs none of the binaries.
-    if [w for w in wanted if w != "fanout"]:
-        for path in (PGINVAL, REFRELAY, SUB):
+    # fanout needs none of the binaries, applyrate only pginval.
+    needed = [PGINVAL] if [w for w in wanted if w != "fanout"] else []
+    if [w for w in wanted if w not in ("fanout", "applyrate")]:
+        needed += [REFRELAY, SUB]
+    if needed:
+        for path in needed:
             if not os.access(path, os.X_OK):
                 sys.exit("bench: %s is missing; run `make bench`" % path)
         # The runs use copies: a rebuild (or make clean) while they go on
         # must not mix versions, or pull a binary from under them.
         bindir = os.path.join(OUT, "bin")
         os.makedirs(bindir, exist_ok=True)
-        PGINVAL, REFRELAY, SUB = [shutil.copy2(path, bindir)
+        copies = {path: shutil.copy2(path, bindir) for path in needed}
+        PGINVAL, REFRELAY, SUB = [copies.get(path, path)
                                   for path in (PGINVAL, REFRELAY, SUB)]
     for name in os.listdir(OUT):
         if name.endswith(".log"):
@@ -1678,6 +2093,9 @@ def main(argv):
                  p["bus_per_msg"], q["bus_per_msg"]))
         for line in fanout_problems(fan):
             print("WARNING: fan-out " + line)
+    if results.get("applyrate"):
+        for line in applyrate_problems(results["applyrate"]):
+            print("WARNING: applyrate " + line)
     print("elapsed: " + ", ".join("%s %.0fs" % kv for kv in elapsed.items()))
     doc = {"note": note, "machine": machine,
            "params": {"runs": RUNS, "drain_rows": N, "bulk_rows": BULK,
@@ -1691,7 +2109,9 @@ def main(argv):
                       "relay_postgres_settings": RELAY_SETTINGS,
                       "write_postgres_settings": WRITE_SETTINGS,
                       "fanout_msgs": FANOUT_N, "fanout_depth": FANOUT_DEPTH,
-                      "fanout_message_bytes": len(FANOUT_MESSAGE)},
+                      "fanout_message_bytes": len(FANOUT_MESSAGE),
+                      "applyrate_keys": APPLY_N,
+                      "applyrate_keys_per_message": APPLY_BATCH},
            "table": [{"scenario": a, "metric": b, "pginval": c,
                       "reference": d, "ratio": e, "spread": f}
                      for a, b, c, d, e, f in rows],
