@@ -272,6 +272,25 @@ def test_check_refuses_a_stream_in_another_slot():
     assert "only database 0" in r.stderr, r.stderr
 
 
+def test_check_connect_reports_every_master():
+    d = harness.Daemon(PG, REDIS, TABLES, redis_url=CL.seed_url, extra={
+        "redis.cluster": "on", "redis.stream": "{pginval}:log"})
+    r = subprocess.run([harness.BIN, "check", "--connect", "-c", d.config],
+                       capture_output=True, text=True)
+    eq(r.returncode, 0, r.stdout + r.stderr)
+    for m in CL.masters():
+        assert "ok: cluster master %s, slots " % m.addr in r.stdout, r.stdout
+    owner = CL.owner(CL.keyslot("pginval"))
+    assert 'ok: channel "pginval" (slot 9865) is served by %s' % owner.addr \
+        in r.stdout, r.stdout
+    # A key of another type where the stream goes: on the channel's master.
+    owner.command("SET", "{pginval}:log", "x")
+    r = subprocess.run([harness.BIN, "check", "--connect", "-c", d.config],
+                       capture_output=True, text=True)
+    eq(r.returncode, 1, r.stdout + r.stderr)
+    assert "not a stream" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
 def test_master_restarted_from_an_older_snapshot():
     # Its deletes since the snapshot come back as stale keys: apply sees
     # its replication history go back at the reconnect and resets.
