@@ -200,6 +200,24 @@ redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 	redis_sink_maybe_idle(s);
 }
 
+/* m as sent with seq, into s->frame. */
+static void
+redis_sink_frame(struct redis_sink *s, const struct sink_msg *m, uint64_t seq)
+{
+	const struct buf *body = &m->body;
+
+	if (m->op != NULL) {
+		buf_reset(&s->body);
+		message_body_rows(&s->body, m->op, m->table, &m->keys, m->ts,
+		    m->rows.data, m->rows.len, m->nrows);
+		body = &s->body;
+	}
+	buf_reset(&s->frame);
+	message_frame(&s->frame, seq, s->epoch, body->data, body->len);
+}
+
+static int redis_sink_xadd(struct redis_sink *s, struct redis_conn *conn);
+
 /* A stream that refuses entries costs subscribers their replays (they
  * reset instead), not invalidations: said at most once a minute. */
 static void
@@ -207,11 +225,23 @@ redis_sink_xadd_cb(void *arg, redisReply *reply, void *privdata)
 {
 	struct redis_sink *s = privdata;
 
+	enum redis_err_kind kind;
+	struct sink_msg *m = list_first(&s->inflight);
+
 	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
 		return;
-	if (redis_err_classify(reply->str, reply->len, NULL) !=
-	    REDIS_ERR_OTHER)
-		return;	/* a redirect: its PUBLISH gets one too */
+	kind = redis_err_classify(reply->str, reply->len, NULL);
+	if (kind == REDIS_ERR_ASK && m != NULL) {
+		/* The slot is moving and the stream moved already, but the
+		 * channel is still served here: the PUBLISH goes out, so the
+		 * entry follows the stream (the router sends ASKING). m is
+		 * the message whose replies come now. */
+		redis_sink_frame(s, m, s->seq - s->inflight.n + 1);
+		redis_sink_xadd(s, NULL);
+		return;
+	}
+	if (kind != REDIS_ERR_OTHER)
+		return;	/* MOVED and the like: its PUBLISH gets one too */
 	s->stats->stream_refused++;
 	if (redis_sink_unreadable(reply)) {
 		redis_sink_refused(s, "XADD", reply->str);
@@ -227,6 +257,8 @@ redis_sink_xadd_cb(void *arg, redisReply *reply, void *privdata)
 	    s->stream ? s->stream : "", reply->str);
 }
 
+/* Appends s->frame to the stream: on conn, before the PUBLISH; or, with
+ * conn NULL, through the router, to wherever the stream is. */
 static int
 redis_sink_xadd(struct redis_sink *s, struct redis_conn *conn)
 {
@@ -237,6 +269,12 @@ redis_sink_xadd(struct redis_sink *s, struct redis_conn *conn)
 	for (size_t i = 0; i < 7; i++)
 		argvlen[i] = strlen(argv[i]);
 	argvlen[7] = s->frame.len;
+	if (conn == NULL) {
+		redis_router_command(s->router, (int)redis_keyslot(s->stream,
+		    strlen(s->stream)), NULL, redis_sink_xadd_cb, s, 8, argv,
+		    argvlen);
+		return 0;
+	}
 	return redis_conn_command(conn, redis_sink_xadd_cb, s, 8, argv,
 	    argvlen);
 }
@@ -291,7 +329,6 @@ redis_sink_pump(struct redis_sink *s)
 	    (m = list_first(&s->queue)) != NULL) {
 		const char *argv[3];
 		size_t argvlen[3];
-		const struct buf *body = &m->body;
 		double wait = m->queued_at + s->o.coalesce - ev_now(s->loop);
 
 		/* The last message of a transaction still arriving is held:
@@ -323,15 +360,7 @@ redis_sink_pump(struct redis_sink *s)
 			}
 		}
 		list_pop(&s->queue);
-		if (m->op != NULL) {
-			buf_reset(&s->body);
-			message_body_rows(&s->body, m->op, m->table, &m->keys,
-			    m->ts, m->rows.data, m->rows.len, m->nrows);
-			body = &s->body;
-		}
-		buf_reset(&s->frame);
-		message_frame(&s->frame, s->seq + 1, s->epoch, body->data,
-		    body->len);
+		redis_sink_frame(s, m, s->seq + 1);
 		if (s->stream != NULL && redis_sink_xadd(s, conn) == -1) {
 			fifo_push(&s->requeue, &m->node);
 			break;

@@ -234,6 +234,32 @@ def test_apply_replays_after_the_channel_slot_moves():
             "one reset: the start's"
 
 
+def test_stream_follows_a_migrating_slot():
+    # While the slot is MIGRATING and the stream already moved, the source
+    # still serves the channel: the message is published there, and its
+    # entry follows the stream to the target (ASK, ASKING).
+    slot = CL.keyslot("pginval")
+    with Stack(apply=False, daemon_url=CL.seed_url, daemon_extra={
+            "redis.cluster": "on", "redis.stream": "{pginval}:log"}) as s:
+        s.d.wait_log("publishing on")
+        src = CL.owner(slot)
+        wait_for(lambda: src.command("XLEN", "{pginval}:log") == 1,
+                 "the start reset in the stream")
+        dst = [m for m in CL.masters() if m.port != src.port][0]
+        CL.start_migration(slot, dst)
+        try:
+            CL.migrate_keys(slot, dst, keys=["{pginval}:log"])
+            with CL.ssubscribe("pginval", node=src) as sub:
+                update([5])
+                msg = sub.get(timeout=15)
+                assert b'"user:5"' in msg, msg
+        finally:
+            CL.finish_migration(slot, dst)
+        entries = dst.command("XRANGE", "{pginval}:log", "-", "+")
+        eq(len(entries), 2, "both entries on the new owner")
+        assert b'"user:5"' in entries[1][1][1], entries
+
+
 def test_daemon_deletes_on_every_master():
     ids = range(1, N + 1)
     with Stack(apply=False, daemon_url=CL.seed_url, daemon_extra={
