@@ -8,9 +8,9 @@
  * list in their order and go to the front of its wait list.
  */
 #include "lib/redis_router.h"
+#include "lib/redis_router_int.h"
 #include "lib/fifo.h"
 #include "lib/log.h"
-#include "lib/redis_history.h"
 #include "lib/redis_slots.h"
 #include "lib/xalloc.h"
 
@@ -20,62 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REDIS_ROUTER_RETRY 0.05	/* TRYAGAIN, CLUSTERDOWN...: seconds */
-#define REDIS_ROUTER_ASKED 0.1	/* least time between asked-for refreshes */
-#define REDIS_ROUTER_AWAY 1.0	/* refreshes while a node is away */
-
-struct rcmd {
-	struct fifo_node node;	/* first */
-	int slot;
-	struct redis_router_node *to;	/* a node's own command; or NULL */
-	struct redis_router_node *ask;	/* ASK: this node, once, with ASKING */
-	redis_conn_reply_cb *fn;
-	void *privdata;
-	int argc;
-	const char **argv;	/* one allocation with argvlen and the bytes */
-	size_t *argvlen;
-};
-
-struct redis_router_node {
-	struct redis_router *r;
-	struct redis_conn *conn;
-	char *host;
-	int port;
-	char where[300];
-	int first_slot;		/* -1: none (not a master in the map) */
-	int home_slot;		/* the first slot it ever owned, or -1 */
-	char **shard;		/* ids of its replicas in the last map */
-	size_t nshard;
-	struct fifo wait, requeue;
-	void *data;
-	bool gone;
-};
-
-struct redis_router {
-	struct ev_loop *loop;
-	redis_router_cb *cb;
-	void *arg;
-	struct redis_conn_opts o;	/* name and addr are ours */
-	struct redis_addr addr;
-	char *name;
-	bool cluster;
-	struct redis_router_node **nodes;
-	size_t nnodes;
-	struct redis_router_node *by_slot[REDIS_SLOTS];
-	bool have_map;
-	bool freeing;		/* no more events */
-	struct fifo unrouted, later;
-	size_t inflight;
-	bool refreshing;	/* a CLUSTER SLOTS in flight */
-	double refreshed;	/* when the last one was sent */
-	ev_timer refresh_timer, later_timer, reap_timer;
-	struct redis_router_node **dead;	/* freed from reap_timer */
-	size_t ndead;
-	struct log_limit complaints;
-};
-
-static void router_route(struct redis_router *r, struct rcmd *c);
-static void router_refresh(struct redis_router *r);
 static void router_pump(struct redis_router_node *n);
 
 static struct rcmd *
@@ -109,7 +53,7 @@ rcmd_new(int argc, const char **argv, const size_t *argvlen)
 
 static void router_conn_cb(void *arg, enum redis_conn_event ev);
 
-static struct redis_router_node *
+struct redis_router_node *
 router_node_find(struct redis_router *r, const char *host, int port)
 {
 	for (size_t i = 0; i < r->nnodes; i++)
@@ -119,7 +63,7 @@ router_node_find(struct redis_router *r, const char *host, int port)
 	return NULL;
 }
 
-static struct redis_router_node *
+struct redis_router_node *
 router_node_add(struct redis_router *r, const char *host, int port)
 {
 	struct redis_router_node *n = xcalloc(1, sizeof(*n));
@@ -140,6 +84,8 @@ router_node_add(struct redis_router *r, const char *host, int port)
 		a.port = port;
 		a.where = xstrdup(n->where);
 		snprintf(name, sizeof(name), "%s %s", r->name, n->where);
+		/* What waits for this node, for its log lines. */
+		co.backlog = &n->wait.n;
 	} else {
 		snprintf(name, sizeof(name), "%s", r->name);
 	}
@@ -155,7 +101,7 @@ router_node_add(struct redis_router *r, const char *host, int port)
 
 /* Takes n out of the map; its commands go elsewhere, its link and struct
  * are freed from the reap timer (n may be in one of its own callbacks). */
-static void
+void
 router_node_drop(struct redis_router *r, struct redis_router_node *n)
 {
 	size_t i;
@@ -171,42 +117,6 @@ router_node_drop(struct redis_router *r, struct redis_router_node *n)
 	r->dead = xrealloc(r->dead, (r->ndead + 1) * sizeof(*r->dead));
 	r->dead[r->ndead++] = n;
 	ev_timer_start(r->loop, &r->reap_timer);
-}
-
-/* Remembers the replicas the map lists with n (none: forgets them). */
-static void
-router_node_shard(struct redis_router_node *n, const struct redis_node *m)
-{
-	for (size_t i = 0; i < n->nshard; i++)
-		free(n->shard[i]);
-	free(n->shard);
-	n->shard = NULL;
-	n->nshard = 0;
-	if (m == NULL || m->nreplicas == 0)
-		return;
-	n->shard = xcalloc(m->nreplicas, sizeof(*n->shard));
-	for (size_t i = 0; i < m->nreplicas; i++)
-		n->shard[n->nshard++] = xstrdup(m->replicas[i]);
-}
-
-/*
- * A master new to the router that was a replica of one it knew (a
- * failover) takes over what that link knew of the shard's write history,
- * so that writes the old master acknowledged and the replica never got
- * are noticed at its connect (redis_history.h).
- */
-static void
-router_node_inherit(struct redis_router *r, struct redis_router_node *n,
-    const char *id)
-{
-	for (size_t i = 0; i < r->nnodes; i++)
-		for (size_t j = 0; j < r->nodes[i]->nshard; j++)
-			if (r->nodes[i] != n &&
-			    strcmp(r->nodes[i]->shard[j], id) == 0) {
-				redis_conn_set_history(n->conn,
-				    redis_conn_history(r->nodes[i]->conn));
-				return;
-			}
 }
 
 static void
@@ -292,7 +202,7 @@ router_pump(struct redis_router_node *n)
 }
 
 /* Where c goes now: its node, its ASK node, or the slot's master. */
-static void
+void
 router_route(struct redis_router *r, struct rcmd *c)
 {
 	struct redis_router_node *n = c->ask ? c->ask : c->to;
@@ -410,122 +320,6 @@ final:
 	router_pump(n);
 }
 
-/* -- the slot map ------------------------------------------------------------ */
-
-static void
-router_map_cb(void *arg, redisReply *reply, void *privdata)
-{
-	struct redis_router_node *n = arg;
-	struct redis_router *r = n->r;
-	struct redis_slot_map m = { 0 };
-	struct redis_router_node **masters;
-	unsigned moved = 0;
-	char err[256];
-
-	(void)privdata;
-	r->refreshing = false;
-	if (reply == NULL)
-		return;
-	if (reply->type == REDIS_REPLY_ERROR) {
-		log_error("%s: CLUSTER SLOTS failed on %s: %s (is it a "
-		    "cluster? set cluster = off for a single Redis)", r->name,
-		    n->where, reply->str);
-		return;
-	}
-	if (redis_slots_parse(&m, reply, n->host, err, sizeof(err)) == -1) {
-		log_error("%s: CLUSTER SLOTS from %s: %s; keeping the map I "
-		    "have", r->name, n->where, err);
-		return;
-	}
-	masters = xcalloc(m.nmasters, sizeof(*masters));
-	for (size_t i = 0; i < m.nmasters; i++) {
-		masters[i] = router_node_find(r, m.masters[i].host,
-		    m.masters[i].port);
-		if (masters[i] == NULL) {
-			masters[i] = router_node_add(r, m.masters[i].host,
-			    m.masters[i].port);
-			redis_conn_start(masters[i]->conn);
-		}
-		if (!redis_conn_history(masters[i]->conn)->known)
-			router_node_inherit(r, masters[i], m.masters[i].id);
-		masters[i]->first_slot = -1;
-	}
-	for (size_t i = 0; i < m.nmasters; i++)
-		router_node_shard(masters[i], &m.masters[i]);
-	for (int s = REDIS_SLOTS - 1; s >= 0; s--) {
-		if (r->by_slot[s] != masters[m.owner[s]])
-			moved++;
-		r->by_slot[s] = masters[m.owner[s]];
-		r->by_slot[s]->first_slot = s;
-	}
-	for (size_t i = 0; i < m.nmasters; i++)
-		if (masters[i]->home_slot < 0)
-			masters[i]->home_slot = masters[i]->first_slot;
-	free(masters);
-	/* Nodes that own no slot (a replica now, failed, or the seed) go;
-	 * what waits for them is routed again. */
-	for (size_t i = r->nnodes; i-- > 0; )
-		if (r->nodes[i]->first_slot < 0)
-			router_node_drop(r, r->nodes[i]);
-	if (!r->have_map)
-		log_info("%s: %zu masters in the cluster", r->name, m.nmasters);
-	else if (moved > 0)
-		log_info("%s: %u slots have a new master; %zu masters in the "
-		    "cluster", r->name, moved, m.nmasters);
-	r->have_map = true;
-	redis_slots_free(&m);
-	r->cb(r->arg, ROUTER_MAP, NULL);
-	ev_timer_start(r->loop, &r->reap_timer);	/* routes unrouted */
-}
-
-/* Asks any ready node for CLUSTER SLOTS: one at a time, and not more
- * often than REDIS_ROUTER_ASKED. */
-static void
-router_refresh(struct redis_router *r)
-{
-	const char *argv[] = { "CLUSTER", "SLOTS" };
-	double now = ev_now(r->loop);
-
-	if (!r->cluster || r->refreshing)
-		return;
-	if (now - r->refreshed < REDIS_ROUTER_ASKED) {
-		ev_timer_stop(r->loop, &r->refresh_timer);
-		ev_timer_set(&r->refresh_timer, REDIS_ROUTER_ASKED, 0);
-		ev_timer_start(r->loop, &r->refresh_timer);
-		return;
-	}
-	for (size_t i = 0; i < r->nnodes; i++) {
-		struct redis_router_node *n = r->nodes[i];
-
-		if (redis_conn_ready(n->conn) &&
-		    redis_conn_command(n->conn, router_map_cb, NULL, 2, argv,
-		    NULL) == 0) {
-			r->refreshing = true;
-			r->refreshed = now;
-			break;
-		}
-	}
-	/* Asked again by the timer: periodically, or soon while nothing
-	 * answers. */
-	ev_timer_stop(r->loop, &r->refresh_timer);
-	ev_timer_set(&r->refresh_timer, r->refreshing && redis_router_ready(r) ?
-	    REDIS_ROUTER_REFRESH : REDIS_ROUTER_AWAY, 0);
-	ev_timer_start(r->loop, &r->refresh_timer);
-}
-
-static void
-router_refresh_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct redis_router *r = w->data;
-
-	(void)loop;
-	(void)revents;
-	if (r->nnodes == 0)	/* every node left: start from the seed */
-		redis_conn_start(router_node_add(r, r->addr.host,
-		    r->addr.port)->conn);
-	router_refresh(r);
-}
-
 static void
 router_conn_cb(void *arg, enum redis_conn_event ev)
 {
@@ -633,38 +427,6 @@ redis_router_tune(struct redis_router *r, const struct redis_conn_opts *conn)
 	r->o.addr = addr;
 	for (size_t i = 0; i < r->nnodes; i++)
 		redis_conn_tune(r->nodes[i]->conn, conn);
-}
-
-struct redis_router_node *
-redis_router_slot_node(const struct redis_router *r, int slot)
-{
-	if (!r->cluster)
-		return r->nnodes > 0 ? r->nodes[0] : NULL;
-	return r->have_map ? r->by_slot[slot & (REDIS_SLOTS - 1)] : NULL;
-}
-
-void
-redis_router_moved(struct redis_router *r, const char *err, size_t len,
-    const struct redis_conn *from)
-{
-	struct redis_redirect to;
-	struct redis_router_node *src = NULL, *dst;
-
-	if (!r->cluster || redis_err_classify(err, len, &to) != REDIS_ERR_MOVED)
-		return;
-	for (size_t i = 0; i < r->nnodes; i++)
-		if (r->nodes[i]->conn == from)
-			src = r->nodes[i];
-	if (to.host[0] == '\0' && src == NULL)
-		return;
-	dst = router_node_find(r, to.host[0] ? to.host : src->host, to.port);
-	if (dst == NULL) {
-		dst = router_node_add(r, to.host[0] ? to.host : src->host,
-		    to.port);
-		redis_conn_start(dst->conn);
-	}
-	r->by_slot[to.slot % REDIS_SLOTS] = dst;
-	router_refresh(r);
 }
 
 bool

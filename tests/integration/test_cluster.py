@@ -341,12 +341,16 @@ def test_master_killed_under_write_load():
     stop = threading.Event()
     rounds = [0]
 
+    events = []
+
     def writer():
         deadline = time.monotonic() + 20
         while not stop.is_set() and time.monotonic() < deadline:
             batch = ids[(rounds[0] * 30) % N:][:30]
             fill(batch)
+            events.append(("filled", batch[0], time.time()))
             update(batch)
+            events.append(("updated", batch[0], time.time()))
             rounds[0] += 1
 
     with Stack() as s:
@@ -362,8 +366,14 @@ def test_master_killed_under_write_load():
         assert rounds[0] >= 5, rounds
         # Whatever the writer cached is invalidated by its update, so
         # once apply has caught up no key may be left.
-        wait_for(lambda: not stale(user_keys(ids)), "no stale key",
-                 timeout=30)
+        try:
+            wait_for(lambda: not stale(user_keys(ids)), "no stale key",
+                     timeout=30)
+        except AssertionError:
+            left = stale(user_keys(ids))
+            raise AssertionError("stale: %r on %r, markers %r, log %r" % (
+                left[:10], sorted({CL.node_for(k).port for k in left}),
+                [cget("pginval:m:{%s}" % k) for k in left[:10]], events))
         assert "masters in the cluster" in s.a.log_text()
 
 
