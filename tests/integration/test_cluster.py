@@ -255,8 +255,10 @@ def test_stream_follows_a_migrating_slot():
                 assert b'"user:5"' in msg, msg
         finally:
             CL.finish_migration(slot, dst)
+        wait_for(lambda: len(dst.command("XRANGE", "{pginval}:log", "-",
+                                         "+")) == 2,
+                 "both entries on the new owner")
         entries = dst.command("XRANGE", "{pginval}:log", "-", "+")
-        eq(len(entries), 2, "both entries on the new owner")
         assert b'"user:5"' in entries[1][1][1], entries
 
 
