@@ -1,0 +1,18 @@
+/*
+ * The parts of pginval check --connect: check.c (PostgreSQL) and
+ * check_redis.c (Redis). Not for other modules: they see only check.h.
+ */
+#ifndef PGINVAL_CHECK_INT_H
+#define PGINVAL_CHECK_INT_H
+
+#include <stdio.h>
+
+#include "core/config.h"
+
+/* Prints "problem: ..." with its arguments escaped; returns 1. */
+int check_problem(FILE *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The Redis side; returns the number of problems found. */
+int check_redis(const struct config *cfg, FILE *out);
+
+#endif
