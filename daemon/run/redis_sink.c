@@ -1,12 +1,16 @@
 /*
- * Redis sink. Commands are pipelined on one redis_conn (which owns the
- * link, its handshake, timeouts and reconnects): each queued message
- * becomes an optional UNLINK, an optional XADD and a PUBLISH, and moves
- * to the in-flight list until the PUBLISH's reply arrives. hiredis 0.14
- * has an unbounded output buffer, so the window is capped (max_inflight).
+ * Redis sink. Commands are pipelined on the link of the master that
+ * serves the channel (one server, or in a cluster the master of the
+ * channel's slot; a redis_router keeps the links, their handshakes,
+ * timeouts and reconnects): each queued message becomes an optional
+ * UNLINK, an optional XADD and a PUBLISH (SPUBLISH in a cluster), and
+ * moves to the in-flight list until the PUBLISH's reply arrives. hiredis
+ * 0.14 has an unbounded output buffer, so the window is capped
+ * (max_inflight).
  *
  * When the link drops, pending replies arrive as NULL, which is how
- * in-flight messages find their way back to the queue, in order.
+ * in-flight messages find their way back to the queue, in order; a
+ * redirect sends them back the same way.
  */
 #include "run/redis_sink.h"
 #include "run/sink_int.h"
@@ -118,42 +122,13 @@ redis_sink_retry(struct redis_sink *s, struct sink_msg *m)
 	return false;
 }
 
-/*
- * A cluster's answers that say "not here" or "not now" (MOVED, ASK,
- * TRYAGAIN, CLUSTERDOWN...), and READONLY from a master that became a
- * replica: not the message's fault. True for those; the map is corrected
- * and the message is sent again, to the owner, after a short wait.
- */
-static bool
-redis_sink_redirected(struct redis_sink *s, struct redis_router_node *n,
-    const redisReply *reply)
-{
-	enum redis_err_kind kind = redis_err_classify(reply->str, reply->len,
-	    NULL);
-
-	if (kind == REDIS_ERR_OTHER || kind == REDIS_ERR_NOSCRIPT)
-		return false;
-	if (kind == REDIS_ERR_MOVED)
-		redis_router_moved(s->router, reply->str, reply->len,
-		    redis_router_conn(n));
-	else if (kind == REDIS_ERR_READONLY)
-		redis_conn_disconnect(redis_router_conn(n));
-	if (log_limit(&s->refusal_lines, ev_now(s->loop), "redirects"))
-		log_info("redis: %s answered %s; sending again", 
-		    redis_router_where(n), reply->str);
-	ev_timer_stop(s->loop, &s->hold);
-	ev_timer_set(&s->hold, kind == REDIS_ERR_MOVED ? 0 : 0.05, 0);
-	ev_timer_start(s->loop, &s->hold);
-	return true;
-}
-
 static void
 redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 {
 	struct redis_sink *s = privdata;
 	struct sink_msg *m = list_pop(&s->inflight);
 	bool redirect = reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-	    redis_sink_redirected(s, arg, reply);
+	    sink_redirected(s, arg, reply);
 
 	if (redirect)
 		s->redirected++;
@@ -394,84 +369,6 @@ redis_sink_hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	redis_sink_pump(w->data);
 }
 
-/* The channel's master is ready: told once per link. */
-static void
-redis_sink_channel_ready(struct redis_sink *s)
-{
-	struct redis_router_node *n = redis_router_slot_node(s->router,
-	    s->slot);
-	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
-
-	if (conn == NULL || !redis_conn_ready(conn) || n == s->ready_on)
-		return;
-	s->ready_on = n;
-	if (redis_conn_reconnects(conn) > 0)
-		s->stats->redis_reconnects++;
-	log_info("redis: connected to %s, publishing on \"%s\"%s%s%s",
-	    redis_conn_where(conn), s->channel,
-	    s->stream ? " and appending to stream \"" : "",
-	    s->stream ? s->stream : "", s->stream ? "\"" : "");
-	s->cb(s->arg, REDIS_EVENT_READY, NULL, NULL);
-}
-
-static void
-redis_sink_node_cb(void *arg, enum redis_router_event ev,
-    struct redis_router_node *n)
-{
-	struct redis_sink *s = arg;
-	struct redis_conn *conn = n ? redis_router_conn(n) : NULL;
-	bool channel = n != NULL &&
-	    n == redis_router_slot_node(s->router, s->slot);
-
-	switch (ev) {
-	case ROUTER_MAP:
-		redis_sink_channel_ready(s);
-		redis_sink_kick(s);
-		break;
-	case ROUTER_NODE_NEW:
-	case ROUTER_NODE_GONE:
-		if (s->sweep != NULL)
-			redis_sweep_nodes_changed(s->sweep);
-		if (n == s->ready_on)
-			s->ready_on = NULL;
-		if (n == s->sent_on) {
-			/* Its replies came back NULL as it went. */
-			fifo_prepend(&s->requeue, &s->inflight);
-			s->sent_on = NULL;
-			redis_sink_kick(s);
-		}
-		break;
-	case ROUTER_NODE_HANDSHAKE:
-		break;
-	case ROUTER_NODE_READY:
-		redis_sink_channel_ready(s);
-		if (s->sweep != NULL)
-			redis_sweep_resume(s->sweep);
-		redis_sink_kick(s);
-		break;
-	case ROUTER_NODE_CLOSED:
-		/* Whatever was in flight goes back, in order, before the
-		 * queue (redis_sink_pump()). */
-		if (n == s->sent_on)
-			fifo_prepend(&s->requeue, &s->inflight);
-		if (s->sweep != NULL)
-			redis_sweep_reset(s->sweep, conn);
-		redis_sink_kick(s);
-		break;
-	case ROUTER_NODE_LOST:
-		if (n == s->ready_on)
-			s->ready_on = NULL;
-		if (channel)
-			s->cb(s->arg, REDIS_EVENT_LOST, NULL, NULL);
-		break;
-	case ROUTER_NODE_FORGOT:	/* any node: deleted keys may be back */
-		s->stats->history_breaks++;
-		s->cb(s->arg, REDIS_EVENT_FORGOT, NULL,
-		    redis_conn_forgot_reason(conn));
-		break;
-	}
-}
-
 static void
 redis_sink_set_stream(struct redis_sink *s, const struct redis_sink_opts *o)
 {
@@ -519,7 +416,7 @@ redis_sink_new(struct ev_loop *loop, const struct redis_sink_opts *opts,
 	s->slot = (int)redis_keyslot(s->channel, strlen(s->channel));
 	s->publish = opts->addr->cluster == REDIS_CLUSTER_ON ? "SPUBLISH" :
 	    "PUBLISH";
-	s->router = redis_router_new(loop, &co, redis_sink_node_cb, s);
+	s->router = redis_router_new(loop, &co, sink_node_cb, s);
 	s->sweep = redis_sweep_new(loop, s->router, sink_delete_sweep_cb, s);
 	ev_prepare_init(&s->kick, redis_sink_kick_cb);
 	s->kick.data = s;

@@ -1,7 +1,8 @@
 /*
  * The Redis sink's state, shared by redis_sink.c (the queue, the channel
- * and the stream) and sink_delete.c (action = delete: UNLINKs and
- * sweeps). Not for other modules: they see only redis_sink.h.
+ * and the stream), sink_link.c (the router's events, redirects) and
+ * sink_delete.c (action = delete: UNLINKs and sweeps). Not for other
+ * modules: they see only redis_sink.h.
  */
 #ifndef PGINVAL_SINK_INT_H
 #define PGINVAL_SINK_INT_H
@@ -62,6 +63,14 @@ void redis_sink_kick(struct redis_sink *s);
 bool redis_sink_unreadable(const struct redisReply *reply);
 void redis_sink_refused(struct redis_sink *s, const char *what,
     const char *err);
+
+/* sink_link.c: the router's events; whether an error reply only sends
+ * the message elsewhere (a cluster's MOVED...), after which it is sent
+ * again. */
+void sink_node_cb(void *arg, enum redis_router_event ev,
+    struct redis_router_node *n);
+bool sink_redirected(struct redis_sink *s, struct redis_router_node *n,
+    const struct redisReply *reply);
 
 /*
  * sink_delete.c. Removes m's keys and sweeps its patterns before m is
