@@ -176,6 +176,8 @@ valgrind: deps pginval $(UNIT_BINS)
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_trust.py
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_partitions.py
 	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_wal.py
+	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_cluster.py
+	@PGINVAL_WRAPPER="$(VALGRIND)" python3 tests/integration/test_forget.py
 
 demo: deps pginval
 	@scripts/demo
