@@ -20,18 +20,16 @@
 #include "lib/redis_sentinel.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/sock.h"
 #include "lib/xalloc.h"
 
 #include <ev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libev.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 static void redis_conn_connect(struct redis_conn *c);
 
@@ -283,22 +281,6 @@ redis_conn_tick_interval(const struct redis_conn *c)
 	return t < 1 ? t : 1;
 }
 
-/* TCP keepalive finds a peer that vanished while the link was idle. */
-static void
-redis_conn_keepalive(int fd, double interval)
-{
-	int on = 1, idle = interval >= 2 ? (int)interval : 2;
-	int intvl = idle / 3 > 0 ? idle / 3 : 1, cnt = 3;
-	unsigned timeout = (unsigned)(idle + intvl * cnt) * 1000;
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout,
-	    sizeof(timeout));
-}
-
 /* AUTH, SELECT and CLIENT SETNAME: the steps every owner needs. */
 static void
 redis_conn_steps(struct redis_conn *c)
@@ -353,7 +335,7 @@ redis_conn_connect_cb(const redisAsyncContext *ac, int status)
 	if (!c->o.subscriber)
 		ev_timer_stop(c->loop, &c->timer);
 	if (c->addr.host != NULL && c->o.keepalive > 0)
-		redis_conn_keepalive(ac->c.fd, c->o.keepalive);
+		sock_keepalive(ac->c.fd, c->o.keepalive);
 	c->handshake = 0;
 	c->established = false;
 	c->closing = false;

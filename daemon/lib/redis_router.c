@@ -16,6 +16,7 @@
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,45 @@ router_route(struct redis_router *r, struct rcmd *c)
 	}
 	fifo_push(&n->wait, &c->node);
 	router_pump(n);
+}
+
+size_t
+redis_router_unlink(struct redis_router *r, const char *const *keys,
+    const size_t *lens, size_t n, size_t max, redis_conn_reply_cb *fn,
+    void *privdata)
+{
+	const char **argv = xmalloc((max + 1) * sizeof(*argv));
+	size_t *argvlen = xmalloc((max + 1) * sizeof(*argvlen));
+	size_t *order = xmalloc((n + 1) * sizeof(*order));
+	uint16_t *slot = xmalloc((n + 1) * sizeof(*slot));
+	size_t sent = 0, run;
+
+	if (r->cluster) {
+		redis_slots_group(keys, lens, n, slot, order);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			order[i] = i, slot[i] = 0;
+	}
+	argv[0] = "UNLINK";
+	argvlen[0] = 6;
+	for (size_t i = 0; i < n; i += run) {
+		run = r->cluster ? redis_slots_run(slot, order, n, i) : n - i;
+		if (run > max)
+			run = max;
+		for (size_t j = 0; j < run; j++) {
+			argv[j + 1] = keys[order[i + j]];
+			argvlen[j + 1] = lens[order[i + j]];
+		}
+		redis_router_command(r, r->cluster ? slot[order[i]] :
+		    REDIS_ROUTER_ANY, NULL, fn, privdata, (int)run + 1, argv,
+		    argvlen);
+		sent++;
+	}
+	free(argv);
+	free(argvlen);
+	free(order);
+	free(slot);
+	return sent;
 }
 
 void

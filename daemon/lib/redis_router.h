@@ -74,6 +74,16 @@ void redis_router_command(struct redis_router *r, int slot,
     int argc, const char **argv, const size_t *argvlen);
 
 /*
+ * UNLINKs keys[0..n) (binary-safe) with redis_router_command(): in
+ * commands of at most max keys, each of one slot in a cluster (which
+ * refuses keys of several slots in one command). fn gets each one's
+ * reply, never before this returns; returns how many were sent.
+ */
+size_t redis_router_unlink(struct redis_router *r, const char *const *keys,
+    const size_t *lens, size_t n, size_t max, redis_conn_reply_cb *fn,
+    void *privdata);
+
+/*
  * The master of slot (node 0 when not a cluster), for an owner that
  * pipelines on its link itself (the channel's messages, whose order and
  * retries are the owner's); NULL while no map is known.

@@ -17,7 +17,6 @@
  * makes it pass again.
  */
 #include "lib/redis_sweep.h"
-#include "lib/redis_slots.h"
 #include "lib/buf.h"
 #include "lib/redis_conn.h"
 #include "lib/redis_router.h"
@@ -25,7 +24,6 @@
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,44 +74,19 @@ redis_sweep_unlink_cb(void *arg, redisReply *reply, void *privdata)
 static void
 redis_sweep_unlink(struct redis_sweep *sw, const redisReply *keys)
 {
-	size_t n = keys->elements, nk = 0, run;
+	size_t n = keys->elements, nk = 0;
 	const char **k = xmalloc((n + 1) * sizeof(*k));
 	size_t *klen = xmalloc((n + 1) * sizeof(*klen));
-	const char **argv = xmalloc((n + 1) * sizeof(*argv));
-	size_t *argvlen = xmalloc((n + 1) * sizeof(*argvlen));
-	size_t *order = xmalloc((n + 1) * sizeof(*order));
-	uint16_t *slot = xmalloc((n + 1) * sizeof(*slot));
-	bool by_slot = redis_router_cluster(sw->router);
 
 	for (size_t i = 0; i < n; i++)
 		if (keys->element[i]->type == REDIS_REPLY_STRING) {
 			k[nk] = keys->element[i]->str;
 			klen[nk++] = keys->element[i]->len;
 		}
-	if (by_slot) {
-		redis_slots_group(k, klen, nk, slot, order);
-	} else {
-		for (size_t i = 0; i < nk; i++)
-			order[i] = i, slot[i] = 0;
-	}
-	argv[0] = "UNLINK";
-	argvlen[0] = 6;
-	for (size_t i = 0; i < nk; i += run) {
-		run = by_slot ? redis_slots_run(slot, order, nk, i) : nk;
-		for (size_t j = 0; j < run; j++) {
-			argv[j + 1] = k[order[i + j]];
-			argvlen[j + 1] = klen[order[i + j]];
-		}
-		redis_router_command(sw->router, by_slot ? slot[order[i]] :
-		    REDIS_ROUTER_ANY, NULL, redis_sweep_unlink_cb, sw,
-		    (int)run + 1, argv, argvlen);
-	}
+	(void)redis_router_unlink(sw->router, k, klen, nk, nk,
+	    redis_sweep_unlink_cb, sw);
 	free(k);
 	free(klen);
-	free(argv);
-	free(argvlen);
-	free(order);
-	free(slot);
 }
 
 static void

@@ -13,7 +13,6 @@
 #include "run/sink_int.h"
 #include "lib/redis_conn.h"
 #include "lib/redis_router.h"
-#include "lib/redis_slots.h"
 #include "lib/redis_sweep.h"
 #include "lib/xalloc.h"
 
@@ -86,46 +85,16 @@ sink_routed_cb(void *arg, redisReply *reply, void *privdata)
 static void
 sink_unlink_routed(struct redis_sink *s, struct sink_msg *m)
 {
-	size_t n = m->keys.n, run;
+	size_t n = m->keys.n;
 	const char **k = xmalloc(n * sizeof(*k));
 	size_t *klen = xmalloc(n * sizeof(*klen));
-	const char **argv = xmalloc((n + 1) * sizeof(*argv));
-	size_t *argvlen = xmalloc((n + 1) * sizeof(*argvlen));
-	size_t *order = xmalloc(n * sizeof(*order));
-	uint16_t *slot = xmalloc(n * sizeof(*slot));
 
 	for (size_t i = 0; i < n; i++)
 		k[i] = keys_get(&m->keys, i, &klen[i]);
-	redis_slots_group(k, klen, n, slot, order);
-	argv[0] = "UNLINK";
-	argvlen[0] = 6;
-	/* Counted first: a reply may not come before all are sent, but
-	 * the count must cover them all when the first one does. */
-	for (size_t i = 0; i < n; i += run) {
-		run = redis_slots_run(slot, order, n, i);
-		m->unlinking += (unsigned)((run + SINK_UNLINK_KEYS - 1) /
-		    SINK_UNLINK_KEYS);
-	}
-	for (size_t i = 0; i < n; i += run) {
-		run = redis_slots_run(slot, order, n, i);
-		for (size_t j = 0; j < run; j += SINK_UNLINK_KEYS) {
-			size_t c = run - j < SINK_UNLINK_KEYS ? run - j :
-			    SINK_UNLINK_KEYS;
-
-			for (size_t x = 0; x < c; x++) {
-				argv[x + 1] = k[order[i + j + x]];
-				argvlen[x + 1] = klen[order[i + j + x]];
-			}
-			redis_router_command(s->router, slot[order[i]], NULL,
-			    sink_routed_cb, m, (int)c + 1, argv, argvlen);
-		}
-	}
+	m->unlinking = (unsigned)redis_router_unlink(s->router, k, klen, n,
+	    SINK_UNLINK_KEYS, sink_routed_cb, m);
 	free(k);
 	free(klen);
-	free(argv);
-	free(argvlen);
-	free(order);
-	free(slot);
 }
 
 int
