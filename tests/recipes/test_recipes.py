@@ -216,6 +216,35 @@ def test_apply_stops_cleanly():
             d.stop()
 
 
+def test_sharded_subscriber_of_the_docs():
+    """docs/messages.md's redis-py 4 subscriber for cluster = on: SSUBSCRIBE
+    on a connection of its own at the channel's master, smessage pushes."""
+    from servers import RedisCluster
+    with RedisCluster(masters=3, replicas=0) as cl:
+        d = harness.Daemon(PG, REDIS, TABLES, redis_url=cl.seed_url,
+                           extra={"redis.cluster": "on"}).start()
+        try:
+            owner = cl.owner(cl.keyslot("pginval"))
+            c = redispy.Redis(host=owner.host, port=owner.port,
+                              socket_timeout=10) \
+                .connection_pool.get_connection("ssubscribe")
+            c.send_command("SSUBSCRIBE", "pginval")
+            eq(c.read_response()[0], b"ssubscribe", "subscribed")
+            PG.psql("UPDATE users SET name = 'sharded' WHERE id = 7")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                kind, channel, data = c.read_response()[:3]
+                if kind == b"smessage" and b"user:7" in data:
+                    m = json.loads(data)
+                    eq(m["table"], "public.users", "the message")
+                    break
+            else:
+                raise AssertionError("no smessage for user:7")
+            c.disconnect()
+        finally:
+            d.stop()
+
+
 def around():
     import contextlib
 
