@@ -6,6 +6,7 @@
  */
 #include "run/check_int.h"
 #include "lib/buf.h"
+#include "lib/keys.h"
 #include "lib/redis_sentinel.h"
 #include "lib/redis_slots.h"
 
@@ -125,6 +126,45 @@ check_login(const struct config *cfg, const char *host, int port,
 	return c;
 }
 
+/* "host:port" of a node of a valid CLUSTER SLOTS reply; a host it does
+ * not give is the seed's. */
+static void
+check_node_where(const redisReply *n, const char *seed, char *out,
+    size_t outlen)
+{
+	const redisReply *h = n->element[0];
+
+	redis_hostport_format(h->type == REDIS_REPLY_STRING && h->len > 0 &&
+	    strcmp(h->str, "?") != 0 ? h->str : seed,
+	    (int)n->element[1]->integer, out, outlen);
+}
+
+/* Each replica that a valid CLUSTER SLOTS reply lists, once, with its
+ * master. */
+static void
+check_replicas(const redisReply *r, const char *seed, FILE *out)
+{
+	struct keys seen = { 0 };
+	char where[300], of[300];
+
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+
+		for (size_t j = 3; j < e->elements; j++) {
+			size_t before = seen.n;
+
+			check_node_where(e->element[j], seed, where,
+			    sizeof(where));
+			keys_add(&seen, where, strlen(where));
+			if (seen.n == before)
+				continue;
+			check_node_where(e->element[2], seed, of, sizeof(of));
+			fprintf(out, "ok: cluster replica %s of %s\n", where, of);
+		}
+	}
+	keys_free(&seen);
+}
+
 /*
  * A cluster: every master and its slots, from the seed's CLUSTER SLOTS;
  * then the channel's master, where the daemon publishes (and appends to
@@ -178,6 +218,7 @@ check_cluster(const struct config *cfg, redisContext *seed, FILE *out)
 		    m.masters[i].nreplicas == 1 ? "" : "s");
 		buf_free(&ranges);
 	}
+	check_replicas(r, cfg->redis.host, out);
 	owner = &m.masters[m.owner[slot]];
 	redis_hostport_format(owner->host, owner->port, where, sizeof(where));
 	if ((c = check_login(cfg, owner->host, owner->port, where, out,

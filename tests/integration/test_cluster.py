@@ -310,6 +310,9 @@ def test_check_connect_reports_every_master():
     eq(r.returncode, 0, r.stdout + r.stderr)
     for m in CL.masters():
         assert "ok: cluster master %s, slots " % m.addr in r.stdout, r.stdout
+        rep = CL.replica_of(m)
+        assert "ok: cluster replica %s of %s" % (rep.addr, m.addr) \
+            in r.stdout, r.stdout
     owner = CL.owner(CL.keyslot("pginval"))
     assert 'ok: channel "pginval" (slot 9865) is served by %s' % owner.addr \
         in r.stdout, r.stdout
