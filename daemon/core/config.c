@@ -60,7 +60,7 @@ static const struct opt config_opts[] = {
 	{ "redis", "password", OPT_STRING, O(redis_password_opt), "", 0, 0 },
 	{ "redis", "password_file", OPT_STRING, O(redis_password_file), "", 0, 0 },
 	{ "redis", "action", OPT_ACTION, O(redis_action), "publish", 0, 0 },
-	{ "redis", "cluster", OPT_STRING, O(redis_cluster), "", 0, 0 },
+	{ "redis", "cluster", OPT_STRING, O(redis_cluster), "off", 0, 0 },
 	{ "redis", "sentinels", OPT_STRING, O(redis_sentinels), "", 0, 0 },
 	{ "redis", "master", OPT_STRING, O(redis_master), "", 0, 0 },
 	{ "redis", "sentinel_password", OPT_STRING, O(redis_sentinel_password), "", 0, 0 },
