@@ -319,8 +319,16 @@ def test_planted_overloads_never_run():
             INSERT INTO events_eu VALUES (5, 'eu');
             TRUNCATE users, orders;
         """)
-        got = [(m["op"], m["table"], sorted(m["keys"]))
-               for m in msgs(sub, 9, timeout=10)]
+        # Read up to both truncates, the last of each table's stream:
+        # waiting messages may merge, so their number is not fixed.
+        got = []
+        while not {("truncate", "public.users"),
+                   ("truncate", "public.orders")} <= \
+                {g[:2] for g in got}:
+            assert len(got) < 20, "more messages than changes: %r" % got
+            m = next_msg(sub, timeout=10)
+            assert m is not None, "messages stopped at %r" % got
+            got.append((m["op"], m["table"], sorted(m["keys"])))
     eq(sql("SELECT count(*) FROM pwned").strip(), "0",
        "planted code ran: %s" % sql("SELECT * FROM pwned LIMIT 5"))
     eq(sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'").strip(),
