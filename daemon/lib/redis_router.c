@@ -323,11 +323,23 @@ router_reply_cb(void *arg, redisReply *reply, void *privdata)
 
 		if (!r->cluster)
 			goto final;
-		dst = router_node_find(r, to.host[0] ? to.host : n->host,
-		    to.port);
-		if (dst == NULL)
-			dst = router_node_add(r, to.host[0] ? to.host :
-			    n->host, to.port), redis_conn_start(dst->conn);
+		/* Only to a master of the map: a node it does not name
+		 * (a new master importing its first slot) is known once
+		 * the map is refreshed; meanwhile the command waits. */
+		dst = ++c->hops > REDIS_ROUTER_HOPS ? NULL : router_node_find(r,
+		    to.host[0] ? to.host : n->host, to.port);
+		if (dst == NULL) {
+			if (log_limit(&r->complaints, ev_now(r->loop),
+			    "retries"))
+				log_warnx("%s: %s answered %s (%u redirects in a "
+				    "row, or a node not in the map); asking for "
+				    "the map and waiting", r->name, n->where,
+				    reply->str, c->hops);
+			c->hops = 0;
+			router_refresh(r);
+			router_later(r, c);
+			return;
+		}
 		if (kind == REDIS_ERR_MOVED) {
 			r->by_slot[to.slot % REDIS_SLOTS] = dst;
 			router_refresh(r);
@@ -355,6 +367,7 @@ router_reply_cb(void *arg, redisReply *reply, void *privdata)
 		return;
 	}
 final:
+	c->hops = 0;
 	c->fn(r->arg, reply, c->privdata);
 	free(c);
 	router_pump(n);

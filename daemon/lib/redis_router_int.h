@@ -19,12 +19,19 @@
 #define REDIS_ROUTER_RETRY 0.05	/* TRYAGAIN, CLUSTERDOWN...: seconds */
 #define REDIS_ROUTER_ASKED 0.1	/* least time between asked-for refreshes */
 #define REDIS_ROUTER_AWAY 1.0	/* refreshes while a node is away */
+/* Redirects a command follows at once; past them it waits
+ * REDIS_ROUTER_RETRY (a map in flux, or a server sending it round in
+ * circles costs no busy loop). */
+#define REDIS_ROUTER_HOPS 5
+/* Masters a map may name: a bigger one is refused. */
+#define REDIS_ROUTER_NODES_MAX 1024
 
 struct rcmd {
 	struct fifo_node node;	/* first */
 	int slot;
 	struct redis_router_node *to;	/* a node's own command; or NULL */
 	struct redis_router_node *ask;	/* ASK: this node, once, with ASKING */
+	unsigned hops;		/* redirects followed in a row */
 	redis_conn_reply_cb *fn;
 	void *privdata;
 	int argc;

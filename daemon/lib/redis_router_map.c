@@ -71,7 +71,13 @@ router_map_cb(void *arg, redisReply *reply, void *privdata)
 		    n->where, reply->str);
 		return;
 	}
-	if (redis_slots_parse(&m, reply, n->host, err, sizeof(err)) == -1) {
+	if (redis_slots_parse(&m, reply, n->host, err, sizeof(err)) == -1 ||
+	    m.nmasters > REDIS_ROUTER_NODES_MAX) {
+		if (m.nmasters > REDIS_ROUTER_NODES_MAX)
+			snprintf(err, sizeof(err), "%zu masters, more than the "
+			    "%d pginval follows", m.nmasters,
+			    REDIS_ROUTER_NODES_MAX);
+		redis_slots_free(&m);
 		log_error("%s: CLUSTER SLOTS from %s: %s; keeping the map I "
 		    "have", r->name, n->where, err);
 		return;
@@ -189,12 +195,8 @@ redis_router_moved(struct redis_router *r, const char *err, size_t len,
 	if (to.host[0] == '\0' && src == NULL)
 		return;
 	dst = router_node_find(r, to.host[0] ? to.host : src->host, to.port);
-	if (dst == NULL) {
-		dst = router_node_add(r, to.host[0] ? to.host : src->host,
-		    to.port);
-		redis_conn_start(dst->conn);
-	}
-	r->by_slot[to.slot % REDIS_SLOTS] = dst;
+	if (dst != NULL)
+		r->by_slot[to.slot % REDIS_SLOTS] = dst;
 	router_refresh(r);
 }
 

@@ -37,7 +37,7 @@ sink_redirected(struct redis_sink *s, struct redis_router_node *n,
 		log_info("redis: %s answered %s; sending again", 
 		    redis_router_where(n), reply->str);
 	ev_timer_stop(s->loop, &s->hold);
-	ev_timer_set(&s->hold, kind == REDIS_ERR_MOVED ? 0 : 0.05, 0);
+	ev_timer_set(&s->hold, 0.05, 0);	/* never a busy loop */
 	ev_timer_start(s->loop, &s->hold);
 	return true;
 }

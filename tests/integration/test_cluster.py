@@ -11,7 +11,9 @@ no stale key.
     python3 tests/integration/test_cluster.py [-v] [name-substring ...]
 """
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ import runner  # noqa: E402
 from pginval_proc import wait_for  # noqa: E402
 from runner import eq  # noqa: E402
 from servers import (Postgres, Redis, RedisCluster, RedisError,  # noqa: E402
-                     Unsubscribed)
+                     _Incomplete, _parse)
 
 PG = REDIS = CL = None
 TABLES = {"public.users": "user:{id}, user:email:{email}"}
@@ -340,6 +342,108 @@ def test_master_restarted_from_an_older_snapshot():
         wait_for(lambda: not stale(mine), "the stale keys repaired",
                  timeout=20)
         assert "resetting it" in s.a.log_text(), s.a.log_text()[-3000:]
+
+
+class MovingNode:
+    """A fake cluster node that owns every slot by its CLUSTER SLOTS and
+    answers every write with MOVED: to itself, or to a new port each
+    time. Counts the writes it was sent."""
+
+    def __init__(self, to_self):
+        self.to_self = to_self
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.writes = 0
+        self.done = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self.done:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,),
+                             daemon=True).start()
+
+    def _answer(self, cmd):
+        name = cmd[0].upper()
+        if name == b"CLUSTER":
+            return (b"*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1"
+                    b"\r\n:%d\r\n$40\r\n%s\r\n" % (self.port, b"a" * 40))
+        if name == b"SCRIPT":
+            return b"$40\r\n%s\r\n" % (b"b" * 40)
+        if name in (b"EVALSHA", b"EVAL", b"UNLINK", b"SET"):
+            self.writes += 1
+            port = self.port if self.to_self else 20000 + self.writes % 30000
+            return b"-MOVED 1 127.0.0.1:%d\r\n" % port
+        if name in (b"INFO", b"ROLE"):
+            return b"-ERR unknown command\r\n"
+        if name == b"SCAN":
+            return b"*2\r\n$1\r\n0\r\n*0\r\n"
+        return b"+OK\r\n"
+
+    def _talk(self, conn):
+        buf = bytearray()
+        try:
+            while not self.done:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while True:
+                    try:
+                        cmd, pos = _parse(buf, 0)
+                    except _Incomplete:
+                        break
+                    del buf[:pos]
+                    conn.sendall(self._answer(cmd))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.done = True
+        self.sock.close()
+
+
+def test_redirect_loops_cost_no_busy_loop():
+    # A node that sends every invalidation round in circles (to itself,
+    # or to ever new addresses): apply keeps the command, waits between
+    # rounds, connects only to the masters of the map, and stays up.
+    for to_self in (True, False):
+        fake = MovingNode(to_self)
+        a = harness.Apply(PG, REDIS, TABLES, targets={
+            "t": {"url": "redis://127.0.0.1:%d" % fake.port,
+                  "cluster": "on"}})
+        try:
+            a.start()
+            a.wait_log("masters in the cluster")
+            REDIS.command("PUBLISH", "pginval", json.dumps({
+                "v": 1, "seq": 1, "epoch": "e%d" % to_self, "op": "update",
+                "table": "public.users", "keys": ["user:1", "user:2"],
+                "ts": int(time.time() * 1e6)}))
+            wait_for(lambda: fake.writes > 0, "the invalidations sent")
+            time.sleep(1)
+            n0, t0 = fake.writes, time.monotonic()
+            time.sleep(2)
+            rate = (fake.writes - n0) / (time.monotonic() - t0)
+            assert rate < 500, "%.0f redirected writes/s" % rate
+            assert a.alive(), a.log_text()[-3000:]
+            assert "redirects in a row" in a.log_text()
+            # Only the map's masters get a link: no connects to the
+            # addresses the redirects named.
+            eq([line for line in a.log_text().splitlines()
+                if "cannot connect" in line], [], "links to redirects")
+        finally:
+            a.stop()
+            fake.close()
 
 
 def test_master_killed_under_write_load():
