@@ -349,21 +349,17 @@ router_reply_cb(void *arg, redisReply *reply, void *privdata)
 		router_route(r, c);
 		return;
 	}
+	/* READONLY never gets here: the link of a master that became a
+	 * replica closes itself (redis_conn) and the command comes back
+	 * NULL, to be sent again. */
 	if (kind == REDIS_ERR_TRYAGAIN || kind == REDIS_ERR_CLUSTERDOWN ||
-	    kind == REDIS_ERR_LOADING || kind == REDIS_ERR_MASTERDOWN ||
-	    (kind == REDIS_ERR_READONLY && r->cluster)) {
+	    kind == REDIS_ERR_LOADING || kind == REDIS_ERR_MASTERDOWN) {
 		if (log_limit(&r->complaints, ev_now(r->loop), "retries"))
 			log_warnx("%s: %s answered %s; trying again", r->name,
 			    n->where, reply->str);
 		if (kind != REDIS_ERR_TRYAGAIN)
 			router_refresh(r);
 		router_later(r, c);
-		return;
-	}
-	if (kind == REDIS_ERR_READONLY) {
-		/* A replica now (Sentinel moved the master): find it again. */
-		fifo_push(&n->requeue, &c->node);
-		redis_conn_disconnect(n->conn);
 		return;
 	}
 final:
@@ -510,16 +506,6 @@ redis_router_ready(const struct redis_router *r)
 	return true;
 }
 
-size_t
-redis_router_pending(const struct redis_router *r)
-{
-	size_t n = r->unrouted.n + r->later.n + r->inflight;
-
-	for (size_t i = 0; i < r->nnodes; i++)
-		n += r->nodes[i]->wait.n + r->nodes[i]->requeue.n;
-	return n;
-}
-
 bool
 redis_router_cluster(const struct redis_router *r)
 {
@@ -542,12 +528,6 @@ struct redis_conn *
 redis_router_conn(const struct redis_router_node *n)
 {
 	return n->conn;
-}
-
-void **
-redis_router_data(struct redis_router_node *n)
-{
-	return &n->data;
 }
 
 enum redis_state

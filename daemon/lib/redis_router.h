@@ -101,16 +101,12 @@ bool redis_router_configure(struct redis_router *r,
     const struct redis_conn_opts *conn);
 /* Whether every node of the map has a ready link. */
 bool redis_router_ready(const struct redis_router *r);
-/* Commands waiting for a node, a map or a retry, and in flight. */
-size_t redis_router_pending(const struct redis_router *r);
 bool redis_router_cluster(const struct redis_router *r);
 /* The nodes (the masters of a cluster), for sweeps and FLUSHDB. */
 size_t redis_router_nnodes(const struct redis_router *r);
 struct redis_router_node *redis_router_node(const struct redis_router *r,
     size_t i);
 struct redis_conn *redis_router_conn(const struct redis_router_node *n);
-/* The owner's pointer for the node, NULL at first. */
-void **redis_router_data(struct redis_router_node *n);
 /* The first node's link state ("ready" when every node is ready). */
 enum redis_state redis_router_state(const struct redis_router *r);
 /* "host:port" of node n. */

@@ -50,7 +50,6 @@ struct redis_router_node {
 	char **shard;		/* ids of its replicas in the last map */
 	size_t nshard;
 	struct fifo wait, requeue;
-	void *data;
 	bool gone;
 };
 

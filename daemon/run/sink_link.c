@@ -15,9 +15,10 @@
 
 /*
  * A cluster's answers that say "not here" or "not now" (MOVED, ASK,
- * TRYAGAIN, CLUSTERDOWN...), and READONLY from a master that became a
- * replica: not the message's fault. True for those; the map is corrected
- * and the message is sent again, to the owner, after a short wait.
+ * TRYAGAIN, CLUSTERDOWN, LOADING...): not the message's fault. True for
+ * those; the map is corrected and the message is sent again, to the
+ * owner, after a short wait. (READONLY closes the link in redis_conn:
+ * the message comes back NULL.)
  */
 bool
 sink_redirected(struct redis_sink *s, struct redis_router_node *n,
@@ -31,10 +32,8 @@ sink_redirected(struct redis_sink *s, struct redis_router_node *n,
 	if (kind == REDIS_ERR_MOVED)
 		redis_router_moved(s->router, reply->str, reply->len,
 		    redis_router_conn(n));
-	else if (kind == REDIS_ERR_READONLY)
-		redis_conn_disconnect(redis_router_conn(n));
 	if (log_limit(&s->refusal_lines, ev_now(s->loop), "redirects"))
-		log_info("redis: %s answered %s; sending again", 
+		log_info("redis: %s answered %s; sending again",
 		    redis_router_where(n), reply->str);
 	ev_timer_stop(s->loop, &s->hold);
 	ev_timer_set(&s->hold, 0.05, 0);	/* never a busy loop */
