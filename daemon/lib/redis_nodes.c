@@ -4,6 +4,7 @@
  * range before it is kept.
  */
 #include "lib/redis_nodes.h"
+#include "lib/redis_slots.h"
 #include "lib/xalloc.h"
 
 #include <errno.h>
@@ -18,6 +19,10 @@ redis_nodes_add(struct redis_nodes *ns, const char *host, int port,
 {
 	int i;
 
+	/* Shown and logged as it is: a server may not send a host with
+	 * bytes a terminal would act on. */
+	if (!redis_host_ok(host, strlen(host)))
+		return -1;
 	for (i = 0; i < ns->n; i++)
 		if (ns->v[i].port == port && strcmp(ns->v[i].host, host) == 0)
 			return i;

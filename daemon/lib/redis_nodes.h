@@ -27,7 +27,7 @@ struct redis_nodes {
 /*
  * Adds host:port unless known. When the list is full, evict replaces a
  * node other than the first, else the node is not kept. Returns its
- * index, or -1 when not kept.
+ * index, or -1 when not kept, or when host is not redis_host_ok().
  */
 int redis_nodes_add(struct redis_nodes *ns, const char *host, int port,
     bool evict);

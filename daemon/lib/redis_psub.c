@@ -285,7 +285,10 @@ psub_moved(struct redis_psub *p, const char *err, size_t len)
 	}
 	host = r.host[0] != '\0' ? r.host : psub_cur_host(p);
 	port = r.port;
-	i = redis_nodes_add(&p->nodes, host, port, true);
+	if ((i = redis_nodes_add(&p->nodes, host, port, true)) == -1) {
+		psub_retry(p, "a MOVED to an unusable host", true, false);
+		return;
+	}
 	if (i == p->cur && p->o.locate == NULL) {
 		psub_retry(p, "a MOVED to the node itself", true, false);
 		return;
@@ -493,6 +496,10 @@ psub_open(struct redis_psub *p)
 	if (p->addr.unix_path != NULL) {
 		psub_where(p, NULL, 0);
 		return redisConnectUnixNonBlock(p->addr.unix_path);
+	}
+	if (p->nodes.n == 0) {	/* the url's host is not one to list */
+		psub_where(p, p->addr.host, p->addr.port);
+		return redisConnectNonBlock(p->addr.host, p->addr.port);
 	}
 	psub_where(p, p->nodes.v[p->cur].host, p->nodes.v[p->cur].port);
 	/* Note: a host name is resolved with a blocking getaddrinfo. */

@@ -80,10 +80,8 @@ redis_keyslot(const char *key, size_t len)
 	return slots_crc16((const unsigned char *)key, len) & (REDIS_SLOTS - 1);
 }
 
-/* Whether s[0..n) is a host name or address that can be used and logged
- * as it is: printable, no spaces. */
-static bool
-slots_host_ok(const char *s, size_t n)
+bool
+redis_host_ok(const char *s, size_t n)
 {
 	if (n > REDIS_HOST_MAX)
 		return false;
@@ -98,7 +96,7 @@ static bool
 slots_id_ok(const redisReply *r)
 {
 	return r->type == REDIS_REPLY_STRING && r->len > 0 && r->len <= 64 &&
-	    slots_host_ok(r->str, r->len);
+	    redis_host_ok(r->str, r->len);
 }
 
 static void
@@ -153,7 +151,7 @@ slots_node(const redisReply *r, const char *seed, size_t e, size_t pos,
 	} else {
 		*host = h->str, *hlen = h->len;
 	}
-	if (!slots_host_ok(*host, *hlen) || *hlen == 0) {
+	if (!redis_host_ok(*host, *hlen) || *hlen == 0) {
 		snprintf(err, errlen, "CLUSTER SLOTS entry %zu: the %s's host is "
 		    "empty, longer than %d bytes or not printable", e, what,
 		    REDIS_HOST_MAX);
@@ -425,7 +423,7 @@ slots_redirect(const char *s, size_t n, struct redis_redirect *r)
 		return false;
 	hlen = (size_t)(colon - ep);
 	if (!slots_number(colon + 1, elen - hlen - 1, &port) || port < 1 ||
-	    port > 65535 || !slots_host_ok(ep, hlen))
+	    port > 65535 || !redis_host_ok(ep, hlen))
 		return false;
 	/* "[::1]" is an IPv6 address too. */
 	if (hlen >= 2 && ep[0] == '[' && ep[hlen - 1] == ']')

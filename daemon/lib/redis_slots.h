@@ -8,6 +8,7 @@
 #ifndef PGINVAL_REDIS_SLOTS_H
 #define PGINVAL_REDIS_SLOTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,11 @@
  * and the first '}' after it when that is not empty, else the whole key.
  */
 unsigned redis_keyslot(const char *key, size_t len);
+
+/* Whether s[0..n) is a host name or address that a server may give and
+ * that can be used, logged and shown as it is: at most REDIS_HOST_MAX
+ * bytes, printable, no spaces. */
+bool redis_host_ok(const char *s, size_t n);
 
 /* A master, with the ids of its replicas, which name its shard. */
 struct redis_node {

@@ -1,7 +1,6 @@
 /*
- * Unit tests for daemon/lib/redis_nodes.c: MOVED redirects (real ones
- * from Redis 7.0, IPv6, empty and "?" hosts, malformed ones), the bounded
- * node list, and the addresses taken from CLUSTER SLOTS replies decoded
+ * Unit tests for daemon/lib/redis_nodes.c: the bounded node list, hosts
+ * it refuses, and the addresses taken from CLUSTER SLOTS replies decoded
  * by hiredis's reader from real RESP bytes.
  */
 #include <setjmp.h>
@@ -88,6 +87,15 @@ test_learn(void **state)
 	CHECK_INT(ns.v[3].port, 34619);
 	CHECK_STR(ns.v[4].host, "here");	/* "?" */
 	CHECK_INT(ns.v[4].port, 34618);
+	freeReplyObject(r);
+
+	tcase = "hosts a terminal would act on";
+	CHECK_INT(redis_nodes_add(&ns, "a b", 1, true), -1);
+	CHECK_INT(redis_nodes_add(&ns, "\x1b[2J", 1, true), -1);
+	r = decode("*1\r\n*3\r\n:0\r\n:16383\r\n"
+	    "*3\r\n$4\r\n\x1b[2J\r\n:7000\r\n$2\r\nid\r\n");
+	redis_nodes_learn(&ns, r, "here");
+	CHECK_INT(ns.n, 5);
 	freeReplyObject(r);
 
 	tcase = "not an array";
