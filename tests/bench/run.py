@@ -4,7 +4,7 @@ the same run. `make bench` builds the binaries and runs this.
 
     python3 tests/bench/run.py [scenario ...]
         # write trust walwrite drain latency bulk fanin stream waldrain
-        # wallatency fanout applyrate
+        # wallatency fanout applyrate invalidate
 
 Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
 1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
@@ -12,7 +12,8 @@ BENCH_LATENCY_T (seconds, 10), BENCH_WRITE_T (seconds per write-path cell,
 8), BENCH_FANIN_T (seconds, 8), BENCH_WALWRITE_T (seconds per cell of the
 wal write path, 4), BENCH_WALWRITE_RUNS (its repetitions, 3),
 BENCH_FANOUT_N (messages per fan-out run, 100000), BENCH_APPLY_N (keys
-invalidated per apply run, 200000), BENCH_PGINVAL (the binary, ./pginval).
+invalidated per apply run, 200000), BENCH_INVALIDATE_N (rows of the
+invalidate UPDATE, 500000), BENCH_PGINVAL (the binary, ./pginval).
 
 Prints a table on stdout and writes the same figures, with every run's raw
 values, to tests/bench/out/results.json. Figures are measurements on the
@@ -361,11 +362,8 @@ def big_update(pg, redis, relay, rows, tag):
         sub = Sub(redis, relay.channel, count=rows, idle=15,
                   timeout=60 + rows / 5000)
         cpu0 = proc_cpu(relay.proc.pid)
-        out = pg.psql("BEGIN;\n%s\n"
-                      "UPDATE bench_a SET v = v + 1 WHERE id <= %d;\n"
-                      "%s\nCOMMIT;\n%s" % (now_us_sql(), rows, now_us_sql(),
-                                           now_us_sql()))
-        update_start, commit_start, commit_end = [int(x) for x in out.split()]
+        update_start, commit_start, commit_end = timed_update(
+            pg, rows, "bench_a", sync_on=False)
         res = sub.result(timeout=60 + rows / 5000)
         cpu = proc_cpu(relay.proc.pid) - cpu0
         hwm = proc_hwm_mb(relay.proc.pid)
@@ -892,13 +890,14 @@ def scenario_walwrite(pgr, pgl, redis):
     return out
 
 
-def timed_update(pg, rows):
-    """One UPDATE of ``rows`` rows of wb; the clock before the UPDATE,
-    before COMMIT and after it, in µs. The commit flushes the WAL (see
-    SYNC_ON)."""
-    out = pg.psql("SET synchronous_commit = on;\nBEGIN;\n%s\nUPDATE wb SET v = v + 1 WHERE id <= %d;\n"
-                  "%s\nCOMMIT;\n%s" % (now_us_sql(), rows, now_us_sql(),
-                                       now_us_sql()))
+def timed_update(pg, rows, table="wb", sync_on=True):
+    """One UPDATE of ``rows`` rows of ``table``; the clock before the
+    UPDATE, before COMMIT and after it, in µs. With ``sync_on`` the commit
+    flushes the WAL (see SYNC_ON); else the cluster's setting holds."""
+    out = pg.psql("%sBEGIN;\n%s\nUPDATE %s SET v = v + 1 WHERE id <= %d;\n"
+                  "%s\nCOMMIT;\n%s"
+                  % ("SET synchronous_commit = on;\n" if sync_on else "",
+                     now_us_sql(), table, rows, now_us_sql(), now_us_sql()))
     return [int(x) for x in out.split()]
 
 
@@ -1421,7 +1420,10 @@ def apply_settled(path, port, proc, timeout=60, quiet=0.5):
                        % (timeout, last, path))
 
 
-def apply_conf(pg, channel_redis, target, port):
+def apply_conf(pg, channel_redis, target, port, channel=APPLY_CHANNEL,
+               keys=APPLY_N, options=()):
+    """apply's configuration: ``keys`` sizes max_queue, ``options`` are
+    more lines of [apply]."""
     conf = os.path.join(OUT, "apply-%s.conf" % target.name)
     with open(conf, "w") as f:
         f.write("\n".join([
@@ -1429,14 +1431,14 @@ def apply_conf(pg, channel_redis, target, port):
             "[postgres]",
             "conninfo = %s application_name=%s" % (pg.conninfo, DAEMON_APP),
             "[redis]", "url = %s/0" % channel_redis.url,
-            "channel = " + APPLY_CHANNEL,
+            "channel = " + channel,
             # debug: the end of the start sweep is logged at that level.
             "[daemon]", "log_level = debug",
             "[metrics]", "listen = 127.0.0.1:%d" % port,
             # The whole burst waits in apply: the default (100000) would
             # replace it by a reset of the target.
             "[apply]", "marker_ttl = %d" % APPLY_MARKER_TTL,
-            "max_queue = %d" % max(100000, 2 * APPLY_N),
+            "max_queue = %d" % max(100000, 2 * keys)] + list(options) + [
             "[table public.users]", "keys = user:{id}",
             "[target %s]" % target.name, target.url(), ""]))
     return conf
@@ -1453,23 +1455,49 @@ def wait_log(path, needle, proc, timeout):
                        % (needle.decode(), timeout, proc.poll(), path))
 
 
+def apply_start(pg, channel_redis, target, tag, **conf):
+    """A fresh apply on ``target`` (``conf``: apply_conf's options),
+    subscribed and past its start sweep; returns (process, metrics port,
+    log path). Its start is a reset: a sweep of user:* on every master."""
+    from servers import free_port
+    port = free_port()
+    path = os.path.join(OUT, "apply-%s.log" % tag)
+    logfile = open(path, "wb")
+    proc = spawn([PGINVAL, "apply", "-c",
+                  apply_conf(pg, channel_redis, target, port, **conf)],
+                 stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile)
+    logfile.close()
+    try:
+        wait_log(path, b"channel: subscribed", proc, 30)
+        apply_settled(path, port, proc)
+    except BaseException:
+        reap(proc)
+        raise
+    return proc, port, path
+
+
+def apply_wait_deleted(port, proc, n, deadline, gone=None,
+                       clock=time.monotonic):
+    """Polls apply's /metrics every 10 ms until
+    pginval_apply_keys_deleted_total reaches ``n`` and ``gone()``, if
+    given, holds; returns ``clock()`` then, or None at ``deadline`` (a
+    time.monotonic()) or if apply exits."""
+    while time.monotonic() < deadline and proc.poll() is None:
+        m = apply_metrics(port)
+        if (m.get("pginval_apply_keys_deleted_total", 0) >= n
+                and (gone is None or gone())):
+            return clock()
+        time.sleep(0.01)
+    return None
+
+
 def apply_run(pg, channel_redis, target, cell, tag):
     """One apply, fresh, on ``target``; the burst of APPLY_N keys
     published at once; returns the figures."""
-    from servers import free_port
     n = APPLY_N
     target.flush()
-    port = free_port()
-    conf = apply_conf(pg, channel_redis, target, port)
-    path = os.path.join(OUT, "apply-%s.log" % tag)
-    logfile = open(path, "wb")
-    proc = spawn([PGINVAL, "apply", "-c", conf], stdin=subprocess.DEVNULL,
-                 stdout=logfile, stderr=logfile)
-    logfile.close()
+    proc, port, _ = apply_start(pg, channel_redis, target, tag)
     try:
-        # Its start is a reset: a sweep of user:* on every master.
-        wait_log(path, b"channel: subscribed", proc, 30)
-        apply_settled(path, port, proc)
         if cell == "filled":
             target.fill(n)
         msgs = apply_messages(n, os.urandom(16).hex())
@@ -1486,14 +1514,7 @@ def apply_run(pg, channel_redis, target, cell, tag):
             conn.sock.sendall(burst)
             published = time.monotonic() - t0
             receivers = [conn.read_reply(timeout=30) for _ in msgs]
-        deadline = t0 + 60 + n / 2000
-        done = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            m = apply_metrics(port)
-            if m.get("pginval_apply_keys_deleted_total", 0) >= n:
-                done = time.monotonic()
-                break
-            time.sleep(0.01)
+        done = apply_wait_deleted(port, proc, n, t0 + 60 + n / 2000)
         cpu = proc_cpu(proc.pid) - cpu0
         syscalls = proc_syscalls(proc.pid) - sys0
         tcpu = [b - a for a, b in zip(tcpu0, target.cpu())]
@@ -1602,6 +1623,294 @@ def applyrate_problems(res):
                     lines.append("%s: %d gaps during the burst"
                                  % (what, r["gaps"]))
     return lines
+
+
+# --------------------------------------------------------------------------
+# pginval apply: a bulk UPDATE invalidated, against redis-cli --pipe UNLINK
+# --------------------------------------------------------------------------
+
+INVALIDATE_N = env_int("BENCH_INVALIDATE_N", 500000)
+INVALIDATE_TABLE = "public.users"
+# Each cell is a configuration of apply: the extra lines of its [apply].
+INVALIDATE_CELLS = {"guard": (), "nomarkers": ("markers = off",)}
+
+
+def setup_invalidate_db(pg, rows):
+    """users (id 1..rows), watched in notify mode: one key user:{id} per
+    row."""
+    pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+    pg.psql("CREATE TABLE users (id int PRIMARY KEY, v int NOT NULL "
+            "DEFAULT 0);\n"
+            "INSERT INTO users SELECT g, 0 FROM generate_series(1, %d) g;\n"
+            "SELECT pginval.watch('%s', ARRAY['id']);\n"
+            "VACUUM ANALYZE users;" % (rows, INVALIDATE_TABLE))
+
+
+def user_keys(redis):
+    """Keys without a TTL in db 0: the cached user:* keys, since apply's
+    markers (pginval:m:*) all carry one (PX marker_ttl). INFO keyspace
+    counts both exactly, where DBSIZE alone cannot tell them apart."""
+    db = redis.info("keyspace").get("db0")
+    if not db:
+        return 0
+    kv = dict(item.split("=") for item in db.split(","))
+    return int(kv["keys"]) - int(kv["expires"])
+
+
+def apply_refused(conf):
+    """`pginval check`'s complaint about apply's configuration, or None:
+    a build that does not know a cell's setting refuses it."""
+    proc = subprocess.run([PGINVAL, "check", "-c", conf],
+                          capture_output=True, text=True, timeout=30)
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr or proc.stdout).strip().splitlines()[-1]
+
+
+def invalidate_settle(target, n):
+    """The target filled with user:1..n (pipelined SETs), then a second of
+    rest so that the fill's work is over before the clock starts."""
+    target.fill(n)
+    if user_keys(target.server) != n:
+        raise RuntimeError("the target holds %d user keys after the fill, "
+                           "not %d" % (user_keys(target.server), n))
+    time.sleep(1)
+
+
+def invalidate_run(pg, channel, target, cell, tag):
+    """One cell: a fresh apply and a fresh `pginval run`, the target
+    filled, one UPDATE of every row; from COMMIT until apply counted every
+    key deleted and the target holds no user key."""
+    from servers import free_port
+    n = INVALIDATE_N
+    options = INVALIDATE_CELLS[cell]
+    conf = apply_conf(pg, channel, target, free_port(),
+                      channel=PginvalRelay.channel, keys=n, options=options)
+    refused = apply_refused(conf)
+    if refused:
+        return {"cell": cell, "keys": n, "refused": refused}
+    target.flush()
+    pg.psql("VACUUM users")
+    proc, port, path = apply_start(pg, channel, target, tag,
+                                   channel=PginvalRelay.channel, keys=n,
+                                   options=options)
+    relay = PginvalRelay(pg, channel, {INVALIDATE_TABLE: "user:{id}"})
+    try:
+        # apply first: the daemon's start reset, seq 1 of its epoch, then
+        # reaches it, and the UPDATE's messages follow in sequence.
+        resets0 = metric_sum(apply_metrics(port), "pginval_apply_resets_total")
+        relay.start(tag)
+        deadline = time.monotonic() + 15
+        while metric_sum(apply_metrics(port),
+                         "pginval_apply_resets_total") <= resets0:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("apply did not carry out the daemon's "
+                                   "start reset; see %s" % path)
+            time.sleep(0.02)
+        # Its sweep must be over before the fill, which it would remove.
+        apply_settled(path, port, proc)
+        invalidate_settle(target, n)
+        m0 = apply_metrics(port)
+        cpu0, dcpu0 = proc_cpu(proc.pid), proc_cpu(relay.proc.pid)
+        tcpu0 = sum(target.cpu())
+        update_start, commit_start, commit_end = timed_update(
+            pg, n, "users", sync_on=False)
+        # The clock is PostgreSQL's (clock_timestamp()), the same as
+        # time.time() on this machine.
+        done = apply_wait_deleted(
+            port, proc, n, time.monotonic() + 60 + n / 2000,
+            gone=lambda: user_keys(target.server) == 0,
+            clock=lambda: time.time() * 1e6)
+        cpu = proc_cpu(proc.pid) - cpu0
+        dcpu = proc_cpu(relay.proc.pid) - dcpu0
+        tcpu = sum(target.cpu()) - tcpu0
+        hwm = proc_hwm_mb(proc.pid)
+        m = apply_metrics(port)
+    finally:
+        relay.stop()
+        reap(proc)
+    took = (done - commit_start) / 1e6 if done else None
+
+    def delta(name):
+        return metric_sum(m, name) - metric_sum(m0, name)
+
+    deleted = delta("pginval_apply_keys_deleted_total")
+    r = {"cell": cell, "keys": n,
+         "update_s": (commit_start - update_start) / 1e6,
+         "commit_s": (commit_end - commit_start) / 1e6,
+         "seconds": took, "keys_per_s": n / took if took else None,
+         "redis_cpu_s": tcpu,
+         "redis_us_per_key": tcpu / n * 1e6,
+         "apply_cpu_s": cpu, "apply_us_per_key": cpu / n * 1e6,
+         "daemon_cpu_s": dcpu, "daemon_us_per_key": dcpu / n * 1e6,
+         "apply_peak_rss_mb": hwm,
+         "keys_deleted": deleted,
+         "keys_existed": delta("pginval_apply_keys_existed_total"),
+         "messages_applied": delta("pginval_apply_messages_total"),
+         "user_keys_left": user_keys(target.server),
+         "dbsize": target.server.command("DBSIZE"),
+         "resets": delta("pginval_apply_resets_total"),
+         "gaps": delta("pginval_apply_gaps_total"),
+         "invalid": delta("pginval_apply_invalid_messages_total"),
+         "overflows": delta("pginval_apply_overflows_total"),
+         "command_errors": delta("pginval_apply_command_errors_total")}
+    r.update(target.check(n))
+    return r
+
+
+def unlink_pipe_file(n):
+    """RESP of UNLINK user:1 ... user:n, one command per key, written
+    before the runs: the input of `redis-cli --pipe`."""
+    path = os.path.join(OUT, "unlink.resp")
+    with open(path, "wb") as f:
+        for first in range(1, n + 1, 10000):
+            f.write(b"".join(resp("UNLINK", "user:%d" % i) for i in
+                             range(first, min(first + 10000, n + 1))))
+    return path
+
+
+def invalidate_pipe(target, path):
+    """The reference: the target filled the same way, then `redis-cli
+    --pipe` of a plain UNLINK per key, timed until redis-cli has read the
+    last reply and exited."""
+    n = INVALIDATE_N
+    target.flush()
+    invalidate_settle(target, n)
+    server = target.server
+    tcpu0 = sum(target.cpu())
+    with open(path, "rb") as f:
+        t0 = time.monotonic()
+        proc = subprocess.run(["redis-cli", "-h", server.host, "-p",
+                               str(server.port), "--pipe"], stdin=f,
+                              capture_output=True, text=True,
+                              timeout=60 + n / 2000)
+        took = time.monotonic() - t0
+    tcpu = sum(target.cpu()) - tcpu0
+    match = re.search(r"errors: (\d+), replies: (\d+)", proc.stdout)
+    return {"keys": n, "seconds": took, "keys_per_s": n / took,
+            "redis_cpu_s": tcpu, "redis_us_per_key": tcpu / n * 1e6,
+            "exit": proc.returncode,
+            "errors": int(match.group(1)) if match else None,
+            "replies": int(match.group(2)) if match else None,
+            "user_keys_left": user_keys(server),
+            "dbsize": server.command("DBSIZE")}
+
+
+def scenario_invalidate(pg, channel, target_redis):
+    n = INVALIDATE_N
+    t0 = time.monotonic()
+    setup_invalidate_db(pg, n)
+    path = unlink_pipe_file(n)
+    log("invalidate: %d rows and the UNLINK file ready in %.1fs"
+        % (n, time.monotonic() - t0))
+    target = ApplyTarget("invalidate", target_redis)
+    out = {name: {"runs": []} for name in list(INVALIDATE_CELLS) + ["pipe"]}
+    try:
+        invalidate_reps(pg, channel, target, path, out)
+    finally:
+        os.remove(path)
+    for v in out.values():
+        v["median"] = (summarize(v["runs"]) if v["runs"]
+                       and not v["runs"][0].get("refused") else {})
+    return out
+
+
+def invalidate_reps(pg, channel, target, path, out):
+    """RUNS repetitions of every cell and the pipe, the order reversed
+    every other one; a cell that this build refuses is tried once."""
+    n = INVALIDATE_N
+    refused = set()
+    for rep in range(RUNS):
+        order = list(INVALIDATE_CELLS) + ["pipe"]
+        if rep % 2:
+            order.reverse()
+        for name in order:
+            if name in refused:
+                continue
+            if name == "pipe":
+                r = invalidate_pipe(target, path)
+            else:
+                r = invalidate_run(pg, channel, target, name,
+                                   "invalidate-%s-%d" % (name, rep + 1))
+            out[name]["runs"].append(r)
+            if r.get("refused"):
+                refused.add(name)
+                log("invalidate %s: refused by this build: %s"
+                    % (name, r["refused"]))
+                continue
+            log("invalidate %s run %d: %d keys in %.3fs (%.0f/s), redis "
+                "%.2f us/key%s, user keys left %d"
+                % (name, rep + 1, n, r["seconds"] or -1,
+                   r["keys_per_s"] or -1, r["redis_us_per_key"],
+                   "" if name == "pipe" else
+                   ", apply %.2f us/key, daemon %.2f us/key, %d messages"
+                   % (r["apply_us_per_key"], r["daemon_us_per_key"],
+                      r["messages_applied"]),
+                   r["user_keys_left"]))
+
+
+def invalidate_problems(res):
+    """What went wrong in the invalidate runs, as lines: a cell this build
+    refuses, a run whose keys did not all go, counts that differ from the
+    keys, gaps, resets, bad messages, overflows, command errors, and
+    markers where the cell should (not) leave them."""
+    lines = []
+    for name, v in res.items():
+        for i, r in enumerate(v["runs"]):
+            what = "%s run %d" % (name, i + 1)
+            if r.get("refused"):
+                lines.append("%s: not measured, this build refuses its "
+                             "configuration: %s" % (name, r["refused"]))
+                continue
+            n = r["keys"]
+            if r["seconds"] is None:
+                lines.append("%s: %d of %d keys deleted, %d user keys left "
+                             "at the deadline" % (what, r["keys_deleted"], n,
+                                                  r["user_keys_left"]))
+            if name == "pipe":
+                want = {"exit": 0, "errors": 0, "replies": n,
+                        "user_keys_left": 0, "dbsize": 0}
+            else:
+                markers = name != "nomarkers"
+                want = {"keys_deleted": n, "keys_existed": n,
+                        "user_keys_left": 0, "keys_left": 0,
+                        "dbsize": n if markers else 0,
+                        "markers_missing": (0 if markers
+                                            else r["markers_checked"]),
+                        "resets": 0, "gaps": 0, "invalid": 0,
+                        "overflows": 0, "command_errors": 0}
+            for field, value in want.items():
+                if r.get(field) != value:
+                    lines.append("%s: %s is %r, not %r"
+                                 % (what, field, r.get(field), value))
+    return lines
+
+
+def print_invalidate(res):
+    """One line per measured cell: its rate and Redis CPU per key against
+    the pipe's, as in the table (the median of the repetitions' ratios),
+    with the absolute figures."""
+    pipe = res.get("pipe")
+    if not pipe or not pipe["median"]:
+        return
+    for cell in INVALIDATE_CELLS:
+        v = res.get(cell)
+        if not v or not v["median"]:
+            continue
+        a, b = v["median"], pipe["median"]
+
+        def x(field):
+            return median([ratio(p.get(field), q.get(field)) for p, q in
+                           zip(v["runs"], pipe["runs"])])
+        print("invalidate %s: keys/s x%s of the pipe's (%s against %s); "
+              "Redis CPU per key x%s (%s us against %s us); apply %s us "
+              "per key, the daemon %s."
+              % (cell, fmt(x("keys_per_s")), fmt(a.get("keys_per_s")),
+                 fmt(b.get("keys_per_s")), fmt(x("redis_us_per_key")),
+                 fmt(a.get("redis_us_per_key")),
+                 fmt(b.get("redis_us_per_key")),
+                 fmt(a.get("apply_us_per_key")),
+                 fmt(a.get("daemon_us_per_key"))))
 
 
 # --------------------------------------------------------------------------
@@ -1894,6 +2203,32 @@ def build_rows(res):
         pair(scn, "lag p99 at most (s; bucket bound)", data, "lag_p99_le_s")
         pair(scn, "apply peak RSS (MB)", data, "apply_peak_rss_mb")
         pair(scn, "keys that existed", data, "keys_existed")
+    s = res.get("invalidate", {})
+    for cell in INVALIDATE_CELLS:
+        a, b = s.get(cell), s.get("pipe")
+        if not a or not a["median"] or not b or not b["median"]:
+            continue
+        scn = ("m. invalidate %s keys, %s (ref: redis-cli --pipe UNLINK)"
+               % ("{:,}".format(INVALIDATE_N),
+                  "markers on" if cell == "guard" else "markers off"))
+        # (metric, field, whether the pipe has it); ratios are the median
+        # of each repetition's own (cell / pipe of the same repetition).
+        for metric, field, ref in (
+                ("COMMIT -> all keys gone (s)", "seconds", True),
+                ("keys/s", "keys_per_s", True),
+                ("Redis CPU us per key", "redis_us_per_key", True),
+                ("apply CPU us per key", "apply_us_per_key", False),
+                ("daemon CPU us per key", "daemon_us_per_key", False),
+                ("COMMIT itself (s)", "commit_s", False),
+                ("messages applied", "messages_applied", False),
+                ("apply peak RSS (MB)", "apply_peak_rss_mb", False)):
+            rows.append((scn, metric, a["median"].get(field),
+                         b["median"].get(field) if ref else None,
+                         median([ratio(x.get(field), y.get(field)) for x, y
+                                 in zip(a["runs"], b["runs"])])
+                         if ref else None,
+                         spread(a["runs"], b["runs"] if ref else a["runs"],
+                                field)))
     s = res.get("wallatency")
     if s:
         scn = "j. latency %d tx/s, wal (ref: replication client)" % RATE
@@ -1935,11 +2270,11 @@ WAL_SETTINGS = {"wal_level": "logical", "max_replication_slots": "10",
                 "max_wal_senders": "10"}
 SCENARIOS = ["write", "trust", "walwrite", "drain", "latency", "bulk",
              "fanin", "stream", "waldrain", "wallatency", "fanout",
-             "applyrate"]
+             "applyrate", "invalidate"]
 STREAM_KEY = "bench:log"
 WAL_ONLY = ("write", "trust", "walwrite", "waldrain", "wallatency")
 # scenarios without the relay cluster
-NO_RELAY = WAL_ONLY + ("fanout", "applyrate")
+NO_RELAY = WAL_ONLY + ("fanout", "applyrate", "invalidate")
 
 
 def run_scenarios(wanted, results, elapsed):
@@ -1986,6 +2321,14 @@ def run_scenarios(wanted, results, elapsed):
         with Postgres() as pg:
             machine = machine_info(pg)
             timed("applyrate", scenario_applyrate, pg)
+    if "invalidate" in wanted:
+        # A cluster of its own, with the relay scenarios' settings; the
+        # channel's Redis and the target are apart, so that the target's
+        # CPU is apply's work alone.
+        with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as channel, \
+                Redis() as target:
+            machine = machine_info(pg)
+            timed("invalidate", scenario_invalidate, pg, channel, target)
     if not [w for w in wanted if w not in NO_RELAY]:
         return machine
     with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as redis:
@@ -2017,9 +2360,10 @@ def main(argv):
                  % (", ".join(unknown), " ".join(SCENARIOS)))
     global PGINVAL, REFRELAY, SUB
     os.makedirs(OUT, exist_ok=True)
-    # fanout needs none of the binaries, applyrate only pginval.
+    # fanout needs none of the binaries, applyrate and invalidate only
+    # pginval.
     needed = [PGINVAL] if [w for w in wanted if w != "fanout"] else []
-    if [w for w in wanted if w not in ("fanout", "applyrate")]:
+    if [w for w in wanted if w not in ("fanout", "applyrate", "invalidate")]:
         needed += [REFRELAY, SUB]
     if needed:
         for path in needed:
@@ -2096,6 +2440,11 @@ def main(argv):
     if results.get("applyrate"):
         for line in applyrate_problems(results["applyrate"]):
             print("WARNING: applyrate " + line)
+    inv = results.get("invalidate")
+    if inv:
+        print_invalidate(inv)
+        for line in invalidate_problems(inv):
+            print("WARNING: invalidate " + line)
     print("elapsed: " + ", ".join("%s %.0fs" % kv for kv in elapsed.items()))
     doc = {"note": note, "machine": machine,
            "params": {"runs": RUNS, "drain_rows": N, "bulk_rows": BULK,
@@ -2111,7 +2460,8 @@ def main(argv):
                       "fanout_msgs": FANOUT_N, "fanout_depth": FANOUT_DEPTH,
                       "fanout_message_bytes": len(FANOUT_MESSAGE),
                       "applyrate_keys": APPLY_N,
-                      "applyrate_keys_per_message": APPLY_BATCH},
+                      "applyrate_keys_per_message": APPLY_BATCH,
+                      "invalidate_keys": INVALIDATE_N},
            "table": [{"scenario": a, "metric": b, "pginval": c,
                       "reference": d, "ratio": e, "spread": f}
                      for a, b, c, d, e, f in rows],
