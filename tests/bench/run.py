@@ -1727,7 +1727,8 @@ def invalidate_run(pg, channel, target, cell, tag):
         hwm = proc_hwm_mb(proc.pid)
         m = apply_metrics(port)
     finally:
-        relay.stop()
+        if relay.proc is not None:
+            relay.stop()
         reap(proc)
     took = (done - commit_start) / 1e6 if done else None
 
