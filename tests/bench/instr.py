@@ -114,7 +114,8 @@ def costs(path, inclusive):
             continue
         m = COST.match(line)
         if m:
-            name = re.sub(r"\s+\[.*\]$", "", m.group(2))
+            name = re.sub(r"\s+\[.*\]$", "", m.group(2)).replace(
+                bench.ROOT + "/", "")
             out[name] = out.get(name, 0) + int(m.group(1).replace(",", ""))
     if total is None:
         raise RuntimeError("no totals in %s" % path)
