@@ -1789,8 +1789,6 @@ def build_rows(res):
         pair(scn, "changes received", s, "events")
         pair(scn, "messages (PUBLISHes) received", s, "msgs")
         pair(scn, "resets received", s, "resets")
-    pyrelay_rows(rows, res)
-    rowdrain_rows(rows, res)
     s = res.get("latency")
     if s:
         scn = "b. latency %d tx/s" % RATE
@@ -1981,6 +1979,8 @@ def build_rows(res):
         pair(scn, "p99.9 (ms)", s, "p999_ms")
         pair(scn, "changes received", s, "events")
         pair(scn, "consumer CPU s per 1M changes", s, "cpu_s_per_m")
+    pyrelay_rows(rows, res)
+    rowdrain_rows(rows, res)
     return rows
 
 
