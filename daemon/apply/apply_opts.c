@@ -34,6 +34,7 @@ apply_opts_target(const struct config *cfg, size_t i,
 		.max_queue = cfg->apply_max_queue,
 		.marker_ttl = cfg->apply_marker_ttl,
 		.marker_margin = cfg->apply_marker_margin,
+		.markers = cfg->apply_markers,
 		.stats = stats,
 	};
 

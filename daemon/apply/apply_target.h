@@ -44,6 +44,7 @@ struct apply_target_opts {
 	int max_queue;
 	double marker_ttl;	/* seconds */
 	double marker_margin;	/* seconds added to marker versions */
+	bool markers;		/* off: invalidations are plain UNLINKs */
 	struct apply_stats *stats;	/* borrowed; must outlive the target */
 };
 

@@ -86,6 +86,7 @@ static const struct opt config_opts[] = {
 	{ "apply", "reset", OPT_APPLY_RESET, O(apply_reset), "patterns", 0, 0 },
 	{ "apply", "marker_ttl", OPT_SECONDS, O(apply_marker_ttl), "10", 0.1, 3600 },
 	{ "apply", "marker_margin", OPT_SECONDS, O(apply_marker_margin), "50ms", 0, 60 },
+	{ "apply", "markers", OPT_BOOL, O(apply_markers), "on", 0, 0 },
 	{ "apply", "conninfo", OPT_STRING, O(apply_conninfo), "", 0, 0 },
 	{ "apply", "refresh_timeout", OPT_SECONDS, O(apply_refresh_timeout), "5", 0.1, 3600 },
 	{ "apply", "max_queue", OPT_INT, O(apply_max_queue), "100000", 1, 100000000 },

@@ -110,6 +110,7 @@ struct config {
 	enum apply_reset apply_reset;
 	double apply_marker_ttl;
 	double apply_marker_margin;
+	bool apply_markers;		/* off: plain UNLINKs, no guard */
 	char *apply_conninfo;		/* NULL: [postgres] conninfo */
 	double apply_refresh_timeout;
 	int apply_max_queue;		/* commands waiting, per target */

@@ -4,7 +4,27 @@
  */
 #include "lib/json_write.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
+
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* Whether none of the 8 bytes at s is below 0x20, '"' or '\\'. Each
+ * test is exact about whether any byte matches (a borrow runs only past
+ * a byte that matched), and bytes of 0x80 and above never match. */
+static inline bool
+json_plain8(const char *s)
+{
+	uint64_t w, q, bs;
+
+	memcpy(&w, s, sizeof(w));
+	q = w ^ (ONES * '"');
+	bs = w ^ (ONES * '\\');
+	return ((((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) |
+	    ((bs - ONES) & ~bs)) & HIGHS) == 0;
+}
 
 void
 json_write_str(struct buf *b, const char *s, size_t n)
@@ -15,10 +35,16 @@ json_write_str(struct buf *b, const char *s, size_t n)
 	buf_reserve(b, n + 2);
 	buf_addc(b, '"');
 	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+		unsigned char c;
 		char esc[7];
 		size_t elen = 2;
 
+		/* Plain text, the usual case, 8 bytes at a time. */
+		while (i + 8 <= n && json_plain8(s + i))
+			i += 8;
+		if (i == n)
+			break;
+		c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		/* Flush the plain run before this byte, then its escape. */

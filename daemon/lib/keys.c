@@ -13,14 +13,25 @@
 
 #define KEYS_INDEX_FROM 16	/* a linear scan is cheaper below this */
 
-static uint32_t
+/* 8 bytes a step, then a finaliser (MurmurHash3's) that spreads every
+ * byte into the low bits the index uses. */
+static size_t
 keys_hash(const char *s, size_t len)
 {
-	uint32_t h = 2166136261u;
+	uint64_t h = 0x9e3779b97f4a7c15u ^ len, w;
 
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
+	for (; len >= 8; s += 8, len -= 8) {
+		memcpy(&w, s, sizeof(w));
+		h = (h ^ w) * 0x100000001b3u;
+		h ^= h >> 29;
+	}
+	w = 0;
+	memcpy(&w, s, len);
+	h = (h ^ w) * 0x100000001b3u;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdu;
+	h ^= h >> 33;
+	return (size_t)h;
 }
 
 static bool
@@ -29,13 +40,13 @@ keys_equal(const struct keys *k, size_t i, const char *key, size_t len)
 	return k->len[i] == len && memcmp(k->data.data + k->off[i], key, len) == 0;
 }
 
-/* Puts key number i in the index, which has room. */
+/* Puts key number i, whose hash is h, in the index, which has room. */
 static void
-keys_index_put(struct keys *k, size_t i)
+keys_index_put(struct keys *k, size_t i, size_t h)
 {
 	size_t mask = k->nindex - 1;
-	size_t h = keys_hash(k->data.data + k->off[i], k->len[i]) & mask;
 
+	h &= mask;
 	while (k->index[h] != 0)
 		h = (h + 1) & mask;
 	k->index[h] = (uint32_t)(i + 1);
@@ -53,20 +64,24 @@ keys_reindex(struct keys *k)
 	k->index = xcalloc(want, sizeof(*k->index));
 	k->nindex = want;
 	for (size_t i = 0; i < k->n; i++)
-		keys_index_put(k, i);
+		keys_index_put(k, i, keys_hash(k->data.data + k->off[i],
+		    k->len[i]));
 }
 
 void
 keys_add(struct keys *k, const char *key, size_t len)
 {
-	if (k->n >= KEYS_INDEX_FROM) {
+	bool indexed = k->n >= KEYS_INDEX_FROM;
+	size_t hash = 0;
+
+	if (indexed) {
 		size_t mask, h;
 
 		if (k->nindex < 2 * (k->n + 1))
 			keys_reindex(k);
 		mask = k->nindex - 1;
-		for (h = keys_hash(key, len) & mask; k->index[h] != 0;
-		    h = (h + 1) & mask)
+		hash = keys_hash(key, len);
+		for (h = hash & mask; k->index[h] != 0; h = (h + 1) & mask)
 			if (keys_equal(k, k->index[h] - 1, key, len))
 				return;
 	} else {
@@ -83,8 +98,10 @@ keys_add(struct keys *k, const char *key, size_t len)
 	k->len[k->n] = len;
 	k->n++;
 	buf_add(&k->data, key, len);
+	/* An index kept through keys_reset() takes the short sets too. */
 	if (k->nindex > 0)
-		keys_index_put(k, k->n - 1);
+		keys_index_put(k, k->n - 1, indexed ? hash :
+		    keys_hash(k->data.data + k->off[k->n - 1], len));
 }
 
 const char *

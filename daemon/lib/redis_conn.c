@@ -81,6 +81,12 @@ redis_conn_lost(struct redis_conn *c, const char *why)
 	if (c->state == REDIS_STATE_STOPPED)
 		return;
 	c->cb(c->arg, REDIS_CONN_EVENT_CLOSED);
+	/* Only a link that lasted clears the backoff: a server that lets
+	 * us in and then misbehaves is not dialled at full speed. */
+	if (c->established &&
+	    ev_now(c->loop) - c->established_at >= c->o.connect_timeout)
+		backoff_reset(&c->backoff);
+	c->established = false;
 	delay = backoff_next(&c->backoff);
 	if (c->o.backlog != NULL)
 		log_warnx("%s: %s (%s); %zu %s queued, retrying in %.1fs",
@@ -113,7 +119,7 @@ static void
 redis_conn_established(struct redis_conn *c)
 {
 	ev_timer_stop(c->loop, &c->timer);
-	backoff_reset(&c->backoff);
+	c->established_at = ev_now(c->loop);
 	if (c->ever_established)
 		c->reconnects++;
 	c->ever_established = c->established = true;
@@ -177,6 +183,7 @@ redis_conn_reply(redisAsyncContext *ac, void *r, void *privdata)
 		free(cmd);
 		return;
 	}
+	redis_cap_next(&c->cap);
 	if (c->outstanding > 0)
 		c->outstanding--;
 	c->progress_at = ev_now(c->loop);
@@ -255,11 +262,11 @@ redis_conn_step(struct redis_conn *c, const char *what, bool optional,
 
 void
 redis_conn_handshake(struct redis_conn *c, const char *what,
-    redis_conn_reply_cb *fn, void *privdata, int argc, const char **argv,
-    const size_t *argvlen)
+    bool optional, redis_conn_reply_cb *fn, void *privdata, int argc,
+    const char **argv, const size_t *argvlen)
 {
 	if (c->state == REDIS_STATE_HANDSHAKE)
-		redis_conn_step(c, what, false, fn, privdata, argc, argv,
+		redis_conn_step(c, what, optional, fn, privdata, argc, argv,
 		    argvlen);
 }
 
@@ -359,8 +366,13 @@ redis_conn_disconnect_cb(const redisAsyncContext *ac, int status)
 
 	if (c == NULL || c->ac != ac)
 		return;	/* we freed it ourselves */
-	snprintf(why, sizeof(why), "connection lost: %s",
-	    status == REDIS_OK ? "closed" : ac->errstr);
+	if (c->cap.over)
+		snprintf(why, sizeof(why), "connection lost: a reply over %d "
+		    "bytes (not a Redis server pginval can use?)",
+		    REDIS_CONN_REPLY_MAX);
+	else
+		snprintf(why, sizeof(why), "connection lost: %s",
+		    status == REDIS_OK ? "closed" : ac->errstr);
 	c->ac = NULL;	/* hiredis frees it after we return */
 	redis_conn_lost(c, why);
 }
@@ -389,6 +401,17 @@ redis_conn_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	    ev_now(loop) - c->progress_at >= c->o.health_interval)
 		(void)redis_conn_send(c, redis_conn_cmd_new(NULL, NULL), 1, ping,
 		    NULL);
+	/* A bulk string waits whole in the buffer before the reader makes
+	 * an object of it: the cap sees it here, once a tick. */
+	if (c->ac != NULL &&
+	    redis_cap_pending(c->ac->c.reader) > REDIS_CONN_REPLY_MAX) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "a reply over %d bytes (not a Redis "
+		    "server pginval can use?)", REDIS_CONN_REPLY_MAX);
+		redis_conn_drop(c, why);
+		return;
+	}
 	if (c->ac != NULL && c->outstanding > 0 &&
 	    ev_now(loop) - c->progress_at > c->o.command_timeout) {
 		char why[96];
@@ -424,6 +447,8 @@ redis_conn_dial(struct redis_conn *c, const char *host, int port)
 	}
 	ac->data = c;
 	c->ac = ac;
+	c->cap.max = REDIS_CONN_REPLY_MAX;
+	redis_cap_attach(&c->cap, ac->c.reader);
 	if (redisLibevAttach(c->loop, ac) != REDIS_OK) {
 		redis_conn_drop(c, "cannot attach to the event loop");
 		return;

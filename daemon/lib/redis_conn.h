@@ -117,13 +117,14 @@ int redis_conn_command(struct redis_conn *c, redis_conn_reply_cb *fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen)
     __attribute__((warn_unused_result));
 /*
- * From the HANDSHAKE event only: one more command that must succeed
- * before READY. An error reply is logged as "<what> failed" and closes
- * the link. fn, if set, gets the successful reply. what is static.
+ * From the HANDSHAKE event only: one more command answered before READY.
+ * An error reply is logged as "<what> failed" and closes the link, or,
+ * when optional, is logged at debug level and passed to fn like a
+ * success. fn, if set, gets the reply. what is static.
  */
 void redis_conn_handshake(struct redis_conn *c, const char *what,
-    redis_conn_reply_cb *fn, void *privdata, int argc, const char **argv,
-    const size_t *argvlen);
+    bool optional, redis_conn_reply_cb *fn, void *privdata, int argc,
+    const char **argv, const size_t *argvlen);
 /* From a reply callback: closes the link once the replies already on
  * their way are in; CLOSED follows. */
 void redis_conn_disconnect(struct redis_conn *c);

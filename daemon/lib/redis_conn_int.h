@@ -12,10 +12,17 @@
 #include <stdbool.h>
 
 #include "lib/backoff.h"
+#include "lib/redis_cap.h"
 #include "lib/redis_conn.h"
 #include "lib/redis_history.h"
 
 struct redis_sentinel;
+
+/* What one reply may cost in the reader (redis_cap.h): far more than any
+ * reply pginval asks for (a CLUSTER SLOTS of 1024 masters is about
+ * 200 kB, a SCAN page 1000 keys), far less than a hostile server could
+ * make hiredis build. Over it, the link is dropped and dialled again. */
+#define REDIS_CONN_REPLY_MAX (64 << 20)
 
 struct redis_conn {
 	struct ev_loop *loop;
@@ -36,10 +43,12 @@ struct redis_conn {
 
 	enum redis_state state;
 	redisAsyncContext *ac;
+	struct redis_cap cap;		/* on what one reply may cost */
 	ev_timer timer;		/* connect timeout, or backoff */
 	ev_timer tick;		/* health PING and command timeout */
 	int handshake;		/* replies still expected before READY */
 	bool established;	/* since the last connect */
+	ev_tstamp established_at;
 	bool ever_established;
 	unsigned long reconnects;
 	unsigned outstanding;	/* commands awaiting a reply */

@@ -306,6 +306,36 @@ slots_gap(const bool *taken, char *err, size_t errlen)
 	    "retry later)", missing, first, last);
 }
 
+/* One node id names one node: a replica's id is no master's, and no
+ * other master's replica (or a promotion would be taken for another
+ * shard's). -1 with err. */
+static int
+slots_ids_unique(const struct redis_slot_map *m, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < m->nmasters; i++)
+		for (size_t j = 0; j < m->masters[i].nreplicas; j++) {
+			const char *id = m->masters[i].replicas[j];
+
+			for (size_t k = 0; k < m->nmasters; k++) {
+				bool dup = strcmp(m->masters[k].id, id) == 0;
+
+				for (size_t l = 0; k != i && !dup &&
+				    l < m->masters[k].nreplicas; l++)
+					dup = strcmp(m->masters[k].replicas[l],
+					    id) == 0;
+				if (dup) {
+					snprintf(err, errlen, "CLUSTER SLOTS: a "
+					    "replica of %s:%d has the node id of "
+					    "another node (the topology is "
+					    "changing: retry)", m->masters[i].host,
+					    m->masters[i].port);
+					return -1;
+				}
+			}
+		}
+	return 0;
+}
+
 int
 redis_slots_parse(struct redis_slot_map *m, const struct redisReply *r,
     const char *seed_host, char *err, size_t errlen)
@@ -331,6 +361,8 @@ redis_slots_parse(struct redis_slot_map *m, const struct redisReply *r,
 		slots_gap(taken, err, errlen);
 		goto done;
 	}
+	if (slots_ids_unique(tmp, err, errlen) < 0)
+		goto done;
 	redis_slots_free(m);
 	*m = *tmp;
 	memset(tmp, 0, sizeof(*tmp));

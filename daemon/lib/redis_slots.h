@@ -56,8 +56,9 @@ struct redis_slot_map {
  * entry is [start, end, master, replica...], a node being
  * [host, port, id, ...]. Checked: the shape and types, slots within
  * 0..16383 with start <= end, no slot given twice, every slot covered,
- * ports 1..65535, hosts of at most REDIS_HOST_MAX printable bytes, and one
- * address per node id. A host that is NULL, "" or "?" (the node does not
+ * ports 1..65535, hosts of at most REDIS_HOST_MAX printable bytes, one
+ * address per node id, and one node per id (a replica's id is no master's
+ * and under no other master). A host that is NULL, "" or "?" (the node does not
  * know its address) becomes seed_host, the host the reply came from.
  * Replicas only name the shard: they are not routed to. -1 with the
  * reason in err, *m then untouched.

@@ -4,7 +4,7 @@ the same run. `make bench` builds the binaries and runs this.
 
     python3 tests/bench/run.py [scenario ...]
         # write trust walwrite drain latency bulk fanin stream waldrain
-        # wallatency fanout applyrate invalidate
+        # wallatency fanout applyrate rowdrain invalidate
 
 Environment: BENCH_N (drain rows, 200000), BENCH_BULK (bulk rows,
 1000000), BENCH_RUNS (repetitions, 3), BENCH_RATE (latency tps, 2000),
@@ -305,6 +305,37 @@ def relay_pair(pg, redis, tables):
     return [PginvalRelay(pg, redis, tables), RefRelay(pg, redis)]
 
 
+class PyRelay:
+    """tests/bench/pyrelay.py: psycopg2 and redis-py, parses the payloads
+    and renders the same keys, verifies nothing. Drain and bulk only."""
+    name = "python"
+    channel = "bench.py"
+
+    def __init__(self, pg, redis, tables):
+        self.pg, self.redis, self.tables = pg, redis, tables
+        self.proc = None
+
+    def start(self, tag):
+        py = psycopg2_python()
+        self.proc = spawn([py, os.path.join(HERE, "pyrelay.py"),
+                           self.pg.conninfo, PG_CHANNEL, self.redis.host,
+                           str(self.redis.port), self.channel]
+                          + ["%s=%s" % kv for kv in self.tables.items()],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          text=True)
+        if readline(self.proc, 15) != "listening":
+            raise RuntimeError("pyrelay.py did not start (Debian: "
+                               "python3-psycopg2, python3-redis)")
+        return self
+
+    def stop(self):
+        reap(self.proc)
+
+
+def relay_trio(pg, redis, tables):
+    return relay_pair(pg, redis, tables) + [PyRelay(pg, redis, tables)]
+
+
 def stream_pair(pg, redis, tables):
     """pginval with [redis] stream, against pginval without it."""
     return [PginvalRelay(pg, redis, tables, stream=STREAM_KEY),
@@ -353,7 +384,7 @@ def setup_relay_db(pg, rows):
     return tables
 
 
-def big_update(pg, redis, relay, rows, tag):
+def big_update(pg, redis, relay, rows, tag, update=None):
     """One UPDATE of ``rows`` rows committed at once, with the relay
     running; times from COMMIT to the last message received."""
     pg.psql("VACUUM bench_a")
@@ -362,8 +393,12 @@ def big_update(pg, redis, relay, rows, tag):
         sub = Sub(redis, relay.channel, count=rows, idle=15,
                   timeout=60 + rows / 5000)
         cpu0 = proc_cpu(relay.proc.pid)
-        update_start, commit_start, commit_end = timed_update(
-            pg, rows, "bench_a", sync_on=False)
+        out = pg.psql("BEGIN;\n%s\n"
+                      "%s\n%s\nCOMMIT;\n%s"
+                      % (now_us_sql(), (update or "UPDATE bench_a SET v = v "
+                                        "+ 1 WHERE id <= %d;") % rows,
+                         now_us_sql(), now_us_sql()))
+        update_start, commit_start, commit_end = [int(x) for x in out.split()]
         res = sub.result(timeout=60 + rows / 5000)
         cpu = proc_cpu(relay.proc.pid) - cpu0
         hwm = proc_hwm_mb(relay.proc.pid)
@@ -392,11 +427,12 @@ def big_update(pg, redis, relay, rows, tag):
     }
 
 
-def scenario_drain(pg, redis, tables, rows, label, pair=relay_pair):
+def scenario_drain(pg, redis, tables, rows, label, pair=relay_pair,
+                   update=None):
     out = {}
     for rep in range(RUNS):
         for relay in pair(pg, redis, tables):
-            r = big_update(pg, redis, relay, rows, label)
+            r = big_update(pg, redis, relay, rows, label, update)
             if getattr(relay, "stream", None):
                 r["stream_len"] = redis.command("XLEN", relay.stream)
                 r["stream_mb"] = redis.command(
@@ -2000,6 +2036,81 @@ def spread(runs_a, runs_b, field):
     return worst
 
 
+def pyrelay_rows(rows, res):
+    """The drains against pyrelay.py, where it ran (rows of a and d)."""
+    for name, scn in (("drain", "a. drain %s rows (ref: Python relay)"
+                       % "{:,}".format(N)),
+                      ("bulk", "d. bulk UPDATE %s rows (ref: Python relay)"
+                       % "{:,}".format(BULK))):
+        s = res.get(name)
+        if not s or "python" not in s:
+            continue
+        for metric, field in (("changes/s", "events_per_s"),
+                              ("relay CPU s per 1M changes", "cpu_s_per_m"),
+                              ("relay peak RSS (MB)", "peak_rss_mb"),
+                              ("changes received", "events")):
+            p = s["pginval"]["median"].get(field)
+            r = s["python"]["median"].get(field)
+            rows.append((scn, metric, p, r, ratio(p, r),
+                         spread(s["pginval"]["runs"], s["python"]["runs"],
+                                field)))
+
+
+def invalidate_rows(rows, res):
+    """n. a bulk UPDATE invalidated by apply, each cell against the
+    pipe of the same repetitions."""
+    s = res.get("invalidate", {})
+    for cell in INVALIDATE_CELLS:
+        a, b = s.get(cell), s.get("pipe")
+        if not a or not a["median"] or not b or not b["median"]:
+            continue
+        scn = ("n. invalidate %s keys, %s (ref: redis-cli --pipe UNLINK)"
+               % ("{:,}".format(INVALIDATE_N),
+                  "markers on" if cell == "guard" else "markers off"))
+        # (metric, field, whether the pipe has it); ratios are the median
+        # of each repetition's own (cell / pipe of the same repetition).
+        for metric, field, ref in (
+                ("COMMIT -> all keys gone (s)", "seconds", True),
+                ("keys/s", "keys_per_s", True),
+                ("Redis CPU us per key", "redis_us_per_key", True),
+                ("apply CPU us per key", "apply_us_per_key", False),
+                ("daemon CPU us per key", "daemon_us_per_key", False),
+                ("COMMIT itself (s)", "commit_s", False),
+                ("messages applied", "messages_applied", False),
+                ("apply peak RSS (MB)", "apply_peak_rss_mb", False)):
+            rows.append((scn, metric, a["median"].get(field),
+                         b["median"].get(field) if ref else None,
+                         median([ratio(x.get(field), y.get(field)) for x, y
+                                 in zip(a["runs"], b["runs"])])
+                         if ref else None,
+                         spread(a["runs"], b["runs"] if ref else a["runs"],
+                                field)))
+
+
+def rowdrain_rows(rows, res):
+    """m. the drain of single-row statements: pginval against refrelay,
+    then against pyrelay.py."""
+    s = res.get("rowdrain")
+    if not s:
+        return
+    for ref, what in (("reference", "verbatim relay"),
+                      ("python", "Python relay")):
+        scn = "m. drain %s one-row NOTIFYs (ref: %s)" % (
+            "{:,}".format(ROWDRAIN), what)
+        for metric, field in (("COMMIT -> last message (s)",
+                               "commit_to_last_s"),
+                              ("changes/s", "events_per_s"),
+                              ("relay CPU s per 1M changes", "cpu_s_per_m"),
+                              ("relay peak RSS (MB)", "peak_rss_mb"),
+                              ("changes received", "events"),
+                              ("messages (PUBLISHes) received", "msgs")):
+            p = s["pginval"]["median"].get(field)
+            r = s[ref]["median"].get(field)
+            rows.append((scn, metric, p, r, ratio(p, r),
+                         spread(s["pginval"]["runs"], s[ref]["runs"],
+                                field)))
+
+
 def build_rows(res):
     """(scenario, metric, pginval, reference, ratio, spread) rows."""
     rows = []
@@ -2204,32 +2315,6 @@ def build_rows(res):
         pair(scn, "lag p99 at most (s; bucket bound)", data, "lag_p99_le_s")
         pair(scn, "apply peak RSS (MB)", data, "apply_peak_rss_mb")
         pair(scn, "keys that existed", data, "keys_existed")
-    s = res.get("invalidate", {})
-    for cell in INVALIDATE_CELLS:
-        a, b = s.get(cell), s.get("pipe")
-        if not a or not a["median"] or not b or not b["median"]:
-            continue
-        scn = ("m. invalidate %s keys, %s (ref: redis-cli --pipe UNLINK)"
-               % ("{:,}".format(INVALIDATE_N),
-                  "markers on" if cell == "guard" else "markers off"))
-        # (metric, field, whether the pipe has it); ratios are the median
-        # of each repetition's own (cell / pipe of the same repetition).
-        for metric, field, ref in (
-                ("COMMIT -> all keys gone (s)", "seconds", True),
-                ("keys/s", "keys_per_s", True),
-                ("Redis CPU us per key", "redis_us_per_key", True),
-                ("apply CPU us per key", "apply_us_per_key", False),
-                ("daemon CPU us per key", "daemon_us_per_key", False),
-                ("COMMIT itself (s)", "commit_s", False),
-                ("messages applied", "messages_applied", False),
-                ("apply peak RSS (MB)", "apply_peak_rss_mb", False)):
-            rows.append((scn, metric, a["median"].get(field),
-                         b["median"].get(field) if ref else None,
-                         median([ratio(x.get(field), y.get(field)) for x, y
-                                 in zip(a["runs"], b["runs"])])
-                         if ref else None,
-                         spread(a["runs"], b["runs"] if ref else a["runs"],
-                                field)))
     s = res.get("wallatency")
     if s:
         scn = "j. latency %d tx/s, wal (ref: replication client)" % RATE
@@ -2238,6 +2323,9 @@ def build_rows(res):
         pair(scn, "p99.9 (ms)", s, "p999_ms")
         pair(scn, "changes received", s, "events")
         pair(scn, "consumer CPU s per 1M changes", s, "cpu_s_per_m")
+    pyrelay_rows(rows, res)
+    rowdrain_rows(rows, res)
+    invalidate_rows(rows, res)
     return rows
 
 
@@ -2276,6 +2364,12 @@ STREAM_KEY = "bench:log"
 WAL_ONLY = ("write", "trust", "walwrite", "waldrain", "wallatency")
 # scenarios without the relay cluster
 NO_RELAY = WAL_ONLY + ("fanout", "applyrate", "invalidate")
+# m. The drain of single-row statements: one NOTIFY per change, as in the
+# profile (tests/bench/instr.py), against refrelay and pyrelay.py.
+SCENARIOS.append("rowdrain")
+ROWDRAIN = env_int("BENCH_ROWDRAIN", 200000)
+ROWDRAIN_SQL = ("DO $$ BEGIN FOR i IN 1..%d LOOP UPDATE bench_a SET v = v + 1 "
+                "WHERE id = i; END LOOP; END $$;")
 
 
 def run_scenarios(wanted, results, elapsed):
@@ -2335,18 +2429,23 @@ def run_scenarios(wanted, results, elapsed):
     with Postgres(settings=RELAY_SETTINGS) as pg, Redis() as redis:
         machine = machine_info(pg)
         t0 = time.monotonic()
-        tables = setup_relay_db(pg, max(N, BULK, LATENCY_ROWS))
+        tables = setup_relay_db(pg, max(N, BULK, LATENCY_ROWS, ROWDRAIN))
         elapsed["setup"] = time.monotonic() - t0
         if "drain" in wanted:
             results["subscriber_ceiling"] = subscriber_ceiling(
                 redis, SAMPLE_MESSAGE)
-            timed("drain", scenario_drain, pg, redis, tables, N, "drain")
+            timed("drain", scenario_drain, pg, redis, tables, N, "drain",
+                  relay_trio)
         if "latency" in wanted:
             timed("latency", scenario_latency, pg, redis, tables)
         if "bulk" in wanted:
-            timed("bulk", scenario_drain, pg, redis, tables, BULK, "bulk")
+            timed("bulk", scenario_drain, pg, redis, tables, BULK, "bulk",
+                  relay_trio)
         if "fanin" in wanted:
             timed("fanin", scenario_fanin, pg, redis, tables)
+        if "rowdrain" in wanted:
+            timed("rowdrain", scenario_drain, pg, redis, tables, ROWDRAIN,
+                  "rowdrain", relay_trio, ROWDRAIN_SQL)
         if "stream" in wanted:
             timed("stream", scenario_drain, pg, redis, tables, N, "stream",
                   stream_pair)

@@ -16,6 +16,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "../../daemon/lib/redis_cap.h"
 #include "../../daemon/lib/redis_sentinel_reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -41,31 +42,13 @@ check_addr(const char *host, size_t hostlen, int port)
 		fail("port out of range");
 }
 
-/* hiredis allocates an array's elements as soon as it reads the count:
- * skip inputs that declare huge arrays rather than exhaust memory. */
-static bool
-huge_array(const uint8_t *d, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		size_t digits = 0;
-
-		if (d[i] != '*')
-			continue;
-		while (i + 1 + digits < n && d[i + 1 + digits] >= '0' &&
-		    d[i + 1 + digits] <= '9')
-			digits++;
-		if (digits > 4)
-			return true;
-	}
-	return false;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *copy = malloc(size ? size : 1);
 	char host[16], why[64];
 	int port;
+	struct redis_cap cap = { .max = 1 << 20 };	/* as the daemon's */
 	redisReader *rd;
 	void *reply;
 
@@ -75,11 +58,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (redis_sentinel_parse_switch(copy, size, "mymaster", host,
 	    sizeof(host), &port) == 0)
 		check_addr(host, sizeof(host), port);
-	if (huge_array(data, size)) {
-		free(copy);
-		return 0;
-	}
 	rd = redisReaderCreate();
+	redis_cap_attach(&cap, rd);
 	if (redisReaderFeed(rd, copy, size) == REDIS_OK)
 		for (int i = 0; i < 64 && redisReaderGetReply(rd, &reply) ==
 		    REDIS_OK && reply != NULL; i++) {
@@ -90,6 +70,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			else if (strnlen(why, sizeof(why)) >= sizeof(why))
 				fail("reason unterminated");
 			freeReplyObject(reply);
+			redis_cap_next(&cap);
 		}
 	redisReaderFree(rd);
 	free(copy);

@@ -24,10 +24,16 @@
 
 #include <hiredis/hiredis.h>
 
+#include "../../daemon/lib/redis_cap.h"
 #include "../../daemon/lib/redis_history.h"
 #include "../../daemon/lib/redis_slots.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* What one reply may cost in hiredis's reader (redis_cap.h), as in the
+ * daemon: without it an input of a few kB declares arrays of millions of
+ * elements, which hiredis allocates as it reads their counts. */
+#define FUZZ_REPLY_MAX (1 << 20)
 
 static void
 fail(const char *what)
@@ -183,49 +189,31 @@ check_group(const char *d, size_t n)
 	}
 }
 
-/* hiredis allocates an array's elements as soon as it reads the count:
- * skip inputs that declare huge arrays rather than exhaust memory. */
-static bool
-huge_array(const uint8_t *d, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		size_t digits = 0;
-
-		if (d[i] != '*')
-			continue;
-		while (i + 1 + digits < n && d[i + 1 + digits] >= '0' &&
-		    d[i + 1 + digits] <= '9')
-			digits++;
-		if (digits > 4)
-			return true;
-	}
-	return false;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *copy = malloc(size > 0 ? size : 1);
 	struct redis_slot_map keep = { 0 };
+	struct redis_cap cap = { .max = FUZZ_REPLY_MAX };
 	redisReader *rd;
 	void *reply;
 
 	memcpy(copy, data, size);
 	check_raw(copy, size);
 	check_group(copy, size);
-	if (!huge_array(data, size)) {
-		rd = redisReaderCreate();
-		if (redisReaderFeed(rd, copy, size) == REDIS_OK)
-			for (int i = 0; i < 64; i++) {
-				reply = NULL;
-				if (redisReaderGetReply(rd, &reply) != REDIS_OK ||
-				    reply == NULL)
-					break;
-				check_reply(reply, &keep);
-				freeReplyObject(reply);
-			}
-		redisReaderFree(rd);
-	}
+	rd = redisReaderCreate();
+	redis_cap_attach(&cap, rd);
+	if (redisReaderFeed(rd, copy, size) == REDIS_OK)
+		for (int i = 0; i < 64; i++) {
+			reply = NULL;
+			if (redisReaderGetReply(rd, &reply) != REDIS_OK ||
+			    reply == NULL)
+				break;
+			check_reply(reply, &keep);
+			freeReplyObject(reply);
+			redis_cap_next(&cap);
+		}
+	redisReaderFree(rd);
 	redis_slots_free(&keep);
 	free(copy);
 	return 0;

@@ -64,10 +64,14 @@ class Stack:
     def __enter__(self):
         if self.d:
             self.d.start()
-        self.a.start()
-        self.a.wait_log("reset of every table")
-        wait_for(lambda: "swept keys matching" in self.a.log_text() or
-                 "FLUSHDB" in self.a.log_text(), "the start reset")
+        try:
+            self.a.start()
+            self.a.wait_log("reset of every table")
+            wait_for(lambda: "swept keys matching" in self.a.log_text() or
+                     "FLUSHDB" in self.a.log_text(), "the start reset")
+        except AssertionError:
+            self.__exit__(AssertionError)
+            raise
         time.sleep(0.1)
         return self
 
@@ -151,6 +155,87 @@ def test_deletes_keys_and_leaves_markers():
         ttl = rc("PTTL", marker("user:1"))
         assert 8000 < ttl <= 10000, "marker ttl %d (marker_ttl = 10s)" % ttl
         eq(rc("EXISTS", marker("user:email:a@x.io")), 1, "both marked")
+
+
+def evalsha_calls():
+    stats = rc("INFO", "commandstats").decode()
+    m = re.search(r"cmdstat_evalsha:calls=(\d+)", stats)
+    return int(m.group(1)) if m else 0
+
+
+def test_a_statement_s_keys_go_in_few_script_calls():
+    """600 rows in one UPDATE: every key deleted and marked, in a few
+    EVALSHAs of at most 256 keys (not one per key), and a marker from
+    the future is not moved back."""
+    n = 600
+    sql("INSERT INTO users SELECT g, 'u' || g || '@x.io', 'u' "
+        "FROM generate_series(1001, 1000 + %d) g" % n)
+    with Stack(tables={"public.users": "user:{id}"}):
+        for i in range(1001, 1001 + n):
+            rc("SET", "user:%d" % i, "cached")
+        future = int(time.time() * 1e6) + 3600 * 1000000
+        rc("SET", marker("user:1001"), str(future), "PX", 60000)
+        rc("CONFIG", "RESETSTAT")
+        t0 = time.time() * 1e6
+        sql("UPDATE users SET name = 'x' WHERE id > 1000")
+        keys = ["user:%d" % i for i in range(1001, 1001 + n)]
+        wait_for(lambda: rc("EXISTS", *keys) == 0, "%d keys deleted" % n)
+        eq(int(rc("GET", marker("user:1001"))), future, "moved back")
+        for i in range(1002, 1001 + n):
+            m = int(rc("GET", marker("user:%d" % i)))
+            assert t0 < m < time.time() * 1e6 + 1e6, "version %d" % m
+            assert 0 < rc("PTTL", marker("user:%d" % i)) <= 10000
+        calls = evalsha_calls()
+        assert 3 <= calls <= 60, "%d EVALSHAs for %d keys" % (calls, n)
+    sql("DELETE FROM users WHERE id > 1000")
+
+
+def test_script_flushed_or_refused_still_deletes():
+    """SCRIPT FLUSH: NOSCRIPT, sent again as EVAL (markers set). A user
+    that may not run scripts: plain UNLINKs, and the refusal logged."""
+    with Stack(tables={"public.users": "user:{id}"}) as s:
+        rc("SCRIPT", "FLUSH")
+        rc("SET", "user:31", "cached")
+        sql("INSERT INTO users VALUES (31, 'f@x.io', 'f')")
+        wait_for(lambda: rc("EXISTS", "user:31") == 0, "user:31 deleted")
+        eq(rc("EXISTS", marker("user:31")), 1, "marked through EVAL")
+    rc("ACL", "SETUSER", "noscript", "on", ">pw", "~*", "&*", "+@all",
+       "-eval", "-evalsha", "-script")
+    try:
+        url = "redis://noscript:pw@127.0.0.1:%d/0" % REDIS.port
+        with Stack(tables={"public.users": "user:{id}"},
+                   targets={"t": url}) as s:
+            rc("SET", "user:32", "cached")
+            sql("INSERT INTO users VALUES (32, 'g@x.io', 'g')")
+            wait_for(lambda: rc("EXISTS", "user:32") == 0, "user:32 deleted")
+            eq(rc("EXISTS", marker("user:32")), 0, "no script, no marker")
+            s.a.wait_log("pginval_invalidate (falling back to UNLINK) failed")
+            s.a.wait_log("scripts are refused; invalidating with plain "
+                         "UNLINKs")
+            rc("SET", "user:33", "cached")
+            sql("INSERT INTO users VALUES (33, 'h@x.io', 'h')")
+            wait_for(lambda: rc("EXISTS", "user:33") == 0, "user:33 deleted")
+            eq(s.a.log_text().count("falling back to UNLINK"), 1,
+               "refusals logged (the second goes straight to UNLINK)")
+    finally:
+        rc("ACL", "DELUSER", "noscript")
+        sql("DELETE FROM users WHERE id IN (31, 32, 33)")
+
+
+def test_markers_off_deletes_with_plain_unlinks():
+    with Stack(tables={"public.users": "user:{id}"},
+               extra={"apply.markers": "off"}):
+        rc("CONFIG", "RESETSTAT")
+        for i in (41, 42, 43):
+            rc("SET", "user:%d" % i, "cached")
+        sql("INSERT INTO users SELECT g, g || '@x.io', 'm' "
+            "FROM generate_series(41, 43) g")
+        wait_for(lambda: rc("EXISTS", "user:41", "user:42", "user:43") == 0,
+                 "keys deleted")
+        eq([rc("EXISTS", marker("user:%d" % i)) for i in (41, 42, 43)],
+           [0, 0, 0], "markers")
+        eq(evalsha_calls(), 0, "EVALSHAs")
+    sql("DELETE FROM users WHERE id BETWEEN 41 AND 43")
 
 
 def test_targets_each_get_the_invalidations():

@@ -266,11 +266,11 @@ def test_tail_shows_spublished_messages_and_follows_a_migration():
 
 class FakeNode:
     """A listening socket that speaks just enough RESP: +OK to the login,
-    an empty CLUSTER SLOTS, and reply(port) to SSUBSCRIBE. Counts the
-    connections it accepted."""
+    slots(port) (default: an empty array) to CLUSTER SLOTS, and
+    reply(port) to SSUBSCRIBE. Counts the connections it accepted."""
 
-    def __init__(self, reply):
-        self.reply = reply
+    def __init__(self, reply, slots=lambda port: [b"*0\r\n"]):
+        self.reply, self.slots = reply, slots
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -311,7 +311,8 @@ class FakeNode:
                         for part in self.reply(self.port):
                             conn.sendall(part)
                     elif cmd[0].upper() == b"CLUSTER":
-                        conn.sendall(b"*0\r\n")
+                        for part in self.slots(self.port):
+                            conn.sendall(part)
                     else:
                         conn.sendall(b"+OK\r\n")
         except OSError:
@@ -370,6 +371,39 @@ def test_hostile_nodes_neither_crash_nor_spin_apply():
         finally:
             a.stop()
             fake.close()
+
+
+def many_elements(port):
+    """A CLUSTER SLOTS reply of 3,000,000 integers: 12 MB on the wire,
+    about 170 MB of reply objects in hiredis's reader without a cap."""
+    yield b"*3000000\r\n"
+    for _ in range(30):
+        yield b":1\r\n" * 100000
+
+
+def test_a_target_node_that_sends_a_huge_reply_is_dropped():
+    """The target's links (the router's, as the daemon's sink) cap what
+    one reply may cost (64 MB): a node that answers with millions of
+    small elements is dropped and dialled again after a backoff, and the
+    reply never reaches the slot map."""
+    fake = FakeNode(lambda port: [], slots=many_elements)
+    a = harness.Apply(FakePG, TARGET, TABLES,
+                      redis_url="redis://127.0.0.1:%d" % CLUSTER.nodes[0].port,
+                      extra={"redis.cluster": "on"},
+                      targets={"t": {"url": "redis://127.0.0.1:%d/0"
+                                     % fake.port, "cluster": "on"}})
+    try:
+        a.start(wait="")
+        a.wait_log("a reply over 67108864 bytes", timeout=30)
+        t0, n0 = time.monotonic(), fake.accepted
+        time.sleep(2)
+        rate = (fake.accepted - n0) / (time.monotonic() - t0)
+        assert rate <= 5, "%.1f connects/s\n%s" % (rate, a.log_text())
+        assert a.alive(), "apply died\n" + a.log_text()
+        assert "CLUSTER SLOTS:" not in a.log_text(), a.log_text()
+    finally:
+        a.stop()
+        fake.close()
 
 
 def around():

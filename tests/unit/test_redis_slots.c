@@ -323,6 +323,16 @@ test_parse_malformed(void **state)
 		    "[101, 16383, [\"h\", 2, \"a\"]]]", "two different" },
 		{ "address with two ids", "[[0, 100, [\"h\", 1, \"a\"]], "
 		    "[101, 16383, [\"h\", 1, \"b\"]]]", "two different" },
+		/* Found by the fuzzer: a replica named as another shard's
+		 * master, or under two masters. */
+		{ "replica with a master's id", "[[0, 100, [\"h\", 1, \"a\"], "
+		    "[\"h\", 3, \"b\"]], [101, 16383, [\"h\", 2, \"b\"]]]",
+		    "has the node id of another node" },
+		{ "replica of its own master", "[[0, 16383, [\"h\", 1, \"a\"], "
+		    "[\"h\", 3, \"a\"]]]", "has the node id of another node" },
+		{ "replica of two masters", "[[0, 100, [\"h\", 1, \"a\"], "
+		    "[\"h\", 3, \"c\"]], [101, 16383, [\"h\", 2, \"b\"], "
+		    "[\"h\", 3, \"c\"]]]", "has the node id of another node" },
 	};
 	struct redis_slot_map m = { 0 };
 	redisReply *good = resp(healthy);
