@@ -65,27 +65,6 @@ message_keys(struct buf *out, const struct keys *keys)
 	}
 }
 
-/* Whether two images hold the same columns and values: an update that
- * left the watched columns alone, the usual case. */
-static bool
-message_same_image(const struct row_image *a, const struct row_image *b)
-{
-	if (a->cols == b->cols && a->n == b->n)
-		return true;	/* from the WAL, when it sent no old values */
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++) {
-		const struct row_col *x = &a->cols[i], *y = &b->cols[i];
-
-		if ((x->val == NULL) != (y->val == NULL) ||
-		    (x->val != NULL && (x->len != y->len ||
-		    memcmp(x->val, y->val, x->len) != 0)) ||
-		    strcmp(x->name, y->name) != 0)
-			return false;
-	}
-	return true;
-}
-
 static void
 message_row_images(struct buf *out, const struct row_image *old,
     const struct row_image *new)
@@ -95,7 +74,7 @@ message_row_images(struct buf *out, const struct row_image *old,
 	buf_addc(out, '{');
 	if (old->present)
 		message_image(out, "old", old, true);
-	if (new->present && old->present && message_same_image(old, new)) {
+	if (new->present && old->present && row_image_same(old, new)) {
 		/* The same image: its text once more, not escaped again. */
 		size_t from = start + 1 + strlen("\"old\":");
 		size_t n = out->len - from;
