@@ -66,6 +66,7 @@ static const struct opt config_opts[] = {
 	{ "redis", "sentinel_password", OPT_STRING, O(redis_sentinel_password), "", 0, 0 },
 	{ "redis", "connect_timeout", OPT_SECONDS, O(redis_connect_timeout), "5", 0.1, 3600 },
 	{ "redis", "command_timeout", OPT_SECONDS, O(redis_command_timeout), "10", 0.1, 3600 },
+	{ "redis", "rows", OPT_BOOL, O(redis_rows), "on", 0, 0 },
 	{ "daemon", "log_level", OPT_LOG_LEVEL, O(log_level), "info", 0, 0 },
 	{ "daemon", "max_queue", OPT_INT, O(max_queue), "100000", 1, 100000000 },
 	{ "daemon", "max_queue_bytes", OPT_SIZE, O(max_queue_bytes), "4MB", 65536, 1e12 },

@@ -77,6 +77,7 @@ struct config {
 	char *redis_sentinel_password;	/* never log it */
 	double redis_connect_timeout;
 	double redis_command_timeout;
+	bool redis_rows;		/* off: messages carry no row images */
 	/* parsed from redis_url; its password as config_redis_password()
 	 * chose it */
 	struct redis_addr redis;

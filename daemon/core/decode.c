@@ -81,6 +81,25 @@ row_image_get(const struct row_image *img, const char *name)
 	return NULL;
 }
 
+bool
+row_image_same(const struct row_image *a, const struct row_image *b)
+{
+	if (a->n != b->n)
+		return false;
+	if (a->cols == b->cols)
+		return true;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct row_col *x = &a->cols[i], *y = &b->cols[i];
+
+		if ((x->val == NULL) != (y->val == NULL) ||
+		    (x->val != NULL && (x->len != y->len ||
+		    memcmp(x->val, y->val, x->len) != 0)) ||
+		    strcmp(x->name, y->name) != 0)
+			return false;
+	}
+	return true;
+}
+
 static enum decode_result decode_err(enum decode_result, char *, size_t,
     const char *, ...) __attribute__((format(printf, 4, 5)));
 

@@ -16,10 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Appends "name":{..}, after a comma unless first. */
 static void
-message_image(struct buf *out, const char *name, const struct row_image *img)
+message_image(struct buf *out, const char *name, const struct row_image *img,
+    bool first)
 {
-	buf_adds(out, ",\"");
+	buf_adds(out, first ? "\"" : ",\"");
 	buf_adds(out, name);
 	buf_adds(out, "\":{");
 	for (size_t i = 0; i < img->n; i++) {
@@ -71,12 +73,10 @@ message_row_images(struct buf *out, const struct row_image *old,
 
 	buf_addc(out, '{');
 	if (old->present)
-		message_image(out, "old", old);
-	if (new->present && old->present && new->cols == old->cols &&
-	    new->n == old->n) {
-		/* The same image (a change from the WAL that sent no old
-		 * values): its text once more. */
-		size_t from = start + strlen(",\"old\":") + 1;
+		message_image(out, "old", old, true);
+	if (new->present && old->present && row_image_same(old, new)) {
+		/* The same image: its text once more, not escaped again. */
+		size_t from = start + 1 + strlen("\"old\":");
 		size_t n = out->len - from;
 
 		buf_adds(out, ",\"new\":");
@@ -85,12 +85,8 @@ message_row_images(struct buf *out, const struct row_image *old,
 		out->len += n;
 		out->data[out->len] = '\0';
 	} else if (new->present) {
-		message_image(out, "new", new);
+		message_image(out, "new", new, !old->present);
 	}
-	/* message_image leads with a comma; an object must not. */
-	if (out->len > start + 1)
-		memmove(out->data + start + 1, out->data + start + 2,
-		    out->len-- - start - 2);
 	buf_addc(out, '}');
 }
 
@@ -179,15 +175,21 @@ message_body_reset(struct buf *out, const char *table, const char *reason,
 }
 
 void
-message_frame(struct buf *out, uint64_t seq, const char *epoch,
-    const char *body, size_t len)
+message_envelope(struct buf *out, uint64_t seq, const char *epoch)
 {
-	buf_reserve(out, len + 64 + MESSAGE_EPOCH_LEN);
 	buf_adds(out, "{\"v\":1,\"seq\":");
 	buf_add_u64(out, seq);
 	buf_adds(out, ",\"epoch\":\"");
 	buf_adds(out, epoch);
 	buf_adds(out, "\",");
+}
+
+void
+message_frame(struct buf *out, uint64_t seq, const char *epoch,
+    const char *body, size_t len)
+{
+	buf_reserve(out, len + 64 + MESSAGE_EPOCH_LEN);
+	message_envelope(out, seq, epoch);
 	buf_add(out, body, len);
 }
 

@@ -48,6 +48,8 @@ void message_body_rows(struct buf *out, const char *op, const char *table,
  * for humans. */
 void message_body_reset(struct buf *out, const char *table,
     const char *reason, int64_t ts);
+/* Appends the envelope of a message, for its body to follow. */
+void message_envelope(struct buf *out, uint64_t seq, const char *epoch);
 /* Appends the complete message: envelope, then body. */
 void message_frame(struct buf *out, uint64_t seq, const char *epoch,
     const char *body, size_t len);

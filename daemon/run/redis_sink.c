@@ -175,20 +175,23 @@ redis_sink_publish_cb(void *arg, redisReply *reply, void *privdata)
 	redis_sink_maybe_idle(s);
 }
 
-/* m as sent with seq, into s->frame. */
+/* m as sent with seq, into s->frame. A row message's body is encoded
+ * there, after the envelope, not copied. */
 static void
 redis_sink_frame(struct redis_sink *s, const struct sink_msg *m, uint64_t seq)
 {
-	const struct buf *body = &m->body;
-
-	if (m->op != NULL) {
-		buf_reset(&s->body);
-		message_body_rows(&s->body, m->op, m->table, &m->keys, m->ts,
-		    m->rows.data, m->rows.len, m->nrows);
-		body = &s->body;
-	}
 	buf_reset(&s->frame);
-	message_frame(&s->frame, seq, s->epoch, body->data, body->len);
+	if (m->op == NULL) {
+		message_frame(&s->frame, seq, s->epoch, m->body.data,
+		    m->body.len);
+		return;
+	}
+	/* Room for the usual case: keys escaped as they are, quoted. */
+	buf_reserve(&s->frame, 256 + strlen(m->table) + m->rows.len +
+	    m->keys.data.len + 3 * m->keys.n);
+	message_envelope(&s->frame, seq, s->epoch);
+	message_body_rows(&s->frame, m->op, m->table, &m->keys, m->ts,
+	    m->rows.data, m->rows.len, m->nrows);
 }
 
 static int redis_sink_xadd(struct redis_sink *s, struct redis_conn *conn);
@@ -446,7 +449,6 @@ redis_sink_free(struct redis_sink *s)
 	list_free(&s->requeue);
 	redis_sweep_free(s->sweep);
 	buf_free(&s->frame);
-	buf_free(&s->body);
 	free(s->epoch);
 	free(s->channel);
 	free(s->stream);

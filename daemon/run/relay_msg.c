@@ -142,9 +142,11 @@ relay_event(struct relay *r, struct event *ev, const char *payload,
 		relay_complain(r, "cannot make keys", why, payload ? payload :
 		    ev->table, payload ? len : strlen(ev->table));
 		return relay_table_reset(r, ev->table, err, ev->ts);
-	} else {
+	} else if (r->cfg->redis_rows) {
 		/* Encoded when sent: it may merge with later changes. */
 		m->nrows = message_rows(&m->rows, ev);
+	} else {
+		m->nrows = 0;	/* rows = off: keys only, no images built */
 	}
 	stats_count_event(&r->stats, ev->table);
 	return m;

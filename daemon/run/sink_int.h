@@ -50,7 +50,6 @@ struct redis_sink {
 	struct fifo requeue;	/* collected while the link drops */
 	uint64_t seq;
 	struct buf frame;
-	struct buf body;		/* scratch for row messages */
 	ev_prepare kick;		/* sends at the end of a loop iteration */
 	bool held;			/* redis_sink_hold() */
 	ev_timer hold;			/* end of a coalescing window */

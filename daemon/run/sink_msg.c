@@ -40,7 +40,8 @@ sink_msg_mergeable(const struct sink_msg *a, const struct sink_msg *b,
 {
 	return a->op != NULL && a->op == b->op && a->on_ack == b->on_ack &&
 	    a->unlinking == 0 && !a->unlinked &&
-	    a->ack_arg == b->ack_arg && strcmp(a->table, b->table) == 0 &&
+	    a->ack_arg == b->ack_arg && (a->nrows == 0) == (b->nrows == 0) &&
+	    strcmp(a->table, b->table) == 0 &&
 	    a->keys.n + b->keys.n <= max_keys;
 }
 
@@ -53,8 +54,10 @@ sink_msg_merge(struct sink_msg *a, const struct sink_msg *b)
 
 		keys_add(&a->keys, k, len);
 	}
-	buf_addc(&a->rows, ',');
-	buf_add(&a->rows, b->rows.data, b->rows.len);
+	if (b->nrows > 0) {
+		buf_addc(&a->rows, ',');
+		buf_add(&a->rows, b->rows.data, b->rows.len);
+	}
 	a->nrows += b->nrows;
 	a->nacks += b->nacks;
 	if (b->ts < a->ts)

@@ -28,7 +28,7 @@ struct sink_msg {
 	bool reset;		/* the body is a reset (of table, or of all) */
 	struct keys keys;	/* with op: the message's keys */
 	struct buf rows;	/* with op: message_rows() objects, comma-separated */
-	size_t nrows;
+	size_t nrows;		/* 0: no row images ([redis] rows = off) */
 	/* With action = delete: glob patterns whose matching keys are
 	 * removed with SCAN + UNLINK (a row message UNLINKs its keys). */
 	struct keys patterns;
@@ -55,7 +55,8 @@ void sink_msg_free(struct sink_msg *m);
 /* Roughly the memory a message holds, for the queue's byte bound. */
 size_t sink_msg_size(const struct sink_msg *m);
 /* Whether b can merge into a: row changes of the same table and op, for
- * the same acknowledgement, within max_keys keys. */
+ * the same acknowledgement, both with row images or both without, within
+ * max_keys keys. */
 bool sink_msg_mergeable(const struct sink_msg *a, const struct sink_msg *b,
     size_t max_keys);
 /* Merges b into a. A key made stale twice goes out once. */

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Instructions per change: the daemon's profile, reproducibly.
 
-    python3 tests/bench/instr.py [notify] [wal]
+    python3 tests/bench/instr.py [notify] [packed] [wal] [--rows=off]
 
 Runs `pginval run` under `valgrind --tool=callgrind` while it drains
-single-row UPDATEs committed in one transaction (in notify mode one NOTIFY
-each; two key templates, `prof:{id}` and `prof:pad:{pad}`), once with
-BENCH_INSTR_SMALL (1000) rows and once with BENCH_INSTR_N (20000). The
+UPDATEs committed in one transaction, once with BENCH_INSTR_SMALL (1000)
+rows and once with BENCH_INSTR_N (20000); two key templates, `prof:{id}`
+and `prof:pad:{pad}`. notify: single-row UPDATEs, one NOTIFY each.
+packed: one UPDATE of all the rows, whose rows the triggers pack into a
+few NOTIFYs (about 165 a payload). wal: single-row UPDATEs of a table in
+wal mode. --rows=off runs the daemon with `[redis] rows = off`. The
 instructions per change are the difference between the two runs divided
 by the difference in rows, which removes start-up and shutdown. Prints
 that figure per mode, and the functions that account for it: their own
@@ -31,6 +34,14 @@ BIG = bench.env_int("BENCH_INSTR_N", 20000)
 TOP = bench.env_int("BENCH_INSTR_TOP", 25)
 KEYS = "prof:{id}, prof:pad:{pad}"
 MODES = {"notify": ("public.prof", "prof"), "wal": ("public.profw", "profw")}
+# How each workload writes its rows: (table's mode, statement).
+WORKLOADS = {
+    "notify": ("notify", "DO $$ BEGIN FOR i IN 1..%(rows)d LOOP UPDATE %(table)s "
+               "SET v = v + 1 WHERE id = i; END LOOP; END $$;"),
+    "packed": ("notify", "UPDATE %(table)s SET v = v + 1 WHERE id <= %(rows)d;"),
+    "wal": ("wal", "DO $$ BEGIN FOR i IN 1..%(rows)d LOOP UPDATE %(table)s "
+            "SET v = v + 1 WHERE id = i; END LOOP; END $$;"),
+}
 COST = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*?)\s*$")
 
 
@@ -48,32 +59,35 @@ def setup(pg, rows):
     pg.psql("\n".join(sql) + "\nVACUUM ANALYZE;")
 
 
-def write_conf(pg, redis, mode):
+def write_conf(pg, redis, mode, rows):
     table, channel = MODES[mode]
     path = os.path.join(bench.OUT, "instr-%s.conf" % mode)
     with open(path, "w") as f:
         f.write("# written by tests/bench/instr.py\n[postgres]\n"
                 "conninfo = %s application_name=%s\nchannel = %s\n\n"
-                "[redis]\nurl = %s/0\nchannel = instr\n\n"
+                "[redis]\nurl = %s/0\nchannel = instr\n%s\n"
                 "[daemon]\nlog_level = warn\n\n[table %s]\nkeys = %s\n"
                 % (pg.conninfo, bench.DAEMON_APP, channel, redis.url,
-                   table, KEYS))
+                   "" if rows is None else "rows = %s\n" % rows, table, KEYS))
     return path
 
 
 def changes(payload):
-    """Row changes in one message (a reset counts none)."""
+    """Row changes in one message (a reset counts none): its prof:{id}
+    keys, one per row (every row has its own id)."""
     if b'"op":"reset"' in payload:
         return 0
-    return payload.count(b'"new":') or payload.count(b'"old":') or 1
+    return payload.count(b'"prof:') - payload.count(b'"prof:pad:')
 
 
-def one_run(pg, redis, mode, rows):
+def one_run(pg, redis, work, rows, rows_opt):
     """Instructions of the daemon draining ``rows`` changes, and its
     callgrind file."""
+    mode, statement = WORKLOADS[work]
     table, channel = MODES[mode]
-    out = os.path.join(bench.OUT, "callgrind.%s.%d.out" % (mode, rows))
-    conf = write_conf(pg, redis, mode)
+    out = os.path.join(bench.OUT, "callgrind.%s%s.%d.out" % (
+        work, "" if rows_opt is None else "-rows-" + rows_opt, rows))
+    conf = write_conf(pg, redis, mode, rows_opt)
     log = open(os.path.join(bench.OUT, "instr-%s.log" % mode), "ab")
     with Subscriber(redis.host, redis.port, "instr") as sub:
         proc, sock = bench.spawn_ready(
@@ -81,9 +95,8 @@ def one_run(pg, redis, mode, rows):
              bench.PGINVAL, "run", "-c", conf], log,
             "pginval under callgrind (see %s)" % conf, timeout=120)
         try:
-            pg.psql("BEGIN;\nDO $$ BEGIN FOR i IN 1..%d LOOP "
-                    "UPDATE %s SET v = v + 1 WHERE id = i; END LOOP; END $$;"
-                    "\nCOMMIT;" % (rows, table))
+            pg.psql("BEGIN;\n%s\nCOMMIT;"
+                    % (statement % {"rows": rows, "table": table}))
             got, deadline = 0, time.monotonic() + 120 + rows / 200
             while got < rows and time.monotonic() < deadline:
                 msg = sub.get(timeout=30)
@@ -94,7 +107,7 @@ def one_run(pg, redis, mode, rows):
             bench.reap(proc, timeout=120)
             bench.close_socket(sock)
     if got != rows:
-        raise RuntimeError("%s: %d changes of %d arrived" % (mode, got, rows))
+        raise RuntimeError("%s: %d changes of %d arrived" % (work, got, rows))
     if mode == "wal":
         bench.drop_slot(pg, "pginval_" + channel)
     return out
@@ -113,6 +126,9 @@ def costs(path, inclusive):
             total = int(m.group(1).replace(",", ""))
             continue
         m = COST.match(line)
+        if m and inclusive and m.group(2).startswith(bench.ROOT + "/") \
+                and not m.group(2).endswith("]"):
+            continue    # the same function again, by its absolute path
         if m:
             name = re.sub(r"\s+\[.*\]$", "", m.group(2)).replace(
                 bench.ROOT + "/", "")
@@ -142,17 +158,24 @@ def report(mode, small, big):
 
 
 def main(argv):
-    wanted = argv or list(MODES)
-    if [w for w in wanted if w not in MODES]:
-        sys.exit("instr: modes are %s" % " ".join(MODES))
+    rows_opt = None
+    if "--rows=off" in argv or "--rows=on" in argv:
+        rows_opt = "off" if "--rows=off" in argv else "on"
+        argv = [a for a in argv if not a.startswith("--rows=")]
+    wanted = argv or list(WORKLOADS)
+    if [w for w in wanted if w not in WORKLOADS]:
+        sys.exit("instr: workloads are %s, and --rows=off"
+                 % " ".join(WORKLOADS))
     os.makedirs(bench.OUT, exist_ok=True)
     settings = dict(bench.RELAY_SETTINGS, **bench.WAL_SETTINGS)
     try:
         with Postgres(settings=settings) as pg, Redis() as redis:
             setup(pg, BIG)
-            for mode in wanted:
-                files = [one_run(pg, redis, mode, n) for n in (SMALL, BIG)]
-                report(mode, *files)
+            for work in wanted:
+                files = [one_run(pg, redis, work, n, rows_opt)
+                         for n in (SMALL, BIG)]
+                report(work + ("" if rows_opt is None else
+                               " (rows = %s)" % rows_opt), *files)
     finally:
         bench.kill_children()
 

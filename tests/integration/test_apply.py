@@ -238,6 +238,25 @@ def test_markers_off_deletes_with_plain_unlinks():
     sql("DELETE FROM users WHERE id BETWEEN 41 AND 43")
 
 
+def test_daemon_with_rows_off_still_deletes():
+    sub = REDIS.subscribe("pginval")
+    with Stack(daemon_extra={"redis.rows": "off"}):
+        for k in ("user:51", "user:email:r@x.io", "user:52"):
+            rc("SET", k, "cached")
+        sql("INSERT INTO users VALUES (51, 'r@x.io', 'ann')")
+        wait_for(lambda: rc("EXISTS", "user:51", "user:email:r@x.io") == 0,
+                 "keys deleted")
+        eq(rc("GET", "user:52"), b"cached", "other keys stay")
+        m = None
+        while m is None or m["op"] == "reset":
+            raw = sub.get(5 * SLOW)
+            assert raw is not None, "no message on the channel"
+            m = json.loads(raw)
+        eq(m["keys"], ["user:51", "user:email:r@x.io"], "keys")
+        eq(sorted(set(m) & {"old", "new", "rows"}), [], "no row images")
+    sql("DELETE FROM users WHERE id = 51")
+
+
 def test_targets_each_get_the_invalidations():
     with Redis() as eu, Redis() as us:
         targets = {"eu": eu.url + "/0", "us": us.url + "/3"}

@@ -335,6 +335,46 @@ def test_coalesce_publishes_a_key_once():
     eq(len(m["rows"]), 5, "every change is still described")
 
 
+def test_rows_off_sends_keys_only():
+    sub = REDIS.subscribe("pginval")
+    with daemon(sub, extra={"redis.rows": "off",
+                            "daemon.coalesce": "0.5"}) as d:
+        sql("INSERT INTO users VALUES (80, 'old@x', 'n')")
+        sql("UPDATE users SET email = 'new@x' WHERE id = 80")
+        # Several changes merged into one message: still no images.
+        sql("INSERT INTO users SELECT g, 'm' || g, 'n' "
+            "FROM generate_series(81, 83) g")
+        sql("DELETE FROM users WHERE id = 80")
+        sql("INSERT INTO orders VALUES (1, 'x', 1)")
+        ms = msgs(sub, 5)
+        eq(settle(sub, PG), [], "nothing more")
+        eq([strip(m) for m in ms], [
+            {"op": "insert", "table": "public.users",
+             "keys": ["user:80", "user:email:old@x"]},
+            {"op": "update", "table": "public.users",
+             "keys": ["user:80", "user:email:old@x", "user:email:new@x"]},
+            {"op": "insert", "table": "public.users",
+             "keys": ["user:81", "user:email:m81", "user:82",
+                      "user:email:m82", "user:83", "user:email:m83"]},
+            {"op": "delete", "table": "public.users",
+             "keys": ["user:80", "user:email:new@x"]},
+            # No [table] section: no keys, and now nothing else either.
+            {"op": "insert", "table": "public.orders", "keys": []},
+        ], "messages")
+        # A reload turns the images back on for the changes that follow.
+        d.write_config(extra={"daemon.coalesce": "0.5"})
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload: configuration applied")
+        sql("UPDATE users SET name = 'r' WHERE id = 81")
+        eq(strip(next_msg(sub)), {
+            "op": "update", "table": "public.users",
+            "keys": ["user:81", "user:email:m81"],
+            "old": {"id": "81", "email": "m81"},
+            "new": {"id": "81", "email": "m81"}}, "after the reload")
+        sql("DELETE FROM users; DELETE FROM orders")
+        msgs(sub, 2)
+
+
 def test_sigterm_drains_queued_messages():
     sub = REDIS.subscribe("pginval")
     d = Daemon(extra={"daemon.shutdown_timeout": "20"})

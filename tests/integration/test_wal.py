@@ -189,6 +189,31 @@ def test_update_of_columns_outside_the_key():
     ])
 
 
+def test_rows_off_sends_keys_only():
+    sub = REDIS.subscribe("pginval")
+    d = start(sub, extra={"redis.rows": "off"})
+    try:
+        sql("INSERT INTO users VALUES (1, 'a@x', 'n');"
+            "UPDATE users SET email = 'b@x';"
+            "DELETE FROM users;"
+            "INSERT INTO child (id) VALUES (7), (8)")
+        ms = sync(sub)
+    finally:
+        d.stop()
+    # A merge may join the two children: their keys, in order, either way.
+    eq([strip(m) for m in ms[:3]], [
+        {"op": "insert", "table": "public.users",
+         "keys": ["user:1", "user:email:a@x"]},
+        {"op": "update", "table": "public.users",
+         "keys": ["user:1", "user:email:a@x", "user:email:b@x"]},
+        {"op": "delete", "table": "public.users",
+         "keys": ["user:1", "user:email:b@x"]},
+    ])
+    eq([k for m in ms[3:] for k in m["keys"]], ["child:7", "child:8"])
+    eq([sorted(set(m) & {"old", "new", "rows"}) for m in ms],
+       [[]] * len(ms), "no row images")
+
+
 def test_values_have_the_triggers_text():
     names = "ARRAY['id', %s]" % ", ".join("'%s'" % c for c, _, _ in TYPES)
     sql("SELECT pginval.watch('typed_n', %s, 'pginval', 'notify')" % names)

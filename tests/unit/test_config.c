@@ -48,7 +48,7 @@ parse(const char *text, struct config **cfg, char **errors)
 /* Every field of a struct config, as text, so that tables can list the
  * expected values. */
 
-enum ftype { F_STR, F_INT, F_DBL, F_ACTION, F_TABLES };
+enum ftype { F_STR, F_INT, F_DBL, F_BOOL, F_ACTION, F_TABLES };
 
 struct field {
 	const char *name;
@@ -69,6 +69,7 @@ static const struct field fields[] = {
 	F(redis_action, F_ACTION, "publish"),
 	F(redis_connect_timeout, F_DBL, "5"),
 	F(redis_command_timeout, F_DBL, "10"),
+	F(redis_rows, F_BOOL, "on"),
 	F(redis.host, F_STR, "127.0.0.1"),
 	F(redis.port, F_INT, "6379"),
 	F(redis.unix_path, F_STR, "(null)"),
@@ -117,6 +118,13 @@ field_text(const struct config *cfg, const struct field *f, struct buf *out)
 		memcpy(&v, p, sizeof(v));
 		snprintf(tmp, sizeof(tmp), "%g", v);
 		buf_adds(out, tmp);
+		break;
+	}
+	case F_BOOL: {
+		bool v;
+
+		memcpy(&v, p, sizeof(v));
+		buf_adds(out, v ? "on" : "off");
 		break;
 	}
 	case F_ACTION:
@@ -253,6 +261,8 @@ static const struct good_case good_cases[] = {
 	    { HOSTX, { "max_queue", "1" }, { "max_inflight", "1000000" },
 		{ "shutdown_timeout", "3600" }, { "reconnect_min", "0.001" },
 		{ "reconnect_max", "0.001" } } },
+	{ "rows off", PG "[redis]\nrows = off\n",
+	    { HOSTX, { "redis_rows", "off" } } },
 	{ "upper limit of max_queue", PG "[daemon]\nmax_queue = 100000000\n",
 	    { HOSTX, { "max_queue", "100000000" } } },
 	{ "comments with # and ;",

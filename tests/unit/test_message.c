@@ -542,6 +542,51 @@ test_rows_message(void **state)
 	decode_event_free(&ev);
 }
 
+/* An update whose images are equal writes the new one as a copy of the
+ * old one's text: the same bytes as escaping it again. */
+static void
+test_update_images(void **state)
+{
+	static const struct {
+		const char *name, *o, *n, *want;
+	} cases[] = {
+		{ "equal", "{\"id\":\"1\",\"e\":\"a\\\"\\n\",\"z\":null}",
+		    "{\"id\":\"1\",\"e\":\"a\\\"\\n\",\"z\":null}",
+		    "{\"old\":{\"id\":\"1\",\"e\":\"a\\\"\\n\",\"z\":null},"
+		    "\"new\":{\"id\":\"1\",\"e\":\"a\\\"\\n\",\"z\":null}}" },
+		{ "null and empty", "{\"e\":null}", "{\"e\":\"\"}",
+		    "{\"old\":{\"e\":null},\"new\":{\"e\":\"\"}}" },
+		{ "empty and null", "{\"e\":\"\"}", "{\"e\":null}",
+		    "{\"old\":{\"e\":\"\"},\"new\":{\"e\":null}}" },
+		{ "other value, same length", "{\"e\":\"ab\"}", "{\"e\":\"ac\"}",
+		    "{\"old\":{\"e\":\"ab\"},\"new\":{\"e\":\"ac\"}}" },
+		{ "other name", "{\"a\":\"1\"}", "{\"b\":\"1\"}",
+		    "{\"old\":{\"a\":\"1\"},\"new\":{\"b\":\"1\"}}" },
+		{ "fewer columns", "{\"a\":\"1\",\"b\":\"2\"}", "{\"a\":\"1\"}",
+		    "{\"old\":{\"a\":\"1\",\"b\":\"2\"},\"new\":{\"a\":\"1\"}}" },
+		{ "both empty", "{}", "{}", "{\"old\":{},\"new\":{}}" },
+	};
+	char payload[512], err[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct event ev;
+		struct buf rows = { 0 };
+
+		snprintf(payload, sizeof(payload), "{\"v\":1,\"t\":\"a.b\","
+		    "\"op\":\"update\",\"ts\":1,\"o\":%s,\"n\":%s}", cases[i].o,
+		    cases[i].n);
+		assert_int_equal(decode_event(payload, strlen(payload), &ev, err,
+		    sizeof(err)), DECODE_OK);
+		assert_int_equal(message_rows(&rows, &ev), 1);
+		if (strcmp(rows.data, cases[i].want) != 0)
+			fail_msg("%s: got %s, want %s", cases[i].name, rows.data,
+			    cases[i].want);
+		buf_free(&rows);
+		decode_event_free(&ev);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 
 /* What message_parse() read, in one line: the members found, in a fixed
@@ -912,6 +957,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rows_message),
+		cmocka_unit_test(test_update_images),
 		cmocka_unit_test(test_event_messages),
 		cmocka_unit_test(test_all_control_chars),
 		cmocka_unit_test(test_reset_messages),

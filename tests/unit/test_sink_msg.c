@@ -1,7 +1,8 @@
 /*
  * Unit tests for daemon/run/sink_msg.c: which row messages may merge
  * while they wait, and what a merge leaves (keys without duplicates, rows
- * in order, counts added up, the earliest change time).
+ * in order, counts added up, the earliest change time), and messages
+ * without row images.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,12 +108,42 @@ test_merge(void **state)
 	t_done();
 }
 
+/* Without row images ([redis] rows = off): such messages merge with each
+ * other only, and stay without them. */
+static void
+test_rowless(void **state)
+{
+	struct sink_msg *a = msg(op_update, "t", "k1", 7);
+	struct sink_msg *b = msg(op_update, "t", "k2", 4);
+	struct sink_msg *c = msg(op_update, "t", "k3", 4);
+
+	(void)state;
+	buf_reset(&a->rows);
+	a->nrows = 0;
+	buf_reset(&b->rows);
+	b->nrows = 0;
+	tcase = "rowless with one with rows";
+	CHECK(!sink_msg_mergeable(a, c, 10));
+	CHECK(!sink_msg_mergeable(c, a, 10));
+	tcase = "rowless with rowless";
+	CHECK(sink_msg_mergeable(a, b, 10));
+	sink_msg_merge(a, b);
+	CHECK_INT(a->keys.n, 2);
+	CHECK_INT(a->nrows, 0);
+	CHECK_INT(a->rows.len, 0);
+	sink_msg_free(a);
+	sink_msg_free(b);
+	sink_msg_free(c);
+	t_done();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mergeable),
 		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_rowless),
 	};
 
 	return cmocka_run_group_tests_name("sink_msg", tests, NULL, NULL);
