@@ -1795,21 +1795,30 @@ def invalidate_run(pg, channel, target, cell, tag):
     return r
 
 
-def unlink_pipe_file(n):
+def unlink_pipe_file(n, markers=False):
     """RESP of UNLINK user:1 ... user:n, one command per key, written
-    before the runs: the input of `redis-cli --pipe`."""
-    path = os.path.join(OUT, "unlink.resp")
+    before the runs: the input of `redis-cli --pipe`. With markers, each
+    UNLINK follows a SET of the key's marker with PX, as the guard leaves
+    it: what per-key markers cost Redis as plain commands."""
+    path = os.path.join(OUT, "markers.resp" if markers else "unlink.resp")
+    version = b"%d" % int(time.time() * 1e6)
+
+    def cmds(i):
+        key = b"user:%d" % i
+        return ((resp("SET", b"pginval:m:{" + key + b"}", version, "PX",
+                      APPLY_MARKER_TTL * 1000) if markers else b"") +
+                resp("UNLINK", key))
     with open(path, "wb") as f:
         for first in range(1, n + 1, 10000):
-            f.write(b"".join(resp("UNLINK", "user:%d" % i) for i in
+            f.write(b"".join(cmds(i) for i in
                              range(first, min(first + 10000, n + 1))))
     return path
 
 
-def invalidate_pipe(target, path):
+def invalidate_pipe(target, path, per_key=1):
     """The reference: the target filled the same way, then `redis-cli
-    --pipe` of a plain UNLINK per key, timed until redis-cli has read the
-    last reply and exited."""
+    --pipe` of a plain UNLINK per key (per_key commands a key), timed
+    until redis-cli has read the last reply and exited."""
     n = INVALIDATE_N
     target.flush()
     invalidate_settle(target, n)
@@ -1828,7 +1837,8 @@ def invalidate_pipe(target, path):
             "redis_cpu_s": tcpu, "redis_us_per_key": tcpu / n * 1e6,
             "exit": proc.returncode,
             "errors": int(match.group(1)) if match else None,
-            "replies": int(match.group(2)) if match else None,
+            "replies": (int(match.group(2)) // per_key if match
+                        else None),
             "user_keys_left": user_keys(server),
             "dbsize": server.command("DBSIZE")}
 
@@ -1837,35 +1847,38 @@ def scenario_invalidate(pg, channel, target_redis):
     n = INVALIDATE_N
     t0 = time.monotonic()
     setup_invalidate_db(pg, n)
-    path = unlink_pipe_file(n)
-    log("invalidate: %d rows and the UNLINK file ready in %.1fs"
+    paths = {"pipe": unlink_pipe_file(n),
+             "markerpipe": unlink_pipe_file(n, markers=True)}
+    log("invalidate: %d rows and the pipe files ready in %.1fs"
         % (n, time.monotonic() - t0))
     target = ApplyTarget("invalidate", target_redis)
-    out = {name: {"runs": []} for name in list(INVALIDATE_CELLS) + ["pipe"]}
+    out = {name: {"runs": []} for name in list(INVALIDATE_CELLS) + list(paths)}
     try:
-        invalidate_reps(pg, channel, target, path, out)
+        invalidate_reps(pg, channel, target, paths, out)
     finally:
-        os.remove(path)
+        for path in paths.values():
+            os.remove(path)
     for v in out.values():
         v["median"] = (summarize(v["runs"]) if v["runs"]
                        and not v["runs"][0].get("refused") else {})
     return out
 
 
-def invalidate_reps(pg, channel, target, path, out):
+def invalidate_reps(pg, channel, target, paths, out):
     """RUNS repetitions of every cell and the pipe, the order reversed
     every other one; a cell that this build refuses is tried once."""
     n = INVALIDATE_N
     refused = set()
     for rep in range(RUNS):
-        order = list(INVALIDATE_CELLS) + ["pipe"]
+        order = list(INVALIDATE_CELLS) + list(paths)
         if rep % 2:
             order.reverse()
         for name in order:
             if name in refused:
                 continue
-            if name == "pipe":
-                r = invalidate_pipe(target, path)
+            if name in paths:
+                r = invalidate_pipe(target, paths[name],
+                                    2 if name == "markerpipe" else 1)
             else:
                 r = invalidate_run(pg, channel, target, name,
                                    "invalidate-%s-%d" % (name, rep + 1))
@@ -1879,7 +1892,7 @@ def invalidate_reps(pg, channel, target, path, out):
                 "%.2f us/key%s, user keys left %d"
                 % (name, rep + 1, n, r["seconds"] or -1,
                    r["keys_per_s"] or -1, r["redis_us_per_key"],
-                   "" if name == "pipe" else
+                   "" if name in ("pipe", "markerpipe") else
                    ", apply %.2f us/key, daemon %.2f us/key, %d messages"
                    % (r["apply_us_per_key"], r["daemon_us_per_key"],
                       r["messages_applied"]),
@@ -1904,9 +1917,10 @@ def invalidate_problems(res):
                 lines.append("%s: %d of %d keys deleted, %d user keys left "
                              "at the deadline" % (what, r["keys_deleted"], n,
                                                   r["user_keys_left"]))
-            if name == "pipe":
+            if name in ("pipe", "markerpipe"):
                 want = {"exit": 0, "errors": 0, "replies": n,
-                        "user_keys_left": 0, "dbsize": 0}
+                        "user_keys_left": 0,
+                        "dbsize": n if name == "markerpipe" else 0}
             else:
                 markers = name != "nomarkers"
                 want = {"keys_deleted": n, "keys_existed": n,
@@ -1948,6 +1962,13 @@ def print_invalidate(res):
                  fmt(b.get("redis_us_per_key")),
                  fmt(a.get("apply_us_per_key")),
                  fmt(a.get("daemon_us_per_key"))))
+    mp = res.get("markerpipe")
+    if mp and mp["median"]:
+        print("invalidate markerpipe: a marker SET with PX and an UNLINK per "
+              "key as plain pipelined commands (what any per-key marker "
+              "costs, without the atomicity): %s keys/s, Redis %s us per "
+              "key." % (fmt(mp["median"].get("keys_per_s")),
+                        fmt(mp["median"].get("redis_us_per_key"))))
 
 
 # --------------------------------------------------------------------------
@@ -2085,6 +2106,17 @@ def invalidate_rows(rows, res):
                          if ref else None,
                          spread(a["runs"], b["runs"] if ref else a["runs"],
                                 field)))
+    a, b = s.get("guard"), s.get("markerpipe")
+    if a and a["median"] and b and b["median"]:
+        scn = ("n. invalidate %s keys, markers on (ref: redis-cli --pipe "
+               "SET marker PX + UNLINK)" % "{:,}".format(INVALIDATE_N))
+        for metric, field in (("keys/s", "keys_per_s"),
+                              ("Redis CPU us per key", "redis_us_per_key")):
+            rows.append((scn, metric, a["median"].get(field),
+                         b["median"].get(field),
+                         median([ratio(x.get(field), y.get(field)) for x, y
+                                 in zip(a["runs"], b["runs"])]),
+                         spread(a["runs"], b["runs"], field)))
 
 
 def rowdrain_rows(rows, res):
