@@ -13,6 +13,7 @@ Each test builds its own pair (a failover uses it up); Redis is shared.
 
 import contextlib
 import os
+import socket
 import sys
 import time
 
@@ -231,6 +232,38 @@ def test_wal_confirms_nothing_of_the_old_slot_on_the_new():
         d.wait_log("wal: streaming", 20)
         ms = until_ids(sub, {11})
         assert any(r["new"]["id"] == "11" for m in ms for r in rows_of(m))
+
+
+def test_a_silent_first_host_is_passed_over():
+    """The first host takes the TCP connection and never answers (a hung
+    server; a machine that drops packets holds an attempt the same way):
+    libpq would wait on it for ever, so the attempt times out and the next
+    one starts at the next host."""
+    pg = Postgres().start()
+    try:
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(16)   # never accepted: the kernel completes them
+            port = silent.getsockname()[1]
+            pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"))
+            pg.psql("CREATE TABLE users (id int PRIMARY KEY, email text);"
+                    "SELECT pginval.watch('users')")
+
+            class Conn:
+                conninfo = ("host=127.0.0.1,127.0.0.1 port=%d,%d "
+                            "dbname=postgres user=postgres" % (port, pg.port))
+            sub = REDIS.subscribe("pginval")
+            with pginval_proc.running(Conn, REDIS, tables=TABLES, extra={
+                    "postgres.connect_timeout": "0.5"}) as d:
+                d.wait_log("postgres: listening on channel \"pginval\" "
+                           "(127.0.0.1:%d" % pg.port, 20)
+                insert(pg, [1])
+                until_ids(sub, {1})
+            assert "timed out connecting to 127.0.0.1:%d" % port in \
+                d.log_text(), d.log_text()
+            sub.close()
+    finally:
+        pg.stop()
 
 
 def main():
