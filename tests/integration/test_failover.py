@@ -74,7 +74,7 @@ def backends(pg):
                           "WHERE application_name = 'pginval'").splitlines())
 
 
-def until_ids(sub, want, timeout=20):
+def until_ids(sub, want, timeout=30):
     """Messages read until every id in ``want`` has come in a users change
     (some may come twice: at least once); returns them all."""
     out, seen = [], set()
