@@ -17,6 +17,7 @@
 #include "lib/xalloc.h"
 
 #include <ev.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,7 @@ struct pg_conn {
 	bool paused;		/* COPY: the owner takes no input now */
 	bool writing;		/* output waits for the socket */
 	ev_tstamp up_at;	/* when it last connected */
+	unsigned first_host;	/* hosts skipped at the start of the list */
 	unsigned gen;		/* bumped whenever conn is closed */
 	ev_io io;
 	ev_timer timer;		/* connect timeout, or backoff */
@@ -236,6 +238,20 @@ pg_conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/* libpq ignores connect_timeout in non-blocking mode: the timer ends the
+ * attempt, and the next one starts at the next host (pg_conn_rotated). */
+static void
+pg_conn_timed_out(struct pg_conn *c)
+{
+	const char *host = PQhost(c->conn), *port = PQport(c->conn);
+	char why[300];
+
+	snprintf(why, sizeof(why), "timed out connecting to %s:%s",
+	    host != NULL ? host : "?", port != NULL ? port : "?");
+	c->first_host++;
+	pg_conn_fail(c, why);
+}
+
 static void
 pg_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -244,11 +260,67 @@ pg_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (c->state == PG_CONN_BACKOFF)
 		pg_conn_connect(c);
 	else if (c->state == PG_CONN_CONNECTING)
-		/* libpq ignores connect_timeout in non-blocking mode. */
-		pg_conn_fail(c, "timed out connecting");
+		pg_conn_timed_out(c);
 	else if (c->state == PG_CONN_READY && c->busy)
 		/* A half-open connection answers nothing, ever. */
 		pg_conn_fail(c, "no reply to a query");
+}
+
+/* list, a comma-separated list, with its first k entries moved to its
+ * end, into out (empty when the list has a single entry). */
+static void
+pg_conn_rotate(struct buf *out, const char *list, unsigned k)
+{
+	size_t n = 1;
+
+	for (const char *p = list; *p != '\0'; p++)
+		n += *p == ',';
+	if (n < 2)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *s = list, *e;
+
+		for (size_t j = 0; j < (i + k) % n; j++)
+			s = strchr(s, ',') + 1;
+		e = strchr(s, ',');
+		if (i > 0)
+			buf_addc(out, ',');
+		buf_add(out, s, e != NULL ? (size_t)(e - s) : strlen(s));
+	}
+}
+
+/*
+ * libpq moves on to the next host of a multi-host conninfo when one
+ * refuses, but in non-blocking mode nothing times out a host that never
+ * answers (a machine that is off): the connect timer ends the whole
+ * attempt. So the next attempt starts one host further down the list,
+ * and a silent first host cannot keep the daemon from a promoted second
+ * one. The host, hostaddr and port lists are passed rotated, after
+ * dbname, which they override.
+ */
+static int
+pg_conn_rotated(const struct pg_conn *c, const char **keys,
+    const char **vals, int n, struct buf lists[3])
+{
+	static const char *const names[3] = { "host", "hostaddr", "port" };
+	PQconninfoOption *opts;
+
+	if (c->first_host == 0 ||
+	    (opts = PQconninfoParse(c->conninfo, NULL)) == NULL)
+		return n;
+	for (int i = 0; i < 3; i++)
+		for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+			if (strcmp(o->keyword, names[i]) == 0 &&
+			    o->val != NULL) {
+				pg_conn_rotate(&lists[i], o->val,
+				    c->first_host);
+				if (lists[i].len > 0) {
+					keys[n] = names[i];
+					vals[n++] = lists[i].data;
+				}
+			}
+	PQconninfoFree(opts);
+	return n;
 }
 
 static void
@@ -260,13 +332,14 @@ pg_conn_connect(struct pg_conn *c)
 	const char *keys[] = {
 		"fallback_application_name", "keepalives", "keepalives_idle",
 		"keepalives_interval", "keepalives_count", "tcp_user_timeout",
-		"dbname", "client_encoding", NULL, NULL, NULL,
+		"dbname", "client_encoding", NULL, NULL, NULL, NULL, NULL, NULL,
 	};
 	const char *vals[] = {
 		"pginval", "1", "30", "10", "3", "60000",
-		c->conninfo, "UTF8", NULL, NULL, NULL,
+		c->conninfo, "UTF8", NULL, NULL, NULL, NULL, NULL, NULL,
 	};
-	int n = 8;
+	struct buf lists[3] = { { 0 }, { 0 }, { 0 } };
+	int n = pg_conn_rotated(c, keys, vals, 8, lists);
 
 	if (c->replication) {
 		keys[n] = "replication";
@@ -279,6 +352,8 @@ pg_conn_connect(struct pg_conn *c)
 
 	c->state = PG_CONN_CONNECTING;
 	c->conn = PQconnectStartParams(keys, vals, 1);
+	for (int i = 0; i < 3; i++)
+		buf_free(&lists[i]);
 	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
 		pg_conn_fail(c, "cannot connect");
 		return;

@@ -241,7 +241,9 @@ outbox_done(struct outbox *ob)
 	case OUTBOX_SETUP:
 		/* A failure here (no right to end the old session) only
 		 * delays its rows until the server ends it. */
-		log_info("outbox: connected; draining pginval.outbox");
+		log_info("outbox: connected (%s:%s); draining "
+		    "pginval.outbox", PQhost(pg_conn_pq(ob->conn)),
+		    PQport(pg_conn_pq(ob->conn)));
 		ob->again = true;	/* catch up */
 		break;
 	default:

@@ -239,6 +239,47 @@ wal_start(struct wal_source *ws)
 	buf_free(&q);
 }
 
+/*
+ * CREATE_REPLICATION_SLOT. From PostgreSQL 17 the slot is a failover slot:
+ * a standby with sync_replication_slots keeps a copy that survives its
+ * promotion. Older servers get the legacy syntax they have always had.
+ */
+static void
+wal_create(struct wal_source *ws)
+{
+	PGconn *pq = pg_conn_pq(ws->conn);
+	char sql[200];
+
+	if (ws->last_pid != 0 && !ws->slot_lost && !ws->pub_gone)
+		log_warnx("wal: replication slot \"%s\" is missing on %s:%s, "
+		    "though this daemon streamed from it before (a failover "
+		    "to a server without it?); making it again", ws->slot,
+		    PQhost(pq), PQport(pq));
+	log_info("wal: creating replication slot \"%s\" (it waits for "
+	    "the transactions in progress to end)", ws->slot);
+	snprintf(sql, sizeof(sql), PQserverVersion(pq) >= 170000 ?
+	    "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput "
+	    "(SNAPSHOT 'nothing', FAILOVER true)" :
+	    "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+	    ws->slot);
+	pg_conn_set_query_timeout(ws->conn, WAL_SLOT_TIMEOUT);
+	wal_send(ws, WAL_PHASE_CREATE, sql);
+}
+
+/*
+ * A new slot has a history of its own: positions from the old one (on
+ * another server, after a failover, they may lie ahead of this one's WAL)
+ * must never be confirmed to it, or it would skip changes it has not sent.
+ */
+static void
+wal_made(struct wal_source *ws)
+{
+	for (struct fifo_node *n = ws->txns.head; n != NULL; n = n->next)
+		((struct wal_txn *)n)->end_lsn = 0;
+	ws->flush = ws->flush_sent = ws->slot_flush;
+	ws->stats.received_lsn = ws->slot_flush;
+}
+
 void
 wal_done(struct wal_source *ws)
 {
@@ -294,12 +335,7 @@ wal_done(struct wal_source *ws)
 		}
 		/* FALLTHROUGH */
 	case WAL_PHASE_DROP:
-		log_info("wal: creating replication slot \"%s\" (it waits for "
-		    "the transactions in progress to end)", ws->slot);
-		snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" "
-		    "LOGICAL pgoutput NOEXPORT_SNAPSHOT", ws->slot);
-		pg_conn_set_query_timeout(ws->conn, WAL_SLOT_TIMEOUT);
-		wal_send(ws, WAL_PHASE_CREATE, sql);
+		wal_create(ws);
 		break;
 	case WAL_PHASE_TAKE:
 		wal_start(ws);
@@ -308,10 +344,16 @@ wal_done(struct wal_source *ws)
 		pg_conn_set_query_timeout(ws->conn, ws->health_interval > 0 ?
 		    2 * ws->health_interval : 0);
 		ws->stats.slots_created++;
+		wal_made(ws);
+		/* Streamed before in this run, and now missing: most likely
+		 * a standby promoted without the slot (PostgreSQL < 17, or a
+		 * slot not synchronized to it). */
 		wal_reset_tables(ws, ws->slot_lost ? "the replication slot was "
 		    "invalidated: changes may have been missed" : ws->pub_gone ?
 		    "the publication was dropped while the replication slot "
 		    "needed it: changes may have been missed" :
+		    ws->last_pid != 0 ? "the replication slot is missing on "
+		    "this server (a failover?): changes may have been missed" :
 		    "the replication slot was made: changes made before it "
 		    "are unknown");
 		ws->slot_lost = ws->slot_missing = ws->pub_gone = false;

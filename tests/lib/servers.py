@@ -11,6 +11,9 @@ test never leaves a server behind.
         ...
         assert sub.get(timeout=5) == b"..."
 
+Postgres.replica() makes a streaming Standby of a server, to promote
+when the test stops the primary (a PostgreSQL failover).
+
 RedisCluster (masters with replicas, slot moves, failovers, sharded
 pub/sub) and RedisSentinel (a master, replicas and sentinels) build
 topologies out of the same Redis processes:
@@ -38,7 +41,7 @@ import tempfile
 import time
 
 __all__ = [
-    "Postgres", "Redis", "Subscriber", "RespConnection",
+    "Postgres", "Standby", "Redis", "Subscriber", "RespConnection",
     "PsqlError", "RedisError", "ServerError", "free_port", "pg_bindir",
     "RedisCluster", "ClusterNode", "ShardedSubscriber", "Unsubscribed",
     "RedisSentinel", "SentinelNode",
@@ -225,13 +228,12 @@ class Postgres:
             os.chown(self.tmpdir, pw.pw_uid, pw.pw_gid)
         self.datadir = os.path.join(self.tmpdir, "data")
         self.logfile = os.path.join(self.tmpdir, "postgres.log")
-        proc = self._run_server_tool([
-            self._bin("initdb"), "-D", self.datadir, "-A", "trust",
-            "--nosync", "-U", self.user, "-E", "UTF8", "--locale=C"])
-        if proc.returncode != 0:
+        try:
+            self._make_datadir()
+        except BaseException:
             self._remove_tmpdir()
             _unregister(self)
-            raise ServerError("initdb failed:\n" + proc.stdout + proc.stderr)
+            raise
         conf = {
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": "'%s'" % self.tmpdir,
@@ -260,6 +262,13 @@ class Postgres:
         self._remove_tmpdir()
         _unregister(self)
         raise last_error
+
+    def _make_datadir(self):
+        proc = self._run_server_tool([
+            self._bin("initdb"), "-D", self.datadir, "-A", "trust",
+            "--nosync", "-U", self.user, "-E", "UTF8", "--locale=C"])
+        if proc.returncode != 0:
+            raise ServerError("initdb failed:\n" + proc.stdout + proc.stderr)
 
     def _pg_ctl_start(self):
         # The port goes on the command line rather than in postgresql.conf so
@@ -382,6 +391,88 @@ class Postgres:
             "WHERE application_name = '%s' AND pid <> pg_backend_pid()"
             % application_name.replace("'", "''"))
         return int(out.strip() or 0)
+
+
+    def replica(self, settings=None):
+        """A started streaming replica of this server (see Standby)."""
+        return Standby(self, settings).start()
+
+
+class Standby(Postgres):
+    """A streaming replica of a running Postgres: a ``pg_basebackup -R``
+    of it, started on a port of its own. start() returns once it streams
+    (pg_stat_wal_receiver); wait_replayed() waits until it has replayed
+    what the primary had written by then; promote() makes it a primary.
+    A failover, as the tests play it:
+
+        standby = pg.replica()
+        ...
+        standby.wait_replayed()
+        pg.halt("immediate")
+        standby.promote()
+    """
+
+    def __init__(self, primary, settings=None):
+        super().__init__(bindir=primary.bindir, settings=settings)
+        self.primary = primary
+        self.dbname = primary.dbname
+
+    def __repr__(self):
+        return "<Standby port=%s of %r>" % (self.port, self.primary)
+
+    def _make_datadir(self):
+        # -R writes standby.signal and primary_conninfo; the primary's
+        # postgresql.conf comes along, and start() appends its own lines.
+        proc = self._run_server_tool([
+            self._bin("pg_basebackup"), "-D", self.datadir, "-R",
+            "-X", "stream", "-c", "fast", "--no-sync",
+            "-h", self.primary.host, "-p", str(self.primary.port),
+            "-U", self.primary.user])
+        if proc.returncode != 0:
+            raise ServerError("pg_basebackup failed:\n" + proc.stdout +
+                              proc.stderr)
+
+    def start(self):
+        super().start()
+
+        def streaming():
+            status = self.psql("SELECT status FROM pg_stat_wal_receiver",
+                               db="postgres").strip()
+            if status != "streaming":
+                raise _NotYet("wal receiver status %r" % status)
+            return True
+        try:
+            _wait("%r streaming" % self, streaming, 60, [self, self.primary])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_replayed(self, timeout=30):
+        """Until this standby has replayed every change the primary had
+        written when called."""
+        lsn = self.primary.psql("SELECT pg_current_wal_insert_lsn()",
+                                db="postgres").strip()
+
+        def replayed():
+            if self.psql("SELECT pg_last_wal_replay_lsn() >= '%s'" % lsn,
+                         db="postgres").strip() != "t":
+                raise _NotYet("replay short of %s" % lsn)
+            return True
+        return _wait("%r replaying up to %s" % (self, lsn), replayed,
+                     timeout, [self, self.primary])
+
+    def promote(self):
+        """pg_ctl promote, waiting until it takes writes."""
+        proc = self._run_server_tool([
+            self._bin("pg_ctl"), "-D", self.datadir, "-w", "-t", "60",
+            "promote"])
+        if proc.returncode != 0 or self.psql(
+                "SELECT pg_is_in_recovery()", db="postgres").strip() != "f":
+            raise ServerError("pg_ctl promote failed:\n%s%s\n--- log tail:"
+                              "\n%s" % (proc.stdout, proc.stderr,
+                                         self.log_tail()))
+        return self
 
 
 # --------------------------------------------------------------------------
