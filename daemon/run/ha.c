@@ -21,7 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HA_INTERVAL 1.0		/* seconds between lock tries and pings */
+/* Seconds between lock tries and pings: at most a fifth of
+ * takeover_timeout, so that a cut-off active daemon fences itself (within
+ * an interval and a third of it) well before the server, which waits for
+ * takeover_timeout after the last ping it heard, releases the lock. */
+#define HA_INTERVAL(t) ((t) / 5 < 1.0 ? (t) / 5 : 1.0)
 #define HA_STR2(x) #x
 #define HA_STR(x) HA_STR2(x)
 
@@ -306,6 +310,16 @@ ha_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		ha_try(ha);
 }
 
+static void
+ha_tick_set(struct ha *ha)
+{
+	double i = HA_INTERVAL(ha->cfg->takeover_timeout);
+
+	ev_timer_stop(ha->loop, &ha->tick);
+	ev_timer_set(&ha->tick, i, i);
+	ev_timer_start(ha->loop, &ha->tick);
+}
+
 static struct pg_conn *
 ha_new_conn(struct ha *ha)
 {
@@ -339,7 +353,7 @@ ha_new(struct ev_loop *loop, struct config *cfg, ha_cb *cb, void *arg)
 	ha->cb = cb;
 	ha->arg = arg;
 	ha->conn = ha_new_conn(ha);
-	ev_timer_init(&ha->tick, ha_tick_cb, HA_INTERVAL, HA_INTERVAL);
+	ev_timer_init(&ha->tick, ha_tick_cb, 0, 0);
 	ha->tick.data = ha;
 	return ha;
 }
@@ -351,7 +365,7 @@ ha_start(struct ha *ha)
 	    "hashtext('%s'); takeover_timeout %.1fs)", ha->cfg->pg_channel,
 	    HA_LOCK_CLASS, ha->cfg->pg_channel, ha->cfg->takeover_timeout);
 	pg_conn_start(ha->conn);
-	ev_timer_start(ha->loop, &ha->tick);
+	ha_tick_set(ha);
 }
 
 void
@@ -373,6 +387,7 @@ ha_reload(struct ha *ha, struct config *cfg)
 		ha->query = HA_Q_NONE;
 		ha_set_state(ha, HA_DOWN, "reload");
 		pg_conn_start(ha->conn);
+		ha_tick_set(ha);
 	} else if (ha->relay != NULL) {
 		relay_reload(ha->relay, config_ref(cfg));
 	}
