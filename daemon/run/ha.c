@@ -457,8 +457,8 @@ ha_health(struct ha *ha, struct buf *why)
 		return false;
 	case HA_DOWN:
 	default:
-		buf_adds(why, "standby: no lock connection to PostgreSQL "
-		    "(reconnecting)");
+		buf_adds(why, "standby: postgres: connecting (no lock "
+		    "connection)");
 		return false;
 	}
 }

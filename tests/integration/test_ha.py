@@ -208,6 +208,32 @@ def test_one_active_one_standby():
     assert "ha: standby -> stopped: shutting down" in b.log_text()
 
 
+def test_lost_lock_session_fences_a_lone_daemon():
+    # Ending the lock session is what a partition does: the daemon stops
+    # publishing, takes the lock again, and goes on in a new epoch.
+    chan, table, _ = MODES["notify"]
+    col = Collector(chan)
+    d = Member("notify")
+    try:
+        d.start()
+        d.wait_log("-> active:", 20)
+        d.wait_log("postgres: listening", 10)
+        sql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype "
+            "= 'advisory' AND classid = 1885825398")
+        d.wait_log("ha: fenced", 10)
+        wait_for(lambda: d.log_text().count("-> active:") == 2, "active again")
+        wait_for(lambda: d.log_text().count("postgres: listening") == 2,
+                 "listening again")
+        sql("INSERT INTO %s VALUES (100, 'x')" % table)
+        wait_for(lambda: "item:100" in col.keys(), "a change after it")
+        eq(d.active(), 1.0, "active again")
+        assert "pginval_fences_total 1\n" in http_get(d.port, "/metrics")[1]
+    finally:
+        d.stop()
+    epochs = check_epochs(col.close())
+    eq(len(epochs), 2, "a new epoch after the fence")
+
+
 def test_durable_takeover_after_sigkill():
     took, ms, a = takeover_after_kill("durable", 1000)
     print("takeover after SIGKILL: %.2fs" % took)
