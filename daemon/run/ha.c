@@ -164,8 +164,10 @@ ha_try(struct ha *ha)
 	    "current_database()))", 1, p);
 }
 
-/* Only the lock holder may stream the slot: a walsender still on it is a
- * fenced daemon's, cut off, which would hold it until wal_sender_timeout. */
+/* Only the lock holder may stream the slot: a walsender still on it under
+ * our application_name (the same conninfo's) is a fenced daemon's, cut
+ * off, which would hold it until wal_sender_timeout. Another program's
+ * (pg_recvlogical) is left alone: the stream waits for it. */
 static void
 ha_take(struct ha *ha)
 {
@@ -175,10 +177,11 @@ ha_take(struct ha *ha)
 	snprintf(ms, sizeof(ms), "%d", (int)(ha->cfg->takeover_timeout * 500));
 	p[1] = ms;
 	pg_conn_set_query_timeout(ha->conn, ha->cfg->takeover_timeout);
-	ha_send(ha, HA_Q_TAKE, "SELECT active_pid, pg_terminate_backend("
-	    "active_pid, $2::int8) FROM pg_replication_slots WHERE slot_name "
-	    "= $1 AND active_pid IS NOT NULL AND active_pid <> "
-	    "pg_backend_pid()", 2, p);
+	ha_send(ha, HA_Q_TAKE, "SELECT s.active_pid, pg_terminate_backend("
+	    "s.active_pid, $2::int8) FROM pg_replication_slots s JOIN "
+	    "pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1 "
+	    "AND a.application_name = current_setting('application_name')",
+	    2, p);
 }
 
 static void

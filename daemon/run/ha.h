@@ -22,8 +22,8 @@
  *
  * Each takeover starts a new relay, hence a new epoch whose first message
  * has seq 1. In wal mode the new active daemon first ends a walsender
- * that still holds the slot (a fenced daemon's), since only the lock
- * holder may stream it.
+ * that still holds the slot under its own application_name (a fenced
+ * daemon's), since only the lock holder may stream it.
  */
 #ifndef PGINVAL_HA_H
 #define PGINVAL_HA_H
