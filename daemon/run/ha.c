@@ -26,6 +26,9 @@
  * an interval and a third of it) well before the server, which waits for
  * takeover_timeout after the last ping it heard, releases the lock. */
 #define HA_INTERVAL(t) ((t) / 5 < 1.0 ? (t) / 5 : 1.0)
+/* The lock connection's connect timeout, when [postgres] connect_timeout
+ * is longer: a tenth of takeover_timeout, at least a second. */
+#define HA_CONNECT(t) ((t) / 10 > 1.0 ? (t) / 10 : 1.0)
 #define HA_STR2(x) #x
 #define HA_STR(x) HA_STR2(x)
 
@@ -46,6 +49,7 @@ enum ha_query {
 	HA_Q_SETUP,	/* session settings */
 	HA_Q_TRY,	/* pg_try_advisory_lock, and who holds it */
 	HA_Q_TAKE,	/* end a walsender still on the slot */
+	HA_Q_END,	/* end our previous lock session, gone silent */
 	HA_Q_PING,	/* SELECT 1: the session, hence the lock, lives */
 };
 
@@ -63,6 +67,8 @@ struct ha {
 	bool relay_ready;
 	bool stopping;
 	int holder;		/* the lock holder's backend; 0: unknown */
+	int last_pid;		/* the backend of our current lock session */
+	int prev_pid;		/* and of the one before */
 	unsigned long takeovers, fences;
 	ev_timer tick;
 };
@@ -135,6 +141,8 @@ ha_setup(struct ha *ha)
 	int intvl = t / 10 >= 1 ? (int)(t / 10) : 1;
 	char sql[400], ist[64] = "";
 
+	ha->prev_pid = ha->last_pid;
+	ha->last_pid = PQbackendPID(pg_conn_pq(ha->conn));
 	if (PQserverVersion(pg_conn_pq(ha->conn)) >= 140000)
 		snprintf(ist, sizeof(ist), "SET idle_session_timeout = %d; ",
 		    (int)(t * 1000));
@@ -182,6 +190,24 @@ ha_take(struct ha *ha)
 	    "pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1 "
 	    "AND a.application_name = current_setting('application_name')",
 	    2, p);
+}
+
+/* Our previous lock session outlives a link that went silent (no FIN
+ * came), and holds the lock until the server ends it: we fenced already,
+ * so it is ended now rather than waited for. */
+static void
+ha_end_previous(struct ha *ha)
+{
+	char pid[16], ms[16];
+	const char *p[] = { pid, ms };
+
+	log_warnx("ha: the lock is still held by our previous lock session "
+	    "(backend %d), which went silent; ending it", ha->holder);
+	snprintf(pid, sizeof(pid), "%d", ha->holder);
+	snprintf(ms, sizeof(ms), "%d", (int)(ha->cfg->takeover_timeout * 250));
+	ha->prev_pid = 0;
+	ha_send(ha, HA_Q_END, "SELECT pg_terminate_backend($1::int, "
+	    "$2::int8)", 2, p);
 }
 
 static void
@@ -256,12 +282,20 @@ ha_done(struct ha *ha)
 			ha_take(ha);
 			break;
 		}
+		if (ha->holder != 0 && ha->holder == ha->prev_pid) {
+			ha_end_previous(ha);
+			break;
+		}
 		snprintf(why, sizeof(why), "the lock is held by backend %d",
 		    ha->holder);
 		ha_set_state(ha, HA_STANDBY, why);
 		break;
 	case HA_Q_TAKE:
 		ha_activate(ha);
+		break;
+	case HA_Q_END:
+		if (!ha->stopping)
+			ha_try(ha);
 		break;
 	default:
 		break;
@@ -331,7 +365,10 @@ ha_new_conn(struct ha *ha)
 		.name = "lock",
 		.conninfo = ha->cfg->pg_conninfo,
 		.password = ha->cfg->pg_password,
-		.connect_timeout = ha->cfg->pg_connect_timeout,
+		/* A cut-off daemon's attempts hang until this; once the
+		 * link is back it should not wait long to rejoin. */
+		.connect_timeout = ha->cfg->pg_connect_timeout < HA_CONNECT(t) ?
+		    ha->cfg->pg_connect_timeout : HA_CONNECT(t),
 		.query_timeout = t / 3,
 		.reconnect_min = ha->cfg->reconnect_min,
 		.reconnect_max = ha->cfg->reconnect_max,
