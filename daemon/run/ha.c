@@ -469,12 +469,6 @@ ha_free(struct ha *ha)
 }
 
 bool
-ha_active(const struct ha *ha)
-{
-	return ha->state == HA_ACTIVE;
-}
-
-bool
 ha_health(struct ha *ha, struct buf *why)
 {
 	char tmp[160];

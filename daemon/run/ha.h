@@ -58,7 +58,6 @@ void ha_stop(struct ha *ha);
 bool ha_busy(const struct ha *ha);
 void ha_free(struct ha *ha);
 
-bool ha_active(const struct ha *ha);
 /* /healthz: the role first ("active; ..." or "standby: ..."). */
 bool ha_health(struct ha *ha, struct buf *why);
 void ha_status(struct ha *ha, struct buf *out);
