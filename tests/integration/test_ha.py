@@ -234,6 +234,46 @@ def test_lost_lock_session_fences_a_lone_daemon():
     eq(len(epochs), 2, "a new epoch after the fence")
 
 
+def test_reload():
+    chan, table, _ = MODES["notify"]
+    col = Collector(chan)
+    d = Member("notify")
+    try:
+        d.start()
+        d.wait_log("-> active:", 20)
+        d.signal(signal.SIGHUP)
+        d.wait_log("SIGHUP: reloading")
+        # Unchanged lock settings: the relay takes the new file, and the
+        # daemon stays active in its epoch.
+        d.write_config({table: "item:{id}, other:{id}"}, dict(
+            d_extra(d), **{}))
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: d.log_text().count("SIGHUP: reloading") == 2,
+                 "the second reload")
+        sql("INSERT INTO %s VALUES (200, 'x')" % table)
+        wait_for(lambda: "other:200" in col.keys(), "the new rules")
+        eq(d.log_text().count("ha: fenced"), 0, "no fence")
+        # A new takeover_timeout: the lock connection is made again.
+        d.write_config({table: "item:{id}"}, dict(
+            d_extra(d), **{"daemon.takeover_timeout": "8"}))
+        d.signal(signal.SIGHUP)
+        d.wait_log("the lock connection's settings changed")
+        wait_for(lambda: d.log_text().count("-> active:") == 2, "active again")
+        wait_for(lambda: d.log_text().count("postgres: listening") == 2,
+                 "listening again")
+        sql("INSERT INTO %s VALUES (201, 'x')" % table)
+        wait_for(lambda: "item:201" in col.keys(), "a change after it")
+    finally:
+        d.stop()
+    eq(len(check_epochs(col.close())), 2, "a new epoch after the new lock")
+
+
+def d_extra(d):
+    chan, _, more = MODES[d.mode]
+    return dict(more, **{"postgres.channel": chan, "redis.channel": chan,
+                         "metrics.listen": "127.0.0.1:%d" % d.port})
+
+
 def test_durable_takeover_after_sigkill():
     took, ms, a = takeover_after_kill("durable", 1000)
     print("takeover after SIGKILL: %.2fs" % took)
