@@ -13,6 +13,7 @@ breaks (a key lost, epochs interleaved, a takeover before the fence).
 """
 
 import os
+import random
 import signal
 import statistics
 import sys
@@ -62,7 +63,8 @@ def run_once(kind, n):
     a, b = test_ha.pair("durable", first_extra=extra, **kw)
     try:
         loader = test_ha.load(table, first, 200, pause=0.02)
-        time.sleep(1)
+        # At a random phase of the daemons' one-second ticks.
+        time.sleep(1 + random.random())
         if kind == "kill":
             a.proc.send_signal(signal.SIGKILL)
             seen = first_seen([(b, "standby -> taking over")])
