@@ -130,8 +130,8 @@ ha_send(struct ha *ha, enum ha_query q, const char *sql, int n,
  * The server ends the lock session when it hears nothing for
  * takeover_timeout: idle_session_timeout (PostgreSQL 14) catches a
  * partition behind a proxy or NAT whose TCP still answers; keepalives and
- * tcp_user_timeout catch a dead peer. Pings come every second, so only a
- * daemon that cannot reach the server is ended.
+ * tcp_user_timeout catch a dead peer. Pings come at least every second,
+ * so only a daemon that cannot reach the server is ended.
  */
 static void
 ha_setup(struct ha *ha)
@@ -235,7 +235,10 @@ ha_result(struct ha *ha, const PGresult *res)
 		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
 		snprintf(msg, sizeof(msg), "%s", m ? m : PQresStatus(st));
-		if (ha->query == HA_Q_TAKE)
+		if (ha->query == HA_Q_END)
+			log_warnx("ha: cannot end our previous lock session: %s; "
+			    "waiting for the server to end it", msg);
+		else if (ha->query == HA_Q_TAKE)
 			log_warnx("ha: cannot end the walsender still on "
 			    "replication slot \"%s\": %s; the stream starts when "
 			    "it is gone (fix: grant pg_signal_backend, or use the "
@@ -265,7 +268,9 @@ ha_done(struct ha *ha)
 	char why[96];
 
 	ha->query = HA_Q_NONE;
-	if (ha->failed && q != HA_Q_TAKE) {
+	/* Ending another session may be refused; the lock session is
+	 * still sound then. */
+	if (ha->failed && q != HA_Q_TAKE && q != HA_Q_END) {
 		pg_conn_fail(ha->conn, "a query on the lock connection failed");
 		return;
 	}
