@@ -75,6 +75,7 @@ static const struct opt config_opts[] = {
 	{ "daemon", "reconnect_min", OPT_SECONDS, O(reconnect_min), "0.1", 0.001, 3600 },
 	{ "daemon", "reconnect_max", OPT_SECONDS, O(reconnect_max), "30", 0.001, 86400 },
 	{ "daemon", "health_interval", OPT_SECONDS, O(health_interval), "10", 0, 3600 },
+	{ "daemon", "takeover_timeout", OPT_SECONDS, O(takeover_timeout), "10", 2, 3600 },
 	{ "daemon", "max_keys", OPT_INT, O(max_keys), "1000", 1, 1000000 },
 	{ "daemon", "coalesce", OPT_SECONDS, O(coalesce), "0", 0, 10 },
 	{ "outbox", "enabled", OPT_BOOL, O(outbox_enabled), "off", 0, 0 },
@@ -592,6 +593,10 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
+	if (cfg->refs > 0) {
+		cfg->refs--;
+		return;
+	}
 	for (size_t i = 0; i < NOPTS; i++)
 		if (config_opts[i].type == OPT_STRING)
 			free(*(char **)((char *)cfg + config_opts[i].off));
@@ -617,6 +622,13 @@ config_free(struct config *cfg)
 	free(cfg->pg_password);
 	free(cfg->path);
 	free(cfg);
+}
+
+struct config *
+config_ref(struct config *cfg)
+{
+	cfg->refs++;
+	return cfg;
 }
 
 const struct table_rule *

@@ -53,6 +53,7 @@ struct apply_target_cfg {
 
 struct config {
 	char *path;
+	int refs;		/* config_ref() calls not yet freed */
 
 	/* [postgres] */
 	char *pg_conninfo;		/* may hold a password: never log it */
@@ -93,6 +94,9 @@ struct config {
 	double reconnect_max;
 
 	double health_interval;
+	/* A partitioned active daemon's session ends within this; see
+	 * run/ha.h */
+	double takeover_timeout;
 	int max_keys;			/* per message, when changes merge */
 	double coalesce;		/* seconds a change waits for others */
 
@@ -142,7 +146,11 @@ struct config *config_reload(const char *path);
 /* The same for an open stream; name is used in messages. */
 int config_parse(FILE *f, const char *name, struct config **out,
     char **errors) __attribute__((warn_unused_result));
+/* Drops one reference: the last one frees. */
 void config_free(struct config *cfg);
+/* Another reference to the same (immutable) configuration, for a second
+ * owner; each owner calls config_free(). */
+struct config *config_ref(struct config *cfg);
 
 /* The rules for table, or NULL when it has no section. */
 const struct table_rule *config_table(const struct config *cfg,

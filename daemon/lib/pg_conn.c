@@ -36,6 +36,7 @@ struct pg_conn {
 	char *conninfo;
 	char *password;
 	bool replication;
+	char tcp[4][16];	/* keepalives idle, interval, count; user timeout */
 	double connect_timeout;
 	double query_timeout;
 	struct backoff backoff;
@@ -335,7 +336,7 @@ pg_conn_connect(struct pg_conn *c)
 		"dbname", "client_encoding", NULL, NULL, NULL, NULL, NULL, NULL,
 	};
 	const char *vals[] = {
-		"pginval", "1", "30", "10", "3", "60000",
+		"pginval", "1", c->tcp[0], c->tcp[1], c->tcp[2], c->tcp[3],
 		c->conninfo, "UTF8", NULL, NULL, NULL, NULL, NULL, NULL,
 	};
 	struct buf lists[3] = { { 0 }, { 0 }, { 0 } };
@@ -446,6 +447,14 @@ pg_conn_new(struct ev_loop *loop, const struct pg_conn_opts *opts,
 	c->conninfo = xstrdup(opts->conninfo);
 	c->password = opts->password ? xstrdup(opts->password) : NULL;
 	c->replication = opts->replication;
+	snprintf(c->tcp[0], sizeof(c->tcp[0]), "%d", opts->keepalives_idle > 0 ?
+	    opts->keepalives_idle : 30);
+	snprintf(c->tcp[1], sizeof(c->tcp[1]), "%d",
+	    opts->keepalives_interval > 0 ? opts->keepalives_interval : 10);
+	snprintf(c->tcp[2], sizeof(c->tcp[2]), "%d",
+	    opts->keepalives_count > 0 ? opts->keepalives_count : 3);
+	snprintf(c->tcp[3], sizeof(c->tcp[3]), "%d", opts->user_timeout_ms > 0 ?
+	    opts->user_timeout_ms : 60000);
 	c->connect_timeout = opts->connect_timeout;
 	c->query_timeout = opts->query_timeout;
 	c->backoff.min = opts->reconnect_min;

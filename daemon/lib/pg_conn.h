@@ -41,6 +41,11 @@ struct pg_conn_opts {
 	double query_timeout;	/* a query unanswered this long: link dead */
 	double reconnect_min, reconnect_max;
 	bool replication;	/* a replication=database connection */
+	/* TCP keepalives (idle and interval in seconds, count) and
+	 * tcp_user_timeout (ms), as defaults that the conninfo may
+	 * override; 0: 30, 10, 3 and 60000. */
+	int keepalives_idle, keepalives_interval, keepalives_count;
+	int user_timeout_ms;
 };
 
 struct pg_conn *pg_conn_new(struct ev_loop *loop,

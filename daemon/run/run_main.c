@@ -1,6 +1,7 @@
 /*
- * `pginval run` is the relay (relay.h) driven by the shell (shell.h):
- * this file is the table of operations between the two. `pginval check`
+ * `pginval run` is the relay (relay.h), run by the channel's group (ha.h:
+ * only the active daemon runs it), driven by the shell (shell.h): this
+ * file is the table of operations between them. `pginval check`
  * takes the same options and loads the configuration the same way, then
  * stops there (or goes on to check.h's checks with --connect).
  */
@@ -8,26 +9,27 @@
 #include "run/check.h"
 #include "core/config.h"
 #include "lib/http.h"
-#include "run/relay.h"
+#include "run/ha.h"
 #include "core/shell.h"
 #include "lib/xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The command's object: the relay, and where its readiness goes. */
+/* The command's object: the group's member, and where its readiness
+ * goes. */
 struct run {
-	struct relay *relay;
+	struct ha *ha;
 	shell_ready_cb *ready;
 	void *arg;
 };
 
 static void
-run_relay_cb(void *arg, enum relay_event ev)
+run_ha_cb(void *arg, bool ready)
 {
 	struct run *r = arg;
 
-	r->ready(r->arg, ev == RELAY_EVENT_READY);
+	r->ready(r->arg, ready);
 }
 
 static void *
@@ -38,50 +40,50 @@ run_new(struct ev_loop *loop, struct config *cfg, shell_ready_cb *ready,
 
 	r->ready = ready;
 	r->arg = arg;
-	r->relay = relay_new(loop, cfg, run_relay_cb, r);
+	r->ha = ha_new(loop, cfg, run_ha_cb, r);
 	return r;
 }
 
 static void
 run_start(void *cmd)
 {
-	relay_start(((struct run *)cmd)->relay);
+	ha_start(((struct run *)cmd)->ha);
 }
 
 static void
 run_reload(void *cmd, struct config *cfg)
 {
-	relay_reload(((struct run *)cmd)->relay, cfg);
+	ha_reload(((struct run *)cmd)->ha, cfg);
 }
 
 static void
 run_stop(void *cmd)
 {
-	relay_stop(((struct run *)cmd)->relay);
+	ha_stop(((struct run *)cmd)->ha);
 }
 
 static bool
 run_busy(void *cmd)
 {
-	return relay_busy(((struct run *)cmd)->relay);
+	return ha_busy(((struct run *)cmd)->ha);
 }
 
 static bool
 run_health(void *cmd, struct buf *why)
 {
-	return relay_health(((struct run *)cmd)->relay, why);
+	return ha_health(((struct run *)cmd)->ha, why);
 }
 
 static void
 run_status(void *cmd, struct buf *out)
 {
-	relay_status(((struct run *)cmd)->relay, out);
+	ha_status(((struct run *)cmd)->ha, out);
 }
 
 static void
 run_metrics(void *cmd, struct buf *out)
 {
-	relay_metrics(((struct run *)cmd)->relay, out);
+	ha_metrics(((struct run *)cmd)->ha, out);
 }
 
 static void
@@ -89,7 +91,7 @@ run_free(void *cmd)
 {
 	struct run *r = cmd;
 
-	relay_free(r->relay);
+	ha_free(r->ha);
 	free(r);
 }
 

@@ -198,7 +198,7 @@ def test_full_notify_socket_does_not_stop_the_loop():
         daemon_msgs = [m for m in got if m != ["X-TEST=filler"]]
         eq(len(got) - len(daemon_msgs), ns.filled, "the filler datagrams")
         assert any("READY=1" in m for m in daemon_msgs), got
-        assert any(any(line.startswith("STATUS=postgres: listening")
+        assert any(any(line.startswith("STATUS=active; postgres: listening")
                        for line in m) for m in daemon_msgs), got
         d.wait_log("NOTIFY_SOCKET takes messages again")
         d.signal(signal.SIGTERM)
@@ -234,7 +234,8 @@ def test_idle_connections_do_not_block_healthz():
                     except OSError:
                         pass
                 status, body, took = timed_healthz(port)
-                eq((status, body), (200, "postgres: listening, redis: ready\n"),
+                eq((status, body),
+                   (200, "active; postgres: listening, redis: ready\n"),
                    "probe %d (%.2fs)" % (i, took))
                 assert took < 2, "probe %d took %.2fs" % (i, took)
                 time.sleep(max(0, slow_since + i + 1 - time.monotonic()))
@@ -342,7 +343,7 @@ def test_notify_queue_usage():
                                    "daemon.health_interval": "0.3"})
     with pginval_proc.running(PG, REDIS, sub, extra=extra) as d:
         eq(http_get(port, "/healthz"),
-           (200, "postgres: listening, redis: ready\n"))
+           (200, "active; postgres: listening, redis: ready\n"))
         r = run_bin("check", "--connect", "-c", d.config)
         assert re.search(r"^ok: the NOTIFY queue is 0% full \(warning at "
                          r"0\.01%\)$", r.stdout, re.M), r.stdout
@@ -366,7 +367,7 @@ def test_notify_queue_usage():
             assert 0.0001 < usage < 0.01, usage
             status, body = http_get(port, "/healthz")
             eq(status, 200, "degraded is not down")
-            assert re.fullmatch(r"postgres: listening, redis: ready; "
+            assert re.fullmatch(r"active; postgres: listening, redis: ready; "
                                 r"degraded: the NOTIFY queue is [0-9.]+% "
                                 r"full \(notify_queue_warn is 0\.01%\)\n",
                                 body), body
@@ -385,7 +386,8 @@ def test_notify_queue_usage():
             pin.wait(timeout=10)
         # Without the pin the queue empties, and health is plain again.
         wait_for(lambda: http_get(port, "/healthz")[1] ==
-                 "postgres: listening, redis: ready\n", "healthy again", 10)
+                 "active; postgres: listening, redis: ready\n",
+                 "healthy again", 10)
         d.wait_log("under notify_queue_warn again")
 
 

@@ -87,7 +87,7 @@ def test_healthz_follows_both_servers():
                 pg, redis, sub, extra={"metrics.listen": "127.0.0.1:%d" % port,
                                        "daemon.reconnect_max": "0.2"}):
             eq(http_get(port, "/healthz"),
-               (200, "postgres: listening, redis: ready\n"))
+               (200, "active; postgres: listening, redis: ready\n"))
             redis.stop()
             status, body = wait_for(
                 lambda: (lambda r: r if r[0] == 503 else None)(
@@ -124,7 +124,7 @@ def test_systemd_notify_protocol():
             ns.wait("RELOADING=1")
             ns.wait("READY=1")
             # States, rates and counts, every 5 s.
-            ns.wait(re.compile(r"STATUS=postgres: listening, redis: ready; "
+            ns.wait(re.compile(r"STATUS=active; postgres: listening, redis: ready; "
                                r"\d+ events/s, \d+ messages/s, 1 published, "
                                r"0 queued, 1 resets"), 15)
             ns.wait("WATCHDOG=1")

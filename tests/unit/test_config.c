@@ -81,6 +81,7 @@ static const struct field fields[] = {
 	F(max_queue, F_INT, "100000"),
 	F(max_inflight, F_INT, "1000"),
 	F(shutdown_timeout, F_DBL, "10"),
+	F(takeover_timeout, F_DBL, "10"),
 	F(reconnect_min, F_DBL, "0.1"),
 	F(reconnect_max, F_DBL, "30"),
 	/* "name@line[columns]; ..." */
@@ -455,6 +456,9 @@ static const struct bad_config bad_configs[] = {
 	{ "negative duration", PG "[daemon]\nshutdown_timeout = -1\n",
 	    { NAME ":4: shutdown_timeout in [daemon]: -1 is out of range "
 		"(0 to 3600)" } },
+	{ "takeover_timeout too short", PG "[daemon]\ntakeover_timeout = 1\n",
+	    { NAME ":4: takeover_timeout in [daemon]: 1 is out of range "
+		"(2 to 3600)" } },
 	{ "duration too short", PG "connect_timeout = 50ms\n",
 	    { NAME ":3: connect_timeout in [postgres]: 50ms is out of range "
 		"(0.1 to 3600)" } },
