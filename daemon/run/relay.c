@@ -202,6 +202,7 @@ relay_wal_check(struct relay *r)
 		.reconnect_max = r->cfg->reconnect_max,
 		.health_interval = r->cfg->health_interval,
 		.forged = &r->stats.forged_wal,
+		.streamed_before = r->wal_streamed,
 	};
 
 	if (r->wal != NULL || r->draining || !pg_source_wal_tables(r->pg))
@@ -507,6 +508,20 @@ relay_busy(const struct relay *r)
 {
 	return redis_sink_queued(r->sink) + redis_sink_inflight(r->sink) > 0 ||
 	    (r->outbox != NULL && !outbox_idle(r->outbox));
+}
+
+bool
+relay_wal_streamed(const struct relay *r)
+{
+	return r->wal_streamed || (r->wal != NULL &&
+	    wal_source_streamed(r->wal)) || (r->wal_old != NULL &&
+	    wal_source_streamed(r->wal_old));
+}
+
+void
+relay_follows(struct relay *r, bool wal_streamed)
+{
+	r->wal_streamed = wal_streamed;
 }
 
 void

@@ -38,6 +38,12 @@ void relay_stop(struct relay *r);
 /* Messages not yet acknowledged by Redis, or outbox rows not yet deleted. */
 bool relay_busy(const struct relay *r);
 void relay_free(struct relay *r);
+/* Whether this relay, or the one before it (relay_follows()), streamed
+ * from the wal slot: a missing slot then means a failover. */
+bool relay_wal_streamed(const struct relay *r);
+/* r takes over from a relay of this process (run/ha.c) that had
+ * streamed from the wal slot, or not; before relay_start(). */
+void relay_follows(struct relay *r, bool wal_streamed);
 
 /* Appends the Prometheus exposition of the counters and gauges. */
 void relay_metrics(struct relay *r, struct buf *out);

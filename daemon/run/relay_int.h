@@ -34,6 +34,7 @@ struct relay {
 	void *cb_arg;
 	bool ready;		/* both sides up */
 	bool listened;		/* LISTEN was active once */
+	bool wal_streamed;	/* relay_follows() */
 	/* Every row change is rendered here and handed to the sink, which
 	 * merges it or takes its buffers: no message per change. */
 	struct sink_msg change;

@@ -56,6 +56,7 @@ struct wal_source {
 	int nresult;		/* SETUP: the results read so far */
 	char *publication;
 	bool slot_missing, slot_lost;
+	bool streamed_before;	/* wal_source_opts */
 	/* The stream ended because the publication was missing at a change:
 	 * dropped since, and maybe made again, which the slot never sees
 	 * (it decodes with the catalog as it was then). */

@@ -250,7 +250,7 @@ wal_create(struct wal_source *ws)
 	PGconn *pq = pg_conn_pq(ws->conn);
 	char sql[200];
 
-	if (ws->last_pid != 0 && !ws->slot_lost && !ws->pub_gone)
+	if (wal_source_streamed(ws) && !ws->slot_lost && !ws->pub_gone)
 		log_warnx("wal: replication slot \"%s\" is missing on %s:%s, "
 		    "though this daemon streamed from it before (a failover "
 		    "to a server without it?); making it again", ws->slot,
@@ -352,7 +352,7 @@ wal_done(struct wal_source *ws)
 		    "invalidated: changes may have been missed" : ws->pub_gone ?
 		    "the publication was dropped while the replication slot "
 		    "needed it: changes may have been missed" :
-		    ws->last_pid != 0 ? "the replication slot is missing on "
+		    wal_source_streamed(ws) ? "the replication slot is missing on "
 		    "this server (a failover?): changes may have been missed" :
 		    "the replication slot was made: changes made before it "
 		    "are unknown");

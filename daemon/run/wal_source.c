@@ -526,6 +526,7 @@ wal_source_new(struct ev_loop *loop, const struct wal_source_opts *opts,
 	ws->full = full;
 	ws->arg = arg;
 	ws->channel = xstrdup(opts->channel);
+	ws->streamed_before = opts->streamed_before;
 	snprintf(ws->slot, sizeof(ws->slot), "%s", opts->slot);
 	ws->health_interval = opts->health_interval;
 	ws->forged = opts->forged;
@@ -610,4 +611,10 @@ const struct wal_source_stats *
 wal_source_stats(const struct wal_source *ws)
 {
 	return &ws->stats;
+}
+
+bool
+wal_source_streamed(const struct wal_source *ws)
+{
+	return ws->last_pid != 0 || ws->streamed_before;
 }

@@ -78,6 +78,9 @@ struct wal_source_opts {
 	/* Counts the messages of pginval's prefix written outside any
 	 * transaction, which the triggers never write (may be NULL). */
 	unsigned long *forged;
+	/* An earlier link of this process streamed from the slot (a relay
+	 * before a fence): a missing slot then means a failover. */
+	bool streamed_before;
 };
 
 struct wal_source *wal_source_new(struct ev_loop *loop,
@@ -91,6 +94,8 @@ void wal_source_stop(struct wal_source *ws);
 void wal_source_free(struct wal_source *ws);
 
 bool wal_source_streaming(const struct wal_source *ws);
+/* Whether a link of this process ever streamed from the slot. */
+bool wal_source_streamed(const struct wal_source *ws);
 /* Transactions received and not yet confirmed. */
 size_t wal_source_pending(const struct wal_source *ws);
 /* The age in seconds of the oldest transaction received and not yet

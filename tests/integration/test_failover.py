@@ -69,7 +69,8 @@ class Pair:
 
 
 def backends(pg):
-    """The daemon's sessions on pg, as sorted backend types."""
+    """The daemon's sessions on pg, as sorted backend types: its lock
+    session (the group, run/ha.c) is one of the client backends."""
     return sorted(pg.psql("SELECT backend_type FROM pg_stat_activity "
                           "WHERE application_name = 'pginval'").splitlines())
 
@@ -124,7 +125,8 @@ def failover_run(mode):
 
 def test_notify_resets_after_a_failover():
     with failover_run("notify") as (pair, d, sub):
-        eq(backends(pair.primary), ["client backend"], "the LISTEN session")
+        eq(backends(pair.primary), ["client backend"] * 2,
+           "the lock and LISTEN sessions")
         pair.failover()
         d.wait_log("postgres: listening on channel \"pginval\" (%s:%d"
                    % (pair.standby.host, pair.standby.port), 30)
@@ -133,10 +135,16 @@ def test_notify_resets_after_a_failover():
         resets = [m for m in ms if m["op"] == "reset"]
         eq(len(resets), 1, "one reset: %r" % ms)
         eq(resets[0]["table"], None, "a reset of everything")
-        assert "reconnected to PostgreSQL" in resets[0]["reason"], resets
+        # Losing PostgreSQL fences the daemon (run/ha.c): it takes the
+        # lock again on the promoted server and starts a new epoch, whose
+        # first message is the reset.
+        assert "no daemon was listening" in resets[0]["reason"], resets
+        eq(resets[0]["seq"], 1, "the reset opens a new epoch")
+        d.wait_log("ha: fenced")
         assert ms.index(resets[0]) < min(
             i for i, m in enumerate(ms) if rows_of(m)), "reset first: %r" % ms
-        eq(backends(pair.standby), ["client backend"], "the LISTEN session moved")
+        eq(backends(pair.standby), ["client backend"] * 2,
+           "the lock and LISTEN sessions moved")
 
 
 def outbox_failover(mode):
@@ -176,7 +184,7 @@ def test_poll_delivers_the_replicated_outbox():
 
 def test_wal_makes_the_slot_on_the_promoted_server():
     with failover_run("wal") as (pair, d, sub):
-        eq(backends(pair.primary), ["client backend", "walsender"],
+        eq(backends(pair.primary), ["client backend"] * 2 + ["walsender"],
            "the LISTEN session and the replication connection")
         pair.failover()
         d.wait_log("wal: streaming slot \"pginval_pginval\", publication "
@@ -194,7 +202,8 @@ def test_wal_makes_the_slot_on_the_promoted_server():
             resets[0]["reason"], resets
         assert "is missing on %s:%d" % (pair.standby.host,
                                         pair.standby.port) in d.log_text()
-        eq(backends(pair.standby), ["client backend", "walsender"], "both moved")
+        eq(backends(pair.standby), ["client backend"] * 2 + ["walsender"],
+           "all moved")
 
 
 def test_wal_confirms_nothing_of_the_old_slot_on_the_new():
