@@ -70,6 +70,9 @@ struct ha {
 	int last_pid;		/* the backend of our current lock session */
 	bool wal_streamed;	/* a relay of ours streamed from the slot */
 	int prev_pid;		/* and of the one before */
+	/* When each began (pg_stat_activity.backend_start, as text): a
+	 * backend number alone may have been reused by another session. */
+	char last_start[64], prev_start[64];
 	unsigned long takeovers, fences;
 	ev_timer tick;
 };
@@ -145,6 +148,8 @@ ha_setup(struct ha *ha)
 
 	ha->prev_pid = ha->last_pid;
 	ha->last_pid = PQbackendPID(pg_conn_pq(ha->conn));
+	memcpy(ha->prev_start, ha->last_start, sizeof(ha->prev_start));
+	ha->last_start[0] = '\0';
 	if (PQserverVersion(pg_conn_pq(ha->conn)) >= 140000)
 		snprintf(ist, sizeof(ist), "SET idle_session_timeout = %d; ",
 		    (int)(t * 1000));
@@ -154,7 +159,9 @@ ha_setup(struct ha *ha)
 		    "lock until TCP keepalives end its session");
 	snprintf(sql, sizeof(sql), PG_CONN_PIN_PATH "%sSET tcp_keepalives_idle "
 	    "= %d; SET tcp_keepalives_interval = %d; SET tcp_keepalives_count "
-	    "= %d; SET tcp_user_timeout = %d", ist, idle, intvl,
+	    "= %d; SET tcp_user_timeout = %d; SELECT backend_start::text FROM "
+	    "pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()",
+	    ist, idle, intvl,
 	    (int)(t / 2 / intvl) > 0 ? (int)(t / 2 / intvl) : 1,
 	    (int)(t * 1000));
 	ha_send(ha, HA_Q_SETUP, sql, 0, NULL);
@@ -201,15 +208,16 @@ static void
 ha_end_previous(struct ha *ha)
 {
 	char pid[16], ms[16];
-	const char *p[] = { pid, ms };
+	const char *p[] = { pid, ms, ha->prev_start };
 
 	log_warnx("ha: the lock is still held by our previous lock session "
 	    "(backend %d), which went silent; ending it", ha->holder);
 	snprintf(pid, sizeof(pid), "%d", ha->holder);
 	snprintf(ms, sizeof(ms), "%d", (int)(ha->cfg->takeover_timeout * 250));
 	ha->prev_pid = 0;
-	ha_send(ha, HA_Q_END, "SELECT pg_terminate_backend($1::int, "
-	    "$2::int8)", 2, p);
+	ha_send(ha, HA_Q_END, "SELECT pg_terminate_backend(pid, $2::int8) "
+	    "FROM pg_stat_activity WHERE pid = $1::int AND "
+	    "backend_start::text = $3", 3, p);
 }
 
 static void
@@ -251,7 +259,11 @@ ha_result(struct ha *ha, const PGresult *res)
 		ha->failed = true;
 		return;
 	}
-	if (ha->query == HA_Q_TRY && PQntuples(res) == 1) {
+	if (ha->query == HA_Q_SETUP && PQntuples(res) == 1 &&
+	    PQnfields(res) == 1) {
+		snprintf(ha->last_start, sizeof(ha->last_start), "%s",
+		    PQgetvalue(res, 0, 0));
+	} else if (ha->query == HA_Q_TRY && PQntuples(res) == 1) {
 		ha->locked = PQgetvalue(res, 0, 0)[0] == 't';
 		ha->holder = PQgetisnull(res, 0, 1) ? 0 :
 		    atoi(PQgetvalue(res, 0, 1));
@@ -290,7 +302,8 @@ ha_done(struct ha *ha)
 			ha_take(ha);
 			break;
 		}
-		if (ha->holder != 0 && ha->holder == ha->prev_pid) {
+		if (ha->holder != 0 && ha->holder == ha->prev_pid &&
+		    ha->prev_start[0] != '\0') {
 			ha_end_previous(ha);
 			break;
 		}
