@@ -114,6 +114,13 @@ class Manifest:
 manifests = {}  # name -> Manifest
 
 
+def manifest(name):
+    """The parsed file, read once: any test runs alone."""
+    if name not in manifests:
+        manifests[name] = Manifest(name)
+    return manifests[name]
+
+
 def ini(text):
     """{section: {name: value}} of an INI text; repeated sections merge."""
     out, section = {}, None
@@ -217,7 +224,7 @@ def names_resolve(m):
 
 
 def test_names_resolve():
-    for m in manifests.values():
+    for m in map(manifest, MANIFESTS):
         names_resolve(m)
 
 
@@ -274,11 +281,11 @@ def settings_agree(m):
 
 
 def test_settings_agree():
-    for m in manifests.values():
+    for m in map(manifest, MANIFESTS):
         settings_agree(m)
 
     # The sidecar: PostgreSQL in the same pod, its role and password.
-    m = manifests["sidecar"]
+    m = manifest("sidecar")
     cfg = ini(m.config_text())
     postgres = m.container("postgres")
     ci = conninfo(cfg["postgres"]["conninfo"])
@@ -293,7 +300,7 @@ def test_settings_agree():
 
     # HA: two daemons of one group, on different nodes when possible, that
     # reach PostgreSQL through a Service, not a pod's loopback.
-    m = manifests["ha"]
+    m = manifest("ha")
     cfg = ini(m.config_text())
     spec = m.workload()["spec"]
     eq(spec["replicas"], 2, "replicas")
@@ -388,7 +395,7 @@ def redis_password(m):
 
 def test_end_to_end():
     assert os.access(BIN, os.X_OK), "build ./pginval first (make)"
-    m = manifests["sidecar"]
+    m = manifest("sidecar")
     with Postgres() as pg, Redis() as redis:
         metrics_port = free_port()
         box = Sandbox(m, pg, redis, metrics_port)
@@ -417,7 +424,8 @@ def test_end_to_end():
         eq(proc.returncode, 0, "init script:\n" + proc.stdout + proc.stderr)
         assert ": OK (" in proc.stdout, proc.stdout
         conf = box.path("/etc/pginval/pginval.conf")
-        pgpass = box.path(env_of(m.container("pginval"))["PGPASSFILE"]["value"])
+        pgpass = box.path(env_of(m.container("pginval"))["PGPASSFILE"]
+                          ["value"])
         eq(oct(os.stat(conf).st_mode & 0o777), "0o600", "pginval.conf mode")
         eq(oct(os.stat(pgpass).st_mode & 0o777), "0o600",
            "pgpass mode (libpq ignores a group-readable one)")
@@ -505,6 +513,179 @@ def test_end_to_end():
             code = daemon.wait(30)
             sub.close()
         eq(code, 0, "exit status after SIGTERM")
+
+
+def metric(text, name):
+    """The value of an unlabelled sample in a /metrics text, or None."""
+    found = re.search(r"(?m)^%s (\S+)$" % re.escape(name), text)
+    return float(found.group(1)) if found else None
+
+
+def entrypoint(box):
+    """The image's entrypoint with its paths mapped into the sandbox."""
+    with open(DOCKERFILE, encoding="utf-8") as f:
+        entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", f.read(),
+                                     re.M).group(1))
+    return [BIN] + [box.path(a) if a.startswith("/etc/") else a
+                    for a in entry[1:]]
+
+
+def test_ha_end_to_end():
+    assert os.access(BIN, os.X_OK), "build ./pginval first (make)"
+    m = manifest("ha")
+    cfg = ini(m.config_text())
+    ci = conninfo(cfg["postgres"]["conninfo"])
+    db, user, channel = ci["dbname"], ci["user"], cfg["redis"]["channel"]
+    with Postgres() as pg, Redis() as redis:
+        # What the file's header asks of the migrations: the SQL API, the
+        # daemon's role with a password and its one grant, a watched table.
+        pg.psql("CREATE ROLE %s LOGIN PASSWORD '%s'; CREATE DATABASE %s"
+                % (user, pgpass_line(m)[4], db))
+        pg.psql_file(os.path.join(ROOT, "sql", "pginval.sql"), db=db)
+        pg.psql("GRANT SELECT ON pginval.secret TO %s; "
+                "CREATE TABLE public.users (id bigint GENERATED ALWAYS AS "
+                "IDENTITY PRIMARY KEY, email text NOT NULL UNIQUE); "
+                "SELECT pginval.watch('public.users', ARRAY['id', 'email'])"
+                % user, db=db)
+        hba = os.path.join(pg.datadir, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:
+            f.write("host all %s 127.0.0.1/32 scram-sha-256\n" % user + rules)
+        pg.psql("SELECT pg_reload_conf()")
+        with RespConnection(redis.host, redis.port) as c:
+            c.command("CONFIG", "SET", "requirepass", redis_password(m))
+
+        # Two pods, each with its own init container and volume. In the
+        # cluster both listen on 0.0.0.0:9187, each at its pod's address;
+        # on one machine each needs a port of its own, which is the only
+        # difference between their assembled configurations.
+        pods = []
+        for _ in range(2):
+            port = free_port()
+            while any(port == p["port"] for p in pods):
+                port = free_port()
+            box = Sandbox(m, pg, redis, port)
+            proc = subprocess.run(["/bin/sh", "-ec", box.script()],
+                                  capture_output=True, text=True, timeout=60)
+            eq(proc.returncode, 0, "init script:\n" + proc.stdout
+               + proc.stderr)
+            assert ": OK (" in proc.stdout, proc.stdout
+            pgpass = box.path(env_of(m.container("pginval"))["PGPASSFILE"]
+                              ["value"])
+            eq(oct(os.stat(pgpass).st_mode & 0o777), "0o600", "pgpass mode")
+            pods.append({"box": box, "port": port, "pgpass": pgpass,
+                         "base": "http://127.0.0.1:%d" % port})
+
+        sub = RespConnection(redis.host, redis.port)
+        sub.command("AUTH", redis_password(m))
+        sub.send("SUBSCRIBE", channel)
+        eq(sub.read_reply(timeout=5)[0], b"subscribe", "subscribed")
+
+        def messages_until(key, limit=20):
+            """The messages up to the first with key, which must come."""
+            out = []
+            while not out or key not in out[-1].get("keys", []):
+                assert len(out) < limit, "no %s in %r" % (key, out)
+                reply = sub.read_reply(timeout=15)
+                eq(reply[0], b"message", "a message")
+                out.append(json.loads(reply[2]))
+            return out
+
+        def insert(email):
+            pg.psql("INSERT INTO public.users (email) VALUES ('%s')" % email,
+                    db=db)
+
+        ready = m.container("pginval")["readinessProbe"]["httpGet"]["path"]
+        standby_re = (r'standby: the lock of channel "%s" is held by '
+                      r'backend (\d+)' % re.escape(channel))
+
+        def role(p):
+            """"active", "standby" (ready, naming the lock's holder) or
+            what the readiness path answers otherwise."""
+            status, body = http_get(p["base"] + ready)
+            if status == 200 and body.startswith("active; "):
+                return "active"
+            held = re.match(standby_re, body or "")
+            if status == 200 and held:
+                p["holder"] = int(held.group(1))
+                return "standby"
+            return (status, body)
+
+        def active_gauge(p):
+            status, body = http_get(p["base"] + "/metrics")
+            eq(status, 200, "/metrics")
+            return metric(body, "pginval_active")
+
+        for p in pods:
+            p["log"] = open(os.path.join(p["box"].dir, "pginval.log"), "w+")
+            p["proc"] = subprocess.Popen(
+                entrypoint(p["box"]), stdout=p["log"], stderr=p["log"],
+                env=clean_env(PGPASSFILE=p["pgpass"]))
+        try:
+            # Both ready: one active, the other standing by.
+            deadline = time.monotonic() + 30
+            while True:
+                roles = [role(p) for p in pods]
+                if sorted(map(str, roles)) == ["active", "standby"]:
+                    break
+                assert time.monotonic() < deadline, \
+                    "never one active and one standby: %r" % (roles,)
+                time.sleep(0.1)
+            active = pods[roles.index("active")]
+            standby = pods[roles.index("standby")]
+            eq((active_gauge(active), active_gauge(standby)), (1.0, 0.0),
+               "pginval_active of the active daemon and of the standby")
+            # The backend the standby names holds the group's lock, as the
+            # daemon's role.
+            holder = pg.psql(
+                "SELECT l.pid || ' ' || a.usename FROM pg_locks l "
+                "JOIN pg_stat_activity a USING (pid) WHERE l.granted "
+                "AND l.locktype = 'advisory' AND l.classid = 1885825398 "
+                "AND l.database = (SELECT oid FROM pg_database "
+                "WHERE datname = '%s')" % db).split()
+            eq(holder, [str(standby["holder"]), user], "the lock's holder")
+
+            # An INSERT arrives once: the standby publishes nothing.
+            insert("a@example.org")
+            insert("b@example.org")
+            got = messages_until("user:2")
+            first_epoch = got[-1]["epoch"]
+            eq([(x["op"], sorted(x["keys"])) for x in got
+                if x["op"] != "reset"],
+               [("insert", ["user:1", "user:email:a@example.org"]),
+                ("insert", ["user:2", "user:email:b@example.org"])],
+               "each insert once")
+
+            # The active daemon dies; the standby takes over.
+            active["proc"].kill()
+            active["proc"].wait(30)
+            deadline = time.monotonic() + 30
+            while role(standby) != "active" or active_gauge(standby) != 1:
+                assert time.monotonic() < deadline, \
+                    "no takeover: %r" % (role(standby),)
+                time.sleep(0.1)
+            insert("c@example.org")
+            got = messages_until("user:3")
+            eq(got[-1]["op"], "insert", "the insert after the takeover")
+            resets = [x for x in got if x["op"] == "reset"]
+            assert resets, "the new active daemon starts with a reset: %r" \
+                % got
+            assert resets[0]["epoch"] != first_epoch, \
+                "the new active daemon opens an epoch of its own"
+        except BaseException:
+            for p in pods:
+                p["log"].seek(0)
+                print("--- pginval log, port %d ---\n%s"
+                      % (p["port"], p["log"].read()))
+            raise
+        finally:
+            for p in pods:
+                if p["proc"].poll() is None:
+                    p["proc"].send_signal(signal.SIGTERM)
+                p["code"] = p["proc"].wait(30)
+            sub.close()
+        eq(standby["code"], 0, "exit status after SIGTERM")
 
 
 if __name__ == "__main__":
