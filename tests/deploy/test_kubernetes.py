@@ -152,6 +152,16 @@ def pgpass_line(m):
                  .split(":", 4))
 
 
+
+def demand_password(pg, user):
+    """pg demands a password from user over TCP, as a real server would."""
+    hba = os.path.join(pg.datadir, "pg_hba.conf")
+    with open(hba) as f:
+        rules = f.read()
+    with open(hba, "w") as f:
+        f.write("host all %s 127.0.0.1/32 scram-sha-256\n" % user + rules)
+    pg.psql("SELECT pg_reload_conf()")
+
 def test_parses():
     for name in MANIFESTS:
         manifests[name] = Manifest(name)
@@ -408,12 +418,7 @@ def test_end_to_end():
         pg.psql("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'; "
                 "CREATE DATABASE %s OWNER %s"
                 % (user, box.pg_password, db, user))
-        hba = os.path.join(pg.datadir, "pg_hba.conf")
-        with open(hba) as f:
-            rules = f.read()
-        with open(hba, "w") as f:
-            f.write("host all %s 127.0.0.1/32 scram-sha-256\n" % user + rules)
-        pg.psql("SELECT pg_reload_conf()")
+        demand_password(pg, user)
         # Redis demands the password in the Secret's URL.
         with RespConnection(redis.host, redis.port) as c:
             c.command("CONFIG", "SET", "requirepass", redis_password(m))
@@ -547,12 +552,7 @@ def test_ha_end_to_end():
                 "IDENTITY PRIMARY KEY, email text NOT NULL UNIQUE); "
                 "SELECT pginval.watch('public.users', ARRAY['id', 'email'])"
                 % user, db=db)
-        hba = os.path.join(pg.datadir, "pg_hba.conf")
-        with open(hba) as f:
-            rules = f.read()
-        with open(hba, "w") as f:
-            f.write("host all %s 127.0.0.1/32 scram-sha-256\n" % user + rules)
-        pg.psql("SELECT pg_reload_conf()")
+        demand_password(pg, user)
         with RespConnection(redis.host, redis.port) as c:
             c.command("CONFIG", "SET", "requirepass", redis_password(m))
 
