@@ -6,8 +6,8 @@ and take over when it dies or is cut off.
     python3 tests/integration/test_ha.py [-v] [name-substring ...]
 
 Each mode has a channel of its own, so that the first message of an epoch
-says what it would say in production: durable (hadur), notify (hanot) and
-wal (hawal).
+says what it would say in production: durable (hadur), poll (hapol),
+notify (hanot) and wal (hawal).
 """
 
 import os
@@ -35,6 +35,9 @@ MODES = {
     "durable": ("hadur", "public.ditems", {"outbox.enabled": "on",
                                           "outbox.poll_interval": "0.05",
                                           "outbox.ack_timeout": "2"}),
+    "poll": ("hapol", "public.pitems", {"outbox.enabled": "on",
+                                       "outbox.poll_interval": "0.05",
+                                       "outbox.ack_timeout": "2"}),
     "notify": ("hanot", "public.nitems", {}),
     "wal": ("hawal", "public.witems", {}),
 }
@@ -281,6 +284,15 @@ def test_durable_takeover_after_sigkill():
     eq(len(epochs), 2, "one epoch switch")
     # Every table of the channel is durable: the new epoch has nothing to
     # reset, it carries on with the outbox.
+    first_new = [m for m in ms if m["epoch"] == epochs[1]][0]
+    assert first_new["op"] != "reset", first_new
+
+
+def test_poll_takeover_after_sigkill():
+    took, ms, a = takeover_after_kill("poll", 500)
+    print("takeover after SIGKILL (poll): %.2fs" % took)
+    epochs = check_epochs(ms)
+    eq(len(epochs), 2, "one epoch switch")
     first_new = [m for m in ms if m["epoch"] == epochs[1]][0]
     assert first_new["op"] != "reset", first_new
 
