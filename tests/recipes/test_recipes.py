@@ -203,10 +203,23 @@ def test_node_recipe_refuses_a_racing_fill():
     eq(out["hit"], "node-new", "and is then a hit")
 
 
+class own_daemon:
+    """While a test runs a daemon of its own on the channel, setup's
+    stands aside: daemons of one channel form a group, in which only one
+    publishes (docs/operations.md, High availability)."""
+
+    def __enter__(self):
+        DAEMON.stop()
+
+    def __exit__(self, *exc):
+        DAEMON.start()
+        return False
+
+
 def test_apply_stops_cleanly():
     # A pair of its own, on a Redis of its own: the pair of setup serves
     # the other tests.
-    with Redis() as rd:
+    with own_daemon(), Redis() as rd:
         d = harness.Daemon(PG, rd, TABLES).start()
         a = harness.Apply(PG, rd, TABLES).start()
         try:
@@ -220,7 +233,7 @@ def test_sharded_subscriber_of_the_docs():
     """docs/messages.md's redis-py 4 subscriber for cluster = on: SSUBSCRIBE
     on a connection of its own at the channel's master, smessage pushes."""
     from servers import RedisCluster
-    with RedisCluster(masters=3, replicas=0) as cl:
+    with own_daemon(), RedisCluster(masters=3, replicas=0) as cl:
         d = harness.Daemon(PG, REDIS, TABLES, redis_url=cl.seed_url,
                            extra={"redis.cluster": "on"}).start()
         try:
