@@ -29,7 +29,7 @@ import runner  # noqa: E402
 from pginval_proc import http_get, metric, wait_for  # noqa: E402
 from runner import eq  # noqa: E402
 from servers import (Postgres, Redis, RedisError, RespConnection,  # noqa: E402
-                     free_port)
+                     free_port, save)
 
 PG = REDIS = None
 TABLES = {"public.users": "user:{id}, user:email:{email}"}
@@ -210,7 +210,7 @@ def test_restart_from_an_older_snapshot_resets_the_target():
                  r.command("INFO", "replication"), "the replica in sync")
         with Apply(m) as s:
             fill(m, 20)
-            m.command("SAVE")
+            save(m.command)
             shutil.copy(m.rdb, m.rdb + ".old")
             update(20, "a")
             wait_for(lambda: not stale(m, 20), "apply deleted the keys")
@@ -295,7 +295,7 @@ def test_daemon_with_action_delete_resets_after_a_restart():
         d.start()
         try:
             fill(m, 10)
-            m.command("SAVE")
+            save(m.command)
             shutil.copy(m.rdb, m.rdb + ".old")
             update(10, "e")
             wait_for(lambda: not stale(m, 10), "the daemon deleted them")

@@ -42,7 +42,7 @@ import time
 
 __all__ = [
     "Postgres", "Standby", "Redis", "Subscriber", "RespConnection",
-    "PsqlError", "RedisError", "ServerError", "free_port", "pg_bindir",
+    "PsqlError", "RedisError", "save", "ServerError", "free_port", "pg_bindir",
     "RedisCluster", "ClusterNode", "ShardedSubscriber", "Unsubscribed",
     "RedisSentinel", "SentinelNode",
 ]
@@ -479,6 +479,7 @@ class Standby(Postgres):
 # Redis
 # --------------------------------------------------------------------------
 
+
 class RedisError(Exception):
     """An error reply (``-ERR ...``) from Redis."""
 
@@ -668,6 +669,19 @@ class Subscriber:
             out.append(payload)
 
 
+def save(command, timeout=30):
+    """SAVE through command; while a background save runs (a replica's
+    full sync starts one) SAVE is refused, so wait for it to end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return command("SAVE")
+        except RedisError as e:
+            if "in progress" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Redis:
     """A throwaway redis-server, no persistence.
 
@@ -839,7 +853,7 @@ class Redis:
     def snapshot(self):
         """SAVE, then move the RDB aside (so that a later restart() does
         not load it); returns the snapshot's path for restart(rdb=...)."""
-        self.command("SAVE")
+        save(self.command)
         self._snapshots += 1
         path = os.path.join(self.tmpdir, "snapshot-%d.rdb" % self._snapshots)
         os.replace(os.path.join(self.tmpdir, "dump.rdb"), path)
