@@ -68,7 +68,7 @@ struct ha {
 	bool stopping;
 	int holder;		/* the lock holder's backend; 0: unknown */
 	int last_pid;		/* the backend of our current lock session */
-	bool wal_streamed;	/* a relay of ours streamed from the slot */
+	struct relay_past past;	/* what our last relay left */
 	int prev_pid;		/* and of the one before */
 	/* When each began (pg_stat_activity.backend_start, as text): a
 	 * backend number alone may have been reused by another session. */
@@ -104,7 +104,7 @@ ha_fence(struct ha *ha, const char *why)
 	if (ha->relay == NULL)
 		return;
 	ha->fences++;
-	ha->wal_streamed = relay_wal_streamed(ha->relay);
+	relay_leaves(ha->relay, &ha->past);
 	log_warnx("ha: fenced: %s; stopped publishing at once (what Redis has "
 	    "not acknowledged is left to the next active daemon)", why);
 	relay_free(ha->relay);
@@ -229,7 +229,7 @@ ha_activate(struct ha *ha)
 	ha->takeovers++;
 	ha->holder = 0;
 	ha->relay = relay_new(ha->loop, config_ref(ha->cfg), ha_relay_cb, ha);
-	relay_follows(ha->relay, ha->wal_streamed);
+	relay_follows(ha->relay, &ha->past);
 	snprintf(why, sizeof(why), "took the lock of channel \"%.40s\" (a new "
 	    "epoch)", ha->cfg->pg_channel);
 	ha_set_state(ha, HA_ACTIVE, why);

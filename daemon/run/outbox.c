@@ -508,3 +508,15 @@ outbox_idle(const struct outbox *ob)
 {
 	return ob->current == NULL && ob->phase != OUTBOX_WAITING;
 }
+
+int
+outbox_backend(const struct outbox *ob)
+{
+	return ob->last_pid;
+}
+
+void
+outbox_follows(struct outbox *ob, int backend)
+{
+	ob->last_pid = backend;
+}

@@ -58,6 +58,12 @@ struct outbox_opts {
 struct outbox *outbox_new(struct ev_loop *loop, const struct outbox_opts *o,
     outbox_row_cb *cb, void *arg);
 void outbox_start(struct outbox *ob);
+/* The backend of the outbox's last connection (0: none yet), and, before
+ * outbox_start(), that of an outbox before it in this process (a relay
+ * before a fence): its session, if still idle in its transaction at the
+ * server, is ended at connect so that its rows can be taken at once. */
+int outbox_backend(const struct outbox *ob);
+void outbox_follows(struct outbox *ob, int backend);
 void outbox_stop(struct outbox *ob);
 /* Frees the outbox and any batch still waiting for acknowledgements; call
  * it after the messages holding its acks are gone. */

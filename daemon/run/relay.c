@@ -510,18 +510,22 @@ relay_busy(const struct relay *r)
 	    (r->outbox != NULL && !outbox_idle(r->outbox));
 }
 
-bool
-relay_wal_streamed(const struct relay *r)
+void
+relay_leaves(const struct relay *r, struct relay_past *out)
 {
-	return r->wal_streamed || (r->wal != NULL &&
+	out->wal_streamed = r->wal_streamed || (r->wal != NULL &&
 	    wal_source_streamed(r->wal)) || (r->wal_old != NULL &&
 	    wal_source_streamed(r->wal_old));
+	out->outbox_backend = r->outbox != NULL ? outbox_backend(r->outbox) :
+	    0;
 }
 
 void
-relay_follows(struct relay *r, bool wal_streamed)
+relay_follows(struct relay *r, const struct relay_past *p)
 {
-	r->wal_streamed = wal_streamed;
+	r->wal_streamed = p->wal_streamed;
+	if (r->outbox != NULL && p->outbox_backend != 0)
+		outbox_follows(r->outbox, p->outbox_backend);
 }
 
 void

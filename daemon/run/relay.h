@@ -38,12 +38,18 @@ void relay_stop(struct relay *r);
 /* Messages not yet acknowledged by Redis, or outbox rows not yet deleted. */
 bool relay_busy(const struct relay *r);
 void relay_free(struct relay *r);
-/* Whether this relay, or the one before it (relay_follows()), streamed
- * from the wal slot: a missing slot then means a failover. */
-bool relay_wal_streamed(const struct relay *r);
-/* r takes over from a relay of this process (run/ha.c) that had
- * streamed from the wal slot, or not; before relay_start(). */
-void relay_follows(struct relay *r, bool wal_streamed);
+/* What a relay leaves to the next one of this process (run/ha.c, after
+ * a fence): whether it (or one before it) streamed from the wal slot, so
+ * that a missing slot means a failover; and its outbox session, which
+ * may live on at the server holding a batch's row locks. */
+struct relay_past {
+	bool wal_streamed;
+	int outbox_backend;	/* 0: none */
+};
+
+void relay_leaves(const struct relay *r, struct relay_past *out);
+/* r takes over from the relay that left p; before relay_start(). */
+void relay_follows(struct relay *r, const struct relay_past *p);
 
 /* Appends the Prometheus exposition of the counters and gauges. */
 void relay_metrics(struct relay *r, struct buf *out);
