@@ -12,9 +12,11 @@
  * fails leaves it deleted, never stale.
  */
 #include "apply/apply.h"
+#include "apply/apply_int.h"
 #include "lib/strs.h"
 #include "apply/apply_opts.h"
 #include "apply/apply_refresh.h"
+#include "apply/apply_repair.h"
 #include "apply/apply_replay.h"
 #include "apply/apply_stats.h"
 #include "apply/apply_sub.h"
@@ -31,34 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REFRESH_MAX_QUEUE 10000
-
-struct apply {
-	struct ev_loop *loop;
-	struct config *cfg;
-	struct apply_sub *sub;
-	struct apply_target **targets;
-	size_t ntargets;
-	struct apply_refresh *refresh;	/* NULL: no table refreshes */
-	struct apply_replay *replay;	/* NULL: no [redis] stream */
-	struct apply_tables tables;	/* from cfg */
-	struct message_seq seq;
-	struct apply_stats stats;
-	struct strs values;	/* scratch */
-	apply_cb *cb;
-	void *cb_arg;
-	bool ready;		/* subscribed, and every target connected */
-	ev_tstamp status_at;	/* the previous apply_status() */
-	unsigned long status_messages, status_keys;
-	struct log_limit complaints;	/* about bad messages */
-	/* A flood of truncates is merged by the sweeps (redis_sweep.h),
-	 * and its lines are limited here. */
-	struct log_limit reset_lines;
-};
-
 /* -- resets ------------------------------------------------------------- */
 
-static void
+void
 apply_reset_target(struct apply *a, struct apply_target *t)
 {
 	if (a->cfg->apply_reset == APPLY_RESET_FLUSH) {
@@ -100,6 +77,32 @@ apply_reset_table(struct apply *a, const char *table, const char *why)
 	for (size_t i = 0; i < a->ntargets; i++)
 		for (size_t j = 0; j < t->n; j++)
 			apply_target_sweep(a->targets[i], t->patterns[j]);
+}
+
+/* What a message asks of one target, when it is replayed to it alone: a
+ * refresh is a deletion there. */
+static void
+apply_to_target(struct apply *a, struct apply_target *target,
+    const struct message *m)
+{
+	const struct apply_table *t;
+
+	if (m->op == NULL || !m->keys_array ||
+	    (strcmp(m->op, "reset") == 0 && m->table == NULL)) {
+		apply_reset_target(a, target);
+		return;
+	}
+	if (strcmp(m->op, "reset") == 0 || strcmp(m->op, "truncate") == 0) {
+		if ((t = apply_tables_find(&a->tables, m->table)) != NULL)
+			for (size_t j = 0; j < t->n; j++)
+				apply_target_sweep(target, t->patterns[j]);
+		else if (m->table == NULL)
+			apply_reset_target(a, target);
+		return;
+	}
+	for (size_t i = 0; i < m->nkeys; i++)
+		apply_target_invalidate(target, m->keys[i].s, m->keys[i].len,
+		    m->ts);
 }
 
 /* -- messages ----------------------------------------------------------- */
@@ -206,6 +209,12 @@ apply_message(struct apply *a, const char *payload, size_t len,
 		apply_reset_all(a, why);
 		goto done;
 	}
+	if (a->repair != NULL) {
+		uint64_t mark = apply_repair_mark(a->repair, m.epoch, m.seq);
+
+		for (size_t i = 0; i < a->ntargets && mark != 0; i++)
+			apply_target_mark(a->targets[i], mark);
+	}
 	if (m.op == NULL || !m.keys_array) {
 		a->stats.invalid++;
 		apply_complain(a, "no op or keys", payload, len);
@@ -232,7 +241,7 @@ done:
 
 /* Up: subscribed, and every target connected. why (may be NULL) gets
  * each one's state. */
-static bool
+bool
 apply_up(const struct apply *a, struct buf *why)
 {
 	bool up = a->sub != NULL && apply_sub_subscribed(a->sub);
@@ -410,17 +419,69 @@ apply_refresh_event(void *arg, enum apply_refresh_result res,
 		apply_target_invalidate(a->targets[i], key, klen, ts);
 }
 
+/* -- targets that forgot ------------------------------------------------ */
+
+static void
+apply_repair_event(void *arg, struct apply_target *t,
+    enum apply_repair_event ev, const struct message *m, const char *why)
+{
+	struct apply *a = arg;
+
+	switch (ev) {
+	case REPAIR_ENTRY:
+		a->stats.repaired++;
+		apply_to_target(a, t, m);
+		break;
+	case REPAIR_DONE:
+		a->stats.repairs_done++;
+		log_info("target %s: repaired: every message it may have "
+		    "forgotten was replayed to it", apply_target_name(t));
+		break;
+	case REPAIR_FAILED:
+		a->stats.repairs_failed++;
+		log_warnx("target %s: the repair from the stream failed: %s; "
+		    "resetting it", apply_target_name(t), why);
+		apply_reset_target(a, t);
+		break;
+	}
+}
+
+/* The messages it may have lost are replayed to it, else it is reset. */
+static void
+apply_forgot(struct apply *a, struct apply_target *t)
+{
+	struct redis_conn_opts chan = apply_opts_channel(a->cfg);
+	char why[200];
+
+	if (a->repair == NULL) {
+		snprintf(why, sizeof(why), "no [redis] stream to replay from");
+	} else if (apply_repair_target(a->repair) == t) {
+		apply_repair_cancel(a->repair, t);
+		snprintf(why, sizeof(why), "it forgot again while repaired");
+	} else if (apply_repair_start(a->repair, t, apply_target_forgot_mark(t),
+	    &a->seq, &chan, why, sizeof(why))) {
+		return;
+	}
+	a->stats.repairs_failed++;
+	log_warnx("target %s: its Redis may have forgotten invalidations; "
+	    "resetting it (%s)", apply_target_name(t), why);
+	apply_reset_target(a, t);
+}
+
 static void
 apply_target_event(void *arg, struct apply_target *t,
     enum apply_target_event ev)
 {
 	struct apply *a = arg;
 
-	if (ev == TARGET_EVENT_OVERFLOW || ev == TARGET_EVENT_FORGOT) {
-		log_warnx("target %s: %s; resetting it", apply_target_name(t),
-		    ev == TARGET_EVENT_OVERFLOW ? "queue overflowed" :
-		    "its Redis may have forgotten invalidations");
+	if (ev == TARGET_EVENT_OVERFLOW) {
+		log_warnx("target %s: queue overflowed; resetting it",
+		    apply_target_name(t));
 		apply_reset_target(a, t);
+		return;
+	}
+	if (ev == TARGET_EVENT_FORGOT) {
+		apply_forgot(a, t);
 		return;
 	}
 	apply_check_ready(a);
@@ -428,7 +489,7 @@ apply_target_event(void *arg, struct apply_target *t,
 
 /* -- construction ------------------------------------------------------- */
 
-static void
+void
 apply_new_refresh(struct apply *a)
 {
 	struct pg_conn_opts po = apply_opts_refresh(a->cfg);
@@ -463,9 +524,12 @@ apply_new(struct ev_loop *loop, struct config *cfg, apply_cb *cb, void *arg)
 	}
 	if (apply_opts_refresh_wanted(cfg))
 		apply_new_refresh(a);
-	if (cfg->redis_stream != NULL)
+	if (cfg->redis_stream != NULL) {
 		a->replay = apply_replay_new(a->loop, &chan, cfg->redis_stream,
 		    apply_replay_busy, apply_replay_event, a);
+		a->repair = apply_repair_new(a->loop, cfg->redis_stream,
+		    apply_replay_busy, apply_repair_event, a);
+	}
 	a->sub = apply_sub_new(a->loop, &chan, cfg->redis_channel,
 	    apply_sub_event, a);
 	return a;
@@ -482,139 +546,3 @@ apply_start(struct apply *a)
 		apply_replay_start(a->replay);
 	apply_sub_start(a->sub);
 }
-
-void
-apply_free(struct apply *a)
-{
-	if (a == NULL)
-		return;
-	a->cb = NULL;		/* the owner hears nothing from here on */
-	apply_sub_free(a->sub);
-	a->sub = NULL;
-	apply_replay_free(a->replay);
-	for (size_t i = 0; i < a->ntargets; i++)
-		apply_target_free(a->targets[i]);
-	free(a->targets);
-	apply_refresh_free(a->refresh);
-	apply_tables_free(&a->tables);
-	strs_free(&a->values);
-	log_info("totals: %lu messages, %lu keys invalidated (%lu were "
-	    "cached), %lu resets", a->stats.messages, a->stats.keys_deleted,
-	    a->stats.keys_existed, a->stats.resets_all + a->stats.resets_table);
-	config_free(a->cfg);
-	free(a);
-}
-
-void
-apply_stop(struct apply *a)
-{
-	if (a->sub == NULL)
-		return;
-	apply_sub_free(a->sub);
-	a->sub = NULL;
-	apply_replay_free(a->replay);	/* what it holds: the next start resets */
-	a->replay = NULL;
-	log_info("shutdown: unsubscribed; delivering the commands in flight "
-	    "(up to %.1fs)", a->cfg->shutdown_timeout);
-}
-
-void
-apply_reload(struct apply *a, struct config *cfg)
-{
-	struct config *old = a->cfg;
-
-	if (str_differs(old->redis_url, cfg->redis_url) ||
-	    str_differs(old->redis.password, cfg->redis.password) ||
-	    str_differs(old->redis_channel, cfg->redis_channel) ||
-	    str_differs(old->redis_stream, cfg->redis_stream) ||
-	    !apply_opts_same_targets(old, cfg) ||
-	    str_differs(old->apply_conninfo, cfg->apply_conninfo) ||
-	    str_differs(old->pg_conninfo, cfg->pg_conninfo))
-		log_warnx("reload: [redis], [target] and connection settings "
-		    "take effect at the next start; restart pginval apply");
-	a->cfg = cfg;
-	/* They point into the configuration: built again from the new one. */
-	apply_tables_build(&a->tables, cfg);
-	for (size_t i = 0; i < a->ntargets; i++) {
-		struct apply_target_opts to = apply_opts_target(a->cfg, i,
-		    &a->stats);
-
-		apply_target_tune(a->targets[i], &to);
-	}
-	if (a->refresh == NULL && apply_opts_refresh_wanted(cfg)) {
-		apply_new_refresh(a);
-		apply_refresh_start(a->refresh);
-	}
-	config_free(old);
-	log_info("reload: %zu table rules, %zu targets", cfg->ntables,
-	    a->ntargets);
-}
-
-/* -- the owner's side -------------------------------------------------- */
-
-void
-apply_metrics(struct apply *a, struct buf *out)
-{
-	struct apply_target_gauge *tg = xcalloc(a->ntargets, sizeof(*tg));
-	struct apply_gauges g = {
-		.version = PGINVAL_VERSION,
-		.channel_up = a->sub != NULL && apply_sub_subscribed(a->sub),
-		.refresh_pending = a->refresh ?
-		    apply_refresh_pending(a->refresh) : 0,
-		.targets = tg, .ntargets = a->ntargets,
-	};
-
-	for (size_t i = 0; i < a->ntargets; i++) {
-		struct apply_target *t = a->targets[i];
-
-		tg[i].name = apply_target_name(t);
-		tg[i].up = apply_target_state(t) == REDIS_STATE_READY;
-		tg[i].state = redis_state_name(apply_target_state(t));
-		tg[i].queued = apply_target_queued(t);
-		tg[i].inflight = apply_target_inflight(t);
-		tg[i].history_breaks = apply_target_history_breaks(t);
-	}
-	apply_stats_render(&a->stats, &g, out);
-	free(tg);
-}
-
-bool
-apply_health(struct apply *a, struct buf *why)
-{
-	return apply_up(a, why);
-}
-
-void
-apply_status(struct apply *a, struct buf *out)
-{
-	ev_tstamp now = ev_now(a->loop);
-	double secs = now - a->status_at;
-	size_t queued = 0;
-	char tmp[200];
-
-	apply_up(a, out);
-	for (size_t i = 0; i < a->ntargets; i++)
-		queued += apply_target_queued(a->targets[i]) +
-		    apply_target_inflight(a->targets[i]);
-	/* Rates over the time since the previous status line. */
-	snprintf(tmp, sizeof(tmp), "; %.0f messages/s, %.0f keys/s, %lu "
-	    "messages, %zu queued, %lu resets",
-	    secs > 0 ? (double)(a->stats.messages - a->status_messages) / secs :
-	    0, secs > 0 ? (double)(a->stats.keys_deleted - a->status_keys) /
-	    secs : 0, a->stats.messages, queued,
-	    a->stats.resets_all + a->stats.resets_table);
-	buf_adds(out, tmp);
-	a->status_at = now;
-	a->status_messages = a->stats.messages;
-	a->status_keys = a->stats.keys_deleted;
-}
-
-bool
-apply_busy(const struct apply *a)
-{
-	for (size_t i = 0; i < a->ntargets; i++)
-		if (apply_target_busy(a->targets[i]))
-			return true;
-	return a->refresh != NULL && apply_refresh_pending(a->refresh) > 0;
-}
-

@@ -121,14 +121,25 @@ apply_stats_render(const struct apply_stats *s, const struct apply_gauges *g,
 	prom_counter(out, "pginval_apply_repeated_messages_total",
 	    "Messages that arrived on the channel after a replay had "
 	    "brought them: skipped.", s->repeats);
+	prom_head(out, "pginval_apply_repairs_total", "counter",
+	    "Targets whose Redis forgot invalidations, by what followed: "
+	    "the messages it may have lost replayed to it from [redis] "
+	    "stream (done), or a reset of that target (failed).");
+	prom_sample(out, "pginval_apply_repairs_total", "result=\"done\"",
+	    (double)s->repairs_done);
+	prom_sample(out, "pginval_apply_repairs_total", "result=\"failed\"",
+	    (double)s->repairs_failed);
+	prom_counter(out, "pginval_apply_repaired_messages_total",
+	    "Messages replayed from [redis] stream to targets that forgot.",
+	    s->repaired);
 	prom_counter(out, "pginval_apply_overflows_total",
 	    "Target queues that overflowed and were replaced by a reset.",
 	    s->overflows);
 	prom_head(out, "pginval_redis_history_breaks_total", "counter",
 	    "Times a target Redis may have forgotten invalidations it had "
 	    "acknowledged (restarted without its data or from an older "
-	    "snapshot, a promoted replica that was behind): each reset that "
-	    "target.");
+	    "snapshot, a promoted replica that was behind): each repaired "
+	    "that target from [redis] stream, or reset it.");
 	per_target(out, "pginval_redis_history_breaks_total", g, 4);
 	prom_head(out, "pginval_apply_reconnects_total", "counter",
 	    "Successful reconnections after a lost connection.");

@@ -26,6 +26,9 @@ struct apply_stats {
 	unsigned long replays_done, replays_failed;	/* [redis] stream */
 	unsigned long replayed;		/* messages read back from it */
 	unsigned long repeats;		/* live ones a replay had brought */
+	/* Targets whose Redis forgot: replayed to from the stream, or
+	 * reset (failed); messages replayed to them. */
+	unsigned long repairs_done, repairs_failed, repaired;
 	unsigned long overflows;	/* target queues replaced by a reset */
 	unsigned long channel_reconnects, target_reconnects;
 	struct hist lag;		/* change to deletion */

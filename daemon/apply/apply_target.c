@@ -116,6 +116,7 @@ apply_target_set(struct apply_target *t, const char *key, size_t klen,
 void
 apply_target_flush(struct apply_target *t)
 {
+	t->mark_done = 0;
 	for (size_t i = 0; i < redis_router_nnodes(t->router); i++) {
 		struct tcmd *c = cmd_new(TCMD_FLUSH, "", 0, 0);
 
@@ -129,6 +130,7 @@ apply_target_flush(struct apply_target *t)
 void
 apply_target_sweep(struct apply_target *t, const char *pattern)
 {
+	t->mark_done = 0;	/* nothing is sure until the sweep is over */
 	redis_sweep_add(t->sweep, pattern, strlen(pattern));
 }
 
@@ -154,9 +156,11 @@ target_sweep_cb(void *arg, enum redis_sweep_event ev, const char *pattern,
 	case REDIS_SWEEP_EVENT_DONE:
 		log_debug("target %s: swept keys matching \"%s\"", t->name,
 		    pattern);
+		target_settle(t);
 		break;
 	case REDIS_SWEEP_EVENT_FAILED:
 		target_complain(t, "SCAN (keys matching it may remain)", err);
+		target_settle(t);
 		break;
 	}
 }
@@ -222,6 +226,7 @@ target_node_cb(void *arg, enum redis_router_event ev,
 		break;
 	case ROUTER_NODE_FORGOT:
 		t->history_breaks++;
+		t->forgot_mark = redis_conn_forgot_mark(conn);
 		t->cb(t->arg, t, TARGET_EVENT_FORGOT);
 		break;
 	}
@@ -250,6 +255,7 @@ apply_target_new(struct ev_loop *loop, const struct apply_target_opts *opts,
 	co.backlog = &t->queue.n;
 	co.backlog_unit = "commands";
 	co.writes = true;
+	co.mark = &t->mark_done;
 	ev_prepare_init(&t->pump_w, target_pump_cb);
 	t->pump_w.data = t;
 	t->router = redis_router_new(loop, &co, target_node_cb, t);
@@ -335,4 +341,36 @@ unsigned long
 apply_target_history_breaks(const struct apply_target *t)
 {
 	return t->history_breaks;
+}
+
+/* -- marks ---------------------------------------------------------------- */
+
+void
+target_settle(struct apply_target *t)
+{
+	if (!t->repairing && !apply_target_busy(t))
+		t->mark_done = t->mark;
+}
+
+void
+apply_target_mark(struct apply_target *t, uint64_t mark)
+{
+	target_settle(t);
+	t->mark = mark;
+}
+
+uint64_t
+apply_target_forgot_mark(const struct apply_target *t)
+{
+	return t->forgot_mark;
+}
+
+void
+apply_target_repairing(struct apply_target *t, bool on, uint64_t from)
+{
+	t->repairing = on;
+	if (on)
+		t->mark_done = from;
+	else
+		target_settle(t);
 }

@@ -27,7 +27,8 @@ enum apply_target_event {
 	TARGET_EVENT_OVERFLOW,	/* the queue was dropped: reset this target */
 	/* The Redis may have forgotten invalidations it acknowledged (a
 	 * restart from an older snapshot, a promoted replica that was
-	 * behind): reset this target. Logged and counted already. */
+	 * behind): apply_target_forgot_mark() says from where they must be
+	 * made again, else reset this target. Logged and counted already. */
 	TARGET_EVENT_FORGOT,
 };
 
@@ -80,6 +81,21 @@ enum redis_state apply_target_state(const struct apply_target *t);
 const char *apply_target_name(const struct apply_target *t);
 /* Times the target's Redis may have forgotten acknowledged writes. */
 unsigned long apply_target_history_breaks(const struct apply_target *t);
+/*
+ * Marks: the owner numbers what it asks for with marks that only grow
+ * (0 is none), calling apply_target_mark() before the commands of each
+ * one. The target knows the newest mark whose commands, and everything
+ * asked before them, were all answered and no reset came since, and its
+ * links keep that as checkpoints of each server's history, so that a
+ * server that forgets can say from where its writes were lost.
+ */
+void apply_target_mark(struct apply_target *t, uint64_t mark);
+/* During TARGET_EVENT_FORGOT: every command up to this mark is still
+ * held by the server; 0: nothing is known to be, reset the target. */
+uint64_t apply_target_forgot_mark(const struct apply_target *t);
+/* While marks from before are being asked for again (on: from is the
+ * newest the server holds), the answered mark stays at from. */
+void apply_target_repairing(struct apply_target *t, bool on, uint64_t from);
 /* The SHA1 of the fill script, once a connection has loaded it; "" before. */
 const char *apply_target_fill_sha(const struct apply_target *t);
 

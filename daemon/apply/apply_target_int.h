@@ -57,6 +57,11 @@ struct apply_target {
 	struct apply_stats *stats;
 	struct log_limit complaints;	/* about error replies */
 	unsigned long history_breaks;	/* REDIS_CONN_EVENT_FORGOT */
+	/* Marks (apply_target_mark()): the newest given, the newest whose
+	 * writes were all answered (the links' checkpoints read it), and
+	 * the one a FORGOT said the server still holds. */
+	uint64_t mark, mark_done, forgot_mark;
+	bool repairing;		/* mark_done stays put meanwhile */
 };
 
 /* The invalidation script's text (apply_target_send.c). */
@@ -69,5 +74,7 @@ void target_complain(struct apply_target *t, const char *what,
 /* Sends what the queue holds before the loop next waits. */
 void target_schedule(struct apply_target *t);
 void target_pump_cb(struct ev_loop *loop, ev_prepare *w, int revents);
+/* Idle: every write given so far was answered, up to the newest mark. */
+void target_settle(struct apply_target *t);
 
 #endif

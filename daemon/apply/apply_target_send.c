@@ -268,6 +268,7 @@ target_batch_cb(void *arg, redisReply *reply, void *privdata)
 	}
 	batch_free(b);
 	target_schedule(t);
+	target_settle(t);
 }
 
 static struct tbatch *

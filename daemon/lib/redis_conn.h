@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lib/redis_addr.h"
 
@@ -98,6 +99,13 @@ struct redis_conn_opts {
 	 * owner's queue once CLOSED is handled. Borrowed; may be NULL. */
 	const size_t *backlog;
 	const char *backlog_unit;
+	/* A link that writes: the owner's mark, read with each ROLE after
+	 * writes and kept as a checkpoint of the history, so that a FORGOT
+	 * can say which of the owner's writes the server surely still has
+	 * (redis_conn_forgot_mark()). The owner sets it to a position that
+	 * only grows and whose writes were all answered; 0: none. Borrowed;
+	 * may be NULL. */
+	const uint64_t *mark;
 };
 
 /* Strings in opts, and addr, are copied; backlog is not. */
@@ -155,6 +163,9 @@ void redis_conn_set_history(struct redis_conn *c,
 /* Why the server may have forgotten writes, during the FORGOT event;
  * NULL otherwise. */
 const char *redis_conn_forgot_reason(const struct redis_conn *c);
+/* During the FORGOT event: the newest mark (opts.mark) whose writes the
+ * server still holds, or 0 when none is known. */
+uint64_t redis_conn_forgot_mark(const struct redis_conn *c);
 /* Times the link was established again after the first time (READY; for
  * a subscriber, the first reply). */
 unsigned long redis_conn_reconnects(const struct redis_conn *c);

@@ -69,6 +69,7 @@ struct redis_conn {
 	unsigned long acked_since_role;	/* replies after the last ROLE */
 	bool forgot;		/* a break seen, FORGOT not yet told */
 	char forgot_why[300];
+	uint64_t forgot_mark;	/* what it still holds: opts.mark's */
 };
 
 /* A command's privdata, as hiredis sees it. */

@@ -114,6 +114,7 @@ role_judge(struct redis_conn *c)
 		/* Told at READY, however many connects that takes: the
 		 * history below is learnt now. */
 		c->forgot = true;
+		c->forgot_mark = redis_history_kept(&c->history, &c->info);
 		log_warnx("%s: %s may have forgotten writes it acknowledged: %s",
 		    c->name, redis_conn_where(c), c->forgot_why);
 	} else {
@@ -207,7 +208,8 @@ role_after_cb(void *arg, redisReply *reply, void *privdata)
 	/* Every reply before this one is covered by offset. */
 	c->acked_since_role = 0;
 	if (c->history.known)
-		redis_history_confirm(&c->history, offset);
+		redis_history_confirm(&c->history, offset,
+		    c->o.mark != NULL ? *c->o.mark : 0);
 }
 
 void
@@ -260,6 +262,12 @@ const char *
 redis_conn_forgot_reason(const struct redis_conn *c)
 {
 	return c->forgot ? c->forgot_why : NULL;
+}
+
+uint64_t
+redis_conn_forgot_mark(const struct redis_conn *c)
+{
+	return c->forgot ? c->forgot_mark : 0;
 }
 
 /* -- Sentinel ----------------------------------------------------------- */

@@ -238,10 +238,73 @@ redis_history_learn(struct redis_history *h, const struct redis_node_info *now)
 	h->confirmed = now->offset;
 }
 
-void
-redis_history_confirm(struct redis_history *h, long long offset)
+/*
+ * Makes room: drops the checkpoint whose loss leaves the smallest hole
+ * for its age, never the first or the last. Holes then grow with age, so
+ * that the checkpoints reach back as far as they can, more thinly.
+ */
+static void
+history_thin(struct redis_history *h, uint64_t now)
 {
+	size_t drop = 1;
+	double best = 0;
+
+	for (size_t i = 1; i + 1 < h->nmarks; i++) {
+		const struct redis_history_mark *m = h->marks;
+		double hole = (double)(m[i + 1].mark - m[i - 1].mark) /
+		    (double)(now - m[i - 1].mark + 1);
+
+		if (i == 1 || hole < best)
+			drop = i, best = hole;
+	}
+	memmove(&h->marks[drop], &h->marks[drop + 1],
+	    (h->nmarks - drop - 1) * sizeof(h->marks[0]));
+	h->nmarks--;
+}
+
+void
+redis_history_confirm(struct redis_history *h, long long offset,
+    uint64_t mark)
+{
+	struct redis_history_mark *last = h->nmarks > 0 ?
+	    &h->marks[h->nmarks - 1] : NULL;
+
 	h->confirmed = offset;
+	if (mark == 0 || (last != NULL && last->mark >= mark &&
+	    strcmp(last->replid, h->replid) == 0))
+		return;	/* the lowest offset of a mark is the useful one */
+	if (h->nmarks == REDIS_HISTORY_MARKS)
+		history_thin(h, mark);
+	last = &h->marks[h->nmarks++];
+	memcpy(last->replid, h->replid, sizeof(last->replid));
+	last->offset = offset;
+	last->mark = mark;
+}
+
+uint64_t
+redis_history_kept(struct redis_history *h, const struct redis_node_info *now)
+{
+	long long held;
+	size_t n;
+
+	/* How far h's history survives on the node, as in _check(). */
+	if (strcmp(now->replid, h->replid) == 0)
+		held = now->offset;
+	else if (strcmp(now->replid2, h->replid) == 0)
+		held = now->second_offset - 1;
+	else
+		held = -1;
+	if (held > h->confirmed)
+		held = h->confirmed;
+	for (n = h->nmarks; n > 0; n--) {
+		const struct redis_history_mark *m = &h->marks[n - 1];
+
+		if (held >= 0 && strcmp(m->replid, h->replid) == 0 &&
+		    m->offset <= held)
+			break;
+	}
+	h->nmarks = n;
+	return n > 0 ? h->marks[n - 1].mark : 0;
 }
 
 const char *

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <hiredis/hiredis.h>
 
@@ -41,6 +42,21 @@ int redis_info_parse(const char *text, size_t len,
 int redis_role_offset(const struct redisReply *role, bool *master,
     long long *offset) __attribute__((warn_unused_result));
 
+/* Checkpoints kept per node: when full, they thin out with age, so that
+ * they reach back far. */
+#define REDIS_HISTORY_MARKS 32
+
+/*
+ * A checkpoint: the owner's mark (a position in what it writes, which
+ * only grows; 0 is none) read with a ROLE reply at offset of history
+ * replid. Every write the mark stands for is at offset or before.
+ */
+struct redis_history_mark {
+	char replid[41];
+	long long offset;
+	uint64_t mark;
+};
+
 /*
  * What is known of one target, Sentinel target or cluster shard: the
  * process and history last seen, and the offset of the last ROLE reply
@@ -55,6 +71,8 @@ struct redis_history {
 	 * lost: no offset covers them, so only the same process surely has
 	 * them. */
 	bool unconfirmed;
+	struct redis_history_mark marks[REDIS_HISTORY_MARKS];	/* oldest first */
+	size_t nmarks;
 };
 
 enum redis_history_verdict {
@@ -75,8 +93,20 @@ enum redis_history_verdict redis_history_check(const struct redis_history *h,
 /* Takes now's run_id, replid and offset as the known state. */
 void redis_history_learn(struct redis_history *h,
     const struct redis_node_info *now);
-/* Records the offset of a ROLE reply read after writes on the node. */
-void redis_history_confirm(struct redis_history *h, long long offset);
+/* Records the offset of a ROLE reply read after writes on the node, and
+ * mark (0: none) as a checkpoint at it. */
+void redis_history_confirm(struct redis_history *h, long long offset,
+    uint64_t mark);
+/*
+ * After a break (redis_history_check() said BROKEN, or CONTINUED with
+ * h->unconfirmed): the newest mark whose writes the node connected to
+ * now still holds, or 0 when none is known (a restart without data, a
+ * new history). Checkpoints past that point are dropped, since the
+ * offsets after it will be written again. Call before
+ * redis_history_learn().
+ */
+uint64_t redis_history_kept(struct redis_history *h,
+    const struct redis_node_info *now);
 /* "first", "same", "continued", "broken". */
 const char *redis_history_name(enum redis_history_verdict v);
 

@@ -154,7 +154,7 @@ check_raw(const char *d, size_t n)
 		    in.second_offset < -1)
 			fail("bad INFO fields");
 		redis_history_learn(&h, &in);
-		redis_history_confirm(&h, in.second_offset);
+		redis_history_confirm(&h, in.second_offset, 7);
 		(void)redis_history_check(&h, &in, why, sizeof(why));
 		if (strlen(why) >= sizeof(why))
 			fail("an unterminated reason");

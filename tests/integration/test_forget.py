@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Redis nodes that forget acknowledged writes: a target of `pginval apply`
 restarted from an older snapshot or without its data is found out at the
-reconnect (INFO + ROLE, the replication-history rule) and reset, so the
-stale keys that came back are swept; a plain reconnect and a complete
+reconnect (INFO + ROLE, the replication-history rule) and repaired: the
+messages it may have lost are replayed to it from [redis] stream when the
+stream still holds them all, else it is reset, so the stale keys that came
+back are deleted or swept; a plain reconnect and a complete
 restart (SHUTDOWN SAVE, with a replica) are no alarm; the daemon with
 action = delete sweeps every table after such a restart of its Redis; and
 a Redis whose ACL refuses ROLE and INFO is written to, with one warning.
@@ -133,15 +135,22 @@ def sql(text):
 
 
 class Apply:
-    """pginval apply with a target node and a daemon on the channel Redis."""
+    """pginval apply with a target node and a daemon on the channel Redis
+    (REDIS, or channel), with [redis] stream if stream is set. Without a
+    target, apply's target is the channel's Redis."""
 
-    def __init__(self, target, port=None):
+    def __init__(self, target=None, port=None, stream=None, channel=None):
         self.port = port or free_port()
-        self.d = harness.Daemon(PG, REDIS, TABLES)
-        self.a = harness.Apply(PG, REDIS, TABLES,
-                               targets={"t": target.url + "/0"},
-                               extra={"metrics.listen":
-                                      "127.0.0.1:%d" % self.port})
+        chan = channel or REDIS
+        extra = {"redis.stream": stream} if stream else {}
+        self.target = "t" if target else "default"
+        self.d = harness.Daemon(PG, chan, TABLES, extra=dict(extra))
+        self.a = harness.Apply(PG, chan, TABLES,
+                               targets={"t": target.url + "/0"}
+                               if target else None,
+                               extra=dict(extra, **{
+                                   "metrics.listen":
+                                   "127.0.0.1:%d" % self.port}))
 
     def __enter__(self):
         self.d.start()
@@ -159,10 +168,13 @@ class Apply:
             self.d.stop()
         return False
 
-    def breaks(self):
+    def metric(self, name):
         status, text = http_get(self.port, "/metrics")
         eq(status, 200, "GET /metrics")
-        return metric(text, '%s{target="t"}' % BREAKS)
+        return metric(text, name)
+
+    def breaks(self):
+        return self.metric('%s{target="%s"}' % (BREAKS, self.target))
 
     def confirmed(self):
         """Lets apply read ROLE after its last writes (the pipeline
@@ -230,6 +242,93 @@ def test_restart_from_an_older_snapshot_resets_the_target():
         for n in (target, r):
             if n is not None:
                 n.close()
+
+
+def snapshot_then_forget(m, s, before, after):
+    """Caches user:1..50 on m; the change before (a function) is applied,
+    then m's snapshot is taken, then the change after; m restarts from
+    that snapshot, so that the deletes of after come back undone."""
+    fill(m, 50)
+    before()
+    s.confirmed()
+    save(m.command)
+    shutil.copy(m.rdb, m.rdb + ".old")
+    after()
+    s.confirmed()
+    eq(s.breaks(), 0.0, "no break before the restart")
+    m.shutdown("NOSAVE")
+    shutil.copy(m.rdb + ".old", m.rdb)
+    m.start()
+    s.a.wait_log("may have forgotten writes it acknowledged")
+
+
+def with_replica(test):
+    """Runs test(m) with m a node that has a replica: a Redis that never
+    had one keeps no replication history across restarts."""
+    m = r = None
+    try:
+        m = Node().start()
+        r = Node(args=["--replicaof", "127.0.0.1", str(m.port)]).start()
+        wait_for(lambda: b"master_link_status:up" in
+                 r.command("INFO", "replication"), "the replica in sync")
+        test(m)
+    finally:
+        for n in (m, r):
+            if n is not None:
+                n.close()
+
+
+def test_restart_from_an_older_snapshot_is_repaired_from_the_stream():
+    """The stream lives on another Redis: only the messages the target
+    may have lost are replayed to it. The keys they name go; keys no
+    change named stay, which a reset would have swept."""
+    def test(m):
+        with Apply(m, stream="pginval:log") as s:
+            def before():
+                update(10, "r1")
+                wait_for(lambda: not stale(m, 10), "the first deletes")
+
+            def after():
+                update(20, "r2")
+                wait_for(lambda: not stale(m, 20), "the second deletes")
+            snapshot_then_forget(m, s, before, after)
+            s.a.wait_log("target t: repaired")
+            wait_for(lambda: not stale(m, 20), "the replay deleted them")
+            eq(len(stale(m, 50)), 30, "user:21..50, which no change named, "
+               "are still cached")
+            text = s.a.log_text()
+            assert "replaying to it the messages after seq" in text, text
+            assert "resetting it" not in text, text
+            eq(s.breaks(), 1.0, BREAKS)
+            eq(s.metric('pginval_apply_repairs_total{result="done"}'), 1.0,
+               "repairs")
+            assert s.metric("pginval_apply_repaired_messages_total") >= 1
+    with_replica(test)
+
+
+def test_a_stream_that_forgot_too_resets_the_target():
+    """The stream and the target are one Redis, restarted from an older
+    snapshot: the stream lost the same messages, so the repair cannot
+    be made from it (or apply's own replay found that first, and reset
+    everything), and the target is reset."""
+    def test(m):
+        with Apply(channel=m, stream="pginval:log") as s:
+            def before():
+                update(10, "s1")
+                wait_for(lambda: not stale(m, 10), "the first deletes")
+
+            def after():
+                update(20, "s2")
+                wait_for(lambda: not stale(m, 20), "the second deletes")
+            snapshot_then_forget(m, s, before, after)
+            wait_for(lambda: "the repair from the stream failed" in
+                     s.a.log_text() or "resetting it (no last message" in
+                     s.a.log_text(), "the repair refused or failed")
+            wait_for(lambda: not stale(m, 50), "the reset swept them all")
+            assert "target default: repaired" not in s.a.log_text()
+            eq(s.metric('pginval_apply_repairs_total{result="failed"}'),
+               1.0, "repairs")
+    with_replica(test)
 
 
 def test_restart_without_data_resets_the_target():

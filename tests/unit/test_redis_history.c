@@ -366,7 +366,7 @@ test_history_confirm(void **state)
 	CHECK_INT(h.confirmed, 181);
 	CHECK_INT(redis_history_check(&h, &after, NULL, 0),
 	    REDIS_HISTORY_CONTINUED);	/* nothing confirmed past 181 yet */
-	redis_history_confirm(&h, 265);
+	redis_history_confirm(&h, 265, 0);
 	CHECK_INT(h.confirmed, 265);
 	/* A short buffer cuts the reason, and the verdict stands. */
 	CHECK_INT(redis_history_check(&h, &after, why, sizeof(why)),
@@ -379,6 +379,81 @@ test_history_confirm(void **state)
 	t_done();
 }
 
+/* Checkpoints: which mark a node that forgot still holds. */
+static void
+test_history_marks(void **state)
+{
+	struct redis_history h = { 0 };
+	struct redis_node_info n, back, promoted, fresh;
+
+	(void)state;
+	memset(&n, 0, sizeof(n));
+	make_id(n.run_id, "4e5f");
+	make_id(n.replid, "b0a7");
+	make_id(n.replid2, "0");
+	n.offset = 100;
+	n.second_offset = -1;
+	n.master = true;
+	redis_history_learn(&h, &n);
+	tcase = "marks";
+	/* Offsets 110, 120, ... with marks 1, 2, ...; a mark seen again
+	 * keeps its first (lowest) offset, and 0 is no mark. */
+	for (long long i = 1; i <= 10; i++)
+		redis_history_confirm(&h, 100 + 10 * i, (uint64_t)i);
+	redis_history_confirm(&h, 205, 10);
+	redis_history_confirm(&h, 210, 0);
+	CHECK_INT(h.nmarks, 10);
+	CHECK_INT(h.confirmed, 210);
+
+	/* A restart from a snapshot at offset 145: marks 1-4 held. */
+	back = n;
+	make_id(back.run_id, "71c2");
+	back.offset = 145;
+	CHECK_INT(redis_history_kept(&h, &back), 4);
+	CHECK_INT(h.nmarks, 4);		/* 5-10 are gone: 146+ is rewritten */
+	/* Then again, before all of them. */
+	back.offset = 105;
+	CHECK_INT(redis_history_kept(&h, &back), 0);
+	CHECK_INT(h.nmarks, 0);
+
+	/* A replica promoted at 131 (held up to 130): mark 3. */
+	memset(&h, 0, sizeof(h));
+	redis_history_learn(&h, &n);
+	for (long long i = 1; i <= 10; i++)
+		redis_history_confirm(&h, 100 + 10 * i, (uint64_t)i);
+	promoted = n;
+	make_id(promoted.run_id, "99aa");
+	make_id(promoted.replid, "c41d");
+	make_id(promoted.replid2, "b0a7");
+	promoted.offset = 500;
+	promoted.second_offset = 131;
+	CHECK_INT(redis_history_kept(&h, &promoted), 3);
+
+	/* A restart without data holds no mark at all. */
+	fresh = n;
+	make_id(fresh.run_id, "1234");
+	make_id(fresh.replid, "d00d");
+	fresh.offset = 0;
+	CHECK_INT(redis_history_kept(&h, &fresh), 0);
+
+	/* Full: they thin out with age, the first and newest stay, the
+	 * order holds. */
+	memset(&h, 0, sizeof(h));
+	redis_history_learn(&h, &n);
+	for (long long i = 1; i <= 1000; i++)
+		redis_history_confirm(&h, 100 + i, (uint64_t)i);
+	CHECK_INT(h.nmarks <= REDIS_HISTORY_MARKS, 1);
+	CHECK_INT(h.marks[h.nmarks - 1].mark, 1000);
+	for (size_t i = 1; i < h.nmarks; i++)
+		CHECK_INT(h.marks[i - 1].mark < h.marks[i].mark, 1);
+	CHECK_INT(h.marks[0].mark, 1);
+	CHECK_INT(h.marks[1].mark < 500, 1);	/* far back */
+	back.offset = 150;
+	CHECK_INT(redis_history_kept(&h, &back) <= 50, 1);
+	CHECK_INT(redis_history_kept(&h, &back) >= 1, 1);
+	t_done();
+}
+
 int
 main(void)
 {
@@ -388,6 +463,7 @@ main(void)
 		cmocka_unit_test(test_role),
 		cmocka_unit_test(test_history_table),
 		cmocka_unit_test(test_history_confirm),
+		cmocka_unit_test(test_history_marks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
