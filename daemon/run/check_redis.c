@@ -329,8 +329,8 @@ check_single(const struct check_side *s, redisContext *c, const char *where,
 		freeReplyObject(r);
 		r = redisCommand(c, "PUBLISH %s %s", "pginval-check", "ping");
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			problems += side_problem(s, out, "cannot PUBLISH on %s: "
-			    "%s; fix the user's ACL", where,
+			problems += side_problem(s, out, "cannot PUBLISH "
+			    "on %s: %s; fix the user's ACL", where,
 			    r ? r->str : c->errstr);
 			goto done;
 		}
