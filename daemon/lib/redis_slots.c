@@ -374,29 +374,6 @@ done:
 	return rc;
 }
 
-int
-redis_slots_find(const struct redis_slot_map *m, const char *host, int port)
-{
-	for (size_t i = 0; i < m->nmasters; i++)
-		if (m->masters[i].port == port &&
-		    strcmp(m->masters[i].host, host) == 0)
-			return (int)i;
-	return -1;
-}
-
-int
-redis_slots_find_shard(const struct redis_slot_map *m, const char *id)
-{
-	for (size_t i = 0; i < m->nmasters; i++) {
-		if (strcmp(m->masters[i].id, id) == 0)
-			return (int)i;
-		for (size_t j = 0; j < m->masters[i].nreplicas; j++)
-			if (strcmp(m->masters[i].replicas[j], id) == 0)
-				return (int)i;
-	}
-	return -1;
-}
-
 static const struct {
 	const char *word;
 	enum redis_err_kind kind;
@@ -410,15 +387,6 @@ static const struct {
 	{ "LOADING", REDIS_ERR_LOADING },
 	{ "MASTERDOWN", REDIS_ERR_MASTERDOWN },
 };
-
-const char *
-redis_err_name(enum redis_err_kind k)
-{
-	for (size_t i = 0; i < sizeof(slots_errs) / sizeof(slots_errs[0]); i++)
-		if (slots_errs[i].kind == k)
-			return slots_errs[i].word;
-	return "ERR";
-}
 
 /* Reads the decimal number s[0..n) (1 to 5 digits) into *v. */
 static bool

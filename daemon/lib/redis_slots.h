@@ -68,15 +68,6 @@ int redis_slots_parse(struct redis_slot_map *m, const struct redisReply *r,
     __attribute__((warn_unused_result));
 /* Frees the strings and zeroes *m (owner included). */
 void redis_slots_free(struct redis_slot_map *m);
-/* The index of the master at host:port, or -1. */
-int redis_slots_find(const struct redis_slot_map *m, const char *host,
-    int port);
-/*
- * The index of the master whose shard holds the node id: the master
- * itself or one of its replicas. -1 if none does. A promoted replica is
- * found in its old master's shard of an older map this way.
- */
-int redis_slots_find_shard(const struct redis_slot_map *m, const char *id);
 
 /*
  * Cluster errors, from the text of an error reply (hiredis gives it
@@ -116,8 +107,6 @@ struct redis_redirect {
  */
 enum redis_err_kind redis_err_classify(const char *err, size_t len,
     struct redis_redirect *r);
-/* "MOVED", "ASK"...: the error code of a kind, for logs and metrics. */
-const char *redis_err_name(enum redis_err_kind k);
 
 /*
  * Groups keys by slot, for commands that take several keys (UNLINK),

@@ -19,22 +19,49 @@
 
 /* Problems quote server messages, names and values: escaped, like every
  * log line, before they reach a terminal. */
+static void
+check_vsay(FILE *out, const char *kind, const char *fmt, va_list ap)
+{
+	char text[2048], shown[ESC_MAX_RATIO * sizeof(text)];
+	int n;
+
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	if (n < 0)
+		n = 0;
+	esc_str(shown, sizeof(shown), text, strlen(text), NULL);
+	fprintf(out, "%s%s%s%s\n", kind, kind[0] != '\0' ? ": " : "", shown,
+	    (size_t)n >= sizeof(text) ? "..." : "");
+}
+
 int
 check_problem(FILE *out, const char *fmt, ...)
 {
 	va_list ap;
-	char text[2048], shown[ESC_MAX_RATIO * sizeof(text)];
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(text, sizeof(text), fmt, ap);
+	check_vsay(out, "problem", fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	esc_str(shown, sizeof(shown), text, strlen(text), NULL);
-	fprintf(out, "problem: %s%s\n", shown,
-	    (size_t)n >= sizeof(text) ? "..." : "");
 	return 1;
+}
+
+void
+check_ok(FILE *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	check_vsay(out, "ok", fmt, ap);
+	va_end(ap);
+}
+
+void
+check_heading(FILE *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	check_vsay(out, "", fmt, ap);
+	va_end(ap);
 }
 
 /* libpq messages end with a newline. */

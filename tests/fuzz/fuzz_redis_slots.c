@@ -7,7 +7,8 @@
  * caught. Properties checked:
  *   - a parsed map is whole: every slot's owner is a master, masters are
  *     unique, hosts are printable and short, ports within 1..65535, and
- *     each master is found by its address and its id;
+ *     no two masters share an address or a node id (as a master's or a
+ *     replica's);
  *   - a failed parse leaves the map it was given as it was;
  *   - a redirect names a slot < 16384, a port 1..65535, a short host;
  *   - the key slot equals a bit-by-bit CRC16 of the hash tag rule, and
@@ -81,6 +82,27 @@ printable(const char *s, size_t max)
 	return true;
 }
 
+/* No master before master i has its address, or its id as its own or a
+ * replica's. */
+static bool
+unique_master(const struct redis_slot_map *m, size_t i)
+{
+	const struct redis_node *n = &m->masters[i];
+
+	for (size_t k = 0; k < i; k++) {
+		const struct redis_node *o = &m->masters[k];
+
+		if (o->port == n->port && strcmp(o->host, n->host) == 0)
+			return false;
+		if (strcmp(o->id, n->id) == 0)
+			return false;
+		for (size_t j = 0; j < o->nreplicas; j++)
+			if (strcmp(o->replicas[j], n->id) == 0)
+				return false;
+	}
+	return true;
+}
+
 static void
 check_map(const struct redis_slot_map *m)
 {
@@ -96,10 +118,8 @@ check_map(const struct redis_slot_map *m)
 			fail("a bad host or id");
 		if (n->port < 1 || n->port > 65535)
 			fail("a bad port");
-		if (redis_slots_find(m, n->host, n->port) != (int)i)
-			fail("a master not found by its address");
-		if (redis_slots_find_shard(m, n->id) != (int)i)
-			fail("a master not found by its id");
+		if (!unique_master(m, i))
+			fail("a master's address or id given twice");
 		for (size_t j = 0; j < n->nreplicas; j++)
 			if (!printable(n->replicas[j], 64))
 				fail("a bad replica id");

@@ -326,6 +326,33 @@ def test_check_connect_reports_every_master():
     assert "not a stream" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
+def test_check_connect_reports_a_cluster_target():
+    # apply's target is the cluster, [redis] the single Redis: the target
+    # gets the report of nodes, not the channel's; a "cluster" that is
+    # not one is a problem under the target's name.
+    a = harness.Apply(PG, REDIS, TABLES, targets={"cl": {
+        "url": CL.seed_url, "cluster": "on"}})
+    r = subprocess.run([harness.BIN, "check", "--connect", "-c", a.config],
+                       capture_output=True, text=True)
+    eq(r.returncode, 0, r.stdout + r.stderr)
+    assert "\n[target cl]\n" in r.stdout, r.stdout
+    for m in CL.masters():
+        assert "ok: target cl: cluster master %s, slots " % m.addr \
+            in r.stdout, r.stdout
+        assert "ok: target cl: cluster replica %s of %s" % (
+            CL.replica_of(m).addr, m.addr) in r.stdout, r.stdout
+    assert "channel" not in r.stdout.split("[target cl]")[1], r.stdout
+    a.rewrite(targets={"cl": {"url": CL.seed_url, "cluster": "on"},
+                       "one": {"url": REDIS.url, "cluster": "on"}})
+    r = subprocess.run([harness.BIN, "check", "--connect", "-c", a.config],
+                       capture_output=True, text=True)
+    eq(r.returncode, 1, r.stdout + r.stderr)
+    assert "problem: target one: CLUSTER SLOTS on %s: ERR This instance " \
+        "has cluster support disabled; is it a cluster? (cluster = off in " \
+        "[target one] for a single Redis)" % REDIS.addr in r.stdout, r.stdout
+    assert "1 problem found" in r.stdout, r.stdout
+
+
 def test_master_restarted_from_an_older_snapshot():
     # Its deletes since the snapshot come back as stale keys: apply sees
     # its replication history go back at the reconnect and resets.

@@ -324,6 +324,53 @@ def test_check_connect():
     assert "problem: redis: cannot connect to 127.0.0.1:" in out, out
 
 
+def test_check_connect_reports_apply_targets():
+    """Each [target NAME] of apply is checked as [redis] is, under its
+    name: a master that is up passes; a replica, a refused password and
+    a Redis that is not there are problems; no password is shown."""
+    pw = "t4rget-pw"
+    with Redis(password=pw) as master, \
+            Redis(password=pw, extra_args=[
+                "--replicaof", "127.0.0.1", str(master.port)]) as replica:
+        up = {"target up.url": master.url + "/2"}
+        d = pginval_proc.Daemon(PG, REDIS, extra=up)
+        code, out = check_connect(d.config)
+        eq(code, 0, out)
+        for want in ["\n[target up]\n",
+                     "ok: target up: redis %s is a master" % master.addr,
+                     "ok: target up: connected to redis %s, database 2"
+                     % master.addr,
+                     "0 problems found"]:
+            assert want in out, "%r not in:\n%s" % (want, out)
+
+        gone = free_port()
+        d.write_config(extra=dict(up, **{
+            "target rep.url": replica.url + "/0",
+            "target badpw.url": "redis://:n0t-the-pw@%s/0" % master.addr,
+            "target gone.url": "redis://127.0.0.1:%d/0" % gone}))
+        code, out = check_connect(d.config)
+        eq(code, 1, out)
+        for want in [
+                "ok: target up: connected to redis %s, database 2"
+                % master.addr,
+                "\n[target rep]\nproblem: target rep: %s is a replica, not "
+                "a master: pginval apply writes only to a master; fix "
+                "[target rep] url" % replica.addr,
+                "\n[target badpw]\nproblem: target badpw: AUTH failed on "
+                "%s: WRONGPASS" % master.addr,
+                "\n[target gone]\nproblem: target gone: cannot connect to "
+                "127.0.0.1:%d: Connection refused; fix [target gone] url"
+                % gone,
+                "3 problems found"]:
+            assert want in out, "%r not in:\n%s" % (want, out)
+        # The channel is [redis]'s: a target is not asked to PUBLISH.
+        stats = master.command("INFO", "commandstats").decode()
+        assert "cmdstat_role:" in stats, stats
+        assert "cmdstat_publish:" not in stats, stats
+        for secret in (pw, "n0t-the-pw"):
+            assert secret not in out, "%s shown:\n%s" % (secret, out)
+
+
 def write_secret(d, name, text, mode=0o600):
     path = os.path.join(d.dir, name)
     with open(path, "w") as f:

@@ -213,6 +213,38 @@ def test_check_connect_reports_the_master():
         topo.close()
 
 
+def test_check_connect_reports_a_sentinel_target():
+    topo = Topology()
+    try:
+        extra = topo.settings("redis")
+        extra.update(topo.settings("target t"))
+        a = harness.Apply(PG, None, TABLES, extra=extra,
+                          redis_url=extra.pop("redis.url"))
+        r = subprocess.run([harness.BIN, "check", "--connect", "-c",
+                            a.config], capture_output=True, text=True)
+        eq(r.returncode, 0, r.stdout + r.stderr)
+        for want in ('\n[target t]\nok: target t: sentinel 127.0.0.1:',
+                     'master "mymaster" is at 127.0.0.1:%d'
+                     % topo.master.port,
+                     "ok: target t: redis 127.0.0.1:%d is a master"
+                     % topo.master.port):
+            assert want in r.stdout, "%r not in:\n%s" % (want, r.stdout)
+        # The target's sentinel_password refused: a problem of the target
+        # alone, which does not show the password.
+        extra.update(topo.settings("target t", password="n0t-the-pw"))
+        a.rewrite(extra=extra)
+        r = subprocess.run([harness.BIN, "check", "--connect", "-c",
+                            a.config], capture_output=True, text=True)
+        eq(r.returncode, 1, r.stdout + r.stderr)
+        assert 'problem: target t: no sentinel gave the address of master ' \
+            '"mymaster"' in r.stdout, r.stdout
+        assert "AUTH refused: WRONGPASS" in r.stdout, r.stdout
+        assert "1 problem found" in r.stdout, r.stdout
+        assert "n0t-the-pw" not in r.stdout + r.stderr, r.stdout
+    finally:
+        topo.close()
+
+
 def test_follows_a_failover_under_load():
     topo = Topology()
     try:
