@@ -1270,7 +1270,8 @@ class ClusterNode(Redis):
 class RedisCluster:
     """A throwaway Redis Cluster: ``masters`` masters with ``replicas``
     replicas each, one redis-server per node on free loopback ports,
-    created with ``redis-cli --cluster create``.
+    created with ``redis-cli --cluster create``; ``replicas=0`` makes
+    masters only (quicker to start, no failover).
 
     start() (or ``with``) returns once every node says cluster_state:ok,
     all agree on the slot map, and every node is ``online`` in CLUSTER
