@@ -13,7 +13,6 @@ no stale key.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -29,8 +28,8 @@ import harness  # noqa: E402
 import runner  # noqa: E402
 from pginval_proc import wait_for  # noqa: E402
 from runner import eq  # noqa: E402
-from servers import (Postgres, Redis, RedisCluster, RedisError,  # noqa: E402
-                     _Incomplete, _parse)
+from servers import (FakeRedis, Postgres, Redis,  # noqa: E402
+                     RedisCluster, RedisError)
 
 PG = REDIS = CL = None
 TABLES = {"public.users": "user:{id}, user:email:{email}"}
@@ -378,27 +377,11 @@ class MovingNode:
 
     def __init__(self, to_self):
         self.to_self = to_self
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.writes = 0
-        self.done = False
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.server = FakeRedis(self._answer)
+        self.port = self.server.port
 
-    def _serve(self):
-        self.sock.settimeout(0.2)
-        while not self.done:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,),
-                             daemon=True).start()
-
-    def _answer(self, cmd):
+    def _answer(self, cmd, port):
         name = cmd[0].upper()
         if name == b"CLUSTER":
             return (b"*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1"
@@ -415,29 +398,8 @@ class MovingNode:
             return b"*2\r\n$1\r\n0\r\n*0\r\n"
         return b"+OK\r\n"
 
-    def _talk(self, conn):
-        buf = bytearray()
-        try:
-            while not self.done:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-                while True:
-                    try:
-                        cmd, pos = _parse(buf, 0)
-                    except _Incomplete:
-                        break
-                    del buf[:pos]
-                    conn.sendall(self._answer(cmd))
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
     def close(self):
-        self.done = True
-        self.sock.close()
+        self.server.close()
 
 
 def test_redirect_loops_cost_no_busy_loop():

@@ -12,7 +12,6 @@ big to hold, or a MOVED loop.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,8 +28,7 @@ import harness  # noqa: E402
 import runner  # noqa: E402
 from pginval_proc import BIN, SLOW, wait_for  # noqa: E402
 from runner import eq  # noqa: E402
-from servers import Redis, RedisError  # noqa: E402
-from servers import _Incomplete, _parse  # noqa: E402
+from servers import FakeRedis, Redis, RedisCluster, RedisError  # noqa: E402
 
 CHANNEL = "pginval"
 SLOT = 9865             # CLUSTER KEYSLOT pginval
@@ -43,63 +41,9 @@ class FakePG:
     conninfo = "host=127.0.0.1 port=1 dbname=unused"
 
 
-class MiniCluster:
-    """Three masters, no replicas, on free loopback ports. (A stand-in
-    until the shared cluster fixture of tests/lib/servers.py lands.)"""
-
-    def __init__(self, n=3):
-        self.nodes = [Redis(extra_args=["--cluster-enabled", "yes",
-                                        "--cluster-node-timeout", "2000"])
-                      for _ in range(n)]
-
-    def __enter__(self):
-        for r in self.nodes:
-            r.start()
-        subprocess.run(["redis-cli", "--cluster", "create"] +
-                       ["127.0.0.1:%d" % r.port for r in self.nodes] +
-                       ["--cluster-yes"], check=True, timeout=60,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.ids = {r.port: r.command("CLUSTER", "MYID").decode()
-                    for r in self.nodes}
-        wait_for(lambda: all(b"cluster_state:ok" in r.command("CLUSTER", "INFO")
-                             for r in self.nodes), "cluster_state:ok", 30)
-        return self
-
-    def __exit__(self, *exc):
-        for r in self.nodes:
-            r.stop()
-        return False
-
-    def owner(self, slot=SLOT, asked=None):
-        """The master that asked (default: every node agrees) says owns
-        slot."""
-        def of(r):
-            for start, end, master, *rest in r.command("CLUSTER", "SLOTS"):
-                if start <= slot <= end:
-                    return master[1]
-        if asked is not None:
-            return self.by_port(of(asked))
-        ports = {of(r) for r in self.nodes}
-        return self.by_port(ports.pop()) if len(ports) == 1 else None
-
-    def by_port(self, port):
-        return next(r for r in self.nodes if r.port == port)
-
-    def others(self, node):
-        return [r for r in self.nodes if r is not node]
-
-    def migrate(self, slot, dst):
-        """Moves slot (holding no key) to dst, as redis-cli --cluster
-        reshard would: IMPORTING, MIGRATING, then NODE everywhere."""
-        src = wait_for(self.owner, "one owner of the slot")
-        assert src is not dst
-        dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.ids[src.port])
-        src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.ids[dst.port])
-        eq(src.command("CLUSTER", "COUNTKEYSINSLOT", slot), 0, "keys in slot")
-        for r in [dst, src] + [r for r in self.nodes if r not in (src, dst)]:
-            r.command("CLUSTER", "SETSLOT", slot, "NODE", self.ids[dst.port])
-        wait_for(lambda: self.owner() is dst, "every node agrees on the owner")
-        return src
+def others(node):
+    """The masters other than node."""
+    return [m for m in CLUSTER.masters() if m is not node]
 
 
 SEQ = iter(range(1, 1000000))
@@ -143,8 +87,8 @@ def spublish(node):
 # -- tests --------------------------------------------------------------------
 
 def test_apply_follows_moved_from_a_seed_that_is_not_the_owner():
-    owner = CLUSTER.owner()
-    seed = CLUSTER.others(owner)[0]
+    owner = CLUSTER.owner(SLOT)
+    seed = others(owner)[0]
     try:
         seed.command("SSUBSCRIBE", CHANNEL)
         raise AssertionError("the seed serves the channel")
@@ -181,13 +125,13 @@ def test_apply_broadcast_subscribes_on_any_node():
 
 
 def test_apply_resubscribes_at_the_new_owner_after_a_migration():
-    owner = CLUSTER.owner()
-    a = started(apply_proc(CLUSTER.others(owner)[0], "on"))
+    owner = CLUSTER.owner(SLOT)
+    a = started(apply_proc(others(owner)[0], "on"))
     try:
         invalidated(spublish(owner), "user:20")
         TARGET.command("SET", "user:21", "x")
-        dst = CLUSTER.others(owner)[1]
-        CLUSTER.migrate(SLOT, dst)
+        dst = others(owner)[1]
+        CLUSTER.migrate_slot(SLOT, dst)
         a.wait_log("127.0.0.1:%d unsubscribed us from \"%s\"" % (owner.port,
                                                                  CHANNEL))
         a.wait_log('subscribed to "%s" on 127.0.0.1:%d (sharded'
@@ -239,8 +183,8 @@ class Tail:
 
 
 def test_tail_shows_spublished_messages_and_follows_a_migration():
-    owner = CLUSTER.owner()
-    seed = CLUSTER.others(owner)[0]
+    owner = CLUSTER.owner(SLOT)
+    seed = others(owner)[0]
     a = apply_proc(seed, "on")      # only its config
     t = Tail(a.config)
     try:
@@ -249,8 +193,8 @@ def test_tail_shows_spublished_messages_and_follows_a_migration():
         eq(owner.command("SPUBLISH", CHANNEL, message("user:30")), 1,
            "SPUBLISH receivers")
         wait_for(lambda: t.shown("user:30"), "tail shows user:30")
-        dst = CLUSTER.others(owner)[1]
-        CLUSTER.migrate(SLOT, dst)
+        dst = others(owner)[1]
+        CLUSTER.migrate_slot(SLOT, dst)
         wait_for(lambda: 'subscribed to "%s" on 127.0.0.1:%d'
                  % (CHANNEL, dst.port) in t.stderr(), "tail resubscribes")
         wait_for(lambda: t.shown("!! gap: resubscribed"), "the gap line")
@@ -264,65 +208,16 @@ def test_tail_shows_spublished_messages_and_follows_a_migration():
         t.stop()
 
 
-class FakeNode:
-    """A listening socket that speaks just enough RESP: +OK to the login,
-    slots(port) (default: an empty array) to CLUSTER SLOTS, and
-    reply(port) to SSUBSCRIBE. Counts the connections it accepted."""
-
-    def __init__(self, reply, slots=lambda port: [b"*0\r\n"]):
-        self.reply, self.slots = reply, slots
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.done = False
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        self.sock.settimeout(0.2)
-        while not self.done:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._talk, args=(conn,),
-                             daemon=True).start()
-
-    def _talk(self, conn):
-        conn.settimeout(5)
-        buf = bytearray()
-        try:
-            while not self.done:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-                while True:
-                    try:
-                        cmd, pos = _parse(buf, 0)
-                    except _Incomplete:
-                        break
-                    del buf[:pos]
-                    if cmd[0].upper() == b"SSUBSCRIBE":
-                        for part in self.reply(self.port):
-                            conn.sendall(part)
-                    elif cmd[0].upper() == b"CLUSTER":
-                        for part in self.slots(self.port):
-                            conn.sendall(part)
-                    else:
-                        conn.sendall(b"+OK\r\n")
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.done = True
-        self.sock.close()
+def fake_node(reply, slots=lambda port: [b"*0\r\n"]):
+    """A FakeRedis that answers +OK to the login, slots(port) (default:
+    an empty array) to CLUSTER SLOTS, and reply(port) to SSUBSCRIBE."""
+    def answer(cmd, port):
+        if cmd[0].upper() == b"SSUBSCRIBE":
+            return reply(port)
+        if cmd[0].upper() == b"CLUSTER":
+            return slots(port)
+        return b"+OK\r\n"
+    return FakeRedis(answer)
 
 
 def huge_bulk(port):
@@ -351,7 +246,7 @@ HOSTILE = {
 
 def test_hostile_nodes_neither_crash_nor_spin_apply():
     for what, (reply, logged) in HOSTILE.items():
-        fake = FakeNode(reply)
+        fake = fake_node(reply)
         a = harness.Apply(FakePG, TARGET, TABLES,
                           redis_url="redis://127.0.0.1:%d" % fake.port,
                           extra={"redis.cluster": "on"},
@@ -386,7 +281,7 @@ def test_a_target_node_that_sends_a_huge_reply_is_dropped():
     one reply may cost (64 MB): a node that answers with millions of
     small elements is dropped and dialled again after a backoff, and the
     reply never reaches the slot map."""
-    fake = FakeNode(lambda port: [], slots=many_elements)
+    fake = fake_node(lambda port: [], slots=many_elements)
     a = harness.Apply(FakePG, TARGET, TABLES,
                       redis_url="redis://127.0.0.1:%d" % CLUSTER.nodes[0].port,
                       extra={"redis.cluster": "on"},
@@ -412,7 +307,8 @@ def around():
     @contextlib.contextmanager
     def servers():
         global CLUSTER, TARGET
-        with MiniCluster() as cluster, Redis() as target:
+        with RedisCluster(masters=3, replicas=0) as cluster, \
+                Redis() as target:
             CLUSTER, TARGET = cluster, target
             yield
     return servers()

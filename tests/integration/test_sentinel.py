@@ -27,14 +27,15 @@ import harness  # noqa: E402
 import runner  # noqa: E402
 from pginval_proc import wait_for  # noqa: E402
 from runner import eq  # noqa: E402
-from servers import Postgres, RespConnection  # noqa: E402
-from test_forget import Node  # noqa: E402  (the small local fixture)
+from servers import (Postgres, Redis, RedisSentinel,  # noqa: E402
+                     RespConnection)
 
 PG = None
 TABLES = {"public.users": "user:{id}, user:email:{email}"}
 DATA_PW = "d4ta-pw"
 SENTINEL_PW = "s3ntinel-pw"
 ROWS = 50
+FAST_SYNC = ["--repl-diskless-sync-delay", "0"]   # a replica syncs at once
 
 
 class Topology:
@@ -42,31 +43,17 @@ class Topology:
     all closed at the end."""
 
     def __init__(self):
-        self.master = Node(password=DATA_PW).start()
-        self.replica = Node(password=DATA_PW, args=[
-            "--replicaof", "127.0.0.1", str(self.master.port)]).start()
-        conf = ["sentinel monitor mymaster 127.0.0.1 %d 2" % self.master.port,
-                "sentinel auth-pass mymaster " + DATA_PW,
-                "sentinel down-after-milliseconds mymaster 1000",
-                "sentinel failover-timeout mymaster 5000",
-                "requirepass " + SENTINEL_PW,
-                "sentinel sentinel-pass " + SENTINEL_PW]
-        self.sentinels = [Node(sentinel=conf) for _ in range(3)]
-        for s in self.sentinels:
-            s.password = SENTINEL_PW
-            s.start()
+        self.rs = RedisSentinel(replicas=1, sentinels=3, password=DATA_PW,
+                                sentinel_password=SENTINEL_PW,
+                                failover_timeout=5000).start()
         # Ready for a failover: each sentinel knows the replica and the
-        # two other sentinels.
-        for s in self.sentinels:
-            wait_for(lambda: len(s.command("SENTINEL", "replicas",
-                                           "mymaster")) == 1 and
-                     len(s.command("SENTINEL", "sentinels",
-                                   "mymaster")) == 2,
-                     "sentinel %d sees the replica and its peers" % s.port,
-                     timeout=30)
+        # two other sentinels. master and replica stay the nodes they
+        # were at the start, whatever fails over.
+        self.master, self.replica = self.rs.data_nodes
+        self.sentinels = self.rs.sentinels
 
     def list(self):
-        return ", ".join("127.0.0.1:%d" % s.port for s in self.sentinels)
+        return self.rs.sentinel_addrs
 
     def settings(self, section, password=SENTINEL_PW):
         out = {section + ".url": "redis://:%s@127.0.0.1:1/0" % DATA_PW,
@@ -84,8 +71,7 @@ class Topology:
         return self.master if self.master.port == port else self.replica
 
     def close(self):
-        for n in self.sentinels + [self.master, self.replica]:
-            n.close()
+        self.rs.stop()
 
 
 class Stack:
@@ -316,8 +302,9 @@ def test_tail_subscribes_at_the_master():
 
 
 def test_refuses_to_write_to_a_replica():
-    m = Node().start()
-    r = Node(args=["--replicaof", "127.0.0.1", str(m.port)]).start()
+    m = Redis(extra_args=FAST_SYNC).start()
+    r = Redis(extra_args=FAST_SYNC + ["--replicaof", "127.0.0.1",
+                                      str(m.port)]).start()
     try:
         d = harness.Daemon(PG, None, TABLES, redis_url=r.url + "/0",
                            extra={"daemon.shutdown_timeout": "1"})
@@ -339,13 +326,13 @@ def test_refuses_to_write_to_a_replica():
             sub.close()
             d.stop()
     finally:
-        m.close()
-        r.close()
+        m.stop()
+        r.stop()
 
 
 def test_a_demoted_master_is_left_and_the_write_sent_again():
-    m = Node().start()
-    other = Node().start()
+    m = Redis(extra_args=FAST_SYNC).start()
+    other = Redis(extra_args=FAST_SYNC).start()
     try:
         d = harness.Daemon(PG, None, TABLES, redis_url=m.url + "/0",
                            extra={"redis.action": "delete"})
@@ -370,8 +357,8 @@ def test_a_demoted_master_is_left_and_the_write_sent_again():
             raise
         d.stop()
     finally:
-        m.close()
-        other.close()
+        m.stop()
+        other.stop()
 
 
 def test_wrong_sentinel_password_is_a_clear_error():

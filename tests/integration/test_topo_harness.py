@@ -2,7 +2,8 @@
 """The Redis topologies of tests/lib/servers.py, against the real servers:
 cluster routing facts, a slot migration seen by sharded subscribers, a
 master killed and replaced, a node restarted from an older snapshot,
-Sentinel failovers, and a single Redis restarted from a snapshot. Other
+Sentinel failovers, a single Redis restarted from a snapshot, and a
+scripted node (FakeRedis) answering through a test's function. Other
 suites build on these helpers; this file proves they do what they say.
 
     python3 tests/integration/test_topo_harness.py [-v] [name-substring ...]
@@ -18,8 +19,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import runner  # noqa: E402
 from runner import eq  # noqa: E402
-from servers import (Redis, RedisCluster, RedisError,  # noqa: E402
-                     RedisSentinel, RespConnection, Unsubscribed)
+from servers import (FakeRedis, Redis, RedisCluster,  # noqa: E402
+                     RedisError, RedisSentinel, RespConnection,
+                     Unsubscribed)
 
 SLOT = 9865     # of "pginval" and "{pginval}:log"
 
@@ -212,6 +214,35 @@ def test_redis_restart_from_snapshot():
         r.restart_empty()
         eq(keys_in(r), [], "keys after restart_empty")
         assert r.info("server")["run_id"] != run_id
+
+
+def test_fake_redis_answers_through_the_function():
+    seen = []
+
+    def answer(cmd, port):
+        seen.append(cmd)
+        if cmd[0] == b"PING":
+            return b"+PONG\r\n"
+        return [b"-MOVED 1 127.0.0.1:", b"%d\r\n" % port]   # in 2 parts
+    with FakeRedis(answer) as fake:
+        with RespConnection("127.0.0.1", fake.port) as conn:
+            eq(conn.command("PING"), "PONG", "a reply in one piece")
+            try:
+                conn.command("SET", "k", "v")
+                raise AssertionError("SET answered without an error")
+            except RedisError as exc:
+                eq(str(exc), "MOVED 1 127.0.0.1:%d" % fake.port, "parts")
+        eq(seen, [[b"PING"], [b"SET", b"k", b"v"]], "the commands seen")
+        kept = RespConnection("127.0.0.1", fake.port)
+        eq(kept.command("PING"), "PONG", "a second link")
+        eq(fake.accepted, 2, "connections accepted")
+    try:
+        kept.read_reply(timeout=5)
+        raise AssertionError("a link outlived close()")
+    except ConnectionError:
+        pass
+    finally:
+        kept.close()
 
 
 if __name__ == "__main__":

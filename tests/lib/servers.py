@@ -23,6 +23,9 @@ topologies out of the same Redis processes:
         sub = cl.ssubscribe("pginval")
         cl.migrate_slot(slot, other_master)   # sub.get() -> Unsubscribed
 
+FakeRedis is a scripted (or hostile) node instead: a loopback server
+that answers each RESP command through a function the test gives.
+
 PostgreSQL refuses to run as root; when the tests run as root, initdb,
 pg_ctl and postgres are run as the "postgres" user through runuser(1).
 
@@ -38,13 +41,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 __all__ = [
     "Postgres", "Standby", "Redis", "Subscriber", "RespConnection",
     "PsqlError", "RedisError", "save", "ServerError", "free_port", "pg_bindir",
     "RedisCluster", "ClusterNode", "ShardedSubscriber", "Unsubscribed",
-    "RedisSentinel", "SentinelNode",
+    "RedisSentinel", "SentinelNode", "FakeRedis",
 ]
 
 _live = []             # servers to stop at exit, most recent last
@@ -669,6 +673,84 @@ class Subscriber:
             out.append(payload)
 
 
+class FakeRedis:
+    """A hostile or scripted Redis: a TCP server on a free loopback port
+    that reads RESP commands and answers each through ``answer(cmd,
+    port)``, where ``cmd`` is the command as a list of bytes and ``port``
+    this server's (to name itself in a MOVED or a CLUSTER SLOTS). It
+    returns the reply's bytes, or an iterable of byte strings sent in
+    turn (a reply too big to build at once; empty: no reply at all).
+
+    ``port``; ``accepted`` counts the connections. close() (or the end of
+    a ``with`` block) stops listening and drops every connection."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.done = False
+        self._conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def __repr__(self):
+        return "<FakeRedis port=%s>" % self.port
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _serve(self):
+        while not self.done:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)
+            threading.Thread(target=self._talk, args=(conn,),
+                             daemon=True).start()
+
+    def _talk(self, conn):
+        buf = bytearray()
+        try:
+            while not self.done:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while True:
+                    try:
+                        cmd, pos = _parse(buf, 0)
+                    except _Incomplete:
+                        break
+                    del buf[:pos]
+                    out = self.answer(cmd, self.port)
+                    for part in [out] if isinstance(out, bytes) else out:
+                        conn.sendall(part)
+        except (OSError, RedisError):   # the peer left, or sent no RESP
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.done = True
+        self.sock.close()
+        for conn in self._conns:
+            try:                # wakes the thread blocked in recv()
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def save(command, timeout=30):
     """SAVE through command; while a background save runs (a replica's
     full sync starts one) SAVE is refused, so wait for it to end."""
@@ -1188,7 +1270,8 @@ class ClusterNode(Redis):
 class RedisCluster:
     """A throwaway Redis Cluster: ``masters`` masters with ``replicas``
     replicas each, one redis-server per node on free loopback ports,
-    created with ``redis-cli --cluster create``.
+    created with ``redis-cli --cluster create``; ``replicas=0`` makes
+    masters only (quicker to start, no failover).
 
     start() (or ``with``) returns once every node says cluster_state:ok,
     all agree on the slot map, and every node is ``online`` in CLUSTER
