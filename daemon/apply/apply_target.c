@@ -348,8 +348,10 @@ apply_target_history_breaks(const struct apply_target *t)
 void
 target_settle(struct apply_target *t)
 {
-	if (!t->repairing && !apply_target_busy(t))
-		t->mark_done = t->mark;
+	if (t->repairing || apply_target_busy(t) || t->mark_done == t->mark)
+		return;
+	t->mark_done = t->mark;
+	redis_router_mark(t->router);
 }
 
 void

@@ -199,11 +199,16 @@ redis_conn_reply(redisAsyncContext *ac, void *r, void *privdata)
 		if (cmd->fn != NULL)
 			cmd->fn(c->arg, NULL, cmd->privdata);
 	} else {
+		/* Counted first: the owner's mark may move in fn. */
+		bool owned = c->o.writes && !cmd->internal && cmd->fn != NULL;
+
 		if (!c->established)
 			redis_conn_established(c);	/* a subscriber */
+		if (owned)
+			c->acked_since_role++;
 		if (cmd->fn != NULL)
 			cmd->fn(c->arg, reply, cmd->privdata);
-		if (c->o.writes && !cmd->internal && cmd->fn != NULL)
+		if (owned)
 			redis_conn_role_after(c);
 	}
 	if (!cmd->persist)

@@ -163,6 +163,9 @@ void redis_conn_set_history(struct redis_conn *c,
 /* Why the server may have forgotten writes, during the FORGOT event;
  * NULL otherwise. */
 const char *redis_conn_forgot_reason(const struct redis_conn *c);
+/* The owner's mark (opts.mark) moved: kept at once as a checkpoint when
+ * the last ROLE covers every reply so far (else the next ROLE keeps it). */
+void redis_conn_mark(struct redis_conn *c);
 /* During the FORGOT event: the newest mark (opts.mark) whose writes the
  * server still holds, or 0 when none is known. */
 uint64_t redis_conn_forgot_mark(const struct redis_conn *c);

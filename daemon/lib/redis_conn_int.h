@@ -113,8 +113,8 @@ void redis_conn_demoted(struct redis_conn *c, const char *how);
 void redis_conn_follow(struct redis_conn *c);
 /* HANDSHAKE of a link that writes: INFO server replication, ROLE. */
 void redis_conn_role_steps(struct redis_conn *c);
-/* An owner's reply came: sends ROLE when the pipeline drained, or
- * 100 ms after the last one. */
+/* After an owner's reply (counted in acked_since_role): sends ROLE when
+ * the pipeline drained, or 100 ms after the last one. */
 void redis_conn_role_after(struct redis_conn *c);
 /* The link went: remembers whether replies came after the last ROLE. */
 void redis_conn_role_lost(struct redis_conn *c);

@@ -218,7 +218,6 @@ redis_conn_role_after(struct redis_conn *c)
 	const char *argv[] = { "ROLE" };
 	struct redis_conn_cmd *cmd;
 
-	c->acked_since_role++;
 	if (c->role_off || c->role_inflight || c->closing || c->ac == NULL ||
 	    c->state != REDIS_STATE_READY)
 		return;
@@ -233,6 +232,18 @@ redis_conn_role_after(struct redis_conn *c)
 		c->role_inflight = true;
 		c->role_sent_at = ev_now(c->loop);
 	}
+}
+
+void
+redis_conn_mark(struct redis_conn *c)
+{
+	/* Every reply so far is covered by the last ROLE's offset: the
+	 * owner's mark holds there too. */
+	if (c->o.mark != NULL && c->history.known && !c->history.unconfirmed &&
+	    !c->role_off && !c->role_inflight && c->acked_since_role == 0 &&
+	    c->state == REDIS_STATE_READY)
+		redis_history_confirm(&c->history, c->history.confirmed,
+		    *c->o.mark);
 }
 
 void

@@ -518,6 +518,13 @@ redis_router_nnodes(const struct redis_router *r)
 	return r->nnodes;
 }
 
+void
+redis_router_mark(struct redis_router *r)
+{
+	for (size_t i = 0; i < r->nnodes; i++)
+		redis_conn_mark(r->nodes[i]->conn);
+}
+
 struct redis_router_node *
 redis_router_node(const struct redis_router *r, size_t i)
 {

@@ -103,6 +103,9 @@ bool redis_router_configure(struct redis_router *r,
 bool redis_router_ready(const struct redis_router *r);
 bool redis_router_cluster(const struct redis_router *r);
 /* The nodes (the masters of a cluster), for sweeps and FLUSHDB. */
+/* The owner's mark (redis_conn_opts.mark) moved: redis_conn_mark() on
+ * every node. */
+void redis_router_mark(struct redis_router *r);
 size_t redis_router_nnodes(const struct redis_router *r);
 struct redis_router_node *redis_router_node(const struct redis_router *r,
     size_t i);
