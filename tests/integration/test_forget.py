@@ -13,11 +13,7 @@ a Redis whose ACL refuses ROLE and INFO is written to, with one warning.
 """
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,104 +26,43 @@ import harness  # noqa: E402
 import runner  # noqa: E402
 from pginval_proc import http_get, metric, wait_for  # noqa: E402
 from runner import eq  # noqa: E402
-from servers import (Postgres, Redis, RedisError, RespConnection,  # noqa: E402
-                     free_port, save)
+from servers import Postgres, Redis, RedisError, free_port  # noqa: E402
 
 PG = REDIS = None
 TABLES = {"public.users": "user:{id}, user:email:{email}"}
 BREAKS = "pginval_redis_history_breaks_total"
 
 
-class Node:
-    """A redis-server (or, with sentinel=..., a sentinel) whose directory
-    and port outlive its restarts, so that a test can restart it from the
-    snapshot of its choice. Small and local on purpose."""
+FAST_SYNC = ["--repl-diskless-sync-delay", "0"]   # a replica syncs at once
 
-    def __init__(self, password=None, args=(), sentinel=None):
-        self.dir = tempfile.mkdtemp(prefix="pginval-node-", dir="/tmp")
-        self.port = free_port()
-        self.password = password
-        self.args = list(args)
-        self.sentinel = sentinel     # the lines of a sentinel's config
-        self.proc = None
 
-    @property
-    def url(self):
-        auth = ":%s@" % self.password if self.password else ""
-        return "redis://%s127.0.0.1:%d" % (auth, self.port)
-
-    @property
-    def rdb(self):
-        return os.path.join(self.dir, "dump.rdb")
-
-    def start(self):
-        log = os.path.join(self.dir, "redis.log")
-        if self.sentinel is not None:
-            conf = os.path.join(self.dir, "sentinel.conf")
-            if not os.path.exists(conf):   # sentinels rewrite it
-                with open(conf, "w") as f:
-                    f.write("\n".join(["port %d" % self.port,
-                                       "bind 127.0.0.1", "dir " + self.dir,
-                                       "logfile " + log]
-                                      + self.sentinel) + "\n")
-            argv = ["redis-server", conf, "--sentinel"]
-        else:
-            argv = ["redis-server", "--port", str(self.port), "--bind",
-                    "127.0.0.1", "--dir", self.dir, "--save", "",
-                    "--appendonly", "no", "--logfile", log,
-                    "--repl-diskless-sync-delay", "0"] + self.args
-            if self.password:
-                argv += ["--requirepass", self.password,
-                         "--masterauth", self.password]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        wait_for(lambda: self._pong(), "redis on port %d" % self.port)
-        return self
-
-    def _pong(self):
-        try:
-            return self.command("PING") == "PONG"
-        except (OSError, RedisError):
-            return False
-
-    def connect(self):
-        c = RespConnection("127.0.0.1", self.port)
-        if self.password:
-            c.command("AUTH", self.password)
-        return c
-
-    def command(self, *args):
-        with self.connect() as c:
-            return c.command(*args)
-
-    def shutdown(self, how="NOSAVE"):
-        try:
-            self.command("SHUTDOWN", how)
-        except (OSError, RedisError, ConnectionError):
-            pass                          # the link goes with it
-        self.proc.wait(timeout=20)
-        self.proc = None
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=20)
-        self.proc = None
-
-    def close(self):
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def offset(self):
-        """master_repl_offset, from INFO replication."""
-        text = self.command("INFO", "replication").decode()
-        return int(text.split("master_repl_offset:")[1].split()[0])
+def offset(n):
+    return int(n.info("replication")["master_repl_offset"])
 
 
 def in_sync(m, r):
-    wait_for(lambda: r.offset() >= m.offset(), "the replica caught up")
+    wait_for(lambda: offset(r) >= offset(m), "the replica caught up")
+
+
+def restart_complete(m):
+    """SHUTDOWN SAVE, then the same server again from that snapshot."""
+    try:
+        m.command("SHUTDOWN", "SAVE")
+    except (OSError, RedisError, ConnectionError):
+        pass                          # the link goes with it
+    m.proc.wait(timeout=20)
+    m.restart()
+
+
+def with_replica(test):
+    """Runs test(m) with m a Redis that has a replica: one that never had
+    one keeps no replication history across restarts."""
+    with Redis(extra_args=FAST_SYNC) as m, \
+            Redis(extra_args=FAST_SYNC + ["--replicaof", "127.0.0.1",
+                                          str(m.port)]) as r:
+        wait_for(lambda: r.info("replication").get("master_link_status")
+                 == "up", "the replica in sync")
+        test(m, r)
 
 
 def sql(text):
@@ -212,86 +147,50 @@ def before_each():
 
 
 def test_restart_from_an_older_snapshot_resets_the_target():
-    m = r = None
-    target = Node()
-    try:
-        target.start()
-        m, r = target, Node(args=["--replicaof", "127.0.0.1",
-                                  str(target.port)]).start()
-        wait_for(lambda: b"master_link_status:up" in
-                 r.command("INFO", "replication"), "the replica in sync")
+    # Without a stream: a reset.
+    def test(m, r):
         with Apply(m) as s:
             fill(m, 20)
-            save(m.command)
-            shutil.copy(m.rdb, m.rdb + ".old")
+            snap = m.snapshot()
             update(20, "a")
             wait_for(lambda: not stale(m, 20), "apply deleted the keys")
             s.confirmed()
             eq(s.breaks(), 0.0, "no break before the restart")
             # Restarted from the snapshot taken before the deletes.
-            m.shutdown("NOSAVE")
-            shutil.copy(m.rdb + ".old", m.rdb)
-            m.start()
+            m.restart(rdb=snap)
             s.a.wait_log("may have forgotten writes it acknowledged")
             assert "offset went back" in s.a.log_text(), s.a.log_text()
             s.a.wait_log("target t: its Redis may have forgotten "
                          "invalidations; resetting it")
             wait_for(lambda: not stale(m, 20), "the reset swept them")
             eq(s.breaks(), 1.0, BREAKS)
-    finally:
-        for n in (target, r):
-            if n is not None:
-                n.close()
+    with_replica(test)
 
 
-def snapshot_then_forget(m, s, before, after):
-    """Caches user:1..50 on m; the change before (a function) is applied,
-    then m's snapshot is taken, then the change after; m restarts from
-    that snapshot, so that the deletes of after come back undone."""
+def snapshot_then_forget(m, s, tag):
+    """Caches user:1..50 on m; apply deletes user:1..10, then m's
+    snapshot is taken, then apply deletes user:1..20; m restarts from
+    that snapshot, so that the second deletes come back undone."""
     fill(m, 50)
-    before()
+    update(10, tag + "1")
+    wait_for(lambda: not stale(m, 10), "the first deletes")
     s.confirmed()
-    save(m.command)
-    shutil.copy(m.rdb, m.rdb + ".old")
-    after()
+    snap = m.snapshot()
+    update(20, tag + "2")
+    wait_for(lambda: not stale(m, 20), "the second deletes")
     s.confirmed()
     eq(s.breaks(), 0.0, "no break before the restart")
-    m.shutdown("NOSAVE")
-    shutil.copy(m.rdb + ".old", m.rdb)
-    m.start()
+    m.restart(rdb=snap)
     s.a.wait_log("may have forgotten writes it acknowledged")
-
-
-def with_replica(test):
-    """Runs test(m) with m a node that has a replica: a Redis that never
-    had one keeps no replication history across restarts."""
-    m = r = None
-    try:
-        m = Node().start()
-        r = Node(args=["--replicaof", "127.0.0.1", str(m.port)]).start()
-        wait_for(lambda: b"master_link_status:up" in
-                 r.command("INFO", "replication"), "the replica in sync")
-        test(m)
-    finally:
-        for n in (m, r):
-            if n is not None:
-                n.close()
 
 
 def test_restart_from_an_older_snapshot_is_repaired_from_the_stream():
     """The stream lives on another Redis: only the messages the target
     may have lost are replayed to it. The keys they name go; keys no
     change named stay, which a reset would have swept."""
-    def test(m):
+    def test(m, r):
         with Apply(m, stream="pginval:log") as s:
-            def before():
-                update(10, "r1")
-                wait_for(lambda: not stale(m, 10), "the first deletes")
-
-            def after():
-                update(20, "r2")
-                wait_for(lambda: not stale(m, 20), "the second deletes")
-            snapshot_then_forget(m, s, before, after)
+            snapshot_then_forget(m, s, "r")
             s.a.wait_log("target t: repaired")
             wait_for(lambda: not stale(m, 20), "the replay deleted them")
             eq(len(stale(m, 50)), 30, "user:21..50, which no change named, "
@@ -311,16 +210,9 @@ def test_a_stream_that_forgot_too_resets_the_target():
     snapshot: the stream lost the same messages, so the repair cannot
     be made from it (or apply's own replay found that first, and reset
     everything), and the target is reset."""
-    def test(m):
+    def test(m, r):
         with Apply(channel=m, stream="pginval:log") as s:
-            def before():
-                update(10, "s1")
-                wait_for(lambda: not stale(m, 10), "the first deletes")
-
-            def after():
-                update(20, "s2")
-                wait_for(lambda: not stale(m, 20), "the second deletes")
-            snapshot_then_forget(m, s, before, after)
+            snapshot_then_forget(m, s, "s")
             wait_for(lambda: "the repair from the stream failed" in
                      s.a.log_text() or "resetting it (no last message" in
                      s.a.log_text(), "the repair refused or failed")
@@ -332,32 +224,19 @@ def test_a_stream_that_forgot_too_resets_the_target():
 
 
 def test_restart_without_data_resets_the_target():
-    m = Node()
-    try:
-        m.start()
-        with Apply(m) as s:
-            update(5, "b")
-            wait_for(lambda: m.command("EXISTS", "pginval:m:{user:5}"),
-                     "apply marked the keys")
-            s.confirmed()
-            m.shutdown("NOSAVE")
-            if os.path.exists(m.rdb):
-                os.unlink(m.rdb)
-            m.start()
-            s.a.wait_log("may have forgotten writes it acknowledged")
-            s.a.wait_log("resetting it")
-            eq(s.breaks(), 1.0, BREAKS)
-    finally:
-        m.close()
+    with Redis() as m, Apply(m) as s:
+        update(5, "b")
+        wait_for(lambda: m.command("EXISTS", "pginval:m:{user:5}"),
+                 "apply marked the keys")
+        s.confirmed()
+        m.restart_empty()
+        s.a.wait_log("may have forgotten writes it acknowledged")
+        s.a.wait_log("resetting it")
+        eq(s.breaks(), 1.0, BREAKS)
 
 
 def test_plain_reconnect_and_complete_restart_are_no_alarm():
-    m = r = None
-    try:
-        m = Node().start()
-        r = Node(args=["--replicaof", "127.0.0.1", str(m.port)]).start()
-        wait_for(lambda: b"master_link_status:up" in
-                 r.command("INFO", "replication"), "the replica in sync")
+    def test(m, r):
         with Apply(m) as s:
             fill(m, 10)
             update(10, "c")
@@ -368,8 +247,7 @@ def test_plain_reconnect_and_complete_restart_are_no_alarm():
             s.a.wait_log("target t: connected to", count=2)
             # A complete restart: the snapshot holds every write.
             in_sync(m, r)
-            m.shutdown("SAVE")
-            m.start()
+            restart_complete(m)
             s.a.wait_log("target t: connected to", count=3)
             fill(m, 10)
             update(10, "d")
@@ -377,31 +255,23 @@ def test_plain_reconnect_and_complete_restart_are_no_alarm():
             eq(s.breaks(), 0.0, BREAKS)
             assert "may have forgotten" not in s.a.log_text(), \
                 s.a.log_text()
-    finally:
-        for n in (m, r):
-            if n is not None:
-                n.close()
+    with_replica(test)
 
 
 def test_daemon_with_action_delete_resets_after_a_restart():
-    m = Node()
     port = free_port()
-    try:
-        m.start()
+    with Redis() as m:
         d = harness.Daemon(PG, REDIS, TABLES, redis_url=m.url + "/0",
                            extra={"redis.action": "delete",
                                   "metrics.listen": "127.0.0.1:%d" % port})
         d.start()
         try:
             fill(m, 10)
-            save(m.command)
-            shutil.copy(m.rdb, m.rdb + ".old")
+            snap = m.snapshot()
             update(10, "e")
             wait_for(lambda: not stale(m, 10), "the daemon deleted them")
             time.sleep(0.3)
-            m.shutdown("NOSAVE")
-            shutil.copy(m.rdb + ".old", m.rdb)
-            m.start()
+            m.restart(rdb=snap)
             d.wait_log("may have forgotten writes it acknowledged")
             d.wait_log("queued a reset: Redis may have forgotten keys")
             wait_for(lambda: not stale(m, 10), "the reset swept them")
@@ -412,13 +282,10 @@ def test_daemon_with_action_delete_resets_after_a_restart():
             d.kill()
             raise
         d.stop()
-    finally:
-        m.close()
 
 
 def test_role_and_info_refused_is_one_warning():
-    m = Node().start()
-    try:
+    with Redis() as m:
         m.command("ACL", "SETUSER", "default", "-role", "-info")
         d = harness.Daemon(PG, REDIS, TABLES, redis_url=m.url + "/0",
                            extra={"redis.action": "delete"})
@@ -439,8 +306,6 @@ def test_role_and_info_refused_is_one_warning():
             d.kill()
             raise
         d.stop()
-    finally:
-        m.close()
 
 
 def around():
