@@ -174,10 +174,14 @@ check_raw(const char *d, size_t n)
 		    in.second_offset < -1)
 			fail("bad INFO fields");
 		redis_history_learn(&h, &in);
-		redis_history_confirm(&h, in.second_offset, 7);
+		for (uint64_t m = 1; m <= 40; m++)	/* past a thinning */
+			redis_history_confirm(&h, (long long)m * 10, m);
 		(void)redis_history_check(&h, &in, why, sizeof(why));
 		if (strlen(why) >= sizeof(why))
 			fail("an unterminated reason");
+		if (redis_history_kept(&h, &in) > 40 ||
+		    h.nmarks > REDIS_HISTORY_MARKS)
+			fail("a checkpoint out of range");
 	}
 }
 
