@@ -60,6 +60,13 @@ apply_reset_all(struct apply *a, const char *why)
 }
 
 static void
+apply_sweep_table(const struct apply_table *t, struct apply_target *target)
+{
+	for (size_t j = 0; j < t->n; j++)
+		apply_target_sweep(target, t->patterns[j]);
+}
+
+static void
 apply_reset_table(struct apply *a, const char *table, const char *why)
 {
 	const struct apply_table *t = apply_tables_find(&a->tables, table);
@@ -75,8 +82,7 @@ apply_reset_table(struct apply *a, const char *table, const char *why)
 	if (log_limit(&a->reset_lines, ev_now(a->loop), "resets"))
 		log_info("%s of %s: sweeping its key patterns", why, table);
 	for (size_t i = 0; i < a->ntargets; i++)
-		for (size_t j = 0; j < t->n; j++)
-			apply_target_sweep(a->targets[i], t->patterns[j]);
+		apply_sweep_table(t, a->targets[i]);
 }
 
 /* What a message asks of one target, when it is replayed to it alone: a
@@ -87,17 +93,15 @@ apply_to_target(struct apply *a, struct apply_target *target,
 {
 	const struct apply_table *t;
 
-	if (m->op == NULL || !m->keys_array ||
-	    (strcmp(m->op, "reset") == 0 && m->table == NULL)) {
+	if (m->op == NULL || !m->keys_array) {
 		apply_reset_target(a, target);
 		return;
 	}
 	if (strcmp(m->op, "reset") == 0 || strcmp(m->op, "truncate") == 0) {
-		if ((t = apply_tables_find(&a->tables, m->table)) != NULL)
-			for (size_t j = 0; j < t->n; j++)
-				apply_target_sweep(target, t->patterns[j]);
-		else if (m->table == NULL)
+		if (m->table == NULL)
 			apply_reset_target(a, target);
+		else if ((t = apply_tables_find(&a->tables, m->table)) != NULL)
+			apply_sweep_table(t, target);
 		return;
 	}
 	for (size_t i = 0; i < m->nkeys; i++)

@@ -1457,9 +1457,9 @@ def apply_settled(path, port, proc, timeout=60, quiet=0.5):
 
 
 def apply_conf(pg, channel_redis, target, port, channel=APPLY_CHANNEL,
-               keys=APPLY_N, options=()):
+               keys=APPLY_N, options=(), stream=None):
     """apply's configuration: ``keys`` sizes max_queue, ``options`` are
-    more lines of [apply]."""
+    more lines of [apply], ``stream`` [redis] stream."""
     conf = os.path.join(OUT, "apply-%s.conf" % target.name)
     with open(conf, "w") as f:
         f.write("\n".join([
@@ -1467,7 +1467,8 @@ def apply_conf(pg, channel_redis, target, port, channel=APPLY_CHANNEL,
             "[postgres]",
             "conninfo = %s application_name=%s" % (pg.conninfo, DAEMON_APP),
             "[redis]", "url = %s/0" % channel_redis.url,
-            "channel = " + channel,
+            "channel = " + channel] + (
+            ["stream = " + stream] if stream else []) + [
             # debug: the end of the start sweep is logged at that level.
             "[daemon]", "log_level = debug",
             "[metrics]", "listen = 127.0.0.1:%d" % port,
@@ -1668,7 +1669,11 @@ def applyrate_problems(res):
 INVALIDATE_N = env_int("BENCH_INVALIDATE_N", 500000)
 INVALIDATE_TABLE = "public.users"
 # Each cell is a configuration of apply: the extra lines of its [apply].
-INVALIDATE_CELLS = {"guard": (), "nomarkers": ("markers = off",)}
+INVALIDATE_CELLS = {"guard": (), "nomarkers": ("markers = off",),
+                    "stream": ()}
+# The cell whose daemon and apply keep [redis] stream: apply then marks
+# every message and keeps checkpoints for targets that forget.
+INVALIDATE_STREAM = {"stream": "pginval:bench:log"}
 
 
 def setup_invalidate_db(pg, rows):
@@ -1720,8 +1725,10 @@ def invalidate_run(pg, channel, target, cell, tag):
     from servers import free_port
     n = INVALIDATE_N
     options = INVALIDATE_CELLS[cell]
+    stream = INVALIDATE_STREAM.get(cell)
     conf = apply_conf(pg, channel, target, free_port(),
-                      channel=PginvalRelay.channel, keys=n, options=options)
+                      channel=PginvalRelay.channel, keys=n, options=options,
+                      stream=stream)
     refused = apply_refused(conf)
     if refused:
         return {"cell": cell, "keys": n, "refused": refused}
@@ -1729,8 +1736,9 @@ def invalidate_run(pg, channel, target, cell, tag):
     pg.psql("VACUUM users")
     proc, port, path = apply_start(pg, channel, target, tag,
                                    channel=PginvalRelay.channel, keys=n,
-                                   options=options)
-    relay = PginvalRelay(pg, channel, {INVALIDATE_TABLE: "user:{id}"})
+                                   options=options, stream=stream)
+    relay = PginvalRelay(pg, channel, {INVALIDATE_TABLE: "user:{id}"},
+                         stream=stream)
     try:
         # apply first: the daemon's start reset, seq 1 of its epoch, then
         # reaches it, and the UPDATE's messages follow in sequence.
