@@ -370,9 +370,9 @@ apply_target_forgot_mark(const struct apply_target *t)
 void
 apply_target_repairing(struct apply_target *t, bool on, uint64_t from)
 {
+	/* Off: mark_done moves at the next settle, after whatever the owner
+	 * does now (a reset, when the repair failed) has begun. */
 	t->repairing = on;
 	if (on)
 		t->mark_done = from;
-	else
-		target_settle(t);
 }

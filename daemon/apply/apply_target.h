@@ -94,7 +94,8 @@ void apply_target_mark(struct apply_target *t, uint64_t mark);
  * held by the server; 0: nothing is known to be, reset the target. */
 uint64_t apply_target_forgot_mark(const struct apply_target *t);
 /* While marks from before are being asked for again (on: from is the
- * newest the server holds), the answered mark stays at from. */
+ * newest the server holds), the answered mark stays at from; after, it
+ * moves again once every command is answered. */
 void apply_target_repairing(struct apply_target *t, bool on, uint64_t from);
 /* The SHA1 of the fill script, once a connection has loaded it; "" before. */
 const char *apply_target_fill_sha(const struct apply_target *t);
