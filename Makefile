@@ -80,7 +80,8 @@ UNIT_DEPS_sign    := daemon/core/sign.o
 UNIT_DEPS_http_head := daemon/lib/http_head.o
 UNIT_DEPS_log     :=
 UNIT_DEPS_pgoutput := daemon/core/pgoutput.o
-UNIT_DEPS_wal_rel := daemon/core/wal_rel.o daemon/core/pgoutput.o
+UNIT_DEPS_wal_rel := daemon/core/wal_rel.o daemon/core/pgoutput.o \
+	daemon/core/decode.o daemon/lib/json_read.o
 UNIT_DEPS_redis_slots := daemon/lib/redis_slots.o
 UNIT_DEPS_redis_history := daemon/lib/redis_history.o
 UNIT_DEPS_redis_nodes := daemon/lib/redis_nodes.o daemon/lib/redis_slots.o

@@ -81,10 +81,11 @@ row_image_get(const struct row_image *img, const char *name)
 	return NULL;
 }
 
-bool
+/* The same columns, in order, with the same values. */
+static bool
 row_image_same(const struct row_image *a, const struct row_image *b)
 {
-	if (a->n != b->n)
+	if (!a->present || !b->present || a->n != b->n)
 		return false;
 	if (a->cols == b->cols)
 		return true;
@@ -98,6 +99,22 @@ row_image_same(const struct row_image *a, const struct row_image *b)
 			return false;
 	}
 	return true;
+}
+
+void
+event_share_images(struct event *ev)
+{
+	if (row_image_same(&ev->old, &ev->new))
+		ev->new.cols = ev->old.cols;
+	for (size_t i = 0; i < ev->nrows; i++)
+		if (row_image_same(&ev->rows[i].old, &ev->rows[i].new))
+			ev->rows[i].new.cols = ev->rows[i].old.cols;
+}
+
+bool
+row_image_shared(const struct row_image *a, const struct row_image *b)
+{
+	return a->present && b->present && a->cols == b->cols && a->n == b->n;
 }
 
 static enum decode_result decode_err(enum decode_result, char *, size_t,
@@ -337,6 +354,7 @@ decode_fields(const struct parser *ps, const struct fields *f,
 			return DECODE_TABLE_ONLY;
 		output_image(ps, &f->one.o, &ev->old);
 		output_image(ps, &f->one.n, &ev->new);
+		event_share_images(ev);
 		return DECODE_OK;
 	}
 	if (f->rows != ROWS_LIST)
@@ -351,6 +369,7 @@ decode_fields(const struct parser *ps, const struct fields *f,
 		output_image(ps, &ps->rows[i].n, &ev->rows[i].new);
 	}
 	ev->nrows = ps->nrows;
+	event_share_images(ev);
 	return DECODE_OK;
 }
 

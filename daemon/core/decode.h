@@ -75,10 +75,15 @@ void decode_event_free(struct event *ev);
 
 /* "insert", "update", "delete" or "truncate". */
 const char *event_op_name(enum event_op op);
-/* Whether a and b hold the same columns, in order, with the same values:
- * an update that left the watched columns alone, or an image shared (from
- * the WAL, when it sent no old values). */
-bool row_image_same(const struct row_image *a, const struct row_image *b);
+/*
+ * An update whose new image holds the same columns and values as its old
+ * one (it left the watched columns alone) gets the old image as its new
+ * one, shared. The makers of events call it (decode_event(), wal_rel.h),
+ * so that the consumers render such an image once: row_image_shared().
+ */
+void event_share_images(struct event *ev);
+/* Whether b is a's image, shared. */
+bool row_image_shared(const struct row_image *a, const struct row_image *b);
 /* Returns the column named name in img, or NULL. */
 const struct row_col *row_image_get(const struct row_image *img,
     const char *name);

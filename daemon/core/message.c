@@ -74,7 +74,7 @@ message_row_images(struct buf *out, const struct row_image *old,
 	buf_addc(out, '{');
 	if (old->present)
 		message_image(out, "old", old, true);
-	if (new->present && old->present && row_image_same(old, new)) {
+	if (row_image_shared(old, new)) {
 		/* The same image: its text once more, not escaped again. */
 		size_t from = start + 1 + strlen("\"old\":");
 		size_t n = out->len - from;

@@ -238,19 +238,16 @@ rules_render(const struct rule_set *rs, const struct event *ev,
 	if (ev->old.present &&
 	    rules_render_image(rs, &ev->old, out, &key, err, errlen) == -1)
 		return -1;
-	/* An image equal to the old one (an update that left the watched
-	 * columns alone, or an image shared: see wal_rel.h) makes the same
-	 * keys. */
-	if (ev->new.present && !(ev->old.present &&
-	    row_image_same(&ev->old, &ev->new)) &&
+	/* A shared image (event_share_images()) makes the same keys. */
+	if (ev->new.present && !row_image_shared(&ev->old, &ev->new) &&
 	    rules_render_image(rs, &ev->new, out, &key, err, errlen) == -1)
 		return -1;
 	for (size_t i = 0; i < ev->nrows; i++) {
 		const struct event_row *r = &ev->rows[i];
 
 		if ((r->old.present && rules_render_image(rs, &r->old, out, &key,
-		    err, errlen) == -1) || (r->new.present && !(r->old.present &&
-		    row_image_same(&r->old, &r->new)) &&
+		    err, errlen) == -1) || (r->new.present &&
+		    !row_image_shared(&r->old, &r->new) &&
 		    rules_render_image(rs, &r->new, out, &key, err, errlen) == -1))
 			return -1;
 	}

@@ -514,7 +514,7 @@ fill_event(struct wal_rels *rels, const struct wal_rel *r,
 	ev->ts = ts;
 	/* An Update that sent no old value of a watched column: the old
 	 * image is the new one, shared (message.c and rules.c render it
-	 * once). */
+	 * once, as event_share_images() arranges for equal ones). */
 	for (size_t i = 0; i < n && same; i++)
 		same = rels->picks[i].old == NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -536,6 +536,8 @@ fill_event(struct wal_rels *rels, const struct wal_rel *r,
 	ev->new.present = m->kind != 'D';
 	ev->new.n = ev->new.present ? n : 0;
 	ev->new.cols = ev->new.present ? nc : NULL;
+	if (!same)
+		event_share_images(ev);	/* old values sent, and equal */
 }
 
 /*
